@@ -1,0 +1,105 @@
+//! HTTP for organisations and the audit log: thin handlers that extract, call one service
+//! function and map the result.
+
+use axum::extract::State;
+use carebridge_domain::auth::{Actor, Permission, Source};
+use carebridge_proto::audit::{AuditEvent, AuditVerification};
+use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
+use carebridge_proto::problem::Problem;
+use carebridge_proto::{Page, PageQuery};
+use carebridge_web::idem::Idem;
+use carebridge_web::{org_scope, page_limit, ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, Json, Path, Query, Tagged};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::service;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org, update_org))
+        .routes(routes!(audit_log))
+        .routes(routes!(audit_verify))
+}
+
+fn actor(p: carebridge_domain::auth::Principal) -> Actor {
+    Actor::new(p, Source::Api)
+}
+
+/// Create an organisation (platform credential).
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organisations", request_body = CreateOrg,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retried create return the first result")),
+    responses((status = 201, body = Org), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_org(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Json<CreateOrg>,
+) -> Result<Created<Org>, ApiError> {
+    let idem = Idem::new(&p, "POST /orgs", key, &body.digest);
+    let outcome = service::create(&s.db, &actor(p), body.value, idem, s.now()).await?;
+    Ok(Created { outcome, collection: "/api/v1/orgs".into() })
+}
+
+/// Organisations visible to the caller.
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "organisations", params(PageQuery),
+    responses((status = 200, body = Page<Org>)), security(("bearer" = [])))]
+async fn list_orgs(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<PageQuery>) -> Result<axum::Json<Page<Org>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    Ok(axum::Json(service::list(&s.db, &actor(p), &s.cursor, q.cursor.as_deref(), limit).await?))
+}
+
+/// One organisation.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "organisations",
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 200, body = Org, headers(("ETag" = String))), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn get_org(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>) -> Result<Tagged<Org>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::OrgRead).await?;
+    let org = service::get(&s.db, &o).await?;
+    let v = org.version;
+    Ok(Tagged(org, v))
+}
+
+/// Change an organisation (`If-Match` required).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "organisations", request_body = UpdateOrg,
+    params(("org" = String, Path, description = "slug or id"), ("If-Match" = String, Header, description = "ETag of the version read")),
+    responses((status = 200, body = Org), (status = 412, body = Problem), (status = 428, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn update_org(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    IfMatch(version): IfMatch,
+    body: Json<UpdateOrg>,
+) -> Result<Tagged<Org>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::OrgWrite).await?;
+    let org = service::update(&s.db, &actor(p), &o, version, body.value, s.now()).await?;
+    let v = org.version;
+    Ok(Tagged(org, v))
+}
+
+/// The organisation's audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit", tag = "audit",
+    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    responses((status = 200, body = Page<AuditEvent>)), security(("bearer" = [])))]
+async fn audit_log(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<AuditEvent>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let o = org_scope(&s.db, &p, &org, Permission::AuditRead).await?;
+    Ok(axum::Json(service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?))
+}
+
+/// Verify the organisation's audit hash chain.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit/verify", tag = "audit",
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 200, body = AuditVerification)), security(("bearer" = [])))]
+async fn audit_verify(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>) -> Result<axum::Json<AuditVerification>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::AuditRead).await?;
+    Ok(axum::Json(service::verify_chain(&s.db, o.id).await?))
+}

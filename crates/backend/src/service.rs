@@ -1,0 +1,181 @@
+//! Organisation rules: creation (platform operators, the set-up flow and the CLI), reads,
+//! updates with optimistic concurrency, and the audit log of an organisation.
+
+use carebridge_domain::audit::verify;
+use carebridge_domain::auth::Actor;
+use carebridge_domain::org::{check_language, check_region, OrgDraft};
+use carebridge_domain::time::from_millis;
+use carebridge_domain::validate::bounded_text;
+use carebridge_domain::{OrgId, Timestamp, Violations};
+use carebridge_proto::audit::{AuditEvent, AuditVerification};
+use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
+use carebridge_proto::Page;
+use carebridge_store::orgs::OrgRef;
+use carebridge_store::{audit, Db, Tx};
+use carebridge_web::idem::{self, Idem, Outcome};
+use carebridge_web::{CursorKey, ServiceError};
+
+use crate::repo;
+
+/// Validates a create request.
+pub fn draft(input: &CreateOrg) -> Result<OrgDraft, Violations> {
+    OrgDraft::validate(
+        &input.slug,
+        &input.name,
+        &input.default_region,
+        &input.default_language,
+        input.contact_email.as_deref(),
+    )
+}
+
+/// Creates an organisation inside `tx` (used by the API, the set-up flow, the CLI and the demo).
+pub async fn create_in(tx: &mut Tx, actor: &Actor, d: OrgDraft, now: Timestamp) -> Result<Org, ServiceError> {
+    if repo::slug_taken(tx, &d.slug).await? {
+        return Err(ServiceError::Invalid(Violations::single("/slug", "slug_taken", format!("'{}' is already in use", d.slug))));
+    }
+    let o = Org {
+        id: OrgId::generate(now).0,
+        slug: d.slug,
+        name: d.name,
+        default_region: d.default_region,
+        default_language: d.default_language,
+        contact_email: d.contact_email,
+        discoverable: false,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::insert(tx, &o).await?;
+    audit::record(tx, OrgId(o.id), actor, "org.create", "organisation", &o.id.to_string(), None::<&Org>, Some(&o), now).await?;
+    Ok(o)
+}
+
+/// `POST /orgs`: platform operators only.
+pub async fn create(db: &Db, actor: &Actor, input: CreateOrg, idem: Option<Idem>, now: Timestamp) -> Result<Outcome<Org>, ServiceError> {
+    if !actor.principal.is_platform() {
+        return Err(ServiceError::Forbidden { detail: "creating organisations needs a platform credential".into() });
+    }
+    let d = draft(&input)?;
+    let mut tx = db.begin().await?;
+    if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
+        return Ok(Outcome::Replayed(stored));
+    }
+    let o = create_in(&mut tx, actor, d, now).await?;
+    idem::save(&mut tx, idem.as_ref(), &o, now.as_millisecond()).await?;
+    tx.commit().await?;
+    Ok(Outcome::Fresh(o))
+}
+
+pub async fn get(db: &Db, org: &OrgRef) -> Result<Org, ServiceError> {
+    let mut c = db.read().await?;
+    repo::get(&mut c, org.id).await?.ok_or(ServiceError::NotFound { what: "organisation" })
+}
+
+/// Organisations the caller can see: all for platform operators, else its own.
+pub async fn list(db: &Db, actor: &Actor, cursor: &CursorKey, after: Option<&str>, limit: i64) -> Result<Page<Org>, ServiceError> {
+    let after: Option<String> = cursor.decode_opt("orgs", after)?;
+    let mut c = db.read().await?;
+    if !actor.principal.is_platform() {
+        let own = match actor.principal.org() {
+            Some(id) if after.is_none() => repo::get(&mut c, id).await?,
+            _ => None,
+        };
+        return Ok(Page { items: own.into_iter().collect(), next_cursor: None });
+    }
+    let mut items = repo::page(&mut c, after.as_deref(), limit + 1).await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|o| cursor.encode("orgs", &o.slug))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// `PATCH /orgs/{org}` with `If-Match`.
+pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, if_match: i64, patch: UpdateOrg, now: Timestamp) -> Result<Org, ServiceError> {
+    let mut tx = db.begin().await?;
+    let before = repo::get(&mut tx, org.id).await?.ok_or(ServiceError::NotFound { what: "organisation" })?;
+    if before.version != if_match {
+        return Err(ServiceError::VersionMismatch { current: before.version });
+    }
+    let mut v = Violations::new();
+    let mut after = before.clone();
+    if let Some(n) = &patch.name {
+        after.name = bounded_text(&mut v, "/name", n, 1, 200);
+    }
+    if let Some(r) = &patch.default_region {
+        check_region(&mut v, "/default_region", r);
+        after.default_region = r.clone();
+    }
+    if let Some(l) = &patch.default_language {
+        check_language(&mut v, "/default_language", l);
+        after.default_language = l.clone();
+    }
+    if let Some(e) = &patch.contact_email {
+        after.contact_email = e.as_ref().map(|e| carebridge_domain::person::normalise_email(&mut v, "/contact_email", e));
+    }
+    if let Some(d) = patch.discoverable {
+        after.discoverable = d;
+    }
+    v.into_result()?;
+    if after == before {
+        return Ok(before);
+    }
+    after.version += 1;
+    after.updated_at = now;
+    if !repo::update(&mut tx, &after, before.version).await? {
+        return Err(ServiceError::VersionMismatch { current: before.version });
+    }
+    audit::record(&mut tx, org.id, actor, "org.update", "organisation", &org.id.to_string(), Some(&before), Some(&after), now).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+fn event(r: carebridge_domain::audit::AuditRecord) -> AuditEvent {
+    AuditEvent {
+        seq: r.seq,
+        at: from_millis(r.at_ms),
+        actor: r.actor,
+        action: r.action,
+        target_type: r.target_type,
+        target_id: r.target_id,
+        before_digest: r.before_digest,
+        after_digest: r.after_digest,
+        source: r.source,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
+    }
+}
+
+/// The audit log, newest first.
+pub async fn audit_page(db: &Db, org: &OrgRef, cursor: &CursorKey, after: Option<&str>, limit: i64) -> Result<Page<AuditEvent>, ServiceError> {
+    let before: Option<i64> = cursor.decode_opt("audit", after)?;
+    let mut c = db.read().await?;
+    let mut rows = audit::page_desc(&mut c, org.id, before.unwrap_or(i64::MAX), limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| cursor.encode("audit", &r.seq))
+    } else {
+        None
+    };
+    Ok(Page { items: rows.into_iter().map(event).collect(), next_cursor })
+}
+
+/// Walks `org`'s whole chain in batches and checks every link and the recorded head.
+pub async fn verify_chain(db: &Db, org: OrgId) -> Result<AuditVerification, ServiceError> {
+    let mut c = db.read().await?;
+    let head = audit::head(&mut c, org).await?;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = audit::page(&mut c, org, after, 5000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        all.extend(batch);
+    }
+    Ok(match verify(org, &all, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+        Ok(n) => AuditVerification { ok: true, events_checked: n, error: None },
+        Err(e) => AuditVerification { ok: false, events_checked: 0, error: Some(e.to_string()) },
+    })
+}

@@ -1,0 +1,122 @@
+//! Search keys: a lower-cased, accent-folded form of names, e-mails and phone numbers, so that
+//! `muller` finds `Müller` and `+41 79` finds `+41791234567`. Stored per person as tokens and
+//! matched by prefix inside the database (an index range scan, never a table scan).
+
+/// Lower-cases and folds common Latin diacritics (ä→a, ß→ss, é→e, ø→o, …). Other scripts stay
+/// as they are (lower-cased).
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().flat_map(char::to_lowercase) {
+        match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => out.push('a'),
+            'æ' => out.push_str("ae"),
+            'ç' | 'ć' | 'č' => out.push('c'),
+            'ď' | 'đ' | 'ð' => out.push('d'),
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => out.push('e'),
+            'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => out.push('i'),
+            'ł' | 'ľ' | 'ĺ' => out.push('l'),
+            'ñ' | 'ń' | 'ň' => out.push('n'),
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => out.push('o'),
+            'œ' => out.push_str("oe"),
+            'ř' | 'ŕ' => out.push('r'),
+            'ß' => out.push_str("ss"),
+            'ś' | 'š' | 'ş' => out.push('s'),
+            'ť' | 'ţ' => out.push('t'),
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' | 'ų' => out.push('u'),
+            'ý' | 'ÿ' => out.push('y'),
+            'ź' | 'ż' | 'ž' => out.push('z'),
+            'þ' => out.push_str("th"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits a folded text into search tokens (words of letters/digits; `@`, `.`, `-`, `_` and `+`
+/// stay inside e-mail-like words).
+pub fn tokens(s: &str) -> Vec<String> {
+    fold(s)
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '/' | '(' | ')' | '"' | '\''))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// All search tokens of a person: each name word, the full name, each e-mail and its local part,
+/// each phone number with and without `+`.
+pub fn person_tokens(given: &str, family: &str, emails: &[String], phones: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    out.extend(tokens(given));
+    out.extend(tokens(family));
+    for e in emails {
+        let e = fold(e);
+        if let Some((local, _)) = e.split_once('@') {
+            out.push(local.to_string());
+        }
+        out.push(e);
+    }
+    for p in phones {
+        out.push(p.clone());
+        out.push(p.trim_start_matches('+').to_string());
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|t| !t.is_empty() && t.len() <= 200);
+    out
+}
+
+/// The words of a search query, folded; phone-like input loses its spaces so `+41 79 123`
+/// matches the E.164 form.
+pub fn query_words(q: &str) -> Vec<String> {
+    let trimmed = q.trim();
+    let phone_like = !trimmed.is_empty()
+        && trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '/'))
+        && trimmed.chars().any(|c| c.is_ascii_digit());
+    if phone_like {
+        let digits: String = trimmed.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        return vec![digits];
+    }
+    let mut w = tokens(trimmed);
+    w.truncate(5);
+    w
+}
+
+/// The exclusive upper bound of a prefix range: `prefix <= token < upper`.
+pub fn prefix_upper(prefix: &str) -> String {
+    let mut s = prefix.to_string();
+    s.push(char::MAX);
+    s
+}
+
+/// The sort key of a person's name: family name, then given name, folded.
+pub fn sort_key(given: &str, family: &str) -> String {
+    format!("{}\u{1}{}", fold(family.trim()), fold(given.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_accents() {
+        assert_eq!(fold("Müller"), "muller");
+        assert_eq!(fold("Straße"), "strasse");
+        assert_eq!(fold("Sjöström"), "sjostrom");
+        assert_eq!(fold("Zoë"), "zoe");
+        assert_eq!(fold("Ärrä"), "arra");
+    }
+
+    #[test]
+    fn phone_queries_lose_spaces() {
+        assert_eq!(query_words("+41 79 123"), vec!["+4179123"]);
+        assert_eq!(query_words("anna Müller"), vec!["anna", "muller"]);
+    }
+
+    #[test]
+    fn person_tokens_cover_fields() {
+        let t = person_tokens("Anna-Lena", "Müller", &["A.Mueller@Example.ch".into()], &["+41791234567".into()]);
+        for want in ["anna-lena", "muller", "a.mueller", "a.mueller@example.ch", "+41791234567", "41791234567"] {
+            assert!(t.contains(&want.to_string()), "{want} in {t:?}");
+        }
+    }
+}

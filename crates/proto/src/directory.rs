@@ -1,0 +1,198 @@
+//! Units, people and role assignments.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A unit of the organisation's tree.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Unit {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    /// Ids from the root down to this unit (inclusive).
+    pub path: Vec<Uuid>,
+    pub version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUnit {
+    pub name: String,
+    /// The parent unit; absent for a root unit.
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
+}
+
+/// Rename and/or move. `parent_id: null` moves the unit to the root.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUnit {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Uuid>)]
+    pub parent_id: Option<Option<Uuid>>,
+}
+
+/// An e-mail address or phone number with its type (`work`, `home`, `mobile`, `other`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub value: String,
+    #[serde(rename = "type", default = "default_contact_type")]
+    pub kind: String,
+}
+
+fn default_contact_type() -> String {
+    "work".into()
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+    pub locality: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+}
+
+/// A unit a person belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct UnitRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// A person of the organisation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Person {
+    pub id: Uuid,
+    /// `staff`, `volunteer`, `client` or `relative`.
+    pub kind: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub external_id: Option<String>,
+    pub language: Option<String>,
+    pub emails: Vec<Contact>,
+    /// E.164.
+    pub phones: Vec<Contact>,
+    pub address: Address,
+    pub units: Vec<UnitRef>,
+    pub groups: Vec<String>,
+    pub skills: Vec<String>,
+    pub active: bool,
+    pub version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePerson {
+    pub given_name: String,
+    pub family_name: String,
+    /// `staff` (default), `volunteer`, `client` or `relative`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub emails: Vec<Contact>,
+    /// National numbers are read in the organisation's default region.
+    #[serde(default)]
+    pub phones: Vec<Contact>,
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub unit_ids: Vec<Uuid>,
+    /// Group names; missing groups are created.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Skill names; missing skills are created.
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+/// Fields to change; absent fields stay, `null` clears a nullable field, lists are replaced.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePerson {
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub language: Option<Option<String>>,
+    pub emails: Option<Vec<Contact>>,
+    pub phones: Option<Vec<Contact>>,
+    pub address: Option<Address>,
+    pub unit_ids: Option<Vec<Uuid>>,
+    pub groups: Option<Vec<String>>,
+    pub skills: Option<Vec<String>>,
+    /// `false` deactivates the person (kept, but can no longer sign in).
+    pub active: Option<bool>,
+}
+
+/// Filters of `GET …/people`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleQuery {
+    /// Search by name, e-mail or phone (prefix of any word; accents ignored).
+    pub q: Option<String>,
+    /// Only people in this unit or any unit below it.
+    pub unit: Option<Uuid>,
+    /// Only people in this group (name).
+    pub group: Option<String>,
+    /// Only people with this skill (name).
+    pub skill: Option<String>,
+    /// Only active (`true`) or deactivated (`false`) people.
+    pub active: Option<bool>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A role given to a person, over the organisation or a unit subtree.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct RoleAssignment {
+    pub id: Uuid,
+    pub person_id: Uuid,
+    /// `org_admin`, `unit_admin`, `dispatcher`, `member`, `client` or `relative`.
+    pub role: String,
+    /// The unit whose subtree the role covers; absent for the whole organisation.
+    pub unit_id: Option<Uuid>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoleAssignment {
+    pub person_id: Uuid,
+    pub role: String,
+    #[serde(default)]
+    pub unit_id: Option<Uuid>,
+}
+
+/// Filters of `GET …/roles`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RolesQuery {
+    pub person: Option<Uuid>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}

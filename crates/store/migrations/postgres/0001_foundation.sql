@@ -1,0 +1,158 @@
+-- Foundation schema (PostgreSQL). Keep in step with ../sqlite/0001_foundation.sql: a test compares
+-- the table and column lists of both.
+
+CREATE TABLE server_secrets (
+    name        TEXT PRIMARY KEY,
+    value       BYTEA NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE organisations (
+    id               UUID PRIMARY KEY,
+    slug             TEXT NOT NULL UNIQUE,
+    name             TEXT NOT NULL,
+    default_region   TEXT NOT NULL,
+    default_language TEXT NOT NULL,
+    contact_email    TEXT,
+    settings         TEXT NOT NULL DEFAULT '{}',
+    discoverable     BOOLEAN NOT NULL DEFAULT FALSE,
+    version          BIGINT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+
+CREATE TABLE units (
+    id          UUID PRIMARY KEY,
+    org_id      UUID NOT NULL REFERENCES organisations (id),
+    parent_id   UUID REFERENCES units (id),
+    name        TEXT NOT NULL,
+    path        TEXT COLLATE "C" NOT NULL,
+    version     BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+CREATE INDEX units_org_path ON units (org_id, path);
+CREATE INDEX units_parent ON units (parent_id);
+
+CREATE TABLE accounts (
+    id             UUID PRIMARY KEY,
+    login          TEXT NOT NULL UNIQUE,
+    password_hash  TEXT,
+    disabled       BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+
+CREATE TABLE people (
+    id              UUID PRIMARY KEY,
+    org_id          UUID NOT NULL REFERENCES organisations (id),
+    account_id      UUID REFERENCES accounts (id),
+    kind            TEXT NOT NULL,
+    given_name      TEXT NOT NULL,
+    family_name     TEXT NOT NULL,
+    sort_key        TEXT COLLATE "C" NOT NULL,
+    external_id     TEXT,
+    language        TEXT,
+    emails          TEXT NOT NULL DEFAULT '[]',
+    phones          TEXT NOT NULL DEFAULT '[]',
+    address         TEXT NOT NULL DEFAULT '{}',
+    active          BOOLEAN NOT NULL DEFAULT TRUE,
+    version         BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    UNIQUE (org_id, external_id),
+    UNIQUE (org_id, account_id)
+);
+CREATE INDEX people_org_sort ON people (org_id, sort_key, id);
+
+CREATE TABLE person_tokens (
+    org_id     UUID NOT NULL,
+    token      TEXT COLLATE "C" NOT NULL,
+    person_id  UUID NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    PRIMARY KEY (org_id, token, person_id)
+);
+CREATE INDEX person_tokens_person ON person_tokens (person_id);
+
+CREATE TABLE person_units (
+    person_id  UUID NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    unit_id    UUID NOT NULL REFERENCES units (id),
+    org_id     UUID NOT NULL,
+    PRIMARY KEY (person_id, unit_id)
+);
+CREATE INDEX person_units_unit ON person_units (unit_id);
+
+CREATE TABLE labels (
+    id        UUID PRIMARY KEY,
+    org_id    UUID NOT NULL REFERENCES organisations (id),
+    kind      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    name_key  TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (org_id, kind, name_key)
+);
+
+CREATE TABLE person_labels (
+    person_id  UUID NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    label_id   UUID NOT NULL REFERENCES labels (id),
+    org_id     UUID NOT NULL,
+    PRIMARY KEY (person_id, label_id)
+);
+CREATE INDEX person_labels_label ON person_labels (label_id);
+
+CREATE TABLE role_assignments (
+    id          UUID PRIMARY KEY,
+    org_id      UUID NOT NULL REFERENCES organisations (id),
+    person_id   UUID NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    role        TEXT NOT NULL,
+    unit_id     UUID REFERENCES units (id),
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX role_assignments_person ON role_assignments (person_id);
+CREATE INDEX role_assignments_org ON role_assignments (org_id, id);
+CREATE INDEX role_assignments_unit ON role_assignments (unit_id);
+
+CREATE TABLE api_keys (
+    id             UUID PRIMARY KEY,
+    org_id         UUID REFERENCES organisations (id),
+    name           TEXT NOT NULL,
+    secret_digest  BYTEA NOT NULL,
+    permissions    TEXT NOT NULL,
+    created_by     TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT,
+    revoked_at     BIGINT,
+    last_used_at   BIGINT
+);
+CREATE INDEX api_keys_org ON api_keys (org_id, id);
+
+CREATE TABLE audit_events (
+    org_id         UUID NOT NULL,
+    seq            BIGINT NOT NULL,
+    at             BIGINT NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    target_type    TEXT NOT NULL,
+    target_id      TEXT NOT NULL,
+    before_digest  TEXT,
+    after_digest   TEXT,
+    source         TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL,
+    PRIMARY KEY (org_id, seq)
+);
+
+CREATE TABLE audit_heads (
+    org_id  UUID PRIMARY KEY,
+    seq     BIGINT NOT NULL,
+    hash    TEXT NOT NULL
+);
+
+CREATE TABLE idempotency_keys (
+    scope         TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    status        INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);

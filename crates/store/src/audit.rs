@@ -1,0 +1,114 @@
+//! Appending to and reading the per-organisation audit hash chain. [`append`] runs inside the
+//! caller's transaction, so an event exists exactly when its change does. The head row
+//! (`audit_heads`) is updated first: on PostgreSQL that row lock orders concurrent writers of one
+//! organisation; on SQLite the single writer connection does.
+
+use carebridge_domain::audit::{chain_hash, genesis, AuditEntry, AuditRecord};
+use carebridge_domain::{OrgId, Timestamp};
+
+use crate::{exec, run, Exec, StoreError, Tx};
+
+/// Appends one event to `org`'s chain within `tx`.
+pub async fn append(tx: &mut Tx, org: OrgId, at: Timestamp, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+    let g = genesis(org);
+    exec!(tx, c => sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING")
+        .bind(org.0).bind(&g).execute(c).await)?;
+    let (seq, prev_hash): (i64, String) = run!(tx, c => sqlx::query_as(
+        "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash")
+        .bind(org.0).fetch_one(c).await)?;
+    let at_ms = at.as_millisecond();
+    let hash = chain_hash(org, &prev_hash, seq, at_ms, entry);
+    exec!(tx, c => sqlx::query("UPDATE audit_heads SET hash = $2 WHERE org_id = $1")
+        .bind(org.0).bind(&hash).execute(c).await)?;
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO audit_events (org_id, seq, at, actor, action, target_type, target_id, before_digest, after_digest, source, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+        .bind(org.0).bind(seq).bind(at_ms).bind(&entry.actor).bind(&entry.action).bind(&entry.target_type)
+        .bind(&entry.target_id).bind(&entry.before_digest).bind(&entry.after_digest).bind(&entry.source)
+        .bind(&prev_hash).bind(&hash).execute(c).await)?;
+    Ok(AuditRecord {
+        seq,
+        at_ms,
+        actor: entry.actor.clone(),
+        action: entry.action.clone(),
+        target_type: entry.target_type.clone(),
+        target_id: entry.target_id.clone(),
+        before_digest: entry.before_digest.clone(),
+        after_digest: entry.after_digest.clone(),
+        source: entry.source.clone(),
+        prev_hash,
+        hash,
+    })
+}
+
+type Row = (i64, i64, String, String, String, String, Option<String>, Option<String>, String, String, String);
+
+fn from_row(r: Row) -> AuditRecord {
+    AuditRecord {
+        seq: r.0,
+        at_ms: r.1,
+        actor: r.2,
+        action: r.3,
+        target_type: r.4,
+        target_id: r.5,
+        before_digest: r.6,
+        after_digest: r.7,
+        source: r.8,
+        prev_hash: r.9,
+        hash: r.10,
+    }
+}
+
+const COLS: &str = "seq, at, actor, action, target_type, target_id, before_digest, after_digest, source, prev_hash, hash";
+
+/// Events of `org` with `seq > after`, oldest first, at most `limit`.
+pub async fn page(x: &mut impl Exec, org: OrgId, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+    let rows: Vec<Row> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Events of `org` with `seq < before`, newest first, at most `limit` (the API's default order).
+pub async fn page_desc(x: &mut impl Exec, org: OrgId, before: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+    let rows: Vec<Row> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(before).bind(limit).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// The recorded head `(seq, hash)` of `org`'s chain.
+pub async fn head(x: &mut impl Exec, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE org_id = $1").bind(org.0).fetch_optional(c).await)?)
+}
+
+/// Every organisation that has an audit chain.
+pub async fn orgs(x: &mut impl Exec) -> Result<Vec<OrgId>, StoreError> {
+    let ids: Vec<uuid::Uuid> = run!(x, c => sqlx::query_scalar("SELECT org_id FROM audit_heads ORDER BY org_id").fetch_all(c).await)?;
+    Ok(ids.into_iter().map(OrgId).collect())
+}
+
+/// Records a change by `actor` on a target within `tx`: digests of the before/after states
+/// (serialised as JSON), never the states themselves.
+pub async fn record<B: serde::Serialize, A: serde::Serialize>(
+    tx: &mut Tx,
+    org: OrgId,
+    actor: &carebridge_domain::auth::Actor,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    before: Option<&B>,
+    after: Option<&A>,
+    at: Timestamp,
+) -> Result<AuditRecord, StoreError> {
+    use carebridge_domain::audit::digest;
+    let d = |v: Option<Vec<u8>>| v.map(|b| digest(&b));
+    let entry = AuditEntry {
+        actor: actor.principal.audit_label(),
+        action: action.to_string(),
+        target_type: target_type.to_string(),
+        target_id: target_id.to_string(),
+        before_digest: d(before.and_then(|b| serde_json::to_vec(b).ok())),
+        after_digest: d(after.and_then(|a| serde_json::to_vec(a).ok())),
+        source: actor.source.as_str().to_string(),
+    };
+    append(tx, org, at, &entry).await
+}

@@ -1,0 +1,257 @@
+//! The database handle: which backend, its pools, transactions and connections.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use crate::error::StoreError;
+use crate::migrations;
+
+/// Which SQL dialect is behind a [`Db`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open the database.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size (PostgreSQL) or reader pool size (SQLite).
+    pub max_connections: u32,
+    /// PostgreSQL only: put every table in this schema (tests use one schema per test).
+    pub pg_schema: Option<String>,
+}
+
+impl DbOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 8, pg_schema: None }
+    }
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Postgres { pool: PgPool },
+}
+
+/// A write transaction. Dropped without [`Tx::commit`] it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A pooled connection for reads.
+#[derive(Debug)]
+pub enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// A borrowed raw connection of either backend; see [`crate::run!`].
+pub enum Raw<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+/// Anything queries can run on: a transaction or a pooled connection.
+pub trait Exec: Send {
+    fn raw(&mut self) -> Raw<'_>;
+}
+
+impl Exec for Tx {
+    fn raw(&mut self) -> Raw<'_> {
+        match self {
+            Tx::Sqlite(t) => Raw::Sqlite(t),
+            Tx::Postgres(t) => Raw::Postgres(t),
+        }
+    }
+}
+
+impl Exec for Conn {
+    fn raw(&mut self) -> Raw<'_> {
+        match self {
+            Conn::Sqlite(c) => Raw::Sqlite(c),
+            Conn::Postgres(c) => Raw::Postgres(c),
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+impl Db {
+    /// Opens (and for SQLite creates) the database. Does not migrate; see [`Db::migrate`].
+    pub async fn connect(opts: &DbOptions) -> Result<Db, StoreError> {
+        let url = opts.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut o = PgConnectOptions::from_str(url).map_err(StoreError::Unavailable)?;
+            if let Some(schema) = &opts.pg_schema {
+                o = o.options([("search_path", schema.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(o)
+                .await
+                .map_err(StoreError::Unavailable)?;
+            Ok(Db::Postgres { pool })
+        } else if url.starts_with("sqlite:") {
+            let o = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Unavailable)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("temp_store", "memory");
+            if let Some(dir) = o.get_filename().parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                }
+            }
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(o.clone())
+                .await
+                .map_err(StoreError::Unavailable)?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(o)
+                .await
+                .map_err(StoreError::Unavailable)?;
+            Ok(Db::Sqlite { write, read })
+        } else {
+            Err(StoreError::Unavailable(sqlx::Error::Configuration(
+                format!("unsupported database URL (want sqlite:// or postgres://): {}", redact_url(url)).into(),
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::run(self).await
+    }
+
+    /// Whether every migration this binary knows has been applied.
+    pub async fn migrations_current(&self) -> Result<bool, StoreError> {
+        migrations::current(self).await
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            Db::Postgres { pool } => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// A connection for reads.
+    pub async fn read(&self) -> Result<Conn, StoreError> {
+        Ok(match self {
+            Db::Sqlite { read, .. } => Conn::Sqlite(read.acquire().await?),
+            Db::Postgres { pool } => Conn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A trivial round trip: is the database there?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.read().await?;
+        let _: i32 = crate::run!(&mut c, c => sqlx::query_scalar("SELECT 1").fetch_one(c).await)?;
+        Ok(())
+    }
+
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite { write, .. } => Some(write),
+            Db::Postgres { .. } => None,
+        }
+    }
+
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres { pool } => Some(pool),
+            Db::Sqlite { .. } => None,
+        }
+    }
+
+    /// Closes every pool (graceful shutdown).
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres { pool } => pool.close().await,
+        }
+    }
+
+    /// SQLite only: writes a consistent copy of the live database to `dest` (`VACUUM INTO`),
+    /// safe while the server runs.
+    pub async fn backup_sqlite(&self, dest: &std::path::Path) -> Result<(), StoreError> {
+        let Db::Sqlite { write, .. } = self else {
+            return Err(StoreError::Query(sqlx::Error::Configuration(
+                "backup is for the embedded SQLite database; use pg_dump for PostgreSQL".into(),
+            )));
+        };
+        let dest = dest.to_str().ok_or_else(|| StoreError::Corrupt("backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1").bind(dest).execute(write).await?;
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

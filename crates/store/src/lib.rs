@@ -1,0 +1,50 @@
+//! Storage: one code base over two databases. [`Db`] is chosen at run time from the URL
+//! (`sqlite://…` embedded, `postgres://…` for production and scale-out). Queries are written once
+//! in portable SQL (`$1` placeholders work on both) and run on either backend through the
+//! [`run!`] macro; the few places where the dialects differ live in small helpers here.
+//!
+//! Invariants:
+//! - every table that holds tenant data has an `org_id` column and every repo query filters on
+//!   it (tenant isolation in the data layer);
+//! - on SQLite all writes go through one writer connection (no `SQLITE_BUSY` under load), reads
+//!   through a pool of reader connections (WAL);
+//! - timestamps are stored as BIGINT milliseconds since the epoch, ids as UUID (BLOB on SQLite).
+
+pub mod audit;
+mod db;
+pub mod error;
+pub mod idempotency;
+mod migrations;
+pub mod secrets;
+
+pub use db::{redact_url, Backend, Conn, Db, DbOptions, Exec, Raw, Tx};
+pub use error::StoreError;
+/// Re-exported so repos use the same sqlx as the store.
+pub use sqlx;
+
+/// Runs `$body` with `$c` bound to the raw connection of `$x` (a [`Exec`]: a [`Tx`] or [`Conn`]), once per
+/// backend. The body is written once; it is compiled for SQLite and for PostgreSQL.
+///
+/// ```ignore
+/// let n: i64 = run!(tx, c => sqlx::query_scalar("SELECT count(*) FROM units WHERE org_id = $1")
+///     .bind(org.0).fetch_one(c).await)?;
+/// ```
+#[macro_export]
+macro_rules! run {
+    ($x:expr, $c:ident => $body:expr) => {
+        match $crate::Exec::raw(&mut *$x) {
+            $crate::Raw::Sqlite($c) => $body,
+            $crate::Raw::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Like [`run!`] for statements run with `.execute(c).await`: yields the number of rows affected.
+#[macro_export]
+macro_rules! exec {
+    ($x:expr, $c:ident => $body:expr) => {
+        $crate::run!($x, $c => $body.map(|r| r.rows_affected()))
+    };
+}
+
+pub mod orgs;

@@ -1,0 +1,64 @@
+//! Embedded migrations, one folder per backend (`migrations/sqlite`, `migrations/postgres`),
+//! compiled into the binary so a fresh machine needs no files beside it. Both folders must
+//! describe the same schema; a test compares their tables and columns.
+
+use std::borrow::Cow;
+
+use futures_core::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+use crate::{Backend, Db, StoreError};
+
+/// `(version, description, sqlite sql, postgres sql)`.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
+
+/// The newest migration version this binary knows.
+pub const LATEST: i64 = 1;
+
+#[derive(Debug)]
+struct Embedded(Backend);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(v, d, lite, pg)| {
+                    let sql = if self.0 == Backend::Sqlite { *lite } else { *pg };
+                    Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, Cow::Borrowed(sql), false)
+                })
+                .collect())
+        })
+    }
+}
+
+async fn migrator(b: Backend) -> Result<Migrator, StoreError> {
+    Ok(Migrator::new(Embedded(b)).await?)
+}
+
+pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
+    let m = migrator(db.backend()).await?;
+    match db {
+        Db::Sqlite { write, .. } => m.run(write).await?,
+        Db::Postgres { pool } => m.run(pool).await?,
+    }
+    Ok(())
+}
+
+pub(crate) async fn current(db: &Db) -> Result<bool, StoreError> {
+    let mut c = db.read().await?;
+    let applied: Result<Option<i64>, sqlx::Error> = crate::run!(&mut c, c =>
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE").fetch_one(c).await);
+    match applied {
+        Ok(v) => Ok(v == Some(LATEST)),
+        // No migrations table yet: not migrated.
+        Err(sqlx::Error::Database(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

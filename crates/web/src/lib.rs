@@ -1,0 +1,66 @@
+//! The HTTP conventions every role follows, and the service-layer error they share.
+//!
+//! - [`ServiceError`]: what a role's service layer returns (no HTTP in it);
+//! - [`ApiError`]: RFC 9457 problem documents, mapped variant by variant (a database outage is a
+//!   503, never a 400; 5xx bodies are opaque and the cause is logged with the request id);
+//! - extractors that turn every malformed request into a problem naming the failing place
+//!   ([`Json`], [`Path`], [`Query`], [`IfMatch`], [`IdempotencyKey`], [`Auth`]);
+//! - responses with `ETag` ([`Tagged`], [`Created`]); signed pagination cursors ([`CursorKey`]);
+//! - [`AppState`], the state every role router shares.
+
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod idem;
+pub mod respond;
+
+use std::sync::Arc;
+
+use carebridge_domain::{Clock, Timestamp};
+use carebridge_store::Db;
+
+pub use cursor::CursorKey;
+pub use error::{ApiError, ServiceError, REQUEST_ID};
+pub use extract::{Auth, IdempotencyKey, IfMatch, Json, Path, Query};
+pub use respond::{Created, Tagged};
+
+/// State shared by every role's router.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub cursor: CursorKey,
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Page size from `?limit=`: 1 to 200, default 50.
+pub fn page_limit(limit: Option<u32>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=200) => Ok(i64::from(n)),
+        Some(n) => Err(ApiError::bad_request_at("invalid_limit", format!("limit must be 1 to 200, got {n}"), "/query/limit")),
+    }
+}
+
+use carebridge_domain::auth::{Permission, Principal};
+use carebridge_store::orgs::OrgRef;
+
+/// Resolves `{org}` (slug or id) for `principal` and checks `perm`. An organisation the caller
+/// does not belong to is "not found", exactly like one that does not exist, so ids and slugs of
+/// other tenants never leak; a caller of the right organisation without the permission gets 403.
+pub async fn org_scope(db: &Db, principal: &Principal, org: &str, perm: Permission) -> Result<OrgRef, ServiceError> {
+    let mut c = db.read().await?;
+    let found = carebridge_store::orgs::resolve(&mut c, org).await?;
+    match found {
+        Some(o) if principal.allows(o.id, perm) => Ok(o),
+        Some(o) if principal.org() == Some(o.id) => {
+            Err(ServiceError::Forbidden { detail: format!("this credential lacks the '{}' permission", perm.as_str()) })
+        }
+        _ => Err(ServiceError::NotFound { what: "organisation" }),
+    }
+}
