@@ -188,3 +188,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
             .ok_or_else(|| ApiError::Unauthorized { detail: "send an API key as Authorization: Bearer <key>".into() })
     }
 }
+
+/// `If-Match` where it is optional (deletes): checked when present.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatchOpt(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatchOpt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::IF_MATCH) {
+            IfMatch::from_request_parts(parts, state).await.map(|m| IfMatchOpt(Some(m.0)))
+        } else {
+            Ok(IfMatchOpt(None))
+        }
+    }
+}

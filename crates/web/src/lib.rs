@@ -21,7 +21,7 @@ use carebridge_store::Db;
 
 pub use cursor::CursorKey;
 pub use error::{ApiError, ServiceError, REQUEST_ID};
-pub use extract::{Auth, IdempotencyKey, IfMatch, Json, Path, Query};
+pub use extract::{Auth, IdempotencyKey, IfMatch, IfMatchOpt, Json, Path, Query};
 pub use respond::{Created, Tagged};
 
 /// State shared by every role's router.

@@ -1,0 +1,222 @@
+//! HTTP for units, people and role assignments: thin handlers.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use carebridge_domain::auth::{Actor, Permission, Principal, Source};
+use carebridge_proto::directory::{
+    CreatePerson, CreateRoleAssignment, CreateUnit, PeopleQuery, Person, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
+};
+use carebridge_proto::problem::Problem;
+use carebridge_proto::{Page, PageQuery};
+use carebridge_web::idem::Idem;
+use carebridge_web::{
+    org_scope, page_limit, ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, IfMatchOpt, Json, Path, Query, Tagged,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::service::{people, roles, units};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_units, create_unit))
+        .routes(routes!(get_unit, update_unit, delete_unit))
+        .routes(routes!(list_people, create_person))
+        .routes(routes!(get_person, update_person, delete_person))
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(get_role, delete_role))
+}
+
+fn actor(p: Principal) -> Actor {
+    Actor::new(p, Source::Api)
+}
+
+fn collection(org: &str, what: &str) -> String {
+    format!("/api/v1/orgs/{org}/{what}")
+}
+
+// ---- units -------------------------------------------------------------------------------
+
+/// Units of the organisation in tree order (parents before children).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/units", tag = "units",
+    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    responses((status = 200, body = Page<Unit>)), security(("bearer" = [])))]
+async fn list_units(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<PageQuery>) -> Result<axum::Json<Page<Unit>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    Ok(axum::Json(units::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?))
+}
+
+/// Create a unit (a root unit without `parent_id`).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/units", tag = "units", request_body = CreateUnit,
+    params(("org" = String, Path, description = "slug or id"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = Unit), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_unit(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Json<CreateUnit>,
+) -> Result<Created<Unit>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    let idem = Idem::new(&p, &format!("POST {}/units", o.id), key, &body.digest);
+    let outcome = units::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
+    Ok(Created { outcome, collection: collection(&org, "units") })
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/units/{unit}", tag = "units",
+    params(("org" = String, Path, description = "slug or id"), ("unit" = Uuid, Path)),
+    responses((status = 200, body = Unit), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_unit(State(s): State<AppState>, Auth(p): Auth, Path((org, unit)): Path<(String, Uuid)>) -> Result<Tagged<Unit>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    let u = units::get(&s.db, &o, unit).await?;
+    let v = u.version;
+    Ok(Tagged(u, v))
+}
+
+/// Rename and/or move a unit (`parent_id: null` makes it a root).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/units/{unit}", tag = "units", request_body = UpdateUnit,
+    params(("org" = String, Path, description = "slug or id"), ("unit" = Uuid, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = Unit), (status = 412, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn update_unit(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, unit)): Path<(String, Uuid)>,
+    IfMatch(version): IfMatch,
+    body: Json<UpdateUnit>,
+) -> Result<Tagged<Unit>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    let u = units::update(&s.db, &actor(p), &o, unit, version, body.value, s.now()).await?;
+    let v = u.version;
+    Ok(Tagged(u, v))
+}
+
+/// Delete an empty unit.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/units/{unit}", tag = "units",
+    params(("org" = String, Path, description = "slug or id"), ("unit" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn delete_unit(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, unit)): Path<(String, Uuid)>,
+    IfMatchOpt(version): IfMatchOpt,
+) -> Result<StatusCode, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    units::delete(&s.db, &actor(p), &o, unit, version, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- people ------------------------------------------------------------------------------
+
+/// Search and filter people, in name order.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), PeopleQuery),
+    responses((status = 200, body = Page<Person>)), security(("bearer" = [])))]
+async fn list_people(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<PeopleQuery>) -> Result<axum::Json<Page<Person>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    Ok(axum::Json(people::list(&s.db, &o, &s.cursor, &q, limit).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/people", tag = "people", request_body = CreatePerson,
+    params(("org" = String, Path, description = "slug or id"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = Person), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Json<CreatePerson>,
+) -> Result<Created<Person>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    let idem = Idem::new(&p, &format!("POST {}/people", o.id), key, &body.digest);
+    let outcome = people::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
+    Ok(Created { outcome, collection: collection(&org, "people") })
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
+    responses((status = 200, body = Person), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_person(State(s): State<AppState>, Auth(p): Auth, Path((org, person)): Path<(String, Uuid)>) -> Result<Tagged<Person>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    let x = people::get(&s.db, &o, person).await?;
+    let v = x.version;
+    Ok(Tagged(x, v))
+}
+
+/// Change a person; `active: false` deactivates.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/people/{person}", tag = "people", request_body = UpdatePerson,
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = Person), (status = 412, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn update_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, person)): Path<(String, Uuid)>,
+    IfMatch(version): IfMatch,
+    body: Json<UpdatePerson>,
+) -> Result<Tagged<Person>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    let x = people::update(&s.db, &actor(p), &o, person, version, body.value, s.now()).await?;
+    let v = x.version;
+    Ok(Tagged(x, v))
+}
+
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/people/{person}", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn delete_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, person)): Path<(String, Uuid)>,
+    IfMatchOpt(version): IfMatchOpt,
+) -> Result<StatusCode, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    people::delete(&s.db, &actor(p), &o, person, version, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- role assignments --------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/roles", tag = "roles",
+    params(("org" = String, Path, description = "slug or id"), RolesQuery),
+    responses((status = 200, body = Page<RoleAssignment>)), security(("bearer" = [])))]
+async fn list_roles(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<RolesQuery>) -> Result<axum::Json<Page<RoleAssignment>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    Ok(axum::Json(roles::list(&s.db, &o, &s.cursor, &q, limit).await?))
+}
+
+/// Give a person a role (org-wide, or over a unit subtree).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/roles", tag = "roles", request_body = CreateRoleAssignment,
+    params(("org" = String, Path, description = "slug or id"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = RoleAssignment), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_role(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Json<CreateRoleAssignment>,
+) -> Result<Created<RoleAssignment>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::RolesWrite).await?;
+    let idem = Idem::new(&p, &format!("POST {}/roles", o.id), key, &body.digest);
+    let outcome = roles::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
+    Ok(Created { outcome, collection: collection(&org, "roles") })
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/roles/{assignment}", tag = "roles",
+    params(("org" = String, Path, description = "slug or id"), ("assignment" = Uuid, Path)),
+    responses((status = 200, body = RoleAssignment), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_role(State(s): State<AppState>, Auth(p): Auth, Path((org, id)): Path<(String, Uuid)>) -> Result<axum::Json<RoleAssignment>, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+    Ok(axum::Json(roles::get(&s.db, &o, id).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/roles/{assignment}", tag = "roles",
+    params(("org" = String, Path, description = "slug or id"), ("assignment" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn delete_role(State(s): State<AppState>, Auth(p): Auth, Path((org, id)): Path<(String, Uuid)>) -> Result<StatusCode, ApiError> {
+    let o = org_scope(&s.db, &p, &org, Permission::RolesWrite).await?;
+    roles::delete(&s.db, &actor(p), &o, id, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,251 @@
+//! People: the person row (contact data as JSON), search tokens, unit memberships, groups and
+//! skills (labels).
+
+use carebridge_domain::time::from_millis;
+use carebridge_domain::{OrgId, PersonId};
+use carebridge_proto::directory::{Address, Contact, Person, UnitRef};
+use carebridge_store::{exec, run, sqlx, Exec, StoreError, Tx};
+use uuid::Uuid;
+
+use super::placeholders;
+
+type PersonRow = (Uuid, String, String, String, Option<String>, Option<String>, String, String, String, bool, i64, i64, i64);
+
+const COLS: &str = "p.id, p.kind, p.given_name, p.family_name, p.external_id, p.language, p.emails, p.phones, p.address, \
+                    p.active, p.version, p.created_at, p.updated_at";
+
+fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("person json: {e}")))
+}
+
+fn person(r: PersonRow) -> Result<Person, StoreError> {
+    Ok(Person {
+        id: r.0,
+        kind: r.1,
+        given_name: r.2,
+        family_name: r.3,
+        external_id: r.4,
+        language: r.5,
+        emails: json::<Vec<Contact>>(&r.6)?,
+        phones: json::<Vec<Contact>>(&r.7)?,
+        address: json::<Address>(&r.8)?,
+        units: Vec::new(),
+        groups: Vec::new(),
+        skills: Vec::new(),
+        active: r.9,
+        version: r.10,
+        created_at: from_millis(r.11),
+        updated_at: from_millis(r.12),
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Inserts the person row (without tokens, units and labels: see [`set_links`]).
+pub async fn insert(tx: &mut Tx, org: OrgId, p: &Person, sort_key: &str) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO people (id, org_id, kind, given_name, family_name, sort_key, external_id, language, emails, phones, address, \
+         active, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+        .bind(p.id).bind(org.0).bind(&p.kind).bind(&p.given_name).bind(&p.family_name).bind(sort_key)
+        .bind(&p.external_id).bind(&p.language).bind(to_json(&p.emails)).bind(to_json(&p.phones)).bind(to_json(&p.address))
+        .bind(p.active).bind(p.version).bind(p.created_at.as_millisecond()).bind(p.updated_at.as_millisecond())
+        .execute(c).await)?;
+    Ok(())
+}
+
+/// Overwrites the person row if `expected_version` is current.
+pub async fn update(tx: &mut Tx, org: OrgId, p: &Person, sort_key: &str, expected_version: i64) -> Result<bool, StoreError> {
+    let n = exec!(tx, c => sqlx::query(
+        "UPDATE people SET kind = $4, given_name = $5, family_name = $6, sort_key = $7, external_id = $8, language = $9, \
+         emails = $10, phones = $11, address = $12, active = $13, version = $14, updated_at = $15 \
+         WHERE org_id = $1 AND id = $2 AND version = $3")
+        .bind(org.0).bind(p.id).bind(expected_version).bind(&p.kind).bind(&p.given_name).bind(&p.family_name).bind(sort_key)
+        .bind(&p.external_id).bind(&p.language).bind(to_json(&p.emails)).bind(to_json(&p.phones)).bind(to_json(&p.address))
+        .bind(p.active).bind(p.version).bind(p.updated_at.as_millisecond())
+        .execute(c).await)?;
+    Ok(n == 1)
+}
+
+/// Replaces a person's search tokens, units and labels.
+pub async fn set_links(tx: &mut Tx, org: OrgId, id: Uuid, tokens: &[String], units: &[Uuid], labels: &[Uuid]) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("DELETE FROM person_tokens WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM person_units WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM person_labels WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
+    for t in tokens {
+        exec!(tx, c => sqlx::query("INSERT INTO person_tokens (org_id, token, person_id) VALUES ($1, $2, $3)")
+            .bind(org.0).bind(t).bind(id).execute(c).await)?;
+    }
+    for u in units {
+        exec!(tx, c => sqlx::query("INSERT INTO person_units (person_id, unit_id, org_id) VALUES ($1, $2, $3)")
+            .bind(id).bind(*u).bind(org.0).execute(c).await)?;
+    }
+    for l in labels {
+        exec!(tx, c => sqlx::query("INSERT INTO person_labels (person_id, label_id, org_id) VALUES ($1, $2, $3)")
+            .bind(id).bind(*l).bind(org.0).execute(c).await)?;
+    }
+    Ok(())
+}
+
+/// Ids of the labels (`group` or `skill`) with these names, creating missing ones.
+pub async fn ensure_labels(tx: &mut Tx, org: OrgId, kind: &str, names: &[String], now_ms: i64, new_id: impl Fn() -> Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        let key = carebridge_domain::search::fold(name);
+        exec!(tx, c => sqlx::query(
+            "INSERT INTO labels (id, org_id, kind, name, name_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (org_id, kind, name_key) DO NOTHING")
+            .bind(new_id()).bind(org.0).bind(kind).bind(name).bind(&key).bind(now_ms).execute(c).await)?;
+        let id: Uuid = run!(tx, c => sqlx::query_scalar("SELECT id FROM labels WHERE org_id = $1 AND kind = $2 AND name_key = $3")
+            .bind(org.0).bind(kind).bind(&key).fetch_one(c).await)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Fills units, groups and skills of the given people (one query each for the whole page).
+async fn attach(x: &mut impl Exec, org: OrgId, people: &mut [Person]) -> Result<(), StoreError> {
+    if people.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = people.iter().map(|p| p.id).collect();
+    let ph = placeholders(2, ids.len());
+    let sql = format!(
+        "SELECT pu.person_id, u.id, u.name FROM person_units pu JOIN units u ON u.id = pu.unit_id \
+         WHERE pu.org_id = $1 AND pu.person_id IN ({ph}) ORDER BY u.name"
+    );
+    let units: Vec<(Uuid, Uuid, String)> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0);
+        for id in &ids { q = q.bind(*id); }
+        q.fetch_all(c).await
+    })?;
+    let sql = format!(
+        "SELECT pl.person_id, l.kind, l.name FROM person_labels pl JOIN labels l ON l.id = pl.label_id \
+         WHERE pl.org_id = $1 AND pl.person_id IN ({ph}) ORDER BY l.name_key"
+    );
+    let labels: Vec<(Uuid, String, String)> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0);
+        for id in &ids { q = q.bind(*id); }
+        q.fetch_all(c).await
+    })?;
+    for p in people.iter_mut() {
+        p.units = units.iter().filter(|u| u.0 == p.id).map(|u| UnitRef { id: u.1, name: u.2.clone() }).collect();
+        for (_, kind, name) in labels.iter().filter(|l| l.0 == p.id) {
+            match kind.as_str() {
+                "group" => p.groups.push(name.clone()),
+                _ => p.skills.push(name.clone()),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn get(x: &mut impl Exec, org: OrgId, id: PersonId) -> Result<Option<Person>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM people p WHERE p.org_id = $1 AND p.id = $2");
+    let r: Option<PersonRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id.0).fetch_optional(c).await)?;
+    let Some(r) = r else { return Ok(None) };
+    let mut v = vec![person(r)?];
+    attach(x, org, &mut v).await?;
+    Ok(v.pop())
+}
+
+/// Filters of a people listing (already normalised).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Folded query words; each must prefix-match one of the person's tokens.
+    pub words: Vec<String>,
+    /// Path prefix of a unit subtree.
+    pub unit_path: Option<String>,
+    pub group_key: Option<String>,
+    pub skill_key: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// One page of people in name order after `(sort_key, id)`.
+pub async fn page(x: &mut impl Exec, org: OrgId, f: &Filter, after: Option<&(String, Uuid)>, limit: i64) -> Result<Vec<(Person, String)>, StoreError> {
+    #[derive(Clone)]
+    enum Arg {
+        Text(String),
+        Bool(bool),
+        Id(Uuid),
+        Int(i64),
+    }
+    let mut args: Vec<Arg> = vec![];
+    let next = |a: Arg, args: &mut Vec<Arg>| {
+        args.push(a);
+        format!("${}", args.len() + 1)
+    };
+    let mut sql = format!("SELECT {COLS}, p.sort_key FROM people p WHERE p.org_id = $1");
+    let mut words = f.words.iter();
+    if let Some(w) = words.next() {
+        let lo = next(Arg::Text(w.clone()), &mut args);
+        let hi = next(Arg::Text(carebridge_domain::search::prefix_upper(w)), &mut args);
+        sql += &format!(" AND p.id IN (SELECT t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})");
+    }
+    for w in words {
+        let lo = next(Arg::Text(w.clone()), &mut args);
+        let hi = next(Arg::Text(carebridge_domain::search::prefix_upper(w)), &mut args);
+        sql += &format!(" AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.org_id = $1 AND t.person_id = p.id AND t.token >= {lo} AND t.token < {hi})");
+    }
+    if let Some(a) = f.active {
+        sql += &format!(" AND p.active = {}", next(Arg::Bool(a), &mut args));
+    }
+    if let Some(path) = &f.unit_path {
+        let ph = next(Arg::Text(format!("{path}%")), &mut args);
+        sql += &format!(" AND EXISTS (SELECT 1 FROM person_units pu JOIN units u ON u.id = pu.unit_id WHERE pu.person_id = p.id AND pu.org_id = $1 AND u.path LIKE {ph})");
+    }
+    for (kind, key) in [("group", &f.group_key), ("skill", &f.skill_key)] {
+        if let Some(k) = key {
+            let ph = next(Arg::Text(k.clone()), &mut args);
+            sql += &format!(" AND EXISTS (SELECT 1 FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id = p.id AND pl.org_id = $1 AND l.kind = '{kind}' AND l.name_key = {ph})");
+        }
+    }
+    if let Some((sk, id)) = after {
+        let a = next(Arg::Text(sk.clone()), &mut args);
+        let b = next(Arg::Id(*id), &mut args);
+        sql += &format!(" AND (p.sort_key > {a} OR (p.sort_key = {a} AND p.id > {b}))");
+    }
+    let l = next(Arg::Int(limit), &mut args);
+    sql += &format!(" ORDER BY p.sort_key, p.id LIMIT {l}");
+    type Row = (Uuid, String, String, String, Option<String>, Option<String>, String, String, String, bool, i64, i64, i64, String);
+    let rows: Vec<Row> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0);
+        for a in &args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Bool(b) => q.bind(*b),
+                Arg::Id(u) => q.bind(*u),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q.fetch_all(c).await
+    })?;
+    let mut people = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        keys.push(r.13.clone());
+        people.push(person((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12))?);
+    }
+    attach(x, org, &mut people).await?;
+    Ok(people.into_iter().zip(keys).collect())
+}
+
+/// Deletes a person (tokens, memberships and roles go with it).
+pub async fn delete(tx: &mut Tx, org: OrgId, id: PersonId) -> Result<bool, StoreError> {
+    let n = exec!(tx, c => sqlx::query("DELETE FROM people WHERE org_id = $1 AND id = $2").bind(org.0).bind(id.0).execute(c).await)?;
+    Ok(n == 1)
+}
+
+pub async fn external_id_taken(x: &mut impl Exec, org: OrgId, external_id: &str, except: Option<Uuid>) -> Result<bool, StoreError> {
+    let n: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM people WHERE org_id = $1 AND external_id = $2 AND id <> $3")
+        .bind(org.0).bind(external_id).bind(except.unwrap_or(Uuid::nil())).fetch_one(c).await)?;
+    Ok(n > 0)
+}
+
+/// Links a person to a sign-in account.
+pub async fn set_account(tx: &mut Tx, org: OrgId, id: Uuid, account: Uuid) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("UPDATE people SET account_id = $3 WHERE org_id = $1 AND id = $2")
+        .bind(org.0).bind(id).bind(account).execute(c).await)?;
+    Ok(())
+}

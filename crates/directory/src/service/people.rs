@@ -1,0 +1,251 @@
+//! People: create, read, search and filter, update (with optimistic concurrency), deactivate,
+//! delete. Contact data is validated and normalised by `domain::person` for every path.
+
+use carebridge_domain::auth::Actor;
+use carebridge_domain::person::{Contact as DContact, PersonDraft, PersonInput};
+use carebridge_domain::search::{fold, person_tokens, query_words, sort_key};
+use carebridge_domain::{new_v7, PersonId, Timestamp, UnitId, Violations};
+use carebridge_proto::directory::{Address, Contact, CreatePerson, PeopleQuery, Person, UpdatePerson};
+use carebridge_proto::Page;
+use carebridge_store::orgs::OrgRef;
+use carebridge_store::{audit, Db, Tx};
+use carebridge_web::idem::{self, Idem, Outcome};
+use carebridge_web::{CursorKey, ServiceError};
+use uuid::Uuid;
+
+use crate::repo::{people as repo, units as units_repo};
+
+const NOT_FOUND: ServiceError = ServiceError::NotFound { what: "person" };
+
+fn contacts_in(c: &[Contact]) -> Vec<DContact> {
+    c.iter().map(|c| DContact { value: c.value.clone(), kind: c.kind.clone() }).collect()
+}
+
+fn contacts_out(c: &[DContact]) -> Vec<Contact> {
+    c.iter().map(|c| Contact { value: c.value.clone(), kind: c.kind.clone() }).collect()
+}
+
+fn address_in(a: &Address) -> carebridge_domain::person::Address {
+    carebridge_domain::person::Address {
+        street: a.street.clone(),
+        postal_code: a.postal_code.clone(),
+        locality: a.locality.clone(),
+        country: a.country.clone(),
+    }
+}
+
+/// The person as it will be stored, from a validated draft.
+fn apply(p: &mut Person, d: &PersonDraft) {
+    p.kind = d.kind.as_str().to_string();
+    p.given_name = d.given_name.clone();
+    p.family_name = d.family_name.clone();
+    p.external_id = d.external_id.clone();
+    p.language = d.language.clone();
+    p.emails = contacts_out(&d.emails);
+    p.phones = contacts_out(&d.phones);
+    p.address = Address {
+        street: d.address.street.clone(),
+        postal_code: d.address.postal_code.clone(),
+        locality: d.address.locality.clone(),
+        country: d.address.country.clone(),
+    };
+    p.groups = d.groups.clone();
+    p.skills = d.skills.clone();
+}
+
+/// Checks that every unit id belongs to the organisation; names the failing index.
+async fn check_units(tx: &mut Tx, org: &OrgRef, ids: &[Uuid], pointer: &str) -> Result<Vec<Uuid>, ServiceError> {
+    let mut unique: Vec<Uuid> = Vec::new();
+    for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let found = units_repo::existing(tx, org.id, &unique).await?;
+    let mut v = Violations::new();
+    for (i, id) in ids.iter().enumerate() {
+        if !found.contains(id) {
+            v.push(format!("{pointer}/{i}"), "unknown_unit", format!("no unit {id} in this organisation"));
+        }
+    }
+    v.into_result()?;
+    Ok(unique)
+}
+
+/// Writes tokens, unit memberships, groups and skills of `p`.
+async fn write_links(tx: &mut Tx, org: &OrgRef, p: &mut Person, unit_ids: &[Uuid], now: Timestamp) -> Result<(), ServiceError> {
+    let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
+    let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
+    let tokens = person_tokens(&p.given_name, &p.family_name, &emails, &phones);
+    let mut labels = repo::ensure_labels(tx, org.id, "group", &p.groups, now.as_millisecond(), || new_v7(now)).await?;
+    labels.extend(repo::ensure_labels(tx, org.id, "skill", &p.skills, now.as_millisecond(), || new_v7(now)).await?);
+    repo::set_links(tx, org.id, p.id, &tokens, unit_ids, &labels).await?;
+    Ok(())
+}
+
+fn input_of(c: &CreatePerson) -> PersonInput {
+    PersonInput {
+        given_name: c.given_name.clone(),
+        family_name: c.family_name.clone(),
+        kind: c.kind.clone().unwrap_or_else(|| "staff".into()),
+        external_id: c.external_id.clone(),
+        language: c.language.clone(),
+        emails: contacts_in(&c.emails),
+        phones: contacts_in(&c.phones),
+        address: c.address.as_ref().map(address_in),
+        groups: c.groups.clone(),
+        skills: c.skills.clone(),
+    }
+}
+
+/// Creates a person inside `tx` (API, set-up, CLI, demo).
+pub async fn create_in(tx: &mut Tx, actor: &Actor, org: &OrgRef, input: &CreatePerson, now: Timestamp) -> Result<Person, ServiceError> {
+    let d = input_of(input).validate(&org.default_region)?;
+    let units = check_units(tx, org, &input.unit_ids, "/unit_ids").await?;
+    if let Some(x) = &d.external_id {
+        if repo::external_id_taken(tx, org.id, x, None).await? {
+            return Err(ServiceError::Invalid(Violations::single("/external_id", "external_id_taken", "another person has this external id")));
+        }
+    }
+    let id = PersonId::generate(now);
+    let mut p = Person {
+        id: id.0,
+        kind: String::new(),
+        given_name: String::new(),
+        family_name: String::new(),
+        external_id: None,
+        language: None,
+        emails: vec![],
+        phones: vec![],
+        address: Address::default(),
+        units: vec![],
+        groups: vec![],
+        skills: vec![],
+        active: true,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut p, &d);
+    repo::insert(tx, org.id, &p, &sort_key(&p.given_name, &p.family_name)).await?;
+    write_links(tx, org, &mut p, &units, now).await?;
+    let p = repo::get(tx, org.id, id).await?.ok_or(NOT_FOUND)?;
+    audit::record(tx, org.id, actor, "person.create", "person", &p.id.to_string(), None::<&Person>, Some(&p), now).await?;
+    Ok(p)
+}
+
+pub async fn create(db: &Db, actor: &Actor, org: &OrgRef, input: CreatePerson, idem: Option<Idem>, now: Timestamp) -> Result<Outcome<Person>, ServiceError> {
+    let mut tx = db.begin().await?;
+    if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
+        return Ok(Outcome::Replayed(stored));
+    }
+    let p = create_in(&mut tx, actor, org, &input, now).await?;
+    idem::save(&mut tx, idem.as_ref(), &p, now.as_millisecond()).await?;
+    tx.commit().await?;
+    Ok(Outcome::Fresh(p))
+}
+
+pub async fn get(db: &Db, org: &OrgRef, id: Uuid) -> Result<Person, ServiceError> {
+    let mut c = db.read().await?;
+    repo::get(&mut c, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)
+}
+
+/// Search and filter, in name order.
+pub async fn list(db: &Db, org: &OrgRef, cursor: &CursorKey, q: &PeopleQuery, limit: i64) -> Result<Page<Person>, ServiceError> {
+    let after: Option<(String, Uuid)> = cursor.decode_opt("people", q.cursor.as_deref())?;
+    let mut c = db.read().await?;
+    let unit_path = match q.unit {
+        Some(u) => match units_repo::get(&mut c, org.id, UnitId(u)).await? {
+            Some(u) => Some(u.path),
+            None => return Ok(Page { items: vec![], next_cursor: None }),
+        },
+        None => None,
+    };
+    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ServiceError::Invalid(Violations::single("/query/q", "too_long", "a search has at most 200 characters")));
+    }
+    let filter = repo::Filter {
+        words: q.q.as_deref().map(query_words).unwrap_or_default(),
+        unit_path,
+        group_key: q.group.as_deref().map(fold),
+        skill_key: q.skill.as_deref().map(fold),
+        active: q.active,
+    };
+    let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
+    let page = super::paginate(rows, limit, cursor, "people", |(p, key)| (key.clone(), p.id));
+    Ok(Page { items: page.items.into_iter().map(|(p, _)| p).collect(), next_cursor: page.next_cursor })
+}
+
+/// Applies a PATCH; lists are replaced, `null` clears.
+pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: i64, patch: UpdatePerson, now: Timestamp) -> Result<Person, ServiceError> {
+    let mut tx = db.begin().await?;
+    let cur = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    if cur.version != if_match {
+        return Err(ServiceError::VersionMismatch { current: cur.version });
+    }
+    let input = PersonInput {
+        given_name: patch.given_name.clone().unwrap_or_else(|| cur.given_name.clone()),
+        family_name: patch.family_name.clone().unwrap_or_else(|| cur.family_name.clone()),
+        kind: patch.kind.clone().unwrap_or_else(|| cur.kind.clone()),
+        external_id: patch.external_id.clone().unwrap_or_else(|| cur.external_id.clone()),
+        language: patch.language.clone().unwrap_or_else(|| cur.language.clone()),
+        emails: contacts_in(patch.emails.as_ref().unwrap_or(&cur.emails)),
+        phones: contacts_in(patch.phones.as_ref().unwrap_or(&cur.phones)),
+        address: Some(address_in(patch.address.as_ref().unwrap_or(&cur.address))),
+        groups: patch.groups.clone().unwrap_or_else(|| cur.groups.clone()),
+        skills: patch.skills.clone().unwrap_or_else(|| cur.skills.clone()),
+    };
+    let d = input.validate(&org.default_region)?;
+    let unit_ids = match &patch.unit_ids {
+        Some(ids) => check_units(&mut tx, org, ids, "/unit_ids").await?,
+        None => cur.units.iter().map(|u| u.id).collect(),
+    };
+    if let Some(x) = &d.external_id {
+        if repo::external_id_taken(&mut tx, org.id, x, Some(id)).await? {
+            return Err(ServiceError::Invalid(Violations::single("/external_id", "external_id_taken", "another person has this external id")));
+        }
+    }
+    let mut next = cur.clone();
+    apply(&mut next, &d);
+    if let Some(a) = patch.active {
+        next.active = a;
+    }
+    let units_changed = {
+        let mut a: Vec<Uuid> = cur.units.iter().map(|u| u.id).collect();
+        let mut b = unit_ids.clone();
+        a.sort();
+        b.sort();
+        a != b
+    };
+    if next == cur && !units_changed {
+        return Ok(cur);
+    }
+    next.version += 1;
+    next.updated_at = now;
+    if !repo::update(&mut tx, org.id, &next, &sort_key(&next.given_name, &next.family_name), if_match).await? {
+        return Err(ServiceError::VersionMismatch { current: cur.version });
+    }
+    write_links(&mut tx, org, &mut next, &unit_ids, now).await?;
+    let next = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    let action = match (cur.active, next.active) {
+        (true, false) => "person.deactivate",
+        (false, true) => "person.reactivate",
+        _ => "person.update",
+    };
+    audit::record(&mut tx, org.id, actor, action, "person", &id.to_string(), Some(&cur), Some(&next), now).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// Deletes a person; the audit log keeps a tombstone (ids and digests, no personal data).
+pub async fn delete(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: Option<i64>, now: Timestamp) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    let cur = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    if if_match.is_some_and(|v| v != cur.version) {
+        return Err(ServiceError::VersionMismatch { current: cur.version });
+    }
+    repo::delete(&mut tx, org.id, PersonId(id)).await?;
+    audit::record(&mut tx, org.id, actor, "person.delete", "person", &id.to_string(), Some(&cur), None::<&Person>, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
