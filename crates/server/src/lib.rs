@@ -1,1 +1,141 @@
-//! server
+//! The `carebridge` server: configuration, role composition, start-up and shutdown, and the
+//! operator commands (migrate, org/admin/API-key management, audit verification, backup, demo
+//! data, benchmarks). The binary in `main.rs` only parses the command line and calls in here;
+//! the test kit starts the very same server in-process.
+
+pub mod app;
+pub mod bench;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod setup;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use carebridge_domain::Clock;
+use carebridge_store::{Db, DbOptions};
+use carebridge_web::{AppState, CursorKey};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+
+/// Opens and migrates the database of `config`.
+pub async fn open_db(config: &Config, pg_schema: Option<String>) -> anyhow::Result<Db> {
+    let opts = DbOptions { url: config.database_url.clone(), max_connections: config.database_max_connections, pg_schema };
+    let db = Db::connect(&opts).await.with_context(|| format!("opening {}", carebridge_store::redact_url(&config.database_url)))?;
+    db.migrate().await.context("migrating the database")?;
+    Ok(db)
+}
+
+/// Builds the shared state: database, clock, the cursor key (created once, shared by all nodes).
+pub async fn state(db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let now = clock.now().as_millisecond();
+    let key = carebridge_store::secrets::get_or_create(&db, "cursor_key", || carebridge_identity::random_bytes::<32>().to_vec(), now)
+        .await
+        .context("loading the cursor key")?;
+    Ok(AppState { db, clock, cursor: CursorKey::new(key) })
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The one-time set-up token, when the database had no organisation yet.
+    pub setup_token: Option<String>,
+    /// The demo organisation's admin API key, when `demo` was set and the demo was created now.
+    pub demo_key: Option<String>,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, closes the database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        let r = self.task.await.context("server task")?;
+        self.state.db.close().await;
+        r
+    }
+
+    /// Waits until the server stops by itself (or `signal` fires), then shuts down in order.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        self.shutdown().await
+    }
+}
+
+/// Starts the server on an open database.
+pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let _ = telemetry::prometheus();
+    let state = state(db, clock).await?;
+    let demo_key = if config.demo { demo::ensure(&state.db, state.now()).await? } else { None };
+    let setup_token = setup::prepare(&state.db, state.now()).await?;
+    let app = app::router(&config, state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let (addr, task) = if config.tls() {
+        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { anyhow::bail!("tls_cert and tls_key go together") };
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("loading the TLS certificate and key")?;
+        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let handle = axum_server::Handle::new();
+        let h2 = handle.clone();
+        tokio::spawn(async move {
+            let _ = rx.await;
+            h2.graceful_shutdown(Some(Duration::from_secs(20)));
+        });
+        let server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
+        let task = tokio::spawn(async move { server.serve(app.into_make_service()).await.context("HTTPS server") });
+        (addr, task)
+    } else {
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .context("HTTP server")
+        });
+        (addr, task)
+    };
+    Ok(Running { addr, setup_token, demo_key, state, shutdown: Some(tx), task })
+}
+
+/// Opens the database of `config` and starts the server.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let db = open_db(&config, None).await?;
+    start_with(config, db, clock).await
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

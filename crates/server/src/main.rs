@@ -1,1 +1,266 @@
-fn main() {}
+//! `carebridge`: the server binary and its operator commands. Parses the command line, loads
+//! the configuration, and calls into the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use carebridge_domain::{Clock, SystemClock};
+use carebridge_proto::org::CreateOrg;
+use carebridge_server::config::Config;
+use carebridge_server::{commands, open_db};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "carebridge", version, about = "Carebridge: identity, directory, duties and secure chat for care and rescue organisations")]
+struct Cli {
+    /// Configuration file (TOML). Default: ./carebridge.toml if it exists.
+    #[arg(long, global = true, env = "CAREBRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://path (embedded, default sqlite://data/carebridge.db) or postgres://…
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (default).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:443.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Comma-separated roles to run (identity, backend, directory); default all.
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+        /// Load the demo organisation if it is missing.
+        #[arg(long)]
+        demo: bool,
+        /// `text` or `json` logs.
+        #[arg(long)]
+        log_format: Option<String>,
+        /// TLS certificate chain (PEM); with --tls-key serves HTTPS directly.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load the demo organisation into the database.
+    Demo,
+    /// Organisations.
+    Org {
+        #[command(subcommand)]
+        cmd: OrgCmd,
+    },
+    /// Administrators (person + account with password + org_admin role).
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+    /// API keys (shown once, stored hashed).
+    Apikey {
+        #[command(subcommand)]
+        cmd: ApikeyCmd,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Consistent copy of the embedded SQLite database, safe while the server runs.
+    Backup { file: PathBuf },
+    /// Benchmark the real server (see `carebridge bench --help`).
+    Bench(carebridge_server::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "CH")]
+        region: String,
+        #[arg(long, default_value = "de")]
+        language: String,
+        #[arg(long)]
+        contact_email: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create an organisation administrator. The password is read from CAREBRIDGE_ADMIN_PASSWORD
+    /// or standard input (never from the command line, where it would land in shell history).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        given_name: String,
+        #[arg(long)]
+        family_name: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCmd {
+    /// Create a key; prints the secret once.
+    Create {
+        /// Organisation slug or id; omit with --platform.
+        #[arg(long, required_unless_present = "platform")]
+        org: Option<String>,
+        /// A platform key (may create organisations).
+        #[arg(long, conflicts_with = "org")]
+        platform: bool,
+        #[arg(long)]
+        name: String,
+        /// Permissions (default: all of an org admin, or `platform`).
+        #[arg(long, value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    Revoke {
+        #[arg(long)]
+        org: String,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain of one organisation (or all); exits 1 when tampering is found.
+    Verify {
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("CAREBRIDGE_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    eprintln!("password (12+ characters), then Enter:");
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s).context("reading the password")?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
+    if let Some(u) = cli.database_url {
+        config.database_url = u;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let command = cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        roles: None,
+        demo: false,
+        log_format: None,
+        tls_cert: None,
+        tls_key: None,
+    });
+    match command {
+        Command::Serve { listen, roles, demo, log_format, tls_cert, tls_key } => {
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(r) = roles {
+                config.roles = r;
+            }
+            if let Some(f) = log_format {
+                config.log_format = f;
+            }
+            config.demo |= demo;
+            if tls_cert.is_some() {
+                config.tls_cert = tls_cert;
+            }
+            if tls_key.is_some() {
+                config.tls_key = tls_key;
+            }
+            config.validate().map_err(anyhow::Error::msg)?;
+            carebridge_server::telemetry::init_logs(&config.log_format, &config.log_level);
+            let tls = config.tls();
+            let public = config.public_url.clone();
+            let running = carebridge_server::start(config, clock).await?;
+            let base = public.unwrap_or_else(|| format!("{}://{}", if tls { "https" } else { "http" }, running.addr));
+            println!("listening on {base}");
+            if let Some(t) = &running.setup_token {
+                println!("\nNo organisation exists yet. Open this one-time link to create the first organisation and its administrator:\n\n    {base}/setup?token={t}\n");
+            }
+            if let Some(k) = &running.demo_key {
+                println!("\nDemo organisation 'demo' loaded. Its admin API key (shown once):\n\n    {k}\n\nTry: curl -H 'Authorization: Bearer {k}' '{base}/api/v1/orgs/demo/people?q=mül'\n");
+            }
+            running.run_until(carebridge_server::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            open_db(&config, None).await?;
+            println!("migrations applied");
+        }
+        Command::Demo => {
+            let db = open_db(&config, None).await?;
+            match carebridge_server::demo::ensure(&db, clock.now()).await? {
+                Some(k) => println!("demo organisation created; admin API key (shown once): {k}"),
+                None => println!("demo organisation exists already"),
+            }
+        }
+        Command::Org { cmd: OrgCmd::Create { slug, name, region, language, contact_email } } => {
+            let db = open_db(&config, None).await?;
+            let o = commands::org_create(
+                &db,
+                CreateOrg { slug, name, default_region: region, default_language: language, contact_email },
+                clock.now(),
+            )
+            .await?;
+            println!("created organisation {} ({})", o.slug, o.id);
+        }
+        Command::Admin { cmd: AdminCmd::Create { org, given_name, family_name, email } } => {
+            let db = open_db(&config, None).await?;
+            let pw = read_password()?;
+            let id = commands::admin_create(&db, &org, &given_name, &family_name, &email, pw, clock.now()).await?;
+            println!("created administrator {id}");
+        }
+        Command::Apikey { cmd: ApikeyCmd::Create { org, platform, name, permissions } } => {
+            let db = open_db(&config, None).await?;
+            let org = if platform { None } else { org };
+            let k = commands::apikey_create(&db, org.as_deref(), &name, permissions, clock.now()).await?;
+            println!("key {} ({}); secret, shown once:\n{}", k.key.id, k.key.permissions.join(","), k.secret);
+        }
+        Command::Apikey { cmd: ApikeyCmd::Revoke { org, id } } => {
+            let db = open_db(&config, None).await?;
+            commands::apikey_revoke(&db, &org, id, clock.now()).await?;
+            println!("revoked {id}");
+        }
+        Command::Audit { cmd: AuditCmd::Verify { org } } => {
+            let db = open_db(&config, None).await?;
+            if !commands::audit_verify(&db, org.as_deref()).await? {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Backup { file } => {
+            let db = open_db(&config, None).await?;
+            commands::backup(&db, &file).await?;
+            println!("backup written to {}", file.display());
+        }
+        Command::Bench(args) => {
+            carebridge_server::bench::run(args, config).await?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

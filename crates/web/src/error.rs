@@ -240,3 +240,9 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+impl From<carebridge_store::sqlx::Error> for ServiceError {
+    fn from(e: carebridge_store::sqlx::Error) -> Self {
+        ServiceError::Store(StoreError::from(e))
+    }
+}

@@ -1,0 +1,91 @@
+//! Configuration, layered: built-in defaults → a TOML file (`--config`, default
+//! `carebridge.toml` if present) → `CAREBRIDGE_*` environment variables → command-line flags.
+//! Unknown keys are errors. `carebridge.example.toml` documents every key; a test keeps it in
+//! step with [`Config::default`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://data/carebridge.db` (embedded, default) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Pool size (PostgreSQL) or reader pool size (SQLite).
+    pub database_max_connections: u32,
+    /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Which roles to run: any of `identity`, `backend`, `directory` (default: all).
+    pub roles: Vec<String>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// `tracing` filter, e.g. `info` or `carebridge=debug,info`.
+    pub log_level: String,
+    /// Serve HTTPS directly with this certificate chain (PEM) …
+    pub tls_cert: Option<PathBuf>,
+    /// … and this private key (PEM). Without both, plain HTTP (put a reverse proxy in front).
+    pub tls_key: Option<PathBuf>,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Load the demo organisation at start (if missing).
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/carebridge.db".into(),
+            database_max_connections: 8,
+            public_url: None,
+            roles: crate::app::ROLES.iter().map(|r| r.to_string()).collect(),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            tls_cert: None,
+            tls_key: None,
+            body_limit: carebridge_web::extract::BODY_LIMIT,
+            demo: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults → file → environment. Flags are merged by the caller with [`Config::merge`].
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(p) => f = f.merge(Toml::file_exact(p)),
+            None if Path::new("carebridge.toml").exists() => f = f.merge(Toml::file_exact("carebridge.toml")),
+            None => {}
+        }
+        f.merge(Env::prefixed("CAREBRIDGE_").split("__")).extract()
+    }
+
+    /// Whether HTTPS is served directly.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Checks values the types can't.
+    pub fn validate(&self) -> Result<(), String> {
+        for r in &self.roles {
+            if !crate::app::ROLES.contains(&r.as_str()) {
+                return Err(format!("unknown role '{r}'; known: {}", crate::app::ROLES.join(", ")));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err("log_format must be 'text' or 'json'".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        Ok(())
+    }
+}
