@@ -8,7 +8,10 @@ use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
 use carebridge_web::idem::Idem;
-use carebridge_web::{org_scope, page_limit, ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, Json, Path, Query, Tagged};
+use carebridge_web::{
+    ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, Json, OrgPath, Path, Query, Tagged,
+    page_limit, require,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,15 +42,24 @@ async fn create_org(
 ) -> Result<Created<Org>, ApiError> {
     let idem = Idem::new(&p, "POST /orgs", key, &body.digest);
     let outcome = service::create(&s.db, &actor(p), body.value, idem, s.now()).await?;
-    Ok(Created { outcome, collection: "/api/v1/orgs".into() })
+    Ok(Created {
+        outcome,
+        collection: "/api/v1/orgs".into(),
+    })
 }
 
 /// Organisations visible to the caller.
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "organisations", params(PageQuery),
     responses((status = 200, body = Page<Org>)), security(("bearer" = [])))]
-async fn list_orgs(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<PageQuery>) -> Result<axum::Json<Page<Org>>, ApiError> {
+async fn list_orgs(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<Org>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    Ok(axum::Json(service::list(&s.db, &actor(p), &s.cursor, q.cursor.as_deref(), limit).await?))
+    Ok(axum::Json(
+        service::list(&s.db, &actor(p), &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// One organisation.
@@ -55,8 +67,13 @@ async fn list_orgs(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<Pag
     params(("org" = String, Path, description = "slug or id")),
     responses((status = 200, body = Org, headers(("ETag" = String))), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-async fn get_org(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>) -> Result<Tagged<Org>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::OrgRead).await?;
+async fn get_org(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(org): Path<String>,
+) -> Result<Tagged<Org>, ApiError> {
+    require(&p, &o, Permission::OrgRead)?;
     let org = service::get(&s.db, &o).await?;
     let v = org.version;
     Ok(Tagged(org, v))
@@ -70,11 +87,12 @@ async fn get_org(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<Strin
 async fn update_org(
     State(s): State<AppState>,
     Auth(p): Auth,
+    OrgPath(o): OrgPath,
     Path(org): Path<String>,
     IfMatch(version): IfMatch,
     body: Json<UpdateOrg>,
 ) -> Result<Tagged<Org>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::OrgWrite).await?;
+    require(&p, &o, Permission::OrgWrite)?;
     let org = service::update(&s.db, &actor(p), &o, version, body.value, s.now()).await?;
     let v = org.version;
     Ok(Tagged(org, v))
@@ -87,19 +105,27 @@ async fn update_org(
 async fn audit_log(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Path(org): Path<String>,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<Page<AuditEvent>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let o = org_scope(&s.db, &p, &org, Permission::AuditRead).await?;
-    Ok(axum::Json(service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?))
+    require(&p, &o, Permission::AuditRead)?;
+    Ok(axum::Json(
+        service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// Verify the organisation's audit hash chain.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit/verify", tag = "audit",
     params(("org" = String, Path, description = "slug or id")),
     responses((status = 200, body = AuditVerification)), security(("bearer" = [])))]
-async fn audit_verify(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>) -> Result<axum::Json<AuditVerification>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::AuditRead).await?;
+async fn audit_verify(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+) -> Result<axum::Json<AuditVerification>, ApiError> {
+    require(&p, &o, Permission::AuditRead)?;
     Ok(axum::Json(service::verify_chain(&s.db, o.id).await?))
 }

@@ -1,15 +1,25 @@
 //! SQL for organisations. Every function takes the executor it runs on.
 
-use carebridge_domain::time::from_millis;
 use carebridge_domain::OrgId;
+use carebridge_domain::time::from_millis;
 use carebridge_proto::org::Org;
-use carebridge_store::{exec, run, sqlx, Exec, StoreError, Tx};
+use carebridge_store::{Exec, StoreError, Tx, exec, run, sqlx};
 use uuid::Uuid;
 
-type OrgRow = (Uuid, String, String, String, String, Option<String>, bool, i64, i64, i64);
+type OrgRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    bool,
+    i64,
+    i64,
+    i64,
+);
 
-const COLS: &str =
-    "id, slug, name, default_region, default_language, contact_email, discoverable, version, created_at, updated_at";
+const COLS: &str = "id, slug, name, default_region, default_language, contact_email, discoverable, version, created_at, updated_at";
 
 fn org(r: OrgRow) -> Org {
     Org {
@@ -53,7 +63,11 @@ pub async fn count(x: &mut impl Exec) -> Result<i64, StoreError> {
 }
 
 /// All organisations after `after` (by slug), at most `limit`.
-pub async fn page(x: &mut impl Exec, after: Option<&str>, limit: i64) -> Result<Vec<Org>, StoreError> {
+pub async fn page(
+    x: &mut impl Exec,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Org>, StoreError> {
     let sql = format!("SELECT {COLS} FROM organisations WHERE slug > $1 ORDER BY slug LIMIT $2");
     let rows: Vec<OrgRow> = run!(x, c => sqlx::query_as(&sql).bind(after.unwrap_or("")).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(org).collect())

@@ -3,15 +3,15 @@
 
 use carebridge_domain::audit::verify;
 use carebridge_domain::auth::Actor;
-use carebridge_domain::org::{check_language, check_region, OrgDraft};
+use carebridge_domain::org::{OrgDraft, check_language, check_region};
 use carebridge_domain::time::from_millis;
 use carebridge_domain::validate::bounded_text;
 use carebridge_domain::{OrgId, Timestamp, Violations};
+use carebridge_proto::Page;
 use carebridge_proto::audit::{AuditEvent, AuditVerification};
 use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
-use carebridge_proto::Page;
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{audit, Db, Tx};
+use carebridge_store::{Db, Tx, audit};
 use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 
@@ -29,9 +29,18 @@ pub fn draft(input: &CreateOrg) -> Result<OrgDraft, Violations> {
 }
 
 /// Creates an organisation inside `tx` (used by the API, the set-up flow, the CLI and the demo).
-pub async fn create_in(tx: &mut Tx, actor: &Actor, d: OrgDraft, now: Timestamp) -> Result<Org, ServiceError> {
+pub async fn create_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    d: OrgDraft,
+    now: Timestamp,
+) -> Result<Org, ServiceError> {
     if repo::slug_taken(tx, &d.slug).await? {
-        return Err(ServiceError::Invalid(Violations::single("/slug", "slug_taken", format!("'{}' is already in use", d.slug))));
+        return Err(ServiceError::Invalid(Violations::single(
+            "/slug",
+            "slug_taken",
+            format!("'{}' is already in use", d.slug),
+        )));
     }
     let o = Org {
         id: OrgId::generate(now).0,
@@ -46,14 +55,33 @@ pub async fn create_in(tx: &mut Tx, actor: &Actor, d: OrgDraft, now: Timestamp) 
         updated_at: now,
     };
     repo::insert(tx, &o).await?;
-    audit::record(tx, OrgId(o.id), actor, "org.create", "organisation", &o.id.to_string(), None::<&Org>, Some(&o), now).await?;
+    audit::record(
+        tx,
+        OrgId(o.id),
+        actor,
+        "org.create",
+        "organisation",
+        &o.id.to_string(),
+        None::<&Org>,
+        Some(&o),
+        now,
+    )
+    .await?;
     Ok(o)
 }
 
 /// `POST /orgs`: platform operators only.
-pub async fn create(db: &Db, actor: &Actor, input: CreateOrg, idem: Option<Idem>, now: Timestamp) -> Result<Outcome<Org>, ServiceError> {
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    input: CreateOrg,
+    idem: Option<Idem>,
+    now: Timestamp,
+) -> Result<Outcome<Org>, ServiceError> {
     if !actor.principal.is_platform() {
-        return Err(ServiceError::Forbidden { detail: "creating organisations needs a platform credential".into() });
+        return Err(ServiceError::Forbidden {
+            detail: "creating organisations needs a platform credential".into(),
+        });
     }
     let d = draft(&input)?;
     let mut tx = db.begin().await?;
@@ -68,11 +96,21 @@ pub async fn create(db: &Db, actor: &Actor, input: CreateOrg, idem: Option<Idem>
 
 pub async fn get(db: &Db, org: &OrgRef) -> Result<Org, ServiceError> {
     let mut c = db.read().await?;
-    repo::get(&mut c, org.id).await?.ok_or(ServiceError::NotFound { what: "organisation" })
+    repo::get(&mut c, org.id)
+        .await?
+        .ok_or(ServiceError::NotFound {
+            what: "organisation",
+        })
 }
 
 /// Organisations the caller can see: all for platform operators, else its own.
-pub async fn list(db: &Db, actor: &Actor, cursor: &CursorKey, after: Option<&str>, limit: i64) -> Result<Page<Org>, ServiceError> {
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    cursor: &CursorKey,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Page<Org>, ServiceError> {
     let after: Option<String> = cursor.decode_opt("orgs", after)?;
     let mut c = db.read().await?;
     if !actor.principal.is_platform() {
@@ -80,7 +118,10 @@ pub async fn list(db: &Db, actor: &Actor, cursor: &CursorKey, after: Option<&str
             Some(id) if after.is_none() => repo::get(&mut c, id).await?,
             _ => None,
         };
-        return Ok(Page { items: own.into_iter().collect(), next_cursor: None });
+        return Ok(Page {
+            items: own.into_iter().collect(),
+            next_cursor: None,
+        });
     }
     let mut items = repo::page(&mut c, after.as_deref(), limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
@@ -93,11 +134,24 @@ pub async fn list(db: &Db, actor: &Actor, cursor: &CursorKey, after: Option<&str
 }
 
 /// `PATCH /orgs/{org}` with `If-Match`.
-pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, if_match: i64, patch: UpdateOrg, now: Timestamp) -> Result<Org, ServiceError> {
+pub async fn update(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    if_match: i64,
+    patch: UpdateOrg,
+    now: Timestamp,
+) -> Result<Org, ServiceError> {
     let mut tx = db.begin().await?;
-    let before = repo::get(&mut tx, org.id).await?.ok_or(ServiceError::NotFound { what: "organisation" })?;
+    let before = repo::get(&mut tx, org.id)
+        .await?
+        .ok_or(ServiceError::NotFound {
+            what: "organisation",
+        })?;
     if before.version != if_match {
-        return Err(ServiceError::VersionMismatch { current: before.version });
+        return Err(ServiceError::VersionMismatch {
+            current: before.version,
+        });
     }
     let mut v = Violations::new();
     let mut after = before.clone();
@@ -113,7 +167,9 @@ pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, if_match: i64, patch: 
         after.default_language = l.clone();
     }
     if let Some(e) = &patch.contact_email {
-        after.contact_email = e.as_ref().map(|e| carebridge_domain::person::normalise_email(&mut v, "/contact_email", e));
+        after.contact_email = e
+            .as_ref()
+            .map(|e| carebridge_domain::person::normalise_email(&mut v, "/contact_email", e));
     }
     if let Some(d) = patch.discoverable {
         after.discoverable = d;
@@ -125,9 +181,22 @@ pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, if_match: i64, patch: 
     after.version += 1;
     after.updated_at = now;
     if !repo::update(&mut tx, &after, before.version).await? {
-        return Err(ServiceError::VersionMismatch { current: before.version });
+        return Err(ServiceError::VersionMismatch {
+            current: before.version,
+        });
     }
-    audit::record(&mut tx, org.id, actor, "org.update", "organisation", &org.id.to_string(), Some(&before), Some(&after), now).await?;
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "org.update",
+        "organisation",
+        &org.id.to_string(),
+        Some(&before),
+        Some(&after),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -149,7 +218,13 @@ fn event(r: carebridge_domain::audit::AuditRecord) -> AuditEvent {
 }
 
 /// The audit log, newest first.
-pub async fn audit_page(db: &Db, org: &OrgRef, cursor: &CursorKey, after: Option<&str>, limit: i64) -> Result<Page<AuditEvent>, ServiceError> {
+pub async fn audit_page(
+    db: &Db,
+    org: &OrgRef,
+    cursor: &CursorKey,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Page<AuditEvent>, ServiceError> {
     let before: Option<i64> = cursor.decode_opt("audit", after)?;
     let mut c = db.read().await?;
     let mut rows = audit::page_desc(&mut c, org.id, before.unwrap_or(i64::MAX), limit + 1).await?;
@@ -159,7 +234,10 @@ pub async fn audit_page(db: &Db, org: &OrgRef, cursor: &CursorKey, after: Option
     } else {
         None
     };
-    Ok(Page { items: rows.into_iter().map(event).collect(), next_cursor })
+    Ok(Page {
+        items: rows.into_iter().map(event).collect(),
+        next_cursor,
+    })
 }
 
 /// Walks `org`'s whole chain in batches and checks every link and the recorded head.
@@ -174,8 +252,18 @@ pub async fn verify_chain(db: &Db, org: OrgId) -> Result<AuditVerification, Serv
         after = last.seq;
         all.extend(batch);
     }
-    Ok(match verify(org, &all, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
-        Ok(n) => AuditVerification { ok: true, events_checked: n, error: None },
-        Err(e) => AuditVerification { ok: false, events_checked: 0, error: Some(e.to_string()) },
-    })
+    Ok(
+        match verify(org, &all, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+            Ok(n) => AuditVerification {
+                ok: true,
+                events_checked: n,
+                error: None,
+            },
+            Err(e) => AuditVerification {
+                ok: false,
+                events_checked: 0,
+                error: Some(e.to_string()),
+            },
+        },
+    )
 }

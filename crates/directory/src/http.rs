@@ -4,13 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
-    CreatePerson, CreateRoleAssignment, CreateUnit, PeopleQuery, Person, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
+    CreatePerson, CreateRoleAssignment, CreateUnit, PeopleQuery, Person, RoleAssignment,
+    RolesQuery, Unit, UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
 use carebridge_web::idem::Idem;
 use carebridge_web::{
-    org_scope, page_limit, ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, IfMatchOpt, Json, Path, Query, Tagged,
+    ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, IfMatchOpt, Json, OrgPath, Path,
+    Query, Tagged, page_limit, require,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,10 +44,18 @@ fn collection(org: &str, what: &str) -> String {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/units", tag = "units",
     params(("org" = String, Path, description = "slug or id"), PageQuery),
     responses((status = 200, body = Page<Unit>)), security(("bearer" = [])))]
-async fn list_units(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<PageQuery>) -> Result<axum::Json<Page<Unit>>, ApiError> {
+async fn list_units(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<Unit>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
-    Ok(axum::Json(units::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?))
+    require(&p, &o, Permission::DirectoryRead)?;
+    Ok(axum::Json(
+        units::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// Create a unit (a root unit without `parent_id`).
@@ -55,21 +65,30 @@ async fn list_units(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<St
 async fn create_unit(
     State(s): State<AppState>,
     Auth(p): Auth,
+    OrgPath(o): OrgPath,
     Path(org): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     body: Json<CreateUnit>,
 ) -> Result<Created<Unit>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     let idem = Idem::new(&p, &format!("POST {}/units", o.id), key, &body.digest);
     let outcome = units::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
-    Ok(Created { outcome, collection: collection(&org, "units") })
+    Ok(Created {
+        outcome,
+        collection: collection(&org, "units"),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/units/{unit}", tag = "units",
     params(("org" = String, Path, description = "slug or id"), ("unit" = Uuid, Path)),
     responses((status = 200, body = Unit), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn get_unit(State(s): State<AppState>, Auth(p): Auth, Path((org, unit)): Path<(String, Uuid)>) -> Result<Tagged<Unit>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+async fn get_unit(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, unit)): Path<(String, Uuid)>,
+) -> Result<Tagged<Unit>, ApiError> {
+    require(&p, &o, Permission::DirectoryRead)?;
     let u = units::get(&s.db, &o, unit).await?;
     let v = u.version;
     Ok(Tagged(u, v))
@@ -82,11 +101,12 @@ async fn get_unit(State(s): State<AppState>, Auth(p): Auth, Path((org, unit)): P
 async fn update_unit(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Path((org, unit)): Path<(String, Uuid)>,
+    OrgPath(o): OrgPath,
+    Path((_org, unit)): Path<(String, Uuid)>,
     IfMatch(version): IfMatch,
     body: Json<UpdateUnit>,
 ) -> Result<Tagged<Unit>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     let u = units::update(&s.db, &actor(p), &o, unit, version, body.value, s.now()).await?;
     let v = u.version;
     Ok(Tagged(u, v))
@@ -99,10 +119,11 @@ async fn update_unit(
 async fn delete_unit(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Path((org, unit)): Path<(String, Uuid)>,
+    OrgPath(o): OrgPath,
+    Path((_org, unit)): Path<(String, Uuid)>,
     IfMatchOpt(version): IfMatchOpt,
 ) -> Result<StatusCode, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     units::delete(&s.db, &actor(p), &o, unit, version, s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -113,10 +134,18 @@ async fn delete_unit(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/people", tag = "people",
     params(("org" = String, Path, description = "slug or id"), PeopleQuery),
     responses((status = 200, body = Page<Person>)), security(("bearer" = [])))]
-async fn list_people(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<PeopleQuery>) -> Result<axum::Json<Page<Person>>, ApiError> {
+async fn list_people(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PeopleQuery>,
+) -> Result<axum::Json<Page<Person>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
-    Ok(axum::Json(people::list(&s.db, &o, &s.cursor, &q, limit).await?))
+    require(&p, &o, Permission::DirectoryRead)?;
+    Ok(axum::Json(
+        people::list(&s.db, &o, &s.cursor, &q, limit).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/people", tag = "people", request_body = CreatePerson,
@@ -125,21 +154,30 @@ async fn list_people(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<S
 async fn create_person(
     State(s): State<AppState>,
     Auth(p): Auth,
+    OrgPath(o): OrgPath,
     Path(org): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     body: Json<CreatePerson>,
 ) -> Result<Created<Person>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     let idem = Idem::new(&p, &format!("POST {}/people", o.id), key, &body.digest);
     let outcome = people::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
-    Ok(Created { outcome, collection: collection(&org, "people") })
+    Ok(Created {
+        outcome,
+        collection: collection(&org, "people"),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}", tag = "people",
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
     responses((status = 200, body = Person), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn get_person(State(s): State<AppState>, Auth(p): Auth, Path((org, person)): Path<(String, Uuid)>) -> Result<Tagged<Person>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+async fn get_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<Tagged<Person>, ApiError> {
+    require(&p, &o, Permission::DirectoryRead)?;
     let x = people::get(&s.db, &o, person).await?;
     let v = x.version;
     Ok(Tagged(x, v))
@@ -152,11 +190,12 @@ async fn get_person(State(s): State<AppState>, Auth(p): Auth, Path((org, person)
 async fn update_person(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Path((org, person)): Path<(String, Uuid)>,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
     IfMatch(version): IfMatch,
     body: Json<UpdatePerson>,
 ) -> Result<Tagged<Person>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     let x = people::update(&s.db, &actor(p), &o, person, version, body.value, s.now()).await?;
     let v = x.version;
     Ok(Tagged(x, v))
@@ -168,10 +207,11 @@ async fn update_person(
 async fn delete_person(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Path((org, person)): Path<(String, Uuid)>,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
     IfMatchOpt(version): IfMatchOpt,
 ) -> Result<StatusCode, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryWrite).await?;
+    require(&p, &o, Permission::DirectoryWrite)?;
     people::delete(&s.db, &actor(p), &o, person, version, s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -181,10 +221,18 @@ async fn delete_person(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/roles", tag = "roles",
     params(("org" = String, Path, description = "slug or id"), RolesQuery),
     responses((status = 200, body = Page<RoleAssignment>)), security(("bearer" = [])))]
-async fn list_roles(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<RolesQuery>) -> Result<axum::Json<Page<RoleAssignment>>, ApiError> {
+async fn list_roles(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<RolesQuery>,
+) -> Result<axum::Json<Page<RoleAssignment>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
-    Ok(axum::Json(roles::list(&s.db, &o, &s.cursor, &q, limit).await?))
+    require(&p, &o, Permission::DirectoryRead)?;
+    Ok(axum::Json(
+        roles::list(&s.db, &o, &s.cursor, &q, limit).await?,
+    ))
 }
 
 /// Give a person a role (org-wide, or over a unit subtree).
@@ -194,29 +242,43 @@ async fn list_roles(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<St
 async fn create_role(
     State(s): State<AppState>,
     Auth(p): Auth,
+    OrgPath(o): OrgPath,
     Path(org): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     body: Json<CreateRoleAssignment>,
 ) -> Result<Created<RoleAssignment>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::RolesWrite).await?;
+    require(&p, &o, Permission::RolesWrite)?;
     let idem = Idem::new(&p, &format!("POST {}/roles", o.id), key, &body.digest);
     let outcome = roles::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
-    Ok(Created { outcome, collection: collection(&org, "roles") })
+    Ok(Created {
+        outcome,
+        collection: collection(&org, "roles"),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/roles/{assignment}", tag = "roles",
     params(("org" = String, Path, description = "slug or id"), ("assignment" = Uuid, Path)),
     responses((status = 200, body = RoleAssignment), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn get_role(State(s): State<AppState>, Auth(p): Auth, Path((org, id)): Path<(String, Uuid)>) -> Result<axum::Json<RoleAssignment>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::DirectoryRead).await?;
+async fn get_role(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<axum::Json<RoleAssignment>, ApiError> {
+    require(&p, &o, Permission::DirectoryRead)?;
     Ok(axum::Json(roles::get(&s.db, &o, id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/roles/{assignment}", tag = "roles",
     params(("org" = String, Path, description = "slug or id"), ("assignment" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn delete_role(State(s): State<AppState>, Auth(p): Auth, Path((org, id)): Path<(String, Uuid)>) -> Result<StatusCode, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::RolesWrite).await?;
+async fn delete_role(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&p, &o, Permission::RolesWrite)?;
     roles::delete(&s.db, &actor(p), &o, id, s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,7 +74,9 @@ pub enum ChainBreak {
     Link { seq: i64 },
     #[error("event {seq}: hash mismatch; the event was changed")]
     Hash { seq: i64 },
-    #[error("the chain ends at event {last} but the recorded head is event {head}; events were deleted from the end")]
+    #[error(
+        "the chain ends at event {last} but the recorded head is event {head}; events were deleted from the end"
+    )]
     Head { last: i64, head: i64 },
 }
 
@@ -90,7 +92,10 @@ pub fn verify<'a>(
     let mut n = 0;
     for r in records {
         if r.seq != expected {
-            return Err(ChainBreak::Gap { seq: r.seq, expected });
+            return Err(ChainBreak::Gap {
+                seq: r.seq,
+                expected,
+            });
         }
         if r.prev_hash != prev {
             return Err(ChainBreak::Link { seq: r.seq });
@@ -113,7 +118,9 @@ pub fn verify<'a>(
     }
     let last = expected - 1;
     match head {
-        Some((hseq, hhash)) if hseq != last || (last > 0 && hhash != prev) => Err(ChainBreak::Head { last, head: hseq }),
+        Some((hseq, hhash)) if hseq != last || (last > 0 && hhash != prev) => {
+            Err(ChainBreak::Head { last, head: hseq })
+        }
         None if last > 0 => Err(ChainBreak::Head { last, head: 0 }),
         _ => Ok(n),
     }
@@ -166,16 +173,31 @@ mod tests {
 
         let mut changed = c.clone();
         changed[2].action = "person.delete".into();
-        assert_eq!(verify(org, &changed, Some(head)), Err(ChainBreak::Hash { seq: 3 }));
+        assert_eq!(
+            verify(org, &changed, Some(head)),
+            Err(ChainBreak::Hash { seq: 3 })
+        );
 
         let mut deleted = c.clone();
         deleted.remove(1);
-        assert_eq!(verify(org, &deleted, Some(head)), Err(ChainBreak::Gap { seq: 3, expected: 2 }));
+        assert_eq!(
+            verify(org, &deleted, Some(head)),
+            Err(ChainBreak::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
 
         let truncated = &c[..4];
-        assert!(matches!(verify(org, truncated, Some(head)), Err(ChainBreak::Head { .. })));
+        assert!(matches!(
+            verify(org, truncated, Some(head)),
+            Err(ChainBreak::Head { .. })
+        ));
 
         let other = OrgId(Uuid::from_u128(8));
-        assert_eq!(verify(other, &c, Some(head)), Err(ChainBreak::Link { seq: 1 }));
+        assert_eq!(
+            verify(other, &c, Some(head)),
+            Err(ChainBreak::Link { seq: 1 })
+        );
     }
 }

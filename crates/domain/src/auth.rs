@@ -67,7 +67,10 @@ impl Permission {
 
     /// Everything an organisation administrator may do.
     pub fn org_admin() -> Vec<Permission> {
-        Permission::ALL.into_iter().filter(|p| *p != Permission::Platform).collect()
+        Permission::ALL
+            .into_iter()
+            .filter(|p| *p != Permission::Platform)
+            .collect()
     }
 }
 
@@ -95,7 +98,11 @@ impl Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// An API key: of one organisation, or a platform key (no organisation).
-    ApiKey { id: ApiKeyId, org: Option<OrgId>, permissions: Vec<Permission> },
+    ApiKey {
+        id: ApiKeyId,
+        org: Option<OrgId>,
+        permissions: Vec<Permission>,
+    },
     /// The operator at the command line or the one-time set-up flow: may do anything.
     System { name: &'static str },
 }
@@ -105,7 +112,11 @@ impl Principal {
     pub fn allows(&self, org: OrgId, perm: Permission) -> bool {
         match self {
             Principal::System { .. } => true,
-            Principal::ApiKey { org: Some(own), permissions, .. } => *own == org && permissions.contains(&perm),
+            Principal::ApiKey {
+                org: Some(own),
+                permissions,
+                ..
+            } => *own == org && permissions.contains(&perm),
             Principal::ApiKey { org: None, .. } => false,
         }
     }
@@ -114,7 +125,11 @@ impl Principal {
     pub fn is_platform(&self) -> bool {
         match self {
             Principal::System { .. } => true,
-            Principal::ApiKey { org: None, permissions, .. } => permissions.contains(&Permission::Platform),
+            Principal::ApiKey {
+                org: None,
+                permissions,
+                ..
+            } => permissions.contains(&Permission::Platform),
             Principal::ApiKey { .. } => false,
         }
     }
@@ -149,7 +164,10 @@ impl Actor {
     }
 
     pub fn system(name: &'static str, source: Source) -> Self {
-        Self { principal: Principal::System { name }, source }
+        Self {
+            principal: Principal::System { name },
+            source,
+        }
     }
 }
 
@@ -162,7 +180,11 @@ mod tests {
     fn keys_of_one_org_never_pass_for_another() {
         let a = OrgId(Uuid::from_u128(1));
         let b = OrgId(Uuid::from_u128(2));
-        let key = Principal::ApiKey { id: ApiKeyId(Uuid::from_u128(9)), org: Some(b), permissions: Permission::org_admin() };
+        let key = Principal::ApiKey {
+            id: ApiKeyId(Uuid::from_u128(9)),
+            org: Some(b),
+            permissions: Permission::org_admin(),
+        };
         for p in Permission::ALL {
             assert!(!key.allows(a, p), "{p:?}");
         }
@@ -174,7 +196,10 @@ mod tests {
     fn permission_names_round_trip() {
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.as_str()), Some(p));
-            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
         }
     }
 }

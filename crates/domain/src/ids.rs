@@ -69,6 +69,7 @@ id_type!(
 /// A UUIDv7 from the given time; the random part comes from the uuid crate's generator.
 pub fn new_v7(now: Timestamp) -> Uuid {
     let ms = now.as_millisecond().max(0) as u64;
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+    let ts =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
     Uuid::new_v7(ts)
 }

@@ -1,6 +1,6 @@
 //! Organisations (tenants): slug rules, regions and languages.
 
-use crate::validate::{bounded_text, Violations};
+use crate::validate::{Violations, bounded_text};
 
 /// Languages Carebridge speaks (templates, pages). The first is the fallback.
 pub const LANGUAGES: &[&str] = &["en", "de", "fr", "it", "fi", "sv"];
@@ -8,22 +8,36 @@ pub const LANGUAGES: &[&str] = &["en", "de", "fr", "it", "fi", "sv"];
 /// Checks an organisation slug: 2–63 characters of `a-z`, `0-9` and inner `-`, as it appears in
 /// URLs (`/api/v1/orgs/{slug}`, `/discovery/{slug}`).
 pub fn check_slug(v: &mut Violations, pointer: &str, slug: &str) {
-    let ok_chars = slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok_chars = slug
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if slug.len() < 2 || slug.len() > 63 {
         v.push(pointer, "invalid_slug", "must have 2 to 63 characters");
     } else if !ok_chars || slug.starts_with('-') || slug.ends_with('-') {
-        v.push(pointer, "invalid_slug", "may contain only a-z, 0-9 and inner '-'");
+        v.push(
+            pointer,
+            "invalid_slug",
+            "may contain only a-z, 0-9 and inner '-'",
+        );
     } else if uuid::Uuid::parse_str(slug).is_ok() {
         v.push(pointer, "invalid_slug", "must not look like an id");
     }
 }
 
 /// Checks an ISO 3166-1 alpha-2 region code that the phone-number library knows.
-pub fn check_region(v: &mut Violations, pointer: &str, region: &str) -> Option<phonenumber::country::Id> {
+pub fn check_region(
+    v: &mut Violations,
+    pointer: &str,
+    region: &str,
+) -> Option<phonenumber::country::Id> {
     match region.parse::<phonenumber::country::Id>() {
         Ok(id) if region.len() == 2 && region.chars().all(|c| c.is_ascii_uppercase()) => Some(id),
         _ => {
-            v.push(pointer, "invalid_region", "must be an upper-case ISO 3166-1 alpha-2 country code such as CH, DE or FI");
+            v.push(
+                pointer,
+                "invalid_region",
+                "must be an upper-case ISO 3166-1 alpha-2 country code such as CH, DE or FI",
+            );
             None
         }
     }
@@ -31,7 +45,11 @@ pub fn check_region(v: &mut Violations, pointer: &str, region: &str) -> Option<p
 
 pub fn check_language(v: &mut Violations, pointer: &str, lang: &str) {
     if !LANGUAGES.contains(&lang) {
-        v.push(pointer, "invalid_language", format!("must be one of {}", LANGUAGES.join(", ")));
+        v.push(
+            pointer,
+            "invalid_language",
+            format!("must be one of {}", LANGUAGES.join(", ")),
+        );
     }
 }
 
@@ -60,7 +78,8 @@ impl OrgDraft {
         let name = bounded_text(&mut v, "/name", name, 1, 200);
         check_region(&mut v, "/default_region", region);
         check_language(&mut v, "/default_language", language);
-        let contact_email = contact_email.map(|e| crate::person::normalise_email(&mut v, "/contact_email", e));
+        let contact_email =
+            contact_email.map(|e| crate::person::normalise_email(&mut v, "/contact_email", e));
         v.into_result()?;
         Ok(Self {
             slug,
@@ -83,7 +102,15 @@ mod tests {
             check_slug(&mut v, "/slug", ok);
             assert!(v.is_empty(), "{ok}");
         }
-        for bad in ["a", "-ab", "ab-", "Ab", "a b", "ä", "0190f0e4-8f0e-7c3a-9a4e-1d2b3c4d5e6f"] {
+        for bad in [
+            "a",
+            "-ab",
+            "ab-",
+            "Ab",
+            "a b",
+            "ä",
+            "0190f0e4-8f0e-7c3a-9a4e-1d2b3c4d5e6f",
+        ] {
             let mut v = Violations::new();
             check_slug(&mut v, "/slug", bad);
             assert!(!v.is_empty(), "{bad}");

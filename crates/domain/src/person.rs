@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{bounded_text, Violations};
+use crate::validate::{Violations, bounded_text};
 
 /// What kind of member a person is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,7 +56,10 @@ pub struct Address {
 
 impl Address {
     pub fn is_empty(&self) -> bool {
-        self.street.is_none() && self.postal_code.is_none() && self.locality.is_none() && self.country.is_none()
+        self.street.is_none()
+            && self.postal_code.is_none()
+            && self.locality.is_none()
+            && self.country.is_none()
     }
 }
 
@@ -70,7 +73,11 @@ pub const MAX_LABELS: usize = 50;
 pub fn normalise_email(v: &mut Violations, pointer: &str, raw: &str) -> String {
     let t = raw.trim();
     if t.chars().count() > 254 {
-        v.push(pointer, "invalid_email", "an e-mail address has at most 254 characters");
+        v.push(
+            pointer,
+            "invalid_email",
+            "an e-mail address has at most 254 characters",
+        );
         return t.to_string();
     }
     match t.parse::<email_address::EmailAddress>() {
@@ -78,7 +85,11 @@ pub fn normalise_email(v: &mut Violations, pointer: &str, raw: &str) -> String {
             format!("{}@{}", e.local_part(), e.domain().to_lowercase())
         }
         _ => {
-            v.push(pointer, "invalid_email", format!("'{t}' is not a valid e-mail address"));
+            v.push(
+                pointer,
+                "invalid_email",
+                format!("'{t}' is not a valid e-mail address"),
+            );
             t.to_string()
         }
     }
@@ -90,13 +101,21 @@ pub fn normalise_phone(v: &mut Violations, pointer: &str, raw: &str, region: &st
     let t = raw.trim();
     let country = region.parse::<phonenumber::country::Id>().ok();
     if t.len() > 40 {
-        v.push(pointer, "invalid_phone", "a phone number has at most 40 characters");
+        v.push(
+            pointer,
+            "invalid_phone",
+            "a phone number has at most 40 characters",
+        );
         return t.to_string();
     }
     match phonenumber::parse(country, t) {
         Ok(n) if phonenumber::is_valid(&n) => n.format().mode(phonenumber::Mode::E164).to_string(),
         _ => {
-            v.push(pointer, "invalid_phone", format!("'{t}' is not a valid phone number for region {region}"));
+            v.push(
+                pointer,
+                "invalid_phone",
+                format!("'{t}' is not a valid phone number for region {region}"),
+            );
             t.to_string()
         }
     }
@@ -105,7 +124,11 @@ pub fn normalise_phone(v: &mut Violations, pointer: &str, raw: &str, region: &st
 fn check_contact_kind(v: &mut Violations, pointer: &str, kind: &str) -> String {
     let k = kind.trim().to_lowercase();
     if !CONTACT_TYPES.contains(&k.as_str()) {
-        v.push(pointer, "invalid_type", format!("must be one of {}", CONTACT_TYPES.join(", ")));
+        v.push(
+            pointer,
+            "invalid_type",
+            format!("must be one of {}", CONTACT_TYPES.join(", ")),
+        );
     }
     k
 }
@@ -141,7 +164,9 @@ pub struct PersonDraft {
 }
 
 fn opt_text(v: &mut Violations, pointer: &str, s: &Option<String>, max: usize) -> Option<String> {
-    s.as_ref().map(|s| bounded_text(v, pointer, s, 0, max)).filter(|s| !s.is_empty())
+    s.as_ref()
+        .map(|s| bounded_text(v, pointer, s, 0, max))
+        .filter(|s| !s.is_empty())
 }
 
 fn labels(v: &mut Violations, pointer: &str, items: &[String]) -> Vec<String> {
@@ -165,7 +190,11 @@ impl PersonInput {
         let given_name = bounded_text(&mut v, "/given_name", &self.given_name, 1, 200);
         let family_name = bounded_text(&mut v, "/family_name", &self.family_name, 1, 200);
         let kind = PersonKind::parse(self.kind.trim()).unwrap_or_else(|| {
-            v.push("/kind", "invalid_kind", "must be one of staff, volunteer, client, relative");
+            v.push(
+                "/kind",
+                "invalid_kind",
+                "must be one of staff, volunteer, client, relative",
+            );
             PersonKind::Staff
         });
         let external_id = opt_text(&mut v, "/external_id", &self.external_id, 200);
@@ -174,26 +203,42 @@ impl PersonInput {
             l.clone()
         });
         if self.emails.len() > MAX_CONTACTS {
-            v.push("/emails", "too_many", format!("at most {MAX_CONTACTS} e-mail addresses"));
+            v.push(
+                "/emails",
+                "too_many",
+                format!("at most {MAX_CONTACTS} e-mail addresses"),
+            );
         }
         let mut emails: Vec<Contact> = Vec::new();
         for (i, e) in self.emails.iter().enumerate() {
             let value = normalise_email(&mut v, &format!("/emails/{i}/value"), &e.value);
             let kind = check_contact_kind(&mut v, &format!("/emails/{i}/type"), &e.kind);
             if emails.iter().any(|o| o.value.eq_ignore_ascii_case(&value)) {
-                v.push(format!("/emails/{i}/value"), "duplicate", "the same e-mail address is given twice");
+                v.push(
+                    format!("/emails/{i}/value"),
+                    "duplicate",
+                    "the same e-mail address is given twice",
+                );
             }
             emails.push(Contact { value, kind });
         }
         if self.phones.len() > MAX_CONTACTS {
-            v.push("/phones", "too_many", format!("at most {MAX_CONTACTS} phone numbers"));
+            v.push(
+                "/phones",
+                "too_many",
+                format!("at most {MAX_CONTACTS} phone numbers"),
+            );
         }
         let mut phones: Vec<Contact> = Vec::new();
         for (i, p) in self.phones.iter().enumerate() {
             let value = normalise_phone(&mut v, &format!("/phones/{i}/value"), &p.value, region);
             let kind = check_contact_kind(&mut v, &format!("/phones/{i}/type"), &p.kind);
             if phones.iter().any(|o| o.value == value) {
-                v.push(format!("/phones/{i}/value"), "duplicate", "the same phone number is given twice");
+                v.push(
+                    format!("/phones/{i}/value"),
+                    "duplicate",
+                    "the same phone number is given twice",
+                );
             }
             phones.push(Contact { value, kind });
         }
@@ -212,7 +257,18 @@ impl PersonInput {
         let groups = labels(&mut v, "/groups", &self.groups);
         let skills = labels(&mut v, "/skills", &self.skills);
         v.into_result()?;
-        Ok(PersonDraft { given_name, family_name, kind, external_id, language, emails, phones, address, groups, skills })
+        Ok(PersonDraft {
+            given_name,
+            family_name,
+            kind,
+            external_id,
+            language,
+            emails,
+            phones,
+            address,
+            groups,
+            skills,
+        })
     }
 }
 
@@ -225,8 +281,14 @@ mod tests {
             given_name: " Zoë ".into(),
             family_name: "Müller-Lüdenscheidt 🚑".into(),
             kind: "volunteer".into(),
-            emails: vec![Contact { value: "Zoe.M@Example.CH".into(), kind: "work".into() }],
-            phones: vec![Contact { value: "079 123 45 67".into(), kind: "mobile".into() }],
+            emails: vec![Contact {
+                value: "Zoe.M@Example.CH".into(),
+                kind: "work".into(),
+            }],
+            phones: vec![Contact {
+                value: "079 123 45 67".into(),
+                kind: "mobile".into(),
+            }],
             ..Default::default()
         }
     }
@@ -256,6 +318,9 @@ mod tests {
         i.phones[0].value = "12".into();
         let err = i.validate("CH").unwrap_err();
         let ptrs: Vec<_> = err.0.iter().map(|v| v.pointer.as_str()).collect();
-        assert_eq!(ptrs, vec!["/given_name", "/kind", "/emails/0/value", "/phones/0/value"]);
+        assert_eq!(
+            ptrs,
+            vec!["/given_name", "/kind", "/emails/0/value", "/phones/0/value"]
+        );
     }
 }

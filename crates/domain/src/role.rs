@@ -17,8 +17,14 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] =
-        [Role::OrgAdmin, Role::UnitAdmin, Role::Dispatcher, Role::Member, Role::Client, Role::Relative];
+    pub const ALL: [Role; 6] = [
+        Role::OrgAdmin,
+        Role::UnitAdmin,
+        Role::Dispatcher,
+        Role::Member,
+        Role::Client,
+        Role::Relative,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,9 +50,11 @@ impl Role {
                 "invalid_scope",
                 "org_admin applies to the whole organisation and takes no unit",
             )),
-            (Role::UnitAdmin, false) => {
-                Err(Violations::single("/unit_id", "required", "unit_admin needs the unit whose subtree it administers"))
-            }
+            (Role::UnitAdmin, false) => Err(Violations::single(
+                "/unit_id",
+                "required",
+                "unit_admin needs the unit whose subtree it administers",
+            )),
             _ => Ok(()),
         }
     }

@@ -44,7 +44,12 @@ pub fn tokens(s: &str) -> Vec<String> {
 
 /// All search tokens of a person: each name word, the full name, each e-mail and its local part,
 /// each phone number with and without `+`.
-pub fn person_tokens(given: &str, family: &str, emails: &[String], phones: &[String]) -> Vec<String> {
+pub fn person_tokens(
+    given: &str,
+    family: &str,
+    emails: &[String],
+    phones: &[String],
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     out.extend(tokens(given));
     out.extend(tokens(family));
@@ -70,10 +75,15 @@ pub fn person_tokens(given: &str, family: &str, emails: &[String], phones: &[Str
 pub fn query_words(q: &str) -> Vec<String> {
     let trimmed = q.trim();
     let phone_like = !trimmed.is_empty()
-        && trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '/'))
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '/'))
         && trimmed.chars().any(|c| c.is_ascii_digit());
     if phone_like {
-        let digits: String = trimmed.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        let digits: String = trimmed
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
         return vec![digits];
     }
     let mut w = tokens(trimmed);
@@ -114,8 +124,20 @@ mod tests {
 
     #[test]
     fn person_tokens_cover_fields() {
-        let t = person_tokens("Anna-Lena", "Müller", &["A.Mueller@Example.ch".into()], &["+41791234567".into()]);
-        for want in ["anna-lena", "muller", "a.mueller", "a.mueller@example.ch", "+41791234567", "41791234567"] {
+        let t = person_tokens(
+            "Anna-Lena",
+            "Müller",
+            &["A.Mueller@Example.ch".into()],
+            &["+41791234567".into()],
+        );
+        for want in [
+            "anna-lena",
+            "muller",
+            "a.mueller",
+            "a.mueller@example.ch",
+            "+41791234567",
+            "41791234567",
+        ] {
             assert!(t.contains(&want.to_string()), "{want} in {t:?}");
         }
     }

@@ -29,12 +29,17 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        Self { micros: AtomicI64::new(start.as_microsecond()) }
+        Self {
+            micros: AtomicI64::new(start.as_microsecond()),
+        }
     }
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: std::time::Duration) {
-        self.micros.fetch_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.micros.fetch_add(
+            i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     pub fn set(&self, t: Timestamp) {
@@ -44,7 +49,8 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_microsecond(self.micros.load(Ordering::SeqCst)).unwrap_or(Timestamp::UNIX_EPOCH)
+        Timestamp::from_microsecond(self.micros.load(Ordering::SeqCst))
+            .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 }
 

@@ -3,7 +3,7 @@
 //! prefix of the moved subtree.
 
 use crate::ids::UnitId;
-use crate::validate::{bounded_text, Violations};
+use crate::validate::{Violations, bounded_text};
 
 /// Maximum depth of the unit tree.
 pub const MAX_DEPTH: usize = 12;
@@ -23,14 +23,22 @@ pub fn check_name(name: &str) -> Result<String, Violations> {
     let mut v = Violations::new();
     let n = bounded_text(&mut v, "/name", name, 1, 100);
     if n.contains('/') {
-        v.push("/name", "invalid_name", "a unit name must not contain '/' (it separates unit paths in imports)");
+        v.push(
+            "/name",
+            "invalid_name",
+            "a unit name must not contain '/' (it separates unit paths in imports)",
+        );
     }
     v.into_result().map(|()| n)
 }
 
 /// Checks a move of the unit at `path` under a new parent at `new_parent_path`: a unit can't
 /// become its own descendant, and the tree can't grow deeper than [`MAX_DEPTH`].
-pub fn check_move(path: &str, subtree_height: usize, new_parent_path: Option<&str>) -> Result<(), Violations> {
+pub fn check_move(
+    path: &str,
+    subtree_height: usize,
+    new_parent_path: Option<&str>,
+) -> Result<(), Violations> {
     if let Some(p) = new_parent_path {
         if p.starts_with(path) {
             return Err(Violations::single(
@@ -40,7 +48,11 @@ pub fn check_move(path: &str, subtree_height: usize, new_parent_path: Option<&st
             ));
         }
         if depth(p) + subtree_height > MAX_DEPTH {
-            return Err(Violations::single("/parent_id", "too_deep", format!("the unit tree has at most {MAX_DEPTH} levels")));
+            return Err(Violations::single(
+                "/parent_id",
+                "too_deep",
+                format!("the unit tree has at most {MAX_DEPTH} levels"),
+            ));
         }
     }
     Ok(())

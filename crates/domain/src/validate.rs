@@ -24,11 +24,24 @@ impl Violations {
         Self(Vec::new())
     }
 
-    pub fn push(&mut self, pointer: impl Into<String>, code: &'static str, message: impl Into<String>) {
-        self.0.push(Violation { pointer: pointer.into(), code, message: message.into() });
+    pub fn push(
+        &mut self,
+        pointer: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Violation {
+            pointer: pointer.into(),
+            code,
+            message: message.into(),
+        });
     }
 
-    pub fn single(pointer: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn single(
+        pointer: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         let mut v = Self::new();
         v.push(pointer, code, message);
         v
@@ -50,7 +63,16 @@ impl fmt::Display for Violations {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{}: {}", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.message)?;
+            write!(
+                f,
+                "{}: {}",
+                if v.pointer.is_empty() {
+                    "/"
+                } else {
+                    &v.pointer
+                },
+                v.message
+            )?;
         }
         Ok(())
     }
@@ -59,21 +81,27 @@ impl fmt::Display for Violations {
 impl std::error::Error for Violations {}
 
 /// Trims `s` and checks its length in characters (not bytes, so `ä` and emoji count as one).
-pub fn bounded_text(
-    v: &mut Violations,
-    pointer: &str,
-    s: &str,
-    min: usize,
-    max: usize,
-) -> String {
+pub fn bounded_text(v: &mut Violations, pointer: &str, s: &str, min: usize, max: usize) -> String {
     let t = s.trim();
     let n = t.chars().count();
     if n < min {
-        v.push(pointer, if min == 1 { "required" } else { "too_short" }, format!("must have at least {min} characters"));
+        v.push(
+            pointer,
+            if min == 1 { "required" } else { "too_short" },
+            format!("must have at least {min} characters"),
+        );
     } else if n > max {
-        v.push(pointer, "too_long", format!("must have at most {max} characters, has {n}"));
+        v.push(
+            pointer,
+            "too_long",
+            format!("must have at most {max} characters, has {n}"),
+        );
     } else if t.chars().any(|c| c.is_control()) {
-        v.push(pointer, "control_characters", "must not contain control characters");
+        v.push(
+            pointer,
+            "control_characters",
+            "must not contain control characters",
+        );
     }
     t.to_string()
 }

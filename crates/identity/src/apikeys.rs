@@ -3,16 +3,16 @@
 //! platform operators, to none), carry a set of permissions, can expire and be revoked, and are
 //! shown once.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carebridge_domain::auth::{Actor, Permission, Principal};
 use carebridge_domain::time::from_millis;
 use carebridge_domain::validate::bounded_text;
 use carebridge_domain::{ApiKeyId, OrgId, Timestamp, Violations};
-use carebridge_proto::identity::{ApiKey, CreateApiKey, CreatedApiKey};
 use carebridge_proto::Page;
+use carebridge_proto::identity::{ApiKey, CreateApiKey, CreatedApiKey};
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{audit, exec, run, sqlx, Db, Exec, StoreError, Tx};
+use carebridge_store::{Db, Exec, StoreError, Tx, audit, exec, run, sqlx};
 use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 use sha2::{Digest, Sha256};
@@ -23,7 +23,11 @@ const PREFIX: &str = "cbk_";
 
 /// Builds the presented form of a key.
 fn token(id: ApiKeyId, secret: &[u8; 32]) -> String {
-    format!("{PREFIX}{}_{}", id.0.simple(), URL_SAFE_NO_PAD.encode(secret))
+    format!(
+        "{PREFIX}{}_{}",
+        id.0.simple(),
+        URL_SAFE_NO_PAD.encode(secret)
+    )
 }
 
 /// Splits a presented key into id and secret digest; `None` if it is not shaped like a key.
@@ -38,8 +42,19 @@ fn parse(tok: &str) -> Option<(Uuid, [u8; 32])> {
     Some((id, Sha256::digest(&secret).into()))
 }
 
-type KeyRow = (Uuid, Option<Uuid>, String, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
-const COLS: &str = "id, org_id, name, permissions, created_by, created_at, expires_at, revoked_at, last_used_at";
+type KeyRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+const COLS: &str =
+    "id, org_id, name, permissions, created_by, created_at, expires_at, revoked_at, last_used_at";
 
 fn key(r: KeyRow) -> ApiKey {
     ApiKey {
@@ -63,15 +78,20 @@ fn permissions(v: &mut Violations, perms: &[String], platform: bool) -> Vec<Perm
     let mut out = Vec::new();
     for (i, p) in perms.iter().enumerate() {
         match Permission::parse(p) {
-            Some(Permission::Platform) if !platform => {
-                v.push(format!("/permissions/{i}"), "invalid_permission", "'platform' is only for platform keys (CLI)")
-            }
+            Some(Permission::Platform) if !platform => v.push(
+                format!("/permissions/{i}"),
+                "invalid_permission",
+                "'platform' is only for platform keys (CLI)",
+            ),
             Some(p) if !out.contains(&p) => out.push(p),
             Some(_) => {}
             None => v.push(
                 format!("/permissions/{i}"),
                 "invalid_permission",
-                format!("unknown permission '{p}'; known: {}", Permission::ALL.map(|p| p.as_str()).join(", ")),
+                format!(
+                    "unknown permission '{p}'; known: {}",
+                    Permission::ALL.map(|p| p.as_str()).join(", ")
+                ),
             ),
         }
     }
@@ -80,12 +100,22 @@ fn permissions(v: &mut Violations, perms: &[String], platform: bool) -> Vec<Perm
 }
 
 /// Creates a key inside `tx`. `org: None` makes a platform key.
-pub async fn create_in(tx: &mut Tx, actor: &Actor, org: Option<OrgId>, input: &CreateApiKey, now: Timestamp) -> Result<CreatedApiKey, ServiceError> {
+pub async fn create_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: Option<OrgId>,
+    input: &CreateApiKey,
+    now: Timestamp,
+) -> Result<CreatedApiKey, ServiceError> {
     let mut v = Violations::new();
     let name = bounded_text(&mut v, "/name", &input.name, 1, 100);
     let perms = permissions(&mut v, &input.permissions, org.is_none());
     if input.expires_at.is_some_and(|e| e <= now) {
-        v.push("/expires_at", "in_the_past", "the expiry must be in the future");
+        v.push(
+            "/expires_at",
+            "in_the_past",
+            "the expiry must be in the future",
+        );
     }
     v.into_result()?;
     let id = ApiKeyId::generate(now);
@@ -110,29 +140,60 @@ pub async fn create_in(tx: &mut Tx, actor: &Actor, org: Option<OrgId>, input: &C
         last_used_at: None,
     };
     if let Some(org) = org {
-        audit::record(tx, org, actor, "apikey.create", "api_key", &k.id.to_string(), None::<&ApiKey>, Some(&k), now).await?;
+        audit::record(
+            tx,
+            org,
+            actor,
+            "apikey.create",
+            "api_key",
+            &k.id.to_string(),
+            None::<&ApiKey>,
+            Some(&k),
+            now,
+        )
+        .await?;
     }
-    Ok(CreatedApiKey { key: k, secret: token(id, &secret) })
+    Ok(CreatedApiKey {
+        key: k,
+        secret: token(id, &secret),
+    })
 }
 
 /// `POST /orgs/{org}/api-keys`. The stored first response of an idempotent retry does not hold
 /// the secret again (it is shown once): the retry gets the key without it.
-pub async fn create(db: &Db, actor: &Actor, org: &OrgRef, input: CreateApiKey, idem: Option<Idem>, now: Timestamp) -> Result<Outcome<CreatedApiKey>, ServiceError> {
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    input: CreateApiKey,
+    idem: Option<Idem>,
+    now: Timestamp,
+) -> Result<Outcome<CreatedApiKey>, ServiceError> {
     let mut tx = db.begin().await?;
     if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
         return Ok(Outcome::Replayed(stored));
     }
     let created = create_in(&mut tx, actor, Some(org.id), &input, now).await?;
-    let redacted = CreatedApiKey { key: created.key.clone(), secret: "(shown once; create a new key if it was lost)".into() };
+    let redacted = CreatedApiKey {
+        key: created.key.clone(),
+        secret: "(shown once; create a new key if it was lost)".into(),
+    };
     idem::save(&mut tx, idem.as_ref(), &redacted, now.as_millisecond()).await?;
     tx.commit().await?;
     Ok(Outcome::Fresh(created))
 }
 
-pub async fn list(db: &Db, org: &OrgRef, cursor: &CursorKey, after: Option<&str>, limit: i64) -> Result<Page<ApiKey>, ServiceError> {
+pub async fn list(
+    db: &Db,
+    org: &OrgRef,
+    cursor: &CursorKey,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Page<ApiKey>, ServiceError> {
     let after: Option<Uuid> = cursor.decode_opt("apikeys", after)?;
     let mut c = db.read().await?;
-    let sql = format!("SELECT {COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+    let sql =
+        format!("SELECT {COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
     let rows: Vec<KeyRow> = run!(&mut c, c => sqlx::query_as(&sql).bind(org.id.0).bind(after.unwrap_or(Uuid::nil())).bind(limit + 1).fetch_all(c).await)?;
     let mut items: Vec<ApiKey> = rows.into_iter().map(key).collect();
     let next_cursor = if items.len() as i64 > limit {
@@ -146,14 +207,23 @@ pub async fn list(db: &Db, org: &OrgRef, cursor: &CursorKey, after: Option<&str>
 
 async fn get(x: &mut impl Exec, org: OrgId, id: Uuid) -> Result<Option<ApiKey>, StoreError> {
     let sql = format!("SELECT {COLS} FROM api_keys WHERE org_id = $1 AND id = $2");
-    let r: Option<KeyRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id).fetch_optional(c).await)?;
+    let r: Option<KeyRow> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id).fetch_optional(c).await)?;
     Ok(r.map(key))
 }
 
 /// Revokes a key at once; idempotent.
-pub async fn revoke(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, now: Timestamp) -> Result<ApiKey, ServiceError> {
+pub async fn revoke(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    now: Timestamp,
+) -> Result<ApiKey, ServiceError> {
     let mut tx = db.begin().await?;
-    let before = get(&mut tx, org.id, id).await?.ok_or(ServiceError::NotFound { what: "API key" })?;
+    let before = get(&mut tx, org.id, id)
+        .await?
+        .ok_or(ServiceError::NotFound { what: "API key" })?;
     if before.revoked_at.is_some() {
         return Ok(before);
     }
@@ -161,7 +231,18 @@ pub async fn revoke(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, now: Timesta
         .bind(org.id.0).bind(id).bind(now.as_millisecond()).execute(c).await)?;
     let mut after = before.clone();
     after.revoked_at = Some(now);
-    audit::record(&mut tx, org.id, actor, "apikey.revoke", "api_key", &id.to_string(), Some(&before), Some(&after), now).await?;
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "apikey.revoke",
+        "api_key",
+        &id.to_string(),
+        Some(&before),
+        Some(&after),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -170,14 +251,29 @@ pub async fn revoke(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, now: Timesta
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 /// Authenticates a presented key. `Ok(None)` for anything that is not a valid, live key.
-pub async fn authenticate(db: &Db, presented: &str, now: Timestamp) -> Result<Option<Principal>, StoreError> {
-    let Some((id, digest)) = parse(presented) else { return Ok(None) };
+pub async fn authenticate(
+    db: &Db,
+    presented: &str,
+    now: Timestamp,
+) -> Result<Option<Principal>, StoreError> {
+    let Some((id, digest)) = parse(presented) else {
+        return Ok(None);
+    };
     let mut c = db.read().await?;
-    let row: Option<(Option<Uuid>, Vec<u8>, String, Option<i64>, Option<i64>, Option<i64>)> = run!(&mut c, c => sqlx::query_as(
+    let row: Option<(
+        Option<Uuid>,
+        Vec<u8>,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    )> = run!(&mut c, c => sqlx::query_as(
         "SELECT org_id, secret_digest, permissions, expires_at, revoked_at, last_used_at FROM api_keys WHERE id = $1")
         .bind(id).fetch_optional(c).await)?;
     drop(c);
-    let Some((org, stored, perms, expires, revoked, last_used)) = row else { return Ok(None) };
+    let Some((org, stored, perms, expires, revoked, last_used)) = row else {
+        return Ok(None);
+    };
     if !bool::from(stored.as_slice().ct_eq(&digest[..])) {
         return Ok(None);
     }
@@ -190,7 +286,8 @@ pub async fn authenticate(db: &Db, presented: &str, now: Timestamp) -> Result<Op
         exec!(&mut tx, c => sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1").bind(id).bind(now_ms).execute(c).await)?;
         tx.commit().await?;
     }
-    let names: Vec<String> = serde_json::from_str(&perms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let names: Vec<String> =
+        serde_json::from_str(&perms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Some(Principal::ApiKey {
         id: ApiKeyId(id),
         org: org.map(OrgId),

@@ -6,7 +6,10 @@ use carebridge_proto::identity::{ApiKey, CreateApiKey, CreatedApiKey};
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
 use carebridge_web::idem::Idem;
-use carebridge_web::{org_scope, page_limit, ApiError, AppState, Auth, Created, IdempotencyKey, Json, Path, Query};
+use carebridge_web::{
+    ApiError, AppState, Auth, Created, IdempotencyKey, Json, OrgPath, Path, Query, page_limit,
+    require,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -14,16 +17,26 @@ use uuid::Uuid;
 use crate::apikeys;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_keys, create_key)).routes(routes!(revoke_key))
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/api-keys", tag = "api-keys",
     params(("org" = String, Path, description = "slug or id"), PageQuery),
     responses((status = 200, body = Page<ApiKey>)), security(("bearer" = [])))]
-async fn list_keys(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<String>, Query(q): Query<PageQuery>) -> Result<axum::Json<Page<ApiKey>>, ApiError> {
+async fn list_keys(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<ApiKey>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let o = org_scope(&s.db, &p, &org, Permission::ApiKeysManage).await?;
-    Ok(axum::Json(apikeys::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?))
+    require(&p, &o, Permission::ApiKeysManage)?;
+    Ok(axum::Json(
+        apikeys::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// Create an API key; the secret is in this response only.
@@ -33,21 +46,40 @@ async fn list_keys(State(s): State<AppState>, Auth(p): Auth, Path(org): Path<Str
 async fn create_key(
     State(s): State<AppState>,
     Auth(p): Auth,
+    OrgPath(o): OrgPath,
     Path(org): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     body: Json<CreateApiKey>,
 ) -> Result<Created<CreatedApiKey>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::ApiKeysManage).await?;
+    require(&p, &o, Permission::ApiKeysManage)?;
     let idem = Idem::new(&p, &format!("POST {}/api-keys", o.id), key, &body.digest);
-    let outcome = apikeys::create(&s.db, &Actor::new(p, Source::Api), &o, body.value, idem, s.now()).await?;
-    Ok(Created { outcome, collection: format!("/api/v1/orgs/{org}/api-keys") })
+    let outcome = apikeys::create(
+        &s.db,
+        &Actor::new(p, Source::Api),
+        &o,
+        body.value,
+        idem,
+        s.now(),
+    )
+    .await?;
+    Ok(Created {
+        outcome,
+        collection: format!("/api/v1/orgs/{org}/api-keys"),
+    })
 }
 
 /// Revoke an API key at once.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/api-keys/{key}", tag = "api-keys",
     params(("org" = String, Path, description = "slug or id"), ("key" = Uuid, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn revoke_key(State(s): State<AppState>, Auth(p): Auth, Path((org, key)): Path<(String, Uuid)>) -> Result<axum::Json<ApiKey>, ApiError> {
-    let o = org_scope(&s.db, &p, &org, Permission::ApiKeysManage).await?;
-    Ok(axum::Json(apikeys::revoke(&s.db, &Actor::new(p, Source::Api), &o, key, s.now()).await?))
+async fn revoke_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, key)): Path<(String, Uuid)>,
+) -> Result<axum::Json<ApiKey>, ApiError> {
+    require(&p, &o, Permission::ApiKeysManage)?;
+    Ok(axum::Json(
+        apikeys::revoke(&s.db, &Actor::new(p, Source::Api), &o, key, s.now()).await?,
+    ))
 }

@@ -33,7 +33,11 @@ pub struct CreateUnit {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUnit {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Uuid>)]
     pub parent_id: Option<Option<Uuid>>,
 }
@@ -129,10 +133,18 @@ pub struct UpdatePerson {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub kind: Option<String>,
-    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub external_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub language: Option<Option<String>>,
     pub emails: Option<Vec<Contact>>,

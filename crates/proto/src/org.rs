@@ -54,7 +54,11 @@ pub struct UpdateOrg {
     pub name: Option<String>,
     pub default_region: Option<String>,
     pub default_language: Option<String>,
-    #[serde(default, deserialize_with = "crate::double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub contact_email: Option<Option<String>>,
     pub discoverable: Option<bool>,

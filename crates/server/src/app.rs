@@ -5,19 +5,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use carebridge_web::{ApiError, AppState, REQUEST_ID};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
@@ -40,7 +40,9 @@ pub fn api(config: &Config) -> (Router<AppState>, OpenApi) {
     let mut r: OpenApiRouter<AppState> = OpenApiRouter::new();
     for role in &config.roles {
         r = match role.as_str() {
-            "identity" => r.merge(carebridge_identity::http::router()).merge(crate::setup::router()),
+            "identity" => r
+                .merge(carebridge_identity::http::router())
+                .merge(crate::setup::router()),
             "backend" => r.merge(carebridge_backend::http::router()),
             "directory" => r.merge(carebridge_directory::http::router()),
             _ => r,
@@ -55,7 +57,10 @@ pub fn api(config: &Config) -> (Router<AppState>, OpenApi) {
             .into(),
     );
     let comps = doc.components.get_or_insert_with(Default::default);
-    comps.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    comps.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
     (router, doc)
 }
 
@@ -81,12 +86,18 @@ fn documented(doc: &OpenApi) -> BTreeSet<(String, String)> {
 pub fn router(config: &Config, state: AppState) -> Router {
     let (api, doc) = api(config);
     let doc = Arc::new(doc);
-    let ops = Ops { state: state.clone(), documented: Arc::new(documented(&doc)) };
+    let ops = Ops {
+        state: state.clone(),
+        documented: Arc::new(documented(&doc)),
+    };
     let openapi_doc = doc.clone();
     let tls = config.tls();
     let mut app = Router::new()
         .merge(api)
-        .route("/api/v1/openapi.json", get(move || async move { axum::Json(openapi_doc.as_ref().clone()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { axum::Json(openapi_doc.as_ref().clone()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -97,8 +108,13 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(ops.clone(), authenticate))
         .layer(middleware::from_fn_with_state(ops.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid));
     if tls {
@@ -124,8 +140,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics() -> Response {
     match crate::telemetry::prometheus() {
-        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
     }
 }
 
@@ -134,7 +158,10 @@ async fn metrics() -> Response {
 async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
     let id = req
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -142,11 +169,22 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
         .unwrap_or("-")
         .to_string();
     if let Some(r) = route.as_deref() {
-        let documented = ops.documented.contains(&(method.as_str().to_string(), r.to_string()));
-        if r.starts_with("/api/v1/") && r != "/api/v1/openapi.json" && !documented && method != Method::OPTIONS {
+        let documented = ops
+            .documented
+            .contains(&(method.as_str().to_string(), r.to_string()));
+        if r.starts_with("/api/v1/")
+            && r != "/api/v1/openapi.json"
+            && !documented
+            && method != Method::OPTIONS
+        {
             // A route that is not in the OpenAPI document is a bug: fail loudly so tests catch it.
             return REQUEST_ID
-                .scope(id, async { ApiError::Internal(format!("route {method} {r} is missing from the OpenAPI document")).into_response() })
+                .scope(id, async {
+                    ApiError::Internal(format!(
+                        "route {method} {r} is missing from the OpenAPI document"
+                    ))
+                    .into_response()
+                })
                 .await;
         }
     }
@@ -169,16 +207,29 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {
         return next.run(req).await;
     };
-    let token = h.to_str().ok().and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer "))).map(str::trim);
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|s| {
+            s.strip_prefix("Bearer ")
+                .or_else(|| s.strip_prefix("bearer "))
+        })
+        .map(str::trim);
     let Some(token) = token else {
-        return ApiError::Unauthorized { detail: "use Authorization: Bearer <key>".into() }.into_response();
+        return ApiError::Unauthorized {
+            detail: "use Authorization: Bearer <key>".into(),
+        }
+        .into_response();
     };
     match carebridge_identity::apikeys::authenticate(&ops.state.db, token, ops.state.now()).await {
         Ok(Some(p)) => {
             req.extensions_mut().insert(p);
             next.run(req).await
         }
-        Ok(None) => ApiError::Unauthorized { detail: "the credential is invalid, expired or revoked".into() }.into_response(),
+        Ok(None) => ApiError::Unauthorized {
+            detail: "the credential is invalid, expired or revoked".into(),
+        }
+        .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

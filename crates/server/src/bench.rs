@@ -7,11 +7,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use carebridge_domain::search::{person_tokens, sort_key};
 use carebridge_domain::{Clock, PersonId, SystemClock};
 use carebridge_proto::org::CreateOrg;
-use carebridge_store::{sqlx, Db, Tx};
+use carebridge_store::{Db, Tx, sqlx};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
@@ -30,16 +30,47 @@ pub struct BenchArgs {
     pub reuse: bool,
 }
 
-const GIVEN: &[&str] = &["Anna", "Luca", "Sophie", "Noah", "Mia", "Elias", "Léa", "Jonas", "Zoë", "Matteo", "Aino", "Eero", "Maja", "Lukas", "Chiara", "Björn"];
+const GIVEN: &[&str] = &[
+    "Anna", "Luca", "Sophie", "Noah", "Mia", "Elias", "Léa", "Jonas", "Zoë", "Matteo", "Aino",
+    "Eero", "Maja", "Lukas", "Chiara", "Björn",
+];
 const FAMILY: &[&str] = &[
-    "Müller", "Meier", "Schmid", "Keller", "Weber", "Huber", "Schneider", "Meyer", "Steiner", "Fischer", "Brunner", "Baumann", "Gerber",
-    "Frei", "Zimmermann", "Moser", "Widmer", "Wyss", "Graf", "Roth", "Virtanen", "Korhonen", "Lindqvist", "Rossi", "Bianchi", "Dubois",
+    "Müller",
+    "Meier",
+    "Schmid",
+    "Keller",
+    "Weber",
+    "Huber",
+    "Schneider",
+    "Meyer",
+    "Steiner",
+    "Fischer",
+    "Brunner",
+    "Baumann",
+    "Gerber",
+    "Frei",
+    "Zimmermann",
+    "Moser",
+    "Widmer",
+    "Wyss",
+    "Graf",
+    "Roth",
+    "Virtanen",
+    "Korhonen",
+    "Lindqvist",
+    "Rossi",
+    "Bianchi",
+    "Dubois",
 ];
 
 /// A deterministic family name for person `i`: a base name plus a suffix, so searches hit
 /// realistic result sizes (a few dozen to a few hundred people per prefix).
 fn family(i: usize) -> String {
-    format!("{}{}", FAMILY[i % FAMILY.len()], ["", "er", "mann", "li", "berg", "i", "son", "ová"][(i / FAMILY.len()) % 8])
+    format!(
+        "{}{}",
+        FAMILY[i % FAMILY.len()],
+        ["", "er", "mann", "li", "berg", "i", "son", "ová"][(i / FAMILY.len()) % 8]
+    )
 }
 
 async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<Uuid>> {
@@ -59,9 +90,19 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
             let id = PersonId::generate(clock.now()).0;
             let given = GIVEN[k % GIVEN.len()].to_string();
             let fam = family(k);
-            let email = format!("{}.{}{}@bench.example.ch", given.to_lowercase(), carebridge_domain::search::fold(&fam), k);
+            let email = format!(
+                "{}.{}{}@bench.example.ch",
+                given.to_lowercase(),
+                carebridge_domain::search::fold(&fam),
+                k
+            );
             let phone = format!("+4179{:07}", k);
-            for t in person_tokens(&given, &fam, std::slice::from_ref(&email), std::slice::from_ref(&phone)) {
+            for t in person_tokens(
+                &given,
+                &fam,
+                std::slice::from_ref(&email),
+                std::slice::from_ref(&phone),
+            ) {
                 token_rows.push((id, t));
             }
             rows.push((id, given, fam, email, phone));
@@ -90,7 +131,10 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
         for chunk in token_rows.chunks(1000) {
             let sql = format!(
                 "INSERT INTO person_tokens (org_id, token, person_id) VALUES {}",
-                (0..chunk.len()).map(|r| format!("($1, ${}, ${})", r * 2 + 2, r * 2 + 3)).collect::<Vec<_>>().join(", ")
+                (0..chunk.len())
+                    .map(|r| format!("($1, ${}, ${})", r * 2 + 2, r * 2 + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             carebridge_store::run!(&mut tx, c => {
                 let mut q = sqlx::query(&sql).bind(org);
@@ -109,12 +153,24 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
 fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;
-    format!("n={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms", v.len(), p(0.5), p(0.9), p(0.99), p(1.0))
+    format!(
+        "n={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+        v.len(),
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        p(1.0)
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
@@ -132,22 +188,46 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         None => {
             let o = crate::commands::org_create(
                 &db,
-                CreateOrg { slug: slug.into(), name: "Bench".into(), default_region: "CH".into(), default_language: "de".into(), contact_email: None },
+                CreateOrg {
+                    slug: slug.into(),
+                    name: "Bench".into(),
+                    default_region: "CH".into(),
+                    default_language: "de".into(),
+                    contact_email: None,
+                },
                 now,
             )
             .await?;
             let t = Instant::now();
             let ids = seed(&db, o.id, args.people, now.as_millisecond()).await?;
-            println!("seeded {} people in {:.1}s", ids.len(), t.elapsed().as_secs_f64());
+            println!(
+                "seeded {} people in {:.1}s",
+                ids.len(),
+                t.elapsed().as_secs_f64()
+            );
             ids
         }
     };
-    let key = crate::commands::apikey_create(&db, Some(slug), "bench", vec!["directory:read".into()], now).await?.secret;
+    let key = crate::commands::apikey_create(
+        &db,
+        Some(slug),
+        "bench",
+        vec!["directory:read".into()],
+        now,
+    )
+    .await?
+    .secret;
     db.close().await;
 
     let exe = std::env::current_exe().context("locating the carebridge binary")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &config.database_url])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &config.database_url,
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -159,15 +239,24 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
         match lines.next_line().await? {
-            Some(l) if l.starts_with("listening on ") => break l.trim_start_matches("listening on ").to_string(),
+            Some(l) if l.starts_with("listening on ") => {
+                break l.trim_start_matches("listening on ").to_string();
+            }
             Some(_) => continue,
             None => bail!("the server exited before listening"),
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let client = reqwest::Client::builder().pool_max_idle_per_host(4).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
     for _ in 0..50 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -191,36 +280,68 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     };
     // Warm up.
     for k in 0..200 {
-        get(format!("{base}/api/v1/orgs/{slug}/people/{}", ids[(k * 7919) % ids.len()])).await?;
+        get(format!(
+            "{base}/api/v1/orgs/{slug}/people/{}",
+            ids[(k * 7919) % ids.len()]
+        ))
+        .await?;
     }
     let mut lookups = Vec::with_capacity(args.requests);
     for k in 0..args.requests {
         let id = ids[(k * 104_729 + 13) % ids.len()];
-        lookups.push(get(format!("{base}/api/v1/orgs/{slug}/people/{id}")).await?.0);
+        lookups.push(
+            get(format!("{base}/api/v1/orgs/{slug}/people/{id}"))
+                .await?
+                .0,
+        );
     }
     println!("person lookup by id:        {}", percentiles(lookups));
     let mut searches = Vec::with_capacity(args.requests);
     let mut hits = 0usize;
     for k in 0..args.requests {
         let q = family(k * 31 + 5);
-        let (d, len) = get(format!("{base}/api/v1/orgs/{slug}/people?q={}&limit=50", urlencode(&q))).await?;
+        let (d, len) = get(format!(
+            "{base}/api/v1/orgs/{slug}/people?q={}&limit=50",
+            urlencode(&q)
+        ))
+        .await?;
         hits += len;
         searches.push(d);
     }
-    println!("name search, page of 50:    {} (avg body {} bytes)", percentiles(searches), hits / args.requests.max(1));
+    println!(
+        "name search, page of 50:    {} (avg body {} bytes)",
+        percentiles(searches),
+        hits / args.requests.max(1)
+    );
     let mut listing = Vec::with_capacity(args.requests);
     for k in 0..args.requests {
         let q = &FAMILY[k % FAMILY.len()][..3];
-        listing.push(get(format!("{base}/api/v1/orgs/{slug}/people?q={}&limit=50", urlencode(q))).await?.0);
+        listing.push(
+            get(format!(
+                "{base}/api/v1/orgs/{slug}/people?q={}&limit=50",
+                urlencode(q)
+            ))
+            .await?
+            .0,
+        );
     }
     println!("3-letter prefix search, 50: {}", percentiles(listing));
-    println!("server RSS after the run:   {} KiB", rss_kib(pid).unwrap_or(0));
+    println!(
+        "server RSS after the run:   {} KiB",
+        rss_kib(pid).unwrap_or(0)
+    );
     let _ = child.kill().await;
     Ok(())
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

@@ -2,14 +2,14 @@
 //! administrators, API keys, audit verification, backup. They call the same service functions
 //! as the API, with a `system:cli` actor, so validation and audit are identical.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use carebridge_domain::auth::{Actor, Permission, Source};
 use carebridge_domain::{OrgId, Timestamp};
 use carebridge_proto::directory::{Contact, CreatePerson, CreateRoleAssignment};
 use carebridge_proto::identity::{CreateApiKey, CreatedApiKey};
 use carebridge_proto::org::{CreateOrg, Org};
-use carebridge_store::orgs::OrgRef;
 use carebridge_store::Db;
+use carebridge_store::orgs::OrgRef;
 use carebridge_web::ServiceError;
 
 fn cli() -> Actor {
@@ -26,22 +26,37 @@ pub fn explain(e: ServiceError) -> anyhow::Error {
 
 pub async fn resolve(db: &Db, org: &str) -> anyhow::Result<OrgRef> {
     let mut c = db.read().await?;
-    carebridge_store::orgs::resolve(&mut c, org).await?.with_context(|| format!("no organisation '{org}'"))
+    carebridge_store::orgs::resolve(&mut c, org)
+        .await?
+        .with_context(|| format!("no organisation '{org}'"))
 }
 
 pub async fn org_create(db: &Db, input: CreateOrg, now: Timestamp) -> anyhow::Result<Org> {
     let d = carebridge_backend::service::draft(&input).map_err(|v| explain(v.into()))?;
     let mut tx = db.begin().await?;
-    let o = carebridge_backend::service::create_in(&mut tx, &cli(), d, now).await.map_err(explain)?;
+    let o = carebridge_backend::service::create_in(&mut tx, &cli(), d, now)
+        .await
+        .map_err(explain)?;
     tx.commit().await?;
     Ok(o)
 }
 
 /// Creates an administrator: person + account (password) + `org_admin` role.
-pub async fn admin_create(db: &Db, org: &str, given: &str, family: &str, email: &str, password: String, now: Timestamp) -> anyhow::Result<uuid::Uuid> {
+pub async fn admin_create(
+    db: &Db,
+    org: &str,
+    given: &str,
+    family: &str,
+    email: &str,
+    password: String,
+    now: Timestamp,
+) -> anyhow::Result<uuid::Uuid> {
     let o = resolve(db, org).await?;
-    carebridge_identity::accounts::check_password("/password", &password).map_err(|v| explain(v.into()))?;
-    let hash = carebridge_identity::accounts::hash_password(password).await.map_err(explain)?;
+    carebridge_identity::accounts::check_password("/password", &password)
+        .map_err(|v| explain(v.into()))?;
+    let hash = carebridge_identity::accounts::hash_password(password)
+        .await
+        .map_err(explain)?;
     let actor = cli();
     let mut tx = db.begin().await?;
     let p = carebridge_directory::service::people::create_in(
@@ -51,21 +66,34 @@ pub async fn admin_create(db: &Db, org: &str, given: &str, family: &str, email: 
         &CreatePerson {
             given_name: given.into(),
             family_name: family.into(),
-            emails: vec![Contact { value: email.into(), kind: "work".into() }],
+            emails: vec![Contact {
+                value: email.into(),
+                kind: "work".into(),
+            }],
             ..Default::default()
         },
         now,
     )
     .await
     .map_err(explain)?;
-    let login = p.emails.first().map(|e| e.value.clone()).unwrap_or_default();
-    let account = carebridge_identity::accounts::create_in(&mut tx, &login, Some(&hash), now).await.map_err(explain)?;
+    let login = p
+        .emails
+        .first()
+        .map(|e| e.value.clone())
+        .unwrap_or_default();
+    let account = carebridge_identity::accounts::create_in(&mut tx, &login, Some(&hash), now)
+        .await
+        .map_err(explain)?;
     carebridge_directory::repo::people::set_account(&mut tx, o.id, p.id, account.0).await?;
     carebridge_directory::service::roles::create_in(
         &mut tx,
         &actor,
         &o,
-        &CreateRoleAssignment { person_id: p.id, role: "org_admin".into(), unit_id: None },
+        &CreateRoleAssignment {
+            person_id: p.id,
+            role: "org_admin".into(),
+            unit_id: None,
+        },
         now,
     )
     .await
@@ -75,30 +103,56 @@ pub async fn admin_create(db: &Db, org: &str, given: &str, family: &str, email: 
 }
 
 /// Creates an API key for an organisation, or a platform key with `org = None`.
-pub async fn apikey_create(db: &Db, org: Option<&str>, name: &str, permissions: Vec<String>, now: Timestamp) -> anyhow::Result<CreatedApiKey> {
+pub async fn apikey_create(
+    db: &Db,
+    org: Option<&str>,
+    name: &str,
+    permissions: Vec<String>,
+    now: Timestamp,
+) -> anyhow::Result<CreatedApiKey> {
     let org_id: Option<OrgId> = match org {
         Some(o) => Some(resolve(db, o).await?.id),
         None => None,
     };
     let permissions = if permissions.is_empty() {
         match org_id {
-            Some(_) => Permission::org_admin().iter().map(|p| p.as_str().to_string()).collect(),
+            Some(_) => Permission::org_admin()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             None => vec![Permission::Platform.as_str().to_string()],
         }
     } else {
         permissions
     };
     let mut tx = db.begin().await?;
-    let k = carebridge_identity::apikeys::create_in(&mut tx, &cli(), org_id, &CreateApiKey { name: name.into(), permissions, expires_at: None }, now)
-        .await
-        .map_err(explain)?;
+    let k = carebridge_identity::apikeys::create_in(
+        &mut tx,
+        &cli(),
+        org_id,
+        &CreateApiKey {
+            name: name.into(),
+            permissions,
+            expires_at: None,
+        },
+        now,
+    )
+    .await
+    .map_err(explain)?;
     tx.commit().await?;
     Ok(k)
 }
 
-pub async fn apikey_revoke(db: &Db, org: &str, id: uuid::Uuid, now: Timestamp) -> anyhow::Result<()> {
+pub async fn apikey_revoke(
+    db: &Db,
+    org: &str,
+    id: uuid::Uuid,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let o = resolve(db, org).await?;
-    carebridge_identity::apikeys::revoke(db, &cli(), &o, id, now).await.map_err(explain)?;
+    carebridge_identity::apikeys::revoke(db, &cli(), &o, id, now)
+        .await
+        .map_err(explain)?;
     Ok(())
 }
 
@@ -117,7 +171,9 @@ pub async fn audit_verify(db: &Db, org: Option<&str>) -> anyhow::Result<bool> {
     };
     let mut all_ok = true;
     for (id, label) in orgs {
-        let v = carebridge_backend::service::verify_chain(db, id).await.map_err(explain)?;
+        let v = carebridge_backend::service::verify_chain(db, id)
+            .await
+            .map_err(explain)?;
         if v.ok {
             println!("{label}: ok, {} events", v.events_checked);
         } else {

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Everything the server can be told.
@@ -62,7 +62,9 @@ impl Config {
         let mut f = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(p) => f = f.merge(Toml::file_exact(p)),
-            None if Path::new("carebridge.toml").exists() => f = f.merge(Toml::file_exact("carebridge.toml")),
+            None if Path::new("carebridge.toml").exists() => {
+                f = f.merge(Toml::file_exact("carebridge.toml"))
+            }
             None => {}
         }
         f.merge(Env::prefixed("CAREBRIDGE_").split("__")).extract()
@@ -77,7 +79,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         for r in &self.roles {
             if !crate::app::ROLES.contains(&r.as_str()) {
-                return Err(format!("unknown role '{r}'; known: {}", crate::app::ROLES.join(", ")));
+                return Err(format!(
+                    "unknown role '{r}'; known: {}",
+                    crate::app::ROLES.join(", ")
+                ));
             }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {

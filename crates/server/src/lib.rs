@@ -25,8 +25,17 @@ use crate::config::Config;
 
 /// Opens and migrates the database of `config`.
 pub async fn open_db(config: &Config, pg_schema: Option<String>) -> anyhow::Result<Db> {
-    let opts = DbOptions { url: config.database_url.clone(), max_connections: config.database_max_connections, pg_schema };
-    let db = Db::connect(&opts).await.with_context(|| format!("opening {}", carebridge_store::redact_url(&config.database_url)))?;
+    let opts = DbOptions {
+        url: config.database_url.clone(),
+        max_connections: config.database_max_connections,
+        pg_schema,
+    };
+    let db = Db::connect(&opts).await.with_context(|| {
+        format!(
+            "opening {}",
+            carebridge_store::redact_url(&config.database_url)
+        )
+    })?;
     db.migrate().await.context("migrating the database")?;
     Ok(db)
 }
@@ -34,10 +43,19 @@ pub async fn open_db(config: &Config, pg_schema: Option<String>) -> anyhow::Resu
 /// Builds the shared state: database, clock, the cursor key (created once, shared by all nodes).
 pub async fn state(db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let now = clock.now().as_millisecond();
-    let key = carebridge_store::secrets::get_or_create(&db, "cursor_key", || carebridge_identity::random_bytes::<32>().to_vec(), now)
-        .await
-        .context("loading the cursor key")?;
-    Ok(AppState { db, clock, cursor: CursorKey::new(key) })
+    let key = carebridge_store::secrets::get_or_create(
+        &db,
+        "cursor_key",
+        || carebridge_identity::random_bytes::<32>().to_vec(),
+        now,
+    )
+    .await
+    .context("loading the cursor key")?;
+    Ok(AppState {
+        db,
+        clock,
+        cursor: CursorKey::new(key),
+    })
 }
 
 /// A running server.
@@ -64,7 +82,10 @@ impl Running {
     }
 
     /// Waits until the server stops by itself (or `signal` fires), then shuts down in order.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         signal.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         self.shutdown().await
@@ -76,15 +97,24 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     config.validate().map_err(anyhow::Error::msg)?;
     let _ = telemetry::prometheus();
     let state = state(db, clock).await?;
-    let demo_key = if config.demo { demo::ensure(&state.db, state.now()).await? } else { None };
+    let demo_key = if config.demo {
+        demo::ensure(&state.db, state.now()).await?
+    } else {
+        None
+    };
     let setup_token = setup::prepare(&state.db, state.now()).await?;
     let app = app::router(&config, state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let (addr, task) = if config.tls() {
-        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { anyhow::bail!("tls_cert and tls_key go together") };
+        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+            anyhow::bail!("tls_cert and tls_key go together")
+        };
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("loading the TLS certificate and key")?;
-        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .context("loading the TLS certificate and key")?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let handle = axum_server::Handle::new();
@@ -94,10 +124,17 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
             h2.graceful_shutdown(Some(Duration::from_secs(20)));
         });
         let server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-        let task = tokio::spawn(async move { server.serve(app.into_make_service()).await.context("HTTPS server") });
+        let task = tokio::spawn(async move {
+            server
+                .serve(app.into_make_service())
+                .await
+                .context("HTTPS server")
+        });
         (addr, task)
     } else {
-        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -109,7 +146,14 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         });
         (addr, task)
     };
-    Ok(Running { addr, setup_token, demo_key, state, shutdown: Some(tx), task })
+    Ok(Running {
+        addr,
+        setup_token,
+        demo_key,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
 }
 
 /// Opens the database of `config` and starts the server.

@@ -12,7 +12,11 @@ use carebridge_server::{commands, open_db};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "carebridge", version, about = "Carebridge: identity, directory, duties and secure chat for care and rescue organisations")]
+#[command(
+    name = "carebridge",
+    version,
+    about = "Carebridge: identity, directory, duties and secure chat for care and rescue organisations"
+)]
 struct Cli {
     /// Configuration file (TOML). Default: ./carebridge.toml if it exists.
     #[arg(long, global = true, env = "CAREBRIDGE_CONFIG")]
@@ -146,7 +150,9 @@ fn read_password() -> anyhow::Result<String> {
     }
     eprintln!("password (12+ characters), then Enter:");
     let mut s = String::new();
-    std::io::stdin().read_line(&mut s).context("reading the password")?;
+    std::io::stdin()
+        .read_line(&mut s)
+        .context("reading the password")?;
     Ok(s.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -177,7 +183,14 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         tls_key: None,
     });
     match command {
-        Command::Serve { listen, roles, demo, log_format, tls_cert, tls_key } => {
+        Command::Serve {
+            listen,
+            roles,
+            demo,
+            log_format,
+            tls_cert,
+            tls_key,
+        } => {
             if let Some(l) = listen {
                 config.listen = l;
             }
@@ -199,15 +212,23 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             let tls = config.tls();
             let public = config.public_url.clone();
             let running = carebridge_server::start(config, clock).await?;
-            let base = public.unwrap_or_else(|| format!("{}://{}", if tls { "https" } else { "http" }, running.addr));
+            let base = public.unwrap_or_else(|| {
+                format!("{}://{}", if tls { "https" } else { "http" }, running.addr)
+            });
             println!("listening on {base}");
             if let Some(t) = &running.setup_token {
-                println!("\nNo organisation exists yet. Open this one-time link to create the first organisation and its administrator:\n\n    {base}/setup?token={t}\n");
+                println!(
+                    "\nNo organisation exists yet. Open this one-time link to create the first organisation and its administrator:\n\n    {base}/setup?token={t}\n"
+                );
             }
             if let Some(k) = &running.demo_key {
-                println!("\nDemo organisation 'demo' loaded. Its admin API key (shown once):\n\n    {k}\n\nTry: curl -H 'Authorization: Bearer {k}' '{base}/api/v1/orgs/demo/people?q=mül'\n");
+                println!(
+                    "\nDemo organisation 'demo' loaded. Its admin API key (shown once):\n\n    {k}\n\nTry: curl -H 'Authorization: Bearer {k}' '{base}/api/v1/orgs/demo/people?q=mül'\n"
+                );
             }
-            running.run_until(carebridge_server::shutdown_signal()).await?;
+            running
+                .run_until(carebridge_server::shutdown_signal())
+                .await?;
         }
         Command::Migrate => {
             open_db(&config, None).await?;
@@ -220,34 +241,84 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 None => println!("demo organisation exists already"),
             }
         }
-        Command::Org { cmd: OrgCmd::Create { slug, name, region, language, contact_email } } => {
+        Command::Org {
+            cmd:
+                OrgCmd::Create {
+                    slug,
+                    name,
+                    region,
+                    language,
+                    contact_email,
+                },
+        } => {
             let db = open_db(&config, None).await?;
             let o = commands::org_create(
                 &db,
-                CreateOrg { slug, name, default_region: region, default_language: language, contact_email },
+                CreateOrg {
+                    slug,
+                    name,
+                    default_region: region,
+                    default_language: language,
+                    contact_email,
+                },
                 clock.now(),
             )
             .await?;
             println!("created organisation {} ({})", o.slug, o.id);
         }
-        Command::Admin { cmd: AdminCmd::Create { org, given_name, family_name, email } } => {
+        Command::Admin {
+            cmd:
+                AdminCmd::Create {
+                    org,
+                    given_name,
+                    family_name,
+                    email,
+                },
+        } => {
             let db = open_db(&config, None).await?;
             let pw = read_password()?;
-            let id = commands::admin_create(&db, &org, &given_name, &family_name, &email, pw, clock.now()).await?;
+            let id = commands::admin_create(
+                &db,
+                &org,
+                &given_name,
+                &family_name,
+                &email,
+                pw,
+                clock.now(),
+            )
+            .await?;
             println!("created administrator {id}");
         }
-        Command::Apikey { cmd: ApikeyCmd::Create { org, platform, name, permissions } } => {
+        Command::Apikey {
+            cmd:
+                ApikeyCmd::Create {
+                    org,
+                    platform,
+                    name,
+                    permissions,
+                },
+        } => {
             let db = open_db(&config, None).await?;
             let org = if platform { None } else { org };
-            let k = commands::apikey_create(&db, org.as_deref(), &name, permissions, clock.now()).await?;
-            println!("key {} ({}); secret, shown once:\n{}", k.key.id, k.key.permissions.join(","), k.secret);
+            let k = commands::apikey_create(&db, org.as_deref(), &name, permissions, clock.now())
+                .await?;
+            println!(
+                "key {} ({}); secret, shown once:\n{}",
+                k.key.id,
+                k.key.permissions.join(","),
+                k.secret
+            );
         }
-        Command::Apikey { cmd: ApikeyCmd::Revoke { org, id } } => {
+        Command::Apikey {
+            cmd: ApikeyCmd::Revoke { org, id },
+        } => {
             let db = open_db(&config, None).await?;
             commands::apikey_revoke(&db, &org, id, clock.now()).await?;
             println!("revoked {id}");
         }
-        Command::Audit { cmd: AuditCmd::Verify { org } } => {
+        Command::Audit {
+            cmd: AuditCmd::Verify { org },
+        } => {
             let db = open_db(&config, None).await?;
             if !commands::audit_verify(&db, org.as_deref()).await? {
                 return Ok(std::process::ExitCode::FAILURE);

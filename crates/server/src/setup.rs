@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carebridge_domain::auth::{Actor, Permission, Source};
 use carebridge_domain::{OrgId, Timestamp, Violations};
 use carebridge_proto::directory::{Contact, CreatePerson, CreateRoleAssignment};
@@ -16,7 +16,7 @@ use carebridge_proto::identity::CreateApiKey;
 use carebridge_proto::org::{CreateOrg, SetupAdmin, SetupRequest, SetupResponse};
 use carebridge_proto::problem::Problem;
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{secrets, Db};
+use carebridge_store::{Db, secrets};
 use carebridge_web::{ApiError, AppState, Json, ServiceError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -36,22 +36,42 @@ pub async fn prepare(db: &Db, now: Timestamp) -> Result<Option<String>, ServiceE
     }
     drop(c);
     let token = URL_SAFE_NO_PAD.encode(carebridge_identity::random_bytes::<24>());
-    secrets::put(db, SECRET, &Sha256::digest(token.as_bytes()), now.as_millisecond()).await?;
+    secrets::put(
+        db,
+        SECRET,
+        &Sha256::digest(token.as_bytes()),
+        now.as_millisecond(),
+    )
+    .await?;
     Ok(Some(token))
 }
 
 async fn token_ok(db: &Db, presented: &str) -> Result<bool, ServiceError> {
-    let Some(stored) = secrets::get(db, SECRET).await? else { return Ok(false) };
-    Ok(bool::from(stored.as_slice().ct_eq(Sha256::digest(presented.as_bytes()).as_slice())))
+    let Some(stored) = secrets::get(db, SECRET).await? else {
+        return Ok(false);
+    };
+    Ok(bool::from(
+        stored
+            .as_slice()
+            .ct_eq(Sha256::digest(presented.as_bytes()).as_slice()),
+    ))
 }
 
 /// Runs the set-up: first organisation, its admin, an admin API key.
-pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResponse, ServiceError> {
+pub async fn run(
+    db: &Db,
+    req: SetupRequest,
+    now: Timestamp,
+) -> Result<SetupResponse, ServiceError> {
     if !token_ok(db, &req.token).await? {
-        return Err(ServiceError::Forbidden { detail: "the set-up token is wrong or was already used".into() });
+        return Err(ServiceError::Forbidden {
+            detail: "the set-up token is wrong or was already used".into(),
+        });
     }
     let mut v = Violations::new();
-    if let Err(e) = carebridge_identity::accounts::check_password("/admin/password", &req.admin.password) {
+    if let Err(e) =
+        carebridge_identity::accounts::check_password("/admin/password", &req.admin.password)
+    {
         v.0.extend(e.0);
     }
     let draft = carebridge_backend::service::draft(&req.org).map_err(|e| prefix(e, "/org"));
@@ -63,12 +83,16 @@ pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResp
         }
     };
     v.into_result()?;
-    let Some(draft) = draft else { return Err(ServiceError::Invalid(Violations::new())) };
+    let Some(draft) = draft else {
+        return Err(ServiceError::Invalid(Violations::new()));
+    };
     let hash = carebridge_identity::accounts::hash_password(req.admin.password.clone()).await?;
     let actor = Actor::system("setup", Source::Setup);
     let mut tx = db.begin().await?;
     if !token_ok(db, &req.token).await? {
-        return Err(ServiceError::Forbidden { detail: "the set-up token is wrong or was already used".into() });
+        return Err(ServiceError::Forbidden {
+            detail: "the set-up token is wrong or was already used".into(),
+        });
     }
     let org = carebridge_backend::service::create_in(&mut tx, &actor, draft, now).await?;
     let oref = OrgRef {
@@ -85,7 +109,10 @@ pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResp
             given_name: req.admin.given_name.clone(),
             family_name: req.admin.family_name.clone(),
             kind: Some("staff".into()),
-            emails: vec![Contact { value: req.admin.email.clone(), kind: "work".into() }],
+            emails: vec![Contact {
+                value: req.admin.email.clone(),
+                kind: "work".into(),
+            }],
             ..Default::default()
         },
         now,
@@ -95,14 +122,23 @@ pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResp
         ServiceError::Invalid(v) => ServiceError::Invalid(prefix(v, "/admin")),
         e => e,
     })?;
-    let email = person.emails.first().map(|e| e.value.clone()).unwrap_or_default();
-    let account = carebridge_identity::accounts::create_in(&mut tx, &email, Some(&hash), now).await?;
+    let email = person
+        .emails
+        .first()
+        .map(|e| e.value.clone())
+        .unwrap_or_default();
+    let account =
+        carebridge_identity::accounts::create_in(&mut tx, &email, Some(&hash), now).await?;
     carebridge_directory::repo::people::set_account(&mut tx, oref.id, person.id, account.0).await?;
     carebridge_directory::service::roles::create_in(
         &mut tx,
         &actor,
         &oref,
-        &CreateRoleAssignment { person_id: person.id, role: "org_admin".into(), unit_id: None },
+        &CreateRoleAssignment {
+            person_id: person.id,
+            role: "org_admin".into(),
+            unit_id: None,
+        },
         now,
     )
     .await?;
@@ -112,7 +148,10 @@ pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResp
         Some(oref.id),
         &CreateApiKey {
             name: "set-up admin key".into(),
-            permissions: Permission::org_admin().iter().map(|p| p.as_str().to_string()).collect(),
+            permissions: Permission::org_admin()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             expires_at: None,
         },
         now,
@@ -120,14 +159,22 @@ pub async fn run(db: &Db, req: SetupRequest, now: Timestamp) -> Result<SetupResp
     .await?;
     carebridge_store::exec!(&mut tx, c => carebridge_store::sqlx::query("DELETE FROM server_secrets WHERE name = $1").bind(SECRET).execute(c).await)?;
     tx.commit().await?;
-    Ok(SetupResponse { org, admin_person_id: person.id, api_key: key })
+    Ok(SetupResponse {
+        org,
+        admin_person_id: person.id,
+        api_key: key,
+    })
 }
 
 fn prefix(v: Violations, p: &str) -> Violations {
-    Violations(v.0.into_iter().map(|mut x| {
-        x.pointer = format!("{p}{}", x.pointer);
-        x
-    }).collect())
+    Violations(
+        v.0.into_iter()
+            .map(|mut x| {
+                x.pointer = format!("{p}{}", x.pointer);
+                x
+            })
+            .collect(),
+    )
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -137,7 +184,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Complete the first-start set-up with the token the server printed.
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
     responses((status = 201, body = SetupResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn setup_api(State(s): State<AppState>, body: Json<SetupRequest>) -> Result<(axum::http::StatusCode, axum::Json<SetupResponse>), ApiError> {
+async fn setup_api(
+    State(s): State<AppState>,
+    body: Json<SetupRequest>,
+) -> Result<(axum::http::StatusCode, axum::Json<SetupResponse>), ApiError> {
     let r = run(&s.db, body.value, s.now()).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(r)))
 }
@@ -148,7 +198,11 @@ pub fn pages() -> Router<AppState> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn page(body: &str) -> Html<String> {
@@ -204,7 +258,12 @@ async fn form_submit(State(s): State<AppState>, Form(f): Form<SetupForm>) -> Res
             default_language: f.org_language,
             contact_email: None,
         },
-        admin: SetupAdmin { given_name: f.given_name, family_name: f.family_name, email: f.email, password: f.password },
+        admin: SetupAdmin {
+            given_name: f.given_name,
+            family_name: f.family_name,
+            email: f.email,
+            password: f.password,
+        },
     };
     match run(&s.db, req, s.now()).await {
         Ok(r) => page(&format!(

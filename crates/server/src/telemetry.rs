@@ -10,8 +10,14 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global log subscriber (once per process).
 pub fn init_logs(format: &str, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = if format == "json" { b.json().flatten_event(true).try_init() } else { b.compact().try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if format == "json" {
+        b.json().flatten_event(true).try_init()
+    } else {
+        b.compact().try_init()
+    };
 }
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -21,7 +27,9 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
                 .ok()?
                 .install_recorder()
                 .ok()

@@ -3,13 +3,18 @@
 //! (`audit_heads`) is updated first: on PostgreSQL that row lock orders concurrent writers of one
 //! organisation; on SQLite the single writer connection does.
 
-use carebridge_domain::audit::{chain_hash, genesis, AuditEntry, AuditRecord};
+use carebridge_domain::audit::{AuditEntry, AuditRecord, chain_hash, genesis};
 use carebridge_domain::{OrgId, Timestamp};
 
-use crate::{exec, run, Exec, StoreError, Tx};
+use crate::{Exec, StoreError, Tx, exec, run};
 
 /// Appends one event to `org`'s chain within `tx`.
-pub async fn append(tx: &mut Tx, org: OrgId, at: Timestamp, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+pub async fn append(
+    tx: &mut Tx,
+    org: OrgId,
+    at: Timestamp,
+    entry: &AuditEntry,
+) -> Result<AuditRecord, StoreError> {
     let g = genesis(org);
     exec!(tx, c => sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING")
         .bind(org.0).bind(&g).execute(c).await)?;
@@ -41,7 +46,19 @@ pub async fn append(tx: &mut Tx, org: OrgId, at: Timestamp, entry: &AuditEntry) 
     })
 }
 
-type Row = (i64, i64, String, String, String, String, Option<String>, Option<String>, String, String, String);
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
 
 fn from_row(r: Row) -> AuditRecord {
     AuditRecord {
@@ -62,22 +79,40 @@ fn from_row(r: Row) -> AuditRecord {
 const COLS: &str = "seq, at, actor, action, target_type, target_id, before_digest, after_digest, source, prev_hash, hash";
 
 /// Events of `org` with `seq > after`, oldest first, at most `limit`.
-pub async fn page(x: &mut impl Exec, org: OrgId, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
-    let sql = format!("SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-    let rows: Vec<Row> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit).fetch_all(c).await)?;
+pub async fn page(
+    x: &mut impl Exec,
+    org: OrgId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    let rows: Vec<Row> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 
 /// Events of `org` with `seq < before`, newest first, at most `limit` (the API's default order).
-pub async fn page_desc(x: &mut impl Exec, org: OrgId, before: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
-    let sql = format!("SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
-    let rows: Vec<Row> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(before).bind(limit).fetch_all(c).await)?;
+pub async fn page_desc(
+    x: &mut impl Exec,
+    org: OrgId,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+    );
+    let rows: Vec<Row> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(before).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 
 /// The recorded head `(seq, hash)` of `org`'s chain.
 pub async fn head(x: &mut impl Exec, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(run!(x, c => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE org_id = $1").bind(org.0).fetch_optional(c).await)?)
+    Ok(
+        run!(x, c => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE org_id = $1").bind(org.0).fetch_optional(c).await)?,
+    )
 }
 
 /// Every organisation that has an audit chain.

@@ -31,7 +31,11 @@ pub struct DbOptions {
 
 impl DbOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 8, pg_schema: None }
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            pg_schema: None,
+        }
     }
 }
 
@@ -129,7 +133,8 @@ impl Db {
                 .pragma("temp_store", "memory");
             if let Some(dir) = o.get_filename().parent() {
                 if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
                 }
             }
             let write = SqlitePoolOptions::new()
@@ -148,7 +153,11 @@ impl Db {
             Ok(Db::Sqlite { write, read })
         } else {
             Err(StoreError::Unavailable(sqlx::Error::Configuration(
-                format!("unsupported database URL (want sqlite:// or postgres://): {}", redact_url(url)).into(),
+                format!(
+                    "unsupported database URL (want sqlite:// or postgres://): {}",
+                    redact_url(url)
+                )
+                .into(),
             )))
         }
     }
@@ -226,8 +235,13 @@ impl Db {
                 "backup is for the embedded SQLite database; use pg_dump for PostgreSQL".into(),
             )));
         };
-        let dest = dest.to_str().ok_or_else(|| StoreError::Corrupt("backup path is not UTF-8".into()))?;
-        sqlx::query("VACUUM INTO $1").bind(dest).execute(write).await?;
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt("backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(write)
+            .await?;
         Ok(())
     }
 }
@@ -250,8 +264,14 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            super::redact_url("sqlite://data/x.db"),
+            "sqlite://data/x.db"
+        );
     }
 }

@@ -34,14 +34,19 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
             sqlx::Error::Database(d) => {
-                let what = d.constraint().map(str::to_string).unwrap_or_else(|| d.message().to_string());
+                let what = d
+                    .constraint()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| d.message().to_string());
                 match d.kind() {
                     ErrorKind::UniqueViolation => StoreError::Unique { what },
                     ErrorKind::ForeignKeyViolation => StoreError::ForeignKey { what },
                     _ => StoreError::Query(e),
                 }
             }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(e.to_string()),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
             _ => StoreError::Query(e),
         }
     }

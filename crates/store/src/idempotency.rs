@@ -2,7 +2,7 @@
 //! as the created row, so a retried request returns that response instead of creating a
 //! duplicate. A key reused with a different request body is a conflict.
 
-use crate::{exec, run, Exec, StoreError, Tx};
+use crate::{Exec, StoreError, Tx, exec, run};
 
 /// A stored first response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,7 +13,11 @@ pub struct Stored {
 }
 
 /// The stored response for `(scope, key)`, if any.
-pub async fn lookup(x: &mut impl Exec, scope: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+pub async fn lookup(
+    x: &mut impl Exec,
+    scope: &str,
+    key: &str,
+) -> Result<Option<Stored>, StoreError> {
     let row: Option<(String, i32, String)> = run!(x, c => sqlx::query_as(
         "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2")
         .bind(scope).bind(key).fetch_optional(c).await)?;
@@ -26,7 +30,13 @@ pub async fn lookup(x: &mut impl Exec, scope: &str, key: &str) -> Result<Option<
 
 /// Records the first response for `(scope, key)` inside the creating transaction. A concurrent
 /// request with the same key fails here with [`StoreError::Unique`] and rolls back.
-pub async fn save(tx: &mut Tx, scope: &str, key: &str, stored: &Stored, now_ms: i64) -> Result<(), StoreError> {
+pub async fn save(
+    tx: &mut Tx,
+    scope: &str,
+    key: &str,
+    stored: &Stored,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(scope).bind(key).bind(&stored.request_hash).bind(i32::from(stored.status)).bind(&stored.response).bind(now_ms)

@@ -17,7 +17,7 @@ pub mod idempotency;
 mod migrations;
 pub mod secrets;
 
-pub use db::{redact_url, Backend, Conn, Db, DbOptions, Exec, Raw, Tx};
+pub use db::{Backend, Conn, Db, DbOptions, Exec, Raw, Tx, redact_url};
 pub use error::StoreError;
 /// Re-exported so repos use the same sqlx as the store.
 pub use sqlx;

@@ -30,8 +30,18 @@ impl MigrationSource<'static> for Embedded {
             Ok(MIGRATIONS
                 .iter()
                 .map(|(v, d, lite, pg)| {
-                    let sql = if self.0 == Backend::Sqlite { *lite } else { *pg };
-                    Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, Cow::Borrowed(sql), false)
+                    let sql = if self.0 == Backend::Sqlite {
+                        *lite
+                    } else {
+                        *pg
+                    };
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
                 })
                 .collect())
         })

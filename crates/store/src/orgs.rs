@@ -25,5 +25,12 @@ pub async fn resolve(x: &mut impl Exec, key: &str) -> Result<Option<OrgRef>, Sto
         run!(x, c => sqlx::query_as("SELECT id, slug, default_region, default_language FROM organisations WHERE slug = $1")
             .bind(key).fetch_optional(c).await)?
     };
-    Ok(row.map(|(id, slug, default_region, default_language)| OrgRef { id: OrgId(id), slug, default_region, default_language }))
+    Ok(
+        row.map(|(id, slug, default_region, default_language)| OrgRef {
+            id: OrgId(id),
+            slug,
+            default_region,
+            default_language,
+        }),
+    )
 }

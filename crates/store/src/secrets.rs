@@ -1,11 +1,16 @@
 //! Server-wide secrets kept in the database (cursor-signing key, the one-time set-up token's
 //! digest), so every node of a multi-node deployment shares them and nothing is node-local.
 
-use crate::{exec, run, Db, StoreError};
+use crate::{Db, StoreError, exec, run};
 
 /// Returns the secret `name`, creating it from `generate()` on first use. Safe against a race
 /// of two nodes: the first insert wins and both read it back.
-pub async fn get_or_create(db: &Db, name: &str, generate: impl FnOnce() -> Vec<u8>, now_ms: i64) -> Result<Vec<u8>, StoreError> {
+pub async fn get_or_create(
+    db: &Db,
+    name: &str,
+    generate: impl FnOnce() -> Vec<u8>,
+    now_ms: i64,
+) -> Result<Vec<u8>, StoreError> {
     if let Some(v) = get(db, name).await? {
         return Ok(v);
     }
@@ -14,12 +19,16 @@ pub async fn get_or_create(db: &Db, name: &str, generate: impl FnOnce() -> Vec<u
     exec!(&mut tx, c => sqlx::query("INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
         .bind(name).bind(&value).bind(now_ms).execute(c).await)?;
     tx.commit().await?;
-    get(db, name).await?.ok_or_else(|| StoreError::Corrupt(format!("secret {name} vanished")))
+    get(db, name)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("secret {name} vanished")))
 }
 
 pub async fn get(db: &Db, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let mut c = db.read().await?;
-    Ok(run!(&mut c, c => sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_optional(c).await)?)
+    Ok(
+        run!(&mut c, c => sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_optional(c).await)?,
+    )
 }
 
 /// Replaces (or sets) the secret `name`.

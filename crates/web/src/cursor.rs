@@ -2,11 +2,11 @@
 //! and authenticated with an HMAC under a server key, so a tampered or foreign cursor is a clear
 //! 400 rather than a confusing page.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::Sha256;
 use std::sync::Arc;
 
@@ -46,7 +46,11 @@ impl CursorKey {
     pub fn encode<T: Serialize>(&self, kind: &str, pos: &T) -> String {
         let payload = serde_json::to_vec(pos).unwrap_or_default();
         let tag = self.mac(kind, &payload);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// Decodes and verifies a cursor of listing `kind`.
@@ -56,14 +60,23 @@ impl CursorKey {
         let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
         let tag = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
         let want = self.mac(kind, &payload);
-        if want.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_slice(), tag.as_slice())) {
+        if want.is_empty()
+            || !bool::from(subtle::ConstantTimeEq::ct_eq(
+                want.as_slice(),
+                tag.as_slice(),
+            ))
+        {
             return Err(bad());
         }
         serde_json::from_slice(&payload).map_err(|_| bad())
     }
 
     /// Decodes an optional cursor.
-    pub fn decode_opt<T: DeserializeOwned>(&self, kind: &str, cursor: Option<&str>) -> Result<Option<T>, ServiceError> {
+    pub fn decode_opt<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<T>, ServiceError> {
         cursor.map(|c| self.decode(kind, c)).transpose()
     }
 }

@@ -1,6 +1,6 @@
 //! Service errors and their problem documents.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use carebridge_domain::Violations;
 use carebridge_proto::problem::{FieldError, Problem};
@@ -52,12 +52,20 @@ impl From<Violations> for ServiceError {
 pub enum ApiError {
     Service(ServiceError),
     /// No or bad credentials.
-    Unauthorized { detail: String },
+    Unauthorized {
+        detail: String,
+    },
     /// The request itself is malformed (syntax, types, headers); `pointer` names the place.
-    BadRequest { code: &'static str, detail: String, pointer: Option<String> },
+    BadRequest {
+        code: &'static str,
+        detail: String,
+        pointer: Option<String>,
+    },
     /// `If-Match` is required on updates.
     PreconditionRequired,
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
     /// No such route.
     RouteNotFound,
@@ -80,38 +88,78 @@ impl From<StoreError> for ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, detail: detail.into(), pointer: None }
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+            pointer: None,
+        }
     }
 
-    pub fn bad_request_at(code: &'static str, detail: impl Into<String>, pointer: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, detail: detail.into(), pointer: Some(pointer.into()) }
+    pub fn bad_request_at(
+        code: &'static str,
+        detail: impl Into<String>,
+        pointer: impl Into<String>,
+    ) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+            pointer: Some(pointer.into()),
+        }
     }
 
     /// Status, stable code, title, detail and field errors.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>, Vec<FieldError>) {
+    fn parts(
+        &self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        &'static str,
+        Option<String>,
+        Vec<FieldError>,
+    ) {
         use ServiceError as S;
         match self {
-            ApiError::Service(S::NotFound { what }) => {
-                (StatusCode::NOT_FOUND, "not_found", "Not found", Some(format!("{what} not found")), vec![])
-            }
-            ApiError::Service(S::Forbidden { detail }) => {
-                (StatusCode::FORBIDDEN, "forbidden", "Forbidden", Some(detail.clone()), vec![])
-            }
+            ApiError::Service(S::NotFound { what }) => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                Some(format!("{what} not found")),
+                vec![],
+            ),
+            ApiError::Service(S::Forbidden { detail }) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                Some(detail.clone()),
+                vec![],
+            ),
             ApiError::Service(S::Invalid(v)) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
                 "The request has invalid values",
                 Some(v.to_string()),
                 v.0.iter()
-                    .map(|x| FieldError { pointer: x.pointer.clone(), code: x.code.to_string(), detail: x.message.clone() })
+                    .map(|x| FieldError {
+                        pointer: x.pointer.clone(),
+                        code: x.code.to_string(),
+                        detail: x.message.clone(),
+                    })
                     .collect(),
             ),
-            ApiError::Service(S::Conflict { code, detail }) => (StatusCode::CONFLICT, code, "Conflict", Some(detail.clone()), vec![]),
+            ApiError::Service(S::Conflict { code, detail }) => (
+                StatusCode::CONFLICT,
+                code,
+                "Conflict",
+                Some(detail.clone()),
+                vec![],
+            ),
             ApiError::Service(S::VersionMismatch { current }) => (
                 StatusCode::PRECONDITION_FAILED,
                 "version_mismatch",
                 "The resource has changed",
-                Some(format!("If-Match does not name the current version (\"{current}\"); read it again and retry")),
+                Some(format!(
+                    "If-Match does not name the current version (\"{current}\"); read it again and retry"
+                )),
                 vec![],
             ),
             ApiError::Service(S::IdempotencyMismatch) => (
@@ -157,27 +205,48 @@ impl ApiError {
                 Some("the database is not reachable; try again later".into()),
                 vec![],
             ),
-            ApiError::Service(S::Store(StoreError::Query(_) | StoreError::Migrate(_) | StoreError::Corrupt(_))) | ApiError::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None, vec![])
-            }
-            ApiError::Unauthorized { detail } => {
-                (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", Some(detail.clone()), vec![])
-            }
-            ApiError::BadRequest { code, detail, pointer } => (
+            ApiError::Service(S::Store(
+                StoreError::Query(_) | StoreError::Migrate(_) | StoreError::Corrupt(_),
+            ))
+            | ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                None,
+                vec![],
+            ),
+            ApiError::Unauthorized { detail } => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+                Some(detail.clone()),
+                vec![],
+            ),
+            ApiError::BadRequest {
+                code,
+                detail,
+                pointer,
+            } => (
                 StatusCode::BAD_REQUEST,
                 code,
                 "Bad request",
                 Some(detail.clone()),
                 pointer
                     .iter()
-                    .map(|p| FieldError { pointer: p.clone(), code: code.to_string(), detail: detail.clone() })
+                    .map(|p| FieldError {
+                        pointer: p.clone(),
+                        code: code.to_string(),
+                        detail: detail.clone(),
+                    })
                     .collect(),
             ),
             ApiError::PreconditionRequired => (
                 StatusCode::PRECONDITION_REQUIRED,
                 "if_match_required",
                 "If-Match required",
-                Some("updates need an If-Match header with the ETag of the version you read".into()),
+                Some(
+                    "updates need an If-Match header with the ETag of the version you read".into(),
+                ),
                 vec![],
             ),
             ApiError::PayloadTooLarge { limit } => (
@@ -194,10 +263,20 @@ impl ApiError {
                 Some("send the body as Content-Type: application/json".into()),
                 vec![],
             ),
-            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", Some("no such route".into()), vec![]),
-            ApiError::MethodNotAllowed => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", None, vec![])
-            }
+            ApiError::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                Some("no such route".into()),
+                vec![],
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                None,
+                vec![],
+            ),
         }
     }
 
@@ -233,9 +312,13 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut res = (status, axum::Json(body)).into_response();
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }

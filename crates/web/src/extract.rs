@@ -2,8 +2,8 @@
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use carebridge_domain::auth::Principal;
 use serde::de::DeserializeOwned;
@@ -42,11 +42,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let pointer = json_pointer(e.path());
         let inner = e.into_inner();
-        let code = if inner.is_syntax() || inner.is_eof() { "malformed_json" } else { "invalid_json_value" };
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_json_value"
+        };
         // serde's message names the field for unknown/missing fields; drop its line/column noise.
         let msg = inner.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        ApiError::BadRequest { code, detail: msg, pointer: Some(pointer) }
+        ApiError::BadRequest {
+            code,
+            detail: msg,
+            pointer: Some(pointer),
+        }
     })
 }
 
@@ -54,16 +62,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json"
+            && !(mime.starts_with("application/") && mime.ends_with("+json"))
+        {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
             BytesRejection::FailedToBufferBody(f) => {
                 let text = f.body_text();
                 if text.contains("length limit") {
-                    ApiError::PayloadTooLarge { limit: crate::extract::BODY_LIMIT }
+                    ApiError::PayloadTooLarge {
+                        limit: crate::extract::BODY_LIMIT,
+                    }
                 } else {
                     ApiError::bad_request("unreadable_body", "the request body could not be read")
                 }
@@ -71,7 +92,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             _ => ApiError::bad_request("unreadable_body", "the request body could not be read"),
         })?;
         let value = parse_json(&bytes)?;
-        Ok(Json { value, digest: hex::encode(Sha256::digest(&bytes)) })
+        Ok(Json {
+            value,
+            digest: hex::encode(Sha256::digest(&bytes)),
+        })
     }
 }
 
@@ -91,14 +115,43 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
                 use axum::extract::path::ErrorKind;
                 let (pointer, detail) = match e.kind() {
-                    ErrorKind::ParseErrorAtKey { key, value, expected_type } => (
+                    ErrorKind::ParseErrorAtKey {
+                        key,
+                        value,
+                        expected_type,
+                    } => (
                         format!("/path/{key}"),
-                        format!("'{value}' is not a valid {}", if expected_type.contains("Uuid") { "id (UUID)" } else { expected_type }),
+                        format!(
+                            "'{value}' is not a valid {}",
+                            if expected_type.contains("Uuid") {
+                                "id (UUID)"
+                            } else {
+                                expected_type
+                            }
+                        ),
                     ),
-                    ErrorKind::ParseErrorAtIndex { index, value, .. } => (format!("/path/{index}"), format!("'{value}' is malformed")),
-                    other => ("/path".to_string(), other.to_string()),
+                    ErrorKind::ParseErrorAtIndex { index, value, .. } => {
+                        (format!("/path/{index}"), format!("'{value}' is malformed"))
+                    }
+                    other => {
+                        let msg = other.to_string();
+                        // axum names the parameter in backticks: "Cannot parse `person` with value …".
+                        let name = msg.split('`').nth(1).unwrap_or("").to_string();
+                        (
+                            if name.is_empty() {
+                                "/path".to_string()
+                            } else {
+                                format!("/path/{name}")
+                            },
+                            msg,
+                        )
+                    }
                 };
-                Err(ApiError::BadRequest { code: "invalid_path_parameter", detail, pointer: Some(pointer) })
+                Err(ApiError::BadRequest {
+                    code: "invalid_path_parameter",
+                    detail,
+                    pointer: Some(pointer),
+                })
             }
             Err(e) => Err(ApiError::Internal(e.body_text())),
         }
@@ -115,11 +168,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let pointer = format!("/query{}", json_pointer(e.path()));
-            let msg = e.into_inner().to_string();
-            ApiError::BadRequest { code: "invalid_query", detail: msg, pointer: Some(pointer) }
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let pointer = format!("/query{}", json_pointer(e.path()));
+                let msg = e.into_inner().to_string();
+                ApiError::BadRequest {
+                    code: "invalid_query",
+                    detail: msg,
+                    pointer: Some(pointer),
+                }
+            })
     }
 }
 
@@ -141,7 +200,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .and_then(|s| s.parse::<i64>().ok())
             .map(IfMatch)
             .ok_or_else(|| {
-                ApiError::bad_request_at("invalid_if_match", "If-Match must be an ETag this API returned, e.g. \"3\"", "/header/if-match")
+                ApiError::bad_request_at(
+                    "invalid_if_match",
+                    "If-Match must be an ETag this API returned, e.g. \"3\"",
+                    "/header/if-match",
+                )
             })
     }
 }
@@ -185,7 +248,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
             .get::<Principal>()
             .cloned()
             .map(Auth)
-            .ok_or_else(|| ApiError::Unauthorized { detail: "send an API key as Authorization: Bearer <key>".into() })
+            .ok_or_else(|| ApiError::Unauthorized {
+                detail: "send an API key as Authorization: Bearer <key>".into(),
+            })
     }
 }
 
@@ -198,7 +263,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatchOpt {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if parts.headers.contains_key(header::IF_MATCH) {
-            IfMatch::from_request_parts(parts, state).await.map(|m| IfMatchOpt(Some(m.0)))
+            IfMatch::from_request_parts(parts, state)
+                .await
+                .map(|m| IfMatchOpt(Some(m.0)))
         } else {
             Ok(IfMatchOpt(None))
         }

@@ -20,7 +20,12 @@ pub struct Idem {
 
 impl Idem {
     /// `None` when the request had no `Idempotency-Key`.
-    pub fn new(principal: &Principal, operation: &str, key: Option<String>, request_hash: &str) -> Option<Idem> {
+    pub fn new(
+        principal: &Principal,
+        operation: &str,
+        key: Option<String>,
+        request_hash: &str,
+    ) -> Option<Idem> {
         key.map(|key| Idem {
             scope: format!("{}:{operation}", principal.audit_label()),
             key,
@@ -37,7 +42,10 @@ pub enum Outcome<T> {
 }
 
 /// Looks up a stored response; errors when the key was used for a different request.
-pub async fn replay(x: &mut impl Exec, idem: Option<&Idem>) -> Result<Option<String>, ServiceError> {
+pub async fn replay(
+    x: &mut impl Exec,
+    idem: Option<&Idem>,
+) -> Result<Option<String>, ServiceError> {
     let Some(i) = idem else { return Ok(None) };
     match idempotency::lookup(x, &i.scope, &i.key).await? {
         None => Ok(None),
@@ -47,9 +55,26 @@ pub async fn replay(x: &mut impl Exec, idem: Option<&Idem>) -> Result<Option<Str
 }
 
 /// Stores the first response inside the creating transaction.
-pub async fn save<T: Serialize>(tx: &mut Tx, idem: Option<&Idem>, response: &T, now_ms: i64) -> Result<(), ServiceError> {
+pub async fn save<T: Serialize>(
+    tx: &mut Tx,
+    idem: Option<&Idem>,
+    response: &T,
+    now_ms: i64,
+) -> Result<(), ServiceError> {
     let Some(i) = idem else { return Ok(()) };
-    let response = serde_json::to_string(response).map_err(|e| ServiceError::Store(carebridge_store::StoreError::Corrupt(e.to_string())))?;
-    idempotency::save(tx, &i.scope, &i.key, &Stored { request_hash: i.request_hash.clone(), status: 201, response }, now_ms).await?;
+    let response = serde_json::to_string(response)
+        .map_err(|e| ServiceError::Store(carebridge_store::StoreError::Corrupt(e.to_string())))?;
+    idempotency::save(
+        tx,
+        &i.scope,
+        &i.key,
+        &Stored {
+            request_hash: i.request_hash.clone(),
+            status: 201,
+            response,
+        },
+        now_ms,
+    )
+    .await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use carebridge_domain::{Clock, Timestamp};
 use carebridge_store::Db;
 
 pub use cursor::CursorKey;
-pub use error::{ApiError, ServiceError, REQUEST_ID};
+pub use error::{ApiError, REQUEST_ID, ServiceError};
 pub use extract::{Auth, IdempotencyKey, IfMatch, IfMatchOpt, Json, Path, Query};
 pub use respond::{Created, Tagged};
 
@@ -43,7 +43,11 @@ pub fn page_limit(limit: Option<u32>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n @ 1..=200) => Ok(i64::from(n)),
-        Some(n) => Err(ApiError::bad_request_at("invalid_limit", format!("limit must be 1 to 200, got {n}"), "/query/limit")),
+        Some(n) => Err(ApiError::bad_request_at(
+            "invalid_limit",
+            format!("limit must be 1 to 200, got {n}"),
+            "/query/limit",
+        )),
     }
 }
 
@@ -53,14 +57,73 @@ use carebridge_store::orgs::OrgRef;
 /// Resolves `{org}` (slug or id) for `principal` and checks `perm`. An organisation the caller
 /// does not belong to is "not found", exactly like one that does not exist, so ids and slugs of
 /// other tenants never leak; a caller of the right organisation without the permission gets 403.
-pub async fn org_scope(db: &Db, principal: &Principal, org: &str, perm: Permission) -> Result<OrgRef, ServiceError> {
+pub async fn org_scope(
+    db: &Db,
+    principal: &Principal,
+    org: &str,
+    perm: Permission,
+) -> Result<OrgRef, ServiceError> {
     let mut c = db.read().await?;
     let found = carebridge_store::orgs::resolve(&mut c, org).await?;
     match found {
         Some(o) if principal.allows(o.id, perm) => Ok(o),
-        Some(o) if principal.org() == Some(o.id) => {
-            Err(ServiceError::Forbidden { detail: format!("this credential lacks the '{}' permission", perm.as_str()) })
+        Some(o) if principal.org() == Some(o.id) => Err(ServiceError::Forbidden {
+            detail: format!("this credential lacks the '{}' permission", perm.as_str()),
+        }),
+        _ => Err(ServiceError::NotFound {
+            what: "organisation",
+        }),
+    }
+}
+
+/// The `{org}` of the path, resolved for the authenticated caller *before* anything else of the
+/// request (body included) is looked at: another tenant's organisation is a 404 whatever the
+/// request carries, so the tenant-isolation rule holds for every route that has `{org}`.
+pub struct OrgPath(pub OrgRef);
+
+impl axum::extract::FromRequestParts<AppState> for OrgPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Internal(e.body_text()))?;
+        let org = params
+            .iter()
+            .find(|(k, _)| *k == "org")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| ApiError::Internal("route has no {org}".into()))?;
+        let mut c = state.db.read().await.map_err(ApiError::from)?;
+        match carebridge_store::orgs::resolve(&mut c, &org)
+            .await
+            .map_err(ApiError::from)?
+        {
+            Some(o)
+                if matches!(principal, Principal::System { .. })
+                    || principal.org() == Some(o.id) =>
+            {
+                Ok(OrgPath(o))
+            }
+            _ => Err(ServiceError::NotFound {
+                what: "organisation",
+            }
+            .into()),
         }
-        _ => Err(ServiceError::NotFound { what: "organisation" }),
+    }
+}
+
+/// Checks that `principal` holds `perm` in `org` (403 otherwise; membership was checked by
+/// [`OrgPath`]).
+pub fn require(principal: &Principal, org: &OrgRef, perm: Permission) -> Result<(), ServiceError> {
+    if principal.allows(org.id, perm) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden {
+            detail: format!("this credential lacks the '{}' permission", perm.as_str()),
+        })
     }
 }

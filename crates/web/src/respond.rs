@@ -1,7 +1,7 @@
 //! Responses with ETags: [`Tagged`] for reads and updates, [`Created`] for creates (201 with
 //! `Location`, or the stored first response when an idempotent create is retried).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -44,7 +44,9 @@ impl<T: Serialize> IntoResponse for Created<T> {
         let version = json_field(&value, "/version").and_then(|v| v.as_i64());
         let mut r = (StatusCode::CREATED, axum::Json(value)).into_response();
         if let Some(id) = id.as_ref().and_then(|v| v.as_str()) {
-            if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", self.collection.trim_end_matches('/'), id)) {
+            if let Ok(loc) =
+                HeaderValue::from_str(&format!("{}/{}", self.collection.trim_end_matches('/'), id))
+            {
                 r.headers_mut().insert(header::LOCATION, loc);
             }
         }
@@ -52,7 +54,8 @@ impl<T: Serialize> IntoResponse for Created<T> {
             r.headers_mut().insert(header::ETAG, etag(v));
         }
         if replayed {
-            r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
         r
     }

@@ -7,5 +7,8 @@ pub mod units;
 
 /// `$from, $from+1, …` placeholders for an `IN (…)` list of `n` values.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

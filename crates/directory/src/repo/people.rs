@@ -4,12 +4,26 @@
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{OrgId, PersonId};
 use carebridge_proto::directory::{Address, Contact, Person, UnitRef};
-use carebridge_store::{exec, run, sqlx, Exec, StoreError, Tx};
+use carebridge_store::{Exec, StoreError, Tx, exec, run, sqlx};
 use uuid::Uuid;
 
 use super::placeholders;
 
-type PersonRow = (Uuid, String, String, String, Option<String>, Option<String>, String, String, String, bool, i64, i64, i64);
+type PersonRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    bool,
+    i64,
+    i64,
+    i64,
+);
 
 const COLS: &str = "p.id, p.kind, p.given_name, p.family_name, p.external_id, p.language, p.emails, p.phones, p.address, \
                     p.active, p.version, p.created_at, p.updated_at";
@@ -56,7 +70,13 @@ pub async fn insert(tx: &mut Tx, org: OrgId, p: &Person, sort_key: &str) -> Resu
 }
 
 /// Overwrites the person row if `expected_version` is current.
-pub async fn update(tx: &mut Tx, org: OrgId, p: &Person, sort_key: &str, expected_version: i64) -> Result<bool, StoreError> {
+pub async fn update(
+    tx: &mut Tx,
+    org: OrgId,
+    p: &Person,
+    sort_key: &str,
+    expected_version: i64,
+) -> Result<bool, StoreError> {
     let n = exec!(tx, c => sqlx::query(
         "UPDATE people SET kind = $4, given_name = $5, family_name = $6, sort_key = $7, external_id = $8, language = $9, \
          emails = $10, phones = $11, address = $12, active = $13, version = $14, updated_at = $15 \
@@ -69,7 +89,14 @@ pub async fn update(tx: &mut Tx, org: OrgId, p: &Person, sort_key: &str, expecte
 }
 
 /// Replaces a person's search tokens, units and labels.
-pub async fn set_links(tx: &mut Tx, org: OrgId, id: Uuid, tokens: &[String], units: &[Uuid], labels: &[Uuid]) -> Result<(), StoreError> {
+pub async fn set_links(
+    tx: &mut Tx,
+    org: OrgId,
+    id: Uuid,
+    tokens: &[String],
+    units: &[Uuid],
+    labels: &[Uuid],
+) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query("DELETE FROM person_tokens WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     exec!(tx, c => sqlx::query("DELETE FROM person_units WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     exec!(tx, c => sqlx::query("DELETE FROM person_labels WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
@@ -89,7 +116,14 @@ pub async fn set_links(tx: &mut Tx, org: OrgId, id: Uuid, tokens: &[String], uni
 }
 
 /// Ids of the labels (`group` or `skill`) with these names, creating missing ones.
-pub async fn ensure_labels(tx: &mut Tx, org: OrgId, kind: &str, names: &[String], now_ms: i64, new_id: impl Fn() -> Uuid) -> Result<Vec<Uuid>, StoreError> {
+pub async fn ensure_labels(
+    tx: &mut Tx,
+    org: OrgId,
+    kind: &str,
+    names: &[String],
+    now_ms: i64,
+    new_id: impl Fn() -> Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
     let mut ids = Vec::with_capacity(names.len());
     for name in names {
         let key = carebridge_domain::search::fold(name);
@@ -130,7 +164,14 @@ async fn attach(x: &mut impl Exec, org: OrgId, people: &mut [Person]) -> Result<
         q.fetch_all(c).await
     })?;
     for p in people.iter_mut() {
-        p.units = units.iter().filter(|u| u.0 == p.id).map(|u| UnitRef { id: u.1, name: u.2.clone() }).collect();
+        p.units = units
+            .iter()
+            .filter(|u| u.0 == p.id)
+            .map(|u| UnitRef {
+                id: u.1,
+                name: u.2.clone(),
+            })
+            .collect();
         for (_, kind, name) in labels.iter().filter(|l| l.0 == p.id) {
             match kind.as_str() {
                 "group" => p.groups.push(name.clone()),
@@ -141,9 +182,14 @@ async fn attach(x: &mut impl Exec, org: OrgId, people: &mut [Person]) -> Result<
     Ok(())
 }
 
-pub async fn get(x: &mut impl Exec, org: OrgId, id: PersonId) -> Result<Option<Person>, StoreError> {
+pub async fn get(
+    x: &mut impl Exec,
+    org: OrgId,
+    id: PersonId,
+) -> Result<Option<Person>, StoreError> {
     let sql = format!("SELECT {COLS} FROM people p WHERE p.org_id = $1 AND p.id = $2");
-    let r: Option<PersonRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id.0).fetch_optional(c).await)?;
+    let r: Option<PersonRow> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id.0).fetch_optional(c).await)?;
     let Some(r) = r else { return Ok(None) };
     let mut v = vec![person(r)?];
     attach(x, org, &mut v).await?;
@@ -163,7 +209,13 @@ pub struct Filter {
 }
 
 /// One page of people in name order after `(sort_key, id)`.
-pub async fn page(x: &mut impl Exec, org: OrgId, f: &Filter, after: Option<&(String, Uuid)>, limit: i64) -> Result<Vec<(Person, String)>, StoreError> {
+pub async fn page(
+    x: &mut impl Exec,
+    org: OrgId,
+    f: &Filter,
+    after: Option<&(String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<(Person, String)>, StoreError> {
     #[derive(Clone)]
     enum Arg {
         Text(String),
@@ -180,25 +232,39 @@ pub async fn page(x: &mut impl Exec, org: OrgId, f: &Filter, after: Option<&(Str
     let mut words = f.words.iter();
     if let Some(w) = words.next() {
         let lo = next(Arg::Text(w.clone()), &mut args);
-        let hi = next(Arg::Text(carebridge_domain::search::prefix_upper(w)), &mut args);
-        sql += &format!(" AND p.id IN (SELECT t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})");
+        let hi = next(
+            Arg::Text(carebridge_domain::search::prefix_upper(w)),
+            &mut args,
+        );
+        sql += &format!(
+            " AND p.id IN (SELECT t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})"
+        );
     }
     for w in words {
         let lo = next(Arg::Text(w.clone()), &mut args);
-        let hi = next(Arg::Text(carebridge_domain::search::prefix_upper(w)), &mut args);
-        sql += &format!(" AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.org_id = $1 AND t.person_id = p.id AND t.token >= {lo} AND t.token < {hi})");
+        let hi = next(
+            Arg::Text(carebridge_domain::search::prefix_upper(w)),
+            &mut args,
+        );
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.org_id = $1 AND t.person_id = p.id AND t.token >= {lo} AND t.token < {hi})"
+        );
     }
     if let Some(a) = f.active {
         sql += &format!(" AND p.active = {}", next(Arg::Bool(a), &mut args));
     }
     if let Some(path) = &f.unit_path {
         let ph = next(Arg::Text(format!("{path}%")), &mut args);
-        sql += &format!(" AND EXISTS (SELECT 1 FROM person_units pu JOIN units u ON u.id = pu.unit_id WHERE pu.person_id = p.id AND pu.org_id = $1 AND u.path LIKE {ph})");
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM person_units pu JOIN units u ON u.id = pu.unit_id WHERE pu.person_id = p.id AND pu.org_id = $1 AND u.path LIKE {ph})"
+        );
     }
     for (kind, key) in [("group", &f.group_key), ("skill", &f.skill_key)] {
         if let Some(k) = key {
             let ph = next(Arg::Text(k.clone()), &mut args);
-            sql += &format!(" AND EXISTS (SELECT 1 FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id = p.id AND pl.org_id = $1 AND l.kind = '{kind}' AND l.name_key = {ph})");
+            sql += &format!(
+                " AND EXISTS (SELECT 1 FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id = p.id AND pl.org_id = $1 AND l.kind = '{kind}' AND l.name_key = {ph})"
+            );
         }
     }
     if let Some((sk, id)) = after {
@@ -208,7 +274,22 @@ pub async fn page(x: &mut impl Exec, org: OrgId, f: &Filter, after: Option<&(Str
     }
     let l = next(Arg::Int(limit), &mut args);
     sql += &format!(" ORDER BY p.sort_key, p.id LIMIT {l}");
-    type Row = (Uuid, String, String, String, Option<String>, Option<String>, String, String, String, bool, i64, i64, i64, String);
+    type Row = (
+        Uuid,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+        bool,
+        i64,
+        i64,
+        i64,
+        String,
+    );
     let rows: Vec<Row> = run!(x, c => {
         let mut q = sqlx::query_as(&sql).bind(org.0);
         for a in &args {
@@ -225,7 +306,9 @@ pub async fn page(x: &mut impl Exec, org: OrgId, f: &Filter, after: Option<&(Str
     let mut keys = Vec::with_capacity(rows.len());
     for r in rows {
         keys.push(r.13.clone());
-        people.push(person((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12))?);
+        people.push(person((
+            r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
+        ))?);
     }
     attach(x, org, &mut people).await?;
     Ok(people.into_iter().zip(keys).collect())
@@ -237,14 +320,24 @@ pub async fn delete(tx: &mut Tx, org: OrgId, id: PersonId) -> Result<bool, Store
     Ok(n == 1)
 }
 
-pub async fn external_id_taken(x: &mut impl Exec, org: OrgId, external_id: &str, except: Option<Uuid>) -> Result<bool, StoreError> {
+pub async fn external_id_taken(
+    x: &mut impl Exec,
+    org: OrgId,
+    external_id: &str,
+    except: Option<Uuid>,
+) -> Result<bool, StoreError> {
     let n: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM people WHERE org_id = $1 AND external_id = $2 AND id <> $3")
         .bind(org.0).bind(external_id).bind(except.unwrap_or(Uuid::nil())).fetch_one(c).await)?;
     Ok(n > 0)
 }
 
 /// Links a person to a sign-in account.
-pub async fn set_account(tx: &mut Tx, org: OrgId, id: Uuid, account: Uuid) -> Result<(), StoreError> {
+pub async fn set_account(
+    tx: &mut Tx,
+    org: OrgId,
+    id: Uuid,
+    account: Uuid,
+) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query("UPDATE people SET account_id = $3 WHERE org_id = $1 AND id = $2")
         .bind(org.0).bind(id).bind(account).execute(c).await)?;
     Ok(())

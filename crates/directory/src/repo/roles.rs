@@ -3,13 +3,19 @@
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{OrgId, RoleAssignmentId};
 use carebridge_proto::directory::RoleAssignment;
-use carebridge_store::{exec, run, sqlx, Exec, StoreError, Tx};
+use carebridge_store::{Exec, StoreError, Tx, exec, run, sqlx};
 use uuid::Uuid;
 
 type RoleRow = (Uuid, Uuid, String, Option<Uuid>, i64);
 
 fn role(r: RoleRow) -> RoleAssignment {
-    RoleAssignment { id: r.0, person_id: r.1, role: r.2, unit_id: r.3, created_at: from_millis(r.4) }
+    RoleAssignment {
+        id: r.0,
+        person_id: r.1,
+        role: r.2,
+        unit_id: r.3,
+        created_at: from_millis(r.4),
+    }
 }
 
 pub async fn insert(tx: &mut Tx, org: OrgId, r: &RoleAssignment) -> Result<(), StoreError> {
@@ -19,7 +25,11 @@ pub async fn insert(tx: &mut Tx, org: OrgId, r: &RoleAssignment) -> Result<(), S
     Ok(())
 }
 
-pub async fn get(x: &mut impl Exec, org: OrgId, id: RoleAssignmentId) -> Result<Option<RoleAssignment>, StoreError> {
+pub async fn get(
+    x: &mut impl Exec,
+    org: OrgId,
+    id: RoleAssignmentId,
+) -> Result<Option<RoleAssignment>, StoreError> {
     let r: Option<RoleRow> = run!(x, c => sqlx::query_as(
         "SELECT id, person_id, role, unit_id, created_at FROM role_assignments WHERE org_id = $1 AND id = $2")
         .bind(org.0).bind(id.0).fetch_optional(c).await)?;
@@ -27,7 +37,11 @@ pub async fn get(x: &mut impl Exec, org: OrgId, id: RoleAssignmentId) -> Result<
 }
 
 /// Assignments of `person` (all of them) for duplicate checks.
-pub async fn of_person(x: &mut impl Exec, org: OrgId, person: Uuid) -> Result<Vec<RoleAssignment>, StoreError> {
+pub async fn of_person(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Uuid,
+) -> Result<Vec<RoleAssignment>, StoreError> {
     let rows: Vec<RoleRow> = run!(x, c => sqlx::query_as(
         "SELECT id, person_id, role, unit_id, created_at FROM role_assignments WHERE org_id = $1 AND person_id = $2 ORDER BY id")
         .bind(org.0).bind(person).fetch_all(c).await)?;
@@ -35,7 +49,13 @@ pub async fn of_person(x: &mut impl Exec, org: OrgId, person: Uuid) -> Result<Ve
 }
 
 /// A page of assignments by id, optionally of one person.
-pub async fn page(x: &mut impl Exec, org: OrgId, person: Option<Uuid>, after: Option<Uuid>, limit: i64) -> Result<Vec<RoleAssignment>, StoreError> {
+pub async fn page(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<RoleAssignment>, StoreError> {
     let after = after.unwrap_or(Uuid::nil());
     let rows: Vec<RoleRow> = match person {
         Some(p) => run!(x, c => sqlx::query_as(

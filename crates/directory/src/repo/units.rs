@@ -3,7 +3,7 @@
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{OrgId, UnitId};
 use carebridge_proto::directory::Unit;
-use carebridge_store::{exec, run, sqlx, Exec, StoreError, Tx};
+use carebridge_store::{Exec, StoreError, Tx, exec, run, sqlx};
 use uuid::Uuid;
 
 type UnitRow = (Uuid, Option<Uuid>, String, String, i64, i64, i64);
@@ -18,7 +18,11 @@ pub struct StoredUnit {
 }
 
 fn unit(r: UnitRow) -> StoredUnit {
-    let ids = r.3.split('/').filter(|s| !s.is_empty()).filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    let ids =
+        r.3.split('/')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| Uuid::parse_str(s).ok())
+            .collect();
     StoredUnit {
         unit: Unit {
             id: r.0,
@@ -41,37 +45,70 @@ pub async fn insert(tx: &mut Tx, org: OrgId, u: &Unit, path: &str) -> Result<(),
     Ok(())
 }
 
-pub async fn get(x: &mut impl Exec, org: OrgId, id: UnitId) -> Result<Option<StoredUnit>, StoreError> {
+pub async fn get(
+    x: &mut impl Exec,
+    org: OrgId,
+    id: UnitId,
+) -> Result<Option<StoredUnit>, StoreError> {
     let sql = format!("SELECT {COLS} FROM units WHERE org_id = $1 AND id = $2");
-    let r: Option<UnitRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id.0).fetch_optional(c).await)?;
+    let r: Option<UnitRow> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id.0).fetch_optional(c).await)?;
     Ok(r.map(unit))
 }
 
 /// Units in tree order (by path), after `after`, at most `limit`.
-pub async fn page(x: &mut impl Exec, org: OrgId, after: &str, limit: i64) -> Result<Vec<StoredUnit>, StoreError> {
-    let sql = format!("SELECT {COLS} FROM units WHERE org_id = $1 AND path > $2 ORDER BY path LIMIT $3");
-    let rows: Vec<UnitRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit).fetch_all(c).await)?;
+pub async fn page(
+    x: &mut impl Exec,
+    org: OrgId,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StoredUnit>, StoreError> {
+    let sql =
+        format!("SELECT {COLS} FROM units WHERE org_id = $1 AND path > $2 ORDER BY path LIMIT $3");
+    let rows: Vec<UnitRow> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(unit).collect())
 }
 
 /// Names of the children of `parent` (or of the roots).
-pub async fn sibling_names(x: &mut impl Exec, org: OrgId, parent: Option<UnitId>) -> Result<Vec<(Uuid, String)>, StoreError> {
+pub async fn sibling_names(
+    x: &mut impl Exec,
+    org: OrgId,
+    parent: Option<UnitId>,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
     Ok(match parent {
-        Some(p) => run!(x, c => sqlx::query_as("SELECT id, name FROM units WHERE org_id = $1 AND parent_id = $2")
-            .bind(org.0).bind(p.0).fetch_all(c).await)?,
-        None => run!(x, c => sqlx::query_as("SELECT id, name FROM units WHERE org_id = $1 AND parent_id IS NULL")
-            .bind(org.0).fetch_all(c).await)?,
+        Some(p) => {
+            run!(x, c => sqlx::query_as("SELECT id, name FROM units WHERE org_id = $1 AND parent_id = $2")
+            .bind(org.0).bind(p.0).fetch_all(c).await)?
+        }
+        None => {
+            run!(x, c => sqlx::query_as("SELECT id, name FROM units WHERE org_id = $1 AND parent_id IS NULL")
+            .bind(org.0).fetch_all(c).await)?
+        }
     })
 }
 
 /// Paths of the unit at `path` and everything below it.
-pub async fn subtree_paths(x: &mut impl Exec, org: OrgId, path: &str) -> Result<Vec<String>, StoreError> {
-    Ok(run!(x, c => sqlx::query_scalar("SELECT path FROM units WHERE org_id = $1 AND path LIKE $2")
-        .bind(org.0).bind(format!("{path}%")).fetch_all(c).await)?)
+pub async fn subtree_paths(
+    x: &mut impl Exec,
+    org: OrgId,
+    path: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        run!(x, c => sqlx::query_scalar("SELECT path FROM units WHERE org_id = $1 AND path LIKE $2")
+        .bind(org.0).bind(format!("{path}%")).fetch_all(c).await)?,
+    )
 }
 
 /// Renames and/or re-parents a unit (version-checked), rewriting the paths of its subtree.
-pub async fn update(tx: &mut Tx, org: OrgId, u: &Unit, expected_version: i64, old_path: &str, new_path: &str) -> Result<bool, StoreError> {
+pub async fn update(
+    tx: &mut Tx,
+    org: OrgId,
+    u: &Unit,
+    expected_version: i64,
+    old_path: &str,
+    new_path: &str,
+) -> Result<bool, StoreError> {
     let n = exec!(tx, c => sqlx::query(
         "UPDATE units SET name = $4, parent_id = $5, version = $6, updated_at = $7 WHERE org_id = $1 AND id = $2 AND version = $3")
         .bind(org.0).bind(u.id).bind(expected_version).bind(&u.name).bind(u.parent_id).bind(u.version)
@@ -89,7 +126,11 @@ pub async fn update(tx: &mut Tx, org: OrgId, u: &Unit, expected_version: i64, ol
 }
 
 /// What still hangs on a unit: (child units, people, role assignments).
-pub async fn usage(x: &mut impl Exec, org: OrgId, id: UnitId) -> Result<(i64, i64, i64), StoreError> {
+pub async fn usage(
+    x: &mut impl Exec,
+    org: OrgId,
+    id: UnitId,
+) -> Result<(i64, i64, i64), StoreError> {
     let children: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE org_id = $1 AND parent_id = $2")
         .bind(org.0).bind(id.0).fetch_one(c).await)?;
     let people: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM person_units WHERE org_id = $1 AND unit_id = $2")
@@ -105,11 +146,18 @@ pub async fn delete(tx: &mut Tx, org: OrgId, id: UnitId) -> Result<bool, StoreEr
 }
 
 /// Which of `ids` are units of `org`.
-pub async fn existing(x: &mut impl Exec, org: OrgId, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+pub async fn existing(
+    x: &mut impl Exec,
+    org: OrgId,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("SELECT id FROM units WHERE org_id = $1 AND id IN ({})", super::placeholders(2, ids.len()));
+    let sql = format!(
+        "SELECT id FROM units WHERE org_id = $1 AND id IN ({})",
+        super::placeholders(2, ids.len())
+    );
     run!(x, c => {
         let mut q = sqlx::query_scalar(&sql).bind(org.0);
         for id in ids {

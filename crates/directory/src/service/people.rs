@@ -4,11 +4,13 @@
 use carebridge_domain::auth::Actor;
 use carebridge_domain::person::{Contact as DContact, PersonDraft, PersonInput};
 use carebridge_domain::search::{fold, person_tokens, query_words, sort_key};
-use carebridge_domain::{new_v7, PersonId, Timestamp, UnitId, Violations};
-use carebridge_proto::directory::{Address, Contact, CreatePerson, PeopleQuery, Person, UpdatePerson};
+use carebridge_domain::{PersonId, Timestamp, UnitId, Violations, new_v7};
 use carebridge_proto::Page;
+use carebridge_proto::directory::{
+    Address, Contact, CreatePerson, PeopleQuery, Person, UpdatePerson,
+};
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{audit, Db, Tx};
+use carebridge_store::{Db, Tx, audit};
 use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 use uuid::Uuid;
@@ -18,11 +20,21 @@ use crate::repo::{people as repo, units as units_repo};
 const NOT_FOUND: ServiceError = ServiceError::NotFound { what: "person" };
 
 fn contacts_in(c: &[Contact]) -> Vec<DContact> {
-    c.iter().map(|c| DContact { value: c.value.clone(), kind: c.kind.clone() }).collect()
+    c.iter()
+        .map(|c| DContact {
+            value: c.value.clone(),
+            kind: c.kind.clone(),
+        })
+        .collect()
 }
 
 fn contacts_out(c: &[DContact]) -> Vec<Contact> {
-    c.iter().map(|c| Contact { value: c.value.clone(), kind: c.kind.clone() }).collect()
+    c.iter()
+        .map(|c| Contact {
+            value: c.value.clone(),
+            kind: c.kind.clone(),
+        })
+        .collect()
 }
 
 fn address_in(a: &Address) -> carebridge_domain::person::Address {
@@ -54,7 +66,12 @@ fn apply(p: &mut Person, d: &PersonDraft) {
 }
 
 /// Checks that every unit id belongs to the organisation; names the failing index.
-async fn check_units(tx: &mut Tx, org: &OrgRef, ids: &[Uuid], pointer: &str) -> Result<Vec<Uuid>, ServiceError> {
+async fn check_units(
+    tx: &mut Tx,
+    org: &OrgRef,
+    ids: &[Uuid],
+    pointer: &str,
+) -> Result<Vec<Uuid>, ServiceError> {
     let mut unique: Vec<Uuid> = Vec::new();
     for id in ids {
         if !unique.contains(id) {
@@ -65,7 +82,11 @@ async fn check_units(tx: &mut Tx, org: &OrgRef, ids: &[Uuid], pointer: &str) -> 
     let mut v = Violations::new();
     for (i, id) in ids.iter().enumerate() {
         if !found.contains(id) {
-            v.push(format!("{pointer}/{i}"), "unknown_unit", format!("no unit {id} in this organisation"));
+            v.push(
+                format!("{pointer}/{i}"),
+                "unknown_unit",
+                format!("no unit {id} in this organisation"),
+            );
         }
     }
     v.into_result()?;
@@ -73,12 +94,27 @@ async fn check_units(tx: &mut Tx, org: &OrgRef, ids: &[Uuid], pointer: &str) -> 
 }
 
 /// Writes tokens, unit memberships, groups and skills of `p`.
-async fn write_links(tx: &mut Tx, org: &OrgRef, p: &mut Person, unit_ids: &[Uuid], now: Timestamp) -> Result<(), ServiceError> {
+async fn write_links(
+    tx: &mut Tx,
+    org: &OrgRef,
+    p: &mut Person,
+    unit_ids: &[Uuid],
+    now: Timestamp,
+) -> Result<(), ServiceError> {
     let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
     let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
     let tokens = person_tokens(&p.given_name, &p.family_name, &emails, &phones);
-    let mut labels = repo::ensure_labels(tx, org.id, "group", &p.groups, now.as_millisecond(), || new_v7(now)).await?;
-    labels.extend(repo::ensure_labels(tx, org.id, "skill", &p.skills, now.as_millisecond(), || new_v7(now)).await?);
+    let mut labels =
+        repo::ensure_labels(tx, org.id, "group", &p.groups, now.as_millisecond(), || {
+            new_v7(now)
+        })
+        .await?;
+    labels.extend(
+        repo::ensure_labels(tx, org.id, "skill", &p.skills, now.as_millisecond(), || {
+            new_v7(now)
+        })
+        .await?,
+    );
     repo::set_links(tx, org.id, p.id, &tokens, unit_ids, &labels).await?;
     Ok(())
 }
@@ -99,12 +135,22 @@ fn input_of(c: &CreatePerson) -> PersonInput {
 }
 
 /// Creates a person inside `tx` (API, set-up, CLI, demo).
-pub async fn create_in(tx: &mut Tx, actor: &Actor, org: &OrgRef, input: &CreatePerson, now: Timestamp) -> Result<Person, ServiceError> {
+pub async fn create_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    input: &CreatePerson,
+    now: Timestamp,
+) -> Result<Person, ServiceError> {
     let d = input_of(input).validate(&org.default_region)?;
     let units = check_units(tx, org, &input.unit_ids, "/unit_ids").await?;
     if let Some(x) = &d.external_id {
         if repo::external_id_taken(tx, org.id, x, None).await? {
-            return Err(ServiceError::Invalid(Violations::single("/external_id", "external_id_taken", "another person has this external id")));
+            return Err(ServiceError::Invalid(Violations::single(
+                "/external_id",
+                "external_id_taken",
+                "another person has this external id",
+            )));
         }
     }
     let id = PersonId::generate(now);
@@ -130,11 +176,29 @@ pub async fn create_in(tx: &mut Tx, actor: &Actor, org: &OrgRef, input: &CreateP
     repo::insert(tx, org.id, &p, &sort_key(&p.given_name, &p.family_name)).await?;
     write_links(tx, org, &mut p, &units, now).await?;
     let p = repo::get(tx, org.id, id).await?.ok_or(NOT_FOUND)?;
-    audit::record(tx, org.id, actor, "person.create", "person", &p.id.to_string(), None::<&Person>, Some(&p), now).await?;
+    audit::record(
+        tx,
+        org.id,
+        actor,
+        "person.create",
+        "person",
+        &p.id.to_string(),
+        None::<&Person>,
+        Some(&p),
+        now,
+    )
+    .await?;
     Ok(p)
 }
 
-pub async fn create(db: &Db, actor: &Actor, org: &OrgRef, input: CreatePerson, idem: Option<Idem>, now: Timestamp) -> Result<Outcome<Person>, ServiceError> {
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    input: CreatePerson,
+    idem: Option<Idem>,
+    now: Timestamp,
+) -> Result<Outcome<Person>, ServiceError> {
     let mut tx = db.begin().await?;
     if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
         return Ok(Outcome::Replayed(stored));
@@ -147,22 +211,39 @@ pub async fn create(db: &Db, actor: &Actor, org: &OrgRef, input: CreatePerson, i
 
 pub async fn get(db: &Db, org: &OrgRef, id: Uuid) -> Result<Person, ServiceError> {
     let mut c = db.read().await?;
-    repo::get(&mut c, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)
+    repo::get(&mut c, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)
 }
 
 /// Search and filter, in name order.
-pub async fn list(db: &Db, org: &OrgRef, cursor: &CursorKey, q: &PeopleQuery, limit: i64) -> Result<Page<Person>, ServiceError> {
+pub async fn list(
+    db: &Db,
+    org: &OrgRef,
+    cursor: &CursorKey,
+    q: &PeopleQuery,
+    limit: i64,
+) -> Result<Page<Person>, ServiceError> {
     let after: Option<(String, Uuid)> = cursor.decode_opt("people", q.cursor.as_deref())?;
     let mut c = db.read().await?;
     let unit_path = match q.unit {
         Some(u) => match units_repo::get(&mut c, org.id, UnitId(u)).await? {
             Some(u) => Some(u.path),
-            None => return Ok(Page { items: vec![], next_cursor: None }),
+            None => {
+                return Ok(Page {
+                    items: vec![],
+                    next_cursor: None,
+                });
+            }
         },
         None => None,
     };
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        return Err(ServiceError::Invalid(Violations::single("/query/q", "too_long", "a search has at most 200 characters")));
+        return Err(ServiceError::Invalid(Violations::single(
+            "/query/q",
+            "too_long",
+            "a search has at most 200 characters",
+        )));
     }
     let filter = repo::Filter {
         words: q.q.as_deref().map(query_words).unwrap_or_default(),
@@ -172,23 +253,52 @@ pub async fn list(db: &Db, org: &OrgRef, cursor: &CursorKey, q: &PeopleQuery, li
         active: q.active,
     };
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
-    let page = super::paginate(rows, limit, cursor, "people", |(p, key)| (key.clone(), p.id));
-    Ok(Page { items: page.items.into_iter().map(|(p, _)| p).collect(), next_cursor: page.next_cursor })
+    let page = super::paginate(rows, limit, cursor, "people", |(p, key)| {
+        (key.clone(), p.id)
+    });
+    Ok(Page {
+        items: page.items.into_iter().map(|(p, _)| p).collect(),
+        next_cursor: page.next_cursor,
+    })
 }
 
 /// Applies a PATCH; lists are replaced, `null` clears.
-pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: i64, patch: UpdatePerson, now: Timestamp) -> Result<Person, ServiceError> {
+pub async fn update(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    if_match: i64,
+    patch: UpdatePerson,
+    now: Timestamp,
+) -> Result<Person, ServiceError> {
     let mut tx = db.begin().await?;
-    let cur = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    let cur = repo::get(&mut tx, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)?;
     if cur.version != if_match {
-        return Err(ServiceError::VersionMismatch { current: cur.version });
+        return Err(ServiceError::VersionMismatch {
+            current: cur.version,
+        });
     }
     let input = PersonInput {
-        given_name: patch.given_name.clone().unwrap_or_else(|| cur.given_name.clone()),
-        family_name: patch.family_name.clone().unwrap_or_else(|| cur.family_name.clone()),
+        given_name: patch
+            .given_name
+            .clone()
+            .unwrap_or_else(|| cur.given_name.clone()),
+        family_name: patch
+            .family_name
+            .clone()
+            .unwrap_or_else(|| cur.family_name.clone()),
         kind: patch.kind.clone().unwrap_or_else(|| cur.kind.clone()),
-        external_id: patch.external_id.clone().unwrap_or_else(|| cur.external_id.clone()),
-        language: patch.language.clone().unwrap_or_else(|| cur.language.clone()),
+        external_id: patch
+            .external_id
+            .clone()
+            .unwrap_or_else(|| cur.external_id.clone()),
+        language: patch
+            .language
+            .clone()
+            .unwrap_or_else(|| cur.language.clone()),
         emails: contacts_in(patch.emails.as_ref().unwrap_or(&cur.emails)),
         phones: contacts_in(patch.phones.as_ref().unwrap_or(&cur.phones)),
         address: Some(address_in(patch.address.as_ref().unwrap_or(&cur.address))),
@@ -202,7 +312,11 @@ pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: i6
     };
     if let Some(x) = &d.external_id {
         if repo::external_id_taken(&mut tx, org.id, x, Some(id)).await? {
-            return Err(ServiceError::Invalid(Violations::single("/external_id", "external_id_taken", "another person has this external id")));
+            return Err(ServiceError::Invalid(Violations::single(
+                "/external_id",
+                "external_id_taken",
+                "another person has this external id",
+            )));
         }
     }
     let mut next = cur.clone();
@@ -222,30 +336,75 @@ pub async fn update(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: i6
     }
     next.version += 1;
     next.updated_at = now;
-    if !repo::update(&mut tx, org.id, &next, &sort_key(&next.given_name, &next.family_name), if_match).await? {
-        return Err(ServiceError::VersionMismatch { current: cur.version });
+    if !repo::update(
+        &mut tx,
+        org.id,
+        &next,
+        &sort_key(&next.given_name, &next.family_name),
+        if_match,
+    )
+    .await?
+    {
+        return Err(ServiceError::VersionMismatch {
+            current: cur.version,
+        });
     }
     write_links(&mut tx, org, &mut next, &unit_ids, now).await?;
-    let next = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    let next = repo::get(&mut tx, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)?;
     let action = match (cur.active, next.active) {
         (true, false) => "person.deactivate",
         (false, true) => "person.reactivate",
         _ => "person.update",
     };
-    audit::record(&mut tx, org.id, actor, action, "person", &id.to_string(), Some(&cur), Some(&next), now).await?;
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        action,
+        "person",
+        &id.to_string(),
+        Some(&cur),
+        Some(&next),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(next)
 }
 
 /// Deletes a person; the audit log keeps a tombstone (ids and digests, no personal data).
-pub async fn delete(db: &Db, actor: &Actor, org: &OrgRef, id: Uuid, if_match: Option<i64>, now: Timestamp) -> Result<(), ServiceError> {
+pub async fn delete(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    if_match: Option<i64>,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
-    let cur = repo::get(&mut tx, org.id, PersonId(id)).await?.ok_or(NOT_FOUND)?;
+    let cur = repo::get(&mut tx, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)?;
     if if_match.is_some_and(|v| v != cur.version) {
-        return Err(ServiceError::VersionMismatch { current: cur.version });
+        return Err(ServiceError::VersionMismatch {
+            current: cur.version,
+        });
     }
     repo::delete(&mut tx, org.id, PersonId(id)).await?;
-    audit::record(&mut tx, org.id, actor, "person.delete", "person", &id.to_string(), Some(&cur), None::<&Person>, now).await?;
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "person.delete",
+        "person",
+        &id.to_string(),
+        Some(&cur),
+        None::<&Person>,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
