@@ -71,7 +71,7 @@ async fn get_org(
     State(s): State<AppState>,
     Auth(p): Auth,
     OrgPath(o): OrgPath,
-    Path(org): Path<String>,
+    Path(_org): Path<String>,
 ) -> Result<Tagged<Org>, ApiError> {
     require(&p, &o, Permission::OrgRead)?;
     let org = service::get(&s.db, &o).await?;
@@ -88,7 +88,7 @@ async fn update_org(
     State(s): State<AppState>,
     Auth(p): Auth,
     OrgPath(o): OrgPath,
-    Path(org): Path<String>,
+    Path(_org): Path<String>,
     IfMatch(version): IfMatch,
     body: Json<UpdateOrg>,
 ) -> Result<Tagged<Org>, ApiError> {

@@ -51,8 +51,13 @@ pub fn person_tokens(
     phones: &[String],
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    out.extend(tokens(given));
-    out.extend(tokens(family));
+    for t in tokens(given).into_iter().chain(tokens(family)) {
+        // Double names are found by each part too: "müller-lüdenscheidt" by "lüd…".
+        if t.contains('-') {
+            out.extend(t.split('-').filter(|p| !p.is_empty()).map(str::to_string));
+        }
+        out.push(t);
+    }
     for e in emails {
         let e = fold(e);
         if let Some((local, _)) = e.split_once('@') {

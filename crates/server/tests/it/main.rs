@@ -1,0 +1,8 @@
+//! The one integration-test binary: every test starts the real server (testkit) on SQLite, or on
+//! PostgreSQL when `TEST_DATABASE_URL` is set. Add modules here, never new files under `tests/`.
+
+mod audit;
+mod bad_input;
+mod directory;
+mod isolation;
+mod ops;
