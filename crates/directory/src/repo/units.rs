@@ -119,7 +119,7 @@ pub async fn update(
     if old_path != new_path {
         let old_len = i64::try_from(old_path.len()).unwrap_or(i64::MAX);
         exec!(tx, c => sqlx::query(
-            "UPDATE units SET path = $2 || substr(path, $3) WHERE org_id = $1 AND path LIKE $4")
+            "UPDATE units SET path = $2 || substr(path, CAST($3 AS INTEGER)) WHERE org_id = $1 AND path LIKE $4")
             .bind(org.0).bind(new_path).bind(old_len + 1).bind(format!("{old_path}%")).execute(c).await)?;
     }
     Ok(true)
