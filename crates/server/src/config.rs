@@ -58,7 +58,7 @@ impl Default for Config {
 
 impl Config {
     /// Loads defaults → file → environment. Flags are merged by the caller with [`Config::merge`].
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut f = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(p) => f = f.merge(Toml::file_exact(p)),
@@ -67,7 +67,9 @@ impl Config {
             }
             None => {}
         }
-        f.merge(Env::prefixed("CAREBRIDGE_").split("__")).extract()
+        f.merge(Env::prefixed("CAREBRIDGE_").split("__"))
+            .extract()
+            .map_err(Box::new)
     }
 
     /// Whether HTTPS is served directly.

@@ -43,12 +43,11 @@ impl<T: Serialize> IntoResponse for Created<T> {
         let id = json_field(&value, "/id").or_else(|| json_field(&value, "/key/id"));
         let version = json_field(&value, "/version").and_then(|v| v.as_i64());
         let mut r = (StatusCode::CREATED, axum::Json(value)).into_response();
-        if let Some(id) = id.as_ref().and_then(|v| v.as_str()) {
-            if let Ok(loc) =
-                HeaderValue::from_str(&format!("{}/{}", self.collection.trim_end_matches('/'), id))
-            {
-                r.headers_mut().insert(header::LOCATION, loc);
-            }
+        let location = id.as_ref().and_then(|v| v.as_str()).and_then(|id| {
+            HeaderValue::from_str(&format!("{}/{}", self.collection.trim_end_matches('/'), id)).ok()
+        });
+        if let Some(loc) = location {
+            r.headers_mut().insert(header::LOCATION, loc);
         }
         if let Some(v) = version {
             r.headers_mut().insert(header::ETAG, etag(v));

@@ -144,14 +144,14 @@ pub async fn create_in(
 ) -> Result<Person, ServiceError> {
     let d = input_of(input).validate(&org.default_region)?;
     let units = check_units(tx, org, &input.unit_ids, "/unit_ids").await?;
-    if let Some(x) = &d.external_id {
-        if repo::external_id_taken(tx, org.id, x, None).await? {
-            return Err(ServiceError::Invalid(Violations::single(
-                "/external_id",
-                "external_id_taken",
-                "another person has this external id",
-            )));
-        }
+    if let Some(x) = &d.external_id
+        && repo::external_id_taken(tx, org.id, x, None).await?
+    {
+        return Err(ServiceError::Invalid(Violations::single(
+            "/external_id",
+            "external_id_taken",
+            "another person has this external id",
+        )));
     }
     let id = PersonId::generate(now);
     let mut p = Person {
@@ -310,14 +310,14 @@ pub async fn update(
         Some(ids) => check_units(&mut tx, org, ids, "/unit_ids").await?,
         None => cur.units.iter().map(|u| u.id).collect(),
     };
-    if let Some(x) = &d.external_id {
-        if repo::external_id_taken(&mut tx, org.id, x, Some(id)).await? {
-            return Err(ServiceError::Invalid(Violations::single(
-                "/external_id",
-                "external_id_taken",
-                "another person has this external id",
-            )));
-        }
+    if let Some(x) = &d.external_id
+        && repo::external_id_taken(&mut tx, org.id, x, Some(id)).await?
+    {
+        return Err(ServiceError::Invalid(Violations::single(
+            "/external_id",
+            "external_id_taken",
+            "another person has this external id",
+        )));
     }
     let mut next = cur.clone();
     apply(&mut next, &d);

@@ -40,15 +40,15 @@ pub async fn create_in(
         )
         .into());
     }
-    if let Some(u) = input.unit_id {
-        if units_repo::get(tx, org.id, UnitId(u)).await?.is_none() {
-            return Err(Violations::single(
-                "/unit_id",
-                "unknown_unit",
-                "no such unit in this organisation",
-            )
-            .into());
-        }
+    if let Some(u) = input.unit_id
+        && units_repo::get(tx, org.id, UnitId(u)).await?.is_none()
+    {
+        return Err(Violations::single(
+            "/unit_id",
+            "unknown_unit",
+            "no such unit in this organisation",
+        )
+        .into());
     }
     let existing = repo::of_person(tx, org.id, input.person_id).await?;
     if existing

@@ -2,7 +2,7 @@
 //! idempotency.
 
 use carebridge_testkit::TestServer;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 async fn person(s: &TestServer, key: &str, body: Value) -> Value {
     let (st, p) = s.post(key, "/api/v1/orgs/acme/people", &body).await;
@@ -14,32 +14,83 @@ async fn person(s: &TestServer, key: &str, body: Value) -> Value {
 async fn units_tree_move_rename_delete() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let (st, nord) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Region Nord"})).await;
+    let (st, nord) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": "Region Nord"}),
+        )
+        .await;
     assert_eq!(st, 201, "{nord}");
     let nord_id = nord["id"].as_str().unwrap().to_string();
-    let (_, team) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Team 3", "parent_id": nord_id})).await;
+    let (_, team) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": "Team 3", "parent_id": nord_id}),
+        )
+        .await;
     let team_id = team["id"].as_str().unwrap().to_string();
     assert_eq!(team["path"], json!([nord_id, team_id]));
     // Same name under the same parent is refused.
-    let (st, p) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "team 3", "parent_id": nord_id})).await;
-    assert_eq!((st, p["errors"][0]["code"].as_str()), (422, Some("name_taken")));
+    let (st, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": "team 3", "parent_id": nord_id}),
+        )
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["code"].as_str()),
+        (422, Some("name_taken"))
+    );
     // A unit can't move below itself.
-    let (st, p) = s.patch(&k, &format!("/api/v1/orgs/acme/units/{nord_id}"), "\"1\"", &json!({"parent_id": team_id})).await;
+    let (st, p) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/units/{nord_id}"),
+            "\"1\"",
+            &json!({"parent_id": team_id}),
+        )
+        .await;
     assert_eq!((st, p["errors"][0]["code"].as_str()), (422, Some("cycle")));
     // Move the team to the root, rename it.
-    let (st, moved) = s.patch(&k, &format!("/api/v1/orgs/acme/units/{team_id}"), "\"1\"", &json!({"parent_id": null, "name": "Team Drei"})).await;
+    let (st, moved) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/units/{team_id}"),
+            "\"1\"",
+            &json!({"parent_id": null, "name": "Team Drei"}),
+        )
+        .await;
     assert_eq!(st, 200, "{moved}");
     assert_eq!(moved["path"], json!([team_id]));
     assert_eq!(moved["version"], 2);
     // Not empty: a person in it.
-    let p = person(&s, &k, json!({"given_name": "Ä", "family_name": "Ö", "unit_ids": [team_id]})).await;
-    let (st, body) = s.delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}")).await;
+    let p = person(
+        &s,
+        &k,
+        json!({"given_name": "Ä", "family_name": "Ö", "unit_ids": [team_id]}),
+    )
+    .await;
+    let (st, body) = s
+        .delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}"))
+        .await;
     assert_eq!((st, body["code"].as_str()), (409, Some("unit_not_empty")));
-    let (st, _) = s.delete(&k, &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap())).await;
+    let (st, _) = s
+        .delete(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(st, 204);
-    let (st, _) = s.delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}")).await;
+    let (st, _) = s
+        .delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}"))
+        .await;
     assert_eq!(st, 204);
-    let (st, _) = s.get(&k, &format!("/api/v1/orgs/acme/units/{team_id}")).await;
+    let (st, _) = s
+        .get(&k, &format!("/api/v1/orgs/acme/units/{team_id}"))
+        .await;
     assert_eq!(st, 404);
 }
 
@@ -47,8 +98,16 @@ async fn units_tree_move_rename_delete() {
 async fn people_normalised_searchable_filterable() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let (_, unit) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Nord"})).await;
-    let (_, sub) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Team", "parent_id": unit["id"]})).await;
+    let (_, unit) = s
+        .post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Nord"}))
+        .await;
+    let (_, sub) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": "Team", "parent_id": unit["id"]}),
+        )
+        .await;
     let zoe = person(
         &s,
         &k,
@@ -63,11 +122,30 @@ async fn people_normalised_searchable_filterable() {
     assert_eq!(zoe["family_name"], "Müller-Straße 🚑");
     assert_eq!(zoe["emails"][0]["value"], "Zoe@example.ch");
     assert_eq!(zoe["phones"][0]["value"], "+41791234567");
-    person(&s, &k, json!({"given_name": "Jonas", "family_name": "Meier"})).await;
-    for (q, n) in [("muller", 1), ("MÜL", 1), ("+41 79 123", 1), ("zoe@example", 1), ("mei", 1), ("zzz", 0), ("zoë strasse", 1)] {
-        let (st, page) = s.get(&k, &format!("/api/v1/orgs/acme/people?q={}", urlenc(q))).await;
+    person(
+        &s,
+        &k,
+        json!({"given_name": "Jonas", "family_name": "Meier"}),
+    )
+    .await;
+    for (q, n) in [
+        ("muller", 1),
+        ("MÜL", 1),
+        ("+41 79 123", 1),
+        ("zoe@example", 1),
+        ("mei", 1),
+        ("zzz", 0),
+        ("zoë strasse", 1),
+    ] {
+        let (st, page) = s
+            .get(&k, &format!("/api/v1/orgs/acme/people?q={}", urlenc(q)))
+            .await;
         assert_eq!(st, 200);
-        assert_eq!(page["items"].as_array().unwrap().len(), n, "query {q}: {page}");
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            n,
+            "query {q}: {page}"
+        );
     }
     for (f, n) in [
         (format!("unit={}", unit["id"].as_str().unwrap()), 1),
@@ -81,7 +159,15 @@ async fn people_normalised_searchable_filterable() {
 }
 
 fn urlenc(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -89,7 +175,12 @@ async fn pagination_is_stable_and_complete() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
     for i in 0..7 {
-        person(&s, &k, json!({"given_name": format!("P{i}"), "family_name": "Same"})).await;
+        person(
+            &s,
+            &k,
+            json!({"given_name": format!("P{i}"), "family_name": "Same"}),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -117,15 +208,42 @@ async fn etag_and_if_match() {
     let k = s.org("acme").await;
     let p = person(&s, &k, json!({"given_name": "A", "family_name": "B"})).await;
     let path = format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap());
-    let r = s.http.get(s.url(&path)).bearer_auth(&k).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&path))
+        .bearer_auth(&k)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["etag"], "\"1\"");
-    let r = s.http.patch(s.url(&path)).bearer_auth(&k).json(&json!({"given_name": "C"})).send().await.unwrap();
+    let r = s
+        .http
+        .patch(s.url(&path))
+        .bearer_auth(&k)
+        .json(&json!({"given_name": "C"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 428);
-    let (st, _) = s.patch(&k, &path, "\"7\"", &json!({"given_name": "C"})).await;
+    let (st, _) = s
+        .patch(&k, &path, "\"7\"", &json!({"given_name": "C"}))
+        .await;
     assert_eq!(st, 412);
-    let (st, body) = s.patch(&k, &path, "\"1\"", &json!({"given_name": "C", "active": false})).await;
-    assert_eq!((st, body["version"].as_i64(), body["active"].as_bool()), (200, Some(2), Some(false)));
-    let (st, _) = s.patch(&k, &path, "\"1\"", &json!({"given_name": "D"})).await;
+    let (st, body) = s
+        .patch(
+            &k,
+            &path,
+            "\"1\"",
+            &json!({"given_name": "C", "active": false}),
+        )
+        .await;
+    assert_eq!(
+        (st, body["version"].as_i64(), body["active"].as_bool()),
+        (200, Some(2), Some(false))
+    );
+    let (st, _) = s
+        .patch(&k, &path, "\"1\"", &json!({"given_name": "D"}))
+        .await;
     assert_eq!(st, 412, "a stale ETag is refused");
 }
 
@@ -135,7 +253,12 @@ async fn idempotent_creates() {
     let k = s.org("acme").await;
     let body = json!({"given_name": "Idem", "family_name": "Potent"});
     let send = |b: Value| {
-        s.http.post(s.url("/api/v1/orgs/acme/people")).bearer_auth(&k).header("idempotency-key", "abc-1").json(&b).send()
+        s.http
+            .post(s.url("/api/v1/orgs/acme/people"))
+            .bearer_auth(&k)
+            .header("idempotency-key", "abc-1")
+            .json(&b)
+            .send()
     };
     let r1 = send(body.clone()).await.unwrap();
     assert_eq!(r1.status(), 201);
@@ -147,7 +270,9 @@ async fn idempotent_creates() {
     assert_eq!(p1["id"], p2["id"]);
     let (_, page) = s.get(&k, "/api/v1/orgs/acme/people?q=potent").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "no duplicate");
-    let r3 = send(json!({"given_name": "Other", "family_name": "Body"})).await.unwrap();
+    let r3 = send(json!({"given_name": "Other", "family_name": "Body"}))
+        .await
+        .unwrap();
     assert_eq!(r3.status(), 422);
 }
 
@@ -156,21 +281,60 @@ async fn roles_scoped_and_unique() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
     let p = person(&s, &k, json!({"given_name": "R", "family_name": "Ole"})).await;
-    let (_, u) = s.post(&k, "/api/v1/orgs/acme/units", &json!({"name": "U"})).await;
-    let (st, _) = s.post(&k, "/api/v1/orgs/acme/roles", &json!({"person_id": p["id"], "role": "unit_admin"})).await;
+    let (_, u) = s
+        .post(&k, "/api/v1/orgs/acme/units", &json!({"name": "U"}))
+        .await;
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": p["id"], "role": "unit_admin"}),
+        )
+        .await;
     assert_eq!(st, 422, "unit_admin needs a unit");
-    let (st, r) = s.post(&k, "/api/v1/orgs/acme/roles", &json!({"person_id": p["id"], "role": "unit_admin", "unit_id": u["id"]})).await;
+    let (st, r) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": p["id"], "role": "unit_admin", "unit_id": u["id"]}),
+        )
+        .await;
     assert_eq!(st, 201, "{r}");
-    let (st, _) = s.post(&k, "/api/v1/orgs/acme/roles", &json!({"person_id": p["id"], "role": "unit_admin", "unit_id": u["id"]})).await;
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": p["id"], "role": "unit_admin", "unit_id": u["id"]}),
+        )
+        .await;
     assert_eq!(st, 409);
-    let (_, list) = s.get(&k, &format!("/api/v1/orgs/acme/roles?person={}", p["id"].as_str().unwrap())).await;
+    let (_, list) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/roles?person={}",
+                p["id"].as_str().unwrap()
+            ),
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let (st, _) = s.delete(&k, &format!("/api/v1/orgs/acme/roles/{}", r["id"].as_str().unwrap())).await;
+    let (st, _) = s
+        .delete(
+            &k,
+            &format!("/api/v1/orgs/acme/roles/{}", r["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(st, 204);
     // A read-only key may read but not write.
     let ro = s.key("acme", &["directory:read"]).await;
     let (st, _) = s.get(&ro, "/api/v1/orgs/acme/people").await;
     assert_eq!(st, 200);
-    let (st, body) = s.post(&ro, "/api/v1/orgs/acme/people", &json!({"given_name": "X", "family_name": "Y"})).await;
+    let (st, body) = s
+        .post(
+            &ro,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "X", "family_name": "Y"}),
+        )
+        .await;
     assert_eq!((st, body["code"].as_str()), (403, Some("forbidden")));
 }

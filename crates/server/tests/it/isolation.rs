@@ -3,22 +3,45 @@
 //! are covered automatically because the walk reads the OpenAPI document.
 
 use carebridge_testkit::TestServer;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn no_route_crosses_organisations() {
     let s = TestServer::start().await;
     let ka = s.org("alpha").await;
     let kb = s.org("beta").await;
-    let (_, unit) = s.post(&ka, "/api/v1/orgs/alpha/units", &json!({"name": "A-Unit"})).await;
-    let (_, person) = s.post(&ka, "/api/v1/orgs/alpha/people", &json!({"given_name": "A", "family_name": "Person", "unit_ids": [unit["id"]]})).await;
-    let (_, role) = s.post(&ka, "/api/v1/orgs/alpha/roles", &json!({"person_id": person["id"], "role": "member"})).await;
+    let (_, unit) = s
+        .post(&ka, "/api/v1/orgs/alpha/units", &json!({"name": "A-Unit"}))
+        .await;
+    let (_, person) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/people",
+            &json!({"given_name": "A", "family_name": "Person", "unit_ids": [unit["id"]]}),
+        )
+        .await;
+    let (_, role) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/roles",
+            &json!({"person_id": person["id"], "role": "member"}),
+        )
+        .await;
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
-    let audit_before = s.get(&ka, "/api/v1/orgs/alpha/audit?limit=1").await.1["items"][0]["seq"].clone();
+    let audit_before =
+        s.get(&ka, "/api/v1/orgs/alpha/audit?limit=1").await.1["items"][0]["seq"].clone();
 
-    let doc: Value = s.http.get(s.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = s
+        .http
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         if !path.contains("{org}") {
@@ -31,7 +54,10 @@ async fn no_route_crosses_organisations() {
                 .replace("{person}", person["id"].as_str().unwrap())
                 .replace("{assignment}", role["id"].as_str().unwrap())
                 .replace("{key}", &key_id);
-            assert!(!concrete.contains('{'), "unknown path parameter in {path}: extend this test");
+            assert!(
+                !concrete.contains('{'),
+                "unknown path parameter in {path}: extend this test"
+            );
             for method in item.as_object().unwrap().keys() {
                 let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let r = s
@@ -45,16 +71,31 @@ async fn no_route_crosses_organisations() {
                     .unwrap();
                 let st = r.status().as_u16();
                 let body = r.text().await.unwrap();
-                assert!(st == 404 || st == 403, "{m} {concrete} with org B's key answered {st}: {body}");
-                assert!(!body.contains("A-Unit") && !body.contains("Person"), "{m} {concrete} leaked data: {body}");
+                assert!(
+                    st == 404 || st == 403,
+                    "{m} {concrete} with org B's key answered {st}: {body}"
+                );
+                assert!(
+                    !body.contains("A-Unit") && !body.contains("Person"),
+                    "{m} {concrete} leaked data: {body}"
+                );
                 checked += 1;
             }
         }
     }
     assert!(checked >= 30, "walked only {checked} route/method pairs");
     // Nothing changed in A.
-    let audit_after = s.get(&ka, "/api/v1/orgs/alpha/audit?limit=1").await.1["items"][0]["seq"].clone();
+    let audit_after =
+        s.get(&ka, "/api/v1/orgs/alpha/audit?limit=1").await.1["items"][0]["seq"].clone();
     assert_eq!(audit_before, audit_after);
-    let (st, p) = s.get(&ka, &format!("/api/v1/orgs/alpha/people/{}", person["id"].as_str().unwrap())).await;
+    let (st, p) = s
+        .get(
+            &ka,
+            &format!(
+                "/api/v1/orgs/alpha/people/{}",
+                person["id"].as_str().unwrap()
+            ),
+        )
+        .await;
     assert_eq!((st, p["version"].as_i64()), (200, Some(1)));
 }

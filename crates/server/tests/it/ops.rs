@@ -5,21 +5,57 @@ use std::collections::BTreeMap;
 
 use carebridge_server::config::Config;
 use carebridge_testkit::TestServer;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_ready_metrics_openapi() {
     let s = TestServer::start().await;
-    assert_eq!(s.http.get(s.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(s.http.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http.get(s.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        s.http.get(s.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
     let k = s.org("acme").await;
     s.get(&k, "/api/v1/orgs/acme/people").await;
-    let m = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("http_requests_total") && m.contains("route=\"/api/v1/orgs/{org}/people\""), "{m}");
-    let doc: Value = s.http.get(s.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("http_requests_total") && m.contains("route=\"/api/v1/orgs/{org}/people\""),
+        "{m}"
+    );
+    let doc: Value = s
+        .http
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for p in ["/api/v1/orgs", "/api/v1/orgs/{org}/people/{person}", "/api/v1/orgs/{org}/units/{unit}", "/api/v1/orgs/{org}/roles", "/api/v1/orgs/{org}/audit", "/api/v1/orgs/{org}/api-keys", "/api/v1/setup"] {
-        assert!(doc["paths"][p].is_object(), "{p} missing from the OpenAPI document");
+    for p in [
+        "/api/v1/orgs",
+        "/api/v1/orgs/{org}/people/{person}",
+        "/api/v1/orgs/{org}/units/{unit}",
+        "/api/v1/orgs/{org}/roles",
+        "/api/v1/orgs/{org}/audit",
+        "/api/v1/orgs/{org}/api-keys",
+        "/api/v1/setup",
+    ] {
+        assert!(
+            doc["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
     }
     let (st, v) = s.get(&k, "/api/v1/nothing-here").await;
     assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
@@ -28,7 +64,11 @@ async fn health_ready_metrics_openapi() {
 #[tokio::test]
 async fn first_start_setup_creates_org_admin_and_key_once() {
     let s = TestServer::start().await;
-    let token = s.running.setup_token.clone().expect("empty database prints a set-up token");
+    let token = s
+        .running
+        .setup_token
+        .clone()
+        .expect("empty database prints a set-up token");
     let req = json!({
         "token": token,
         "org": {"slug": "spitex-nord", "name": "Spitex Nord", "default_region": "CH", "default_language": "de"},
@@ -36,22 +76,56 @@ async fn first_start_setup_creates_org_admin_and_key_once() {
     });
     let mut wrong = req.clone();
     wrong["token"] = json!("guess");
-    let r = s.http.post(s.url("/api/v1/setup")).json(&wrong).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/api/v1/setup"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let mut short = req.clone();
     short["admin"]["password"] = json!("short");
-    let (st, v) = carebridge_testkit::read(s.http.post(s.url("/api/v1/setup")).json(&short).send().await.unwrap()).await;
-    assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/admin/password")));
-    let (st, v) = carebridge_testkit::read(s.http.post(s.url("/api/v1/setup")).json(&req).send().await.unwrap()).await;
+    let (st, v) = carebridge_testkit::read(
+        s.http
+            .post(s.url("/api/v1/setup"))
+            .json(&short)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, v["errors"][0]["pointer"].as_str()),
+        (422, Some("/admin/password"))
+    );
+    let (st, v) = carebridge_testkit::read(
+        s.http
+            .post(s.url("/api/v1/setup"))
+            .json(&req)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 201, "{v}");
-    assert!(!v.to_string().contains("correct horse"), "the password is never echoed");
+    assert!(
+        !v.to_string().contains("correct horse"),
+        "the password is never echoed"
+    );
     let key = v["api_key"]["secret"].as_str().unwrap().to_string();
     let (st, me) = s.get(&key, "/api/v1/orgs/spitex-nord/people").await;
     assert_eq!(st, 200);
     assert_eq!(me["items"][0]["emails"][0]["value"], "erika@spitex.ch");
     let (_, roles) = s.get(&key, "/api/v1/orgs/spitex-nord/roles").await;
     assert_eq!(roles["items"][0]["role"], "org_admin");
-    let r = s.http.post(s.url("/api/v1/setup")).json(&req).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/api/v1/setup"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "the token is single-use");
 }
 
@@ -59,15 +133,33 @@ async fn first_start_setup_creates_org_admin_and_key_once() {
 async fn platform_keys_create_organisations() {
     let s = TestServer::start().await;
     let pk = s.platform_key().await;
-    let (st, o) = s.post(&pk, "/api/v1/orgs", &json!({"slug": "rk-aargau", "name": "Rotes Kreuz Aargau"})).await;
+    let (st, o) = s
+        .post(
+            &pk,
+            "/api/v1/orgs",
+            &json!({"slug": "rk-aargau", "name": "Rotes Kreuz Aargau"}),
+        )
+        .await;
     assert_eq!(st, 201, "{o}");
-    let (st, _) = s.post(&pk, "/api/v1/orgs", &json!({"slug": "rk-aargau", "name": "Again"})).await;
+    let (st, _) = s
+        .post(
+            &pk,
+            "/api/v1/orgs",
+            &json!({"slug": "rk-aargau", "name": "Again"}),
+        )
+        .await;
     assert_eq!(st, 422);
     let k = s.org("other").await;
-    let (st, _) = s.post(&k, "/api/v1/orgs", &json!({"slug": "nope", "name": "Nope"})).await;
+    let (st, _) = s
+        .post(&k, "/api/v1/orgs", &json!({"slug": "nope", "name": "Nope"}))
+        .await;
     assert_eq!(st, 403);
     let (_, list) = s.get(&k, "/api/v1/orgs").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "an org key sees only its own organisation");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "an org key sees only its own organisation"
+    );
 }
 
 #[tokio::test]
@@ -77,37 +169,89 @@ async fn backup_while_running_restores() {
     }
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let (_, p) = s.post(&k, "/api/v1/orgs/acme/people", &json!({"given_name": "Back", "family_name": "Up"})).await;
+    let (_, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Back", "family_name": "Up"}),
+        )
+        .await;
     let file = s.dir().join("backup.db");
-    carebridge_server::commands::backup(&s.running.state.db, &file).await.unwrap();
-    assert!(carebridge_server::commands::backup(&s.running.state.db, &file).await.is_err(), "never overwrites");
-    let restored = TestServer::start_with(|c| c.database_url = format!("sqlite://{}", file.display())).await;
-    let (st, back) = restored.get(&k, &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap())).await;
+    carebridge_server::commands::backup(&s.running.state.db, &file)
+        .await
+        .unwrap();
+    assert!(
+        carebridge_server::commands::backup(&s.running.state.db, &file)
+            .await
+            .is_err(),
+        "never overwrites"
+    );
+    let restored =
+        TestServer::start_with(|c| c.database_url = format!("sqlite://{}", file.display())).await;
+    let (st, back) = restored
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!((st, back["family_name"].as_str()), (200, Some("Up")));
-    assert!(carebridge_server::commands::audit_verify(&restored.running.state.db, Some("acme")).await.unwrap());
+    assert!(
+        carebridge_server::commands::audit_verify(&restored.running.state.db, Some("acme"))
+            .await
+            .unwrap()
+    );
 }
 
 #[test]
 fn example_config_matches_defaults() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../carebridge.example.toml")).unwrap();
-    let parsed: Config = toml::from_str(&text).expect("the example config parses with deny_unknown_fields");
-    assert_eq!(parsed, Config::default(), "carebridge.example.toml must show the defaults");
-    let keys: Vec<String> = toml::Value::try_from(Config::default()).unwrap().as_table().unwrap().keys().cloned().collect();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../carebridge.example.toml"
+    ))
+    .unwrap();
+    let parsed: Config =
+        toml::from_str(&text).expect("the example config parses with deny_unknown_fields");
+    assert_eq!(
+        parsed,
+        Config::default(),
+        "carebridge.example.toml must show the defaults"
+    );
+    let keys: Vec<String> = toml::Value::try_from(Config::default())
+        .unwrap()
+        .as_table()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     for k in keys {
-        assert!(text.contains(&format!("{k} =")) || text.contains(&format!("# {k} =")), "example config lacks {k}");
+        assert!(
+            text.contains(&format!("{k} =")) || text.contains(&format!("# {k} =")),
+            "example config lacks {k}"
+        );
     }
 }
 
 fn schema(sql: &str) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for stmt in sql.split(';') {
-        let s = stmt.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-        let Some(rest) = s.trim().strip_prefix("CREATE TABLE ") else { continue };
+        let s = stmt
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let Some(rest) = s.trim().strip_prefix("CREATE TABLE ") else {
+            continue;
+        };
         let (name, body) = rest.split_once('(').unwrap();
         let cols = body
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("PRIMARY") && !l.starts_with("UNIQUE") && !l.starts_with(')'))
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("PRIMARY")
+                    && !l.starts_with("UNIQUE")
+                    && !l.starts_with(')')
+            })
             .map(|l| l.split_whitespace().next().unwrap().to_string())
             .collect();
         out.insert(name.trim().to_string(), cols);
@@ -118,14 +262,24 @@ fn schema(sql: &str) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn both_migration_sets_describe_the_same_schema() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../store/migrations");
-    let mut lite = std::fs::read_dir(format!("{dir}/sqlite")).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
-    let mut pg = std::fs::read_dir(format!("{dir}/postgres")).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
+    let mut lite = std::fs::read_dir(format!("{dir}/sqlite"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect::<Vec<_>>();
+    let mut pg = std::fs::read_dir(format!("{dir}/postgres"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect::<Vec<_>>();
     lite.sort();
     pg.sort();
     assert_eq!(lite, pg, "the same migration files for both backends");
     for f in lite {
-        let a = schema(&std::fs::read_to_string(format!("{dir}/sqlite/{}", f.to_string_lossy())).unwrap());
-        let b = schema(&std::fs::read_to_string(format!("{dir}/postgres/{}", f.to_string_lossy())).unwrap());
+        let a = schema(
+            &std::fs::read_to_string(format!("{dir}/sqlite/{}", f.to_string_lossy())).unwrap(),
+        );
+        let b = schema(
+            &std::fs::read_to_string(format!("{dir}/postgres/{}", f.to_string_lossy())).unwrap(),
+        );
         assert!(!a.is_empty());
         assert_eq!(a, b, "{f:?}");
     }
