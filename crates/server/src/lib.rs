@@ -68,6 +68,7 @@ pub struct Running {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -77,6 +78,7 @@ impl Running {
             let _ = s.send(());
         }
         let r = self.task.await.context("server task")?;
+        self.housekeeping.abort();
         self.state.db.close().await;
         r
     }
@@ -104,6 +106,7 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     };
     let setup_token = setup::prepare(&state.db, state.now()).await?;
     let app = app::router(&config, state.clone());
+    let housekeeping = tokio::spawn(housekeeping_loop(state.clone()));
     let (tx, rx) = oneshot::channel::<()>();
     let (addr, task) = if config.tls() {
         let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
@@ -153,7 +156,32 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         state,
         shutdown: Some(tx),
         task,
+        housekeeping,
     })
+}
+
+/// How long idempotency keys are remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// One step of periodic housekeeping (tests call it directly with a moved clock): forgets
+/// idempotency keys older than [`IDEMPOTENCY_TTL`]. Returns how many were removed.
+pub async fn housekeeping_step(db: &Db, now: carebridge_domain::Timestamp) -> anyhow::Result<u64> {
+    let before =
+        now.as_millisecond() - i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = db.begin().await?;
+    let n = carebridge_store::idempotency::purge(&mut tx, before).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+async fn housekeeping_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = housekeeping_step(&state.db, state.now()).await {
+            tracing::warn!(error = %e, "housekeeping failed; retrying later");
+        }
+    }
 }
 
 /// Opens the database of `config` and starts the server.

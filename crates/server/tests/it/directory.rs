@@ -338,3 +338,37 @@ async fn roles_scoped_and_unique() {
         .await;
     assert_eq!((st, body["code"].as_str()), (403, Some("forbidden")));
 }
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_a_day() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let send = || {
+        s.http
+            .post(s.url("/api/v1/orgs/acme/units"))
+            .bearer_auth(&k)
+            .header("idempotency-key", "u-1")
+            .json(&json!({"name": "Once"}))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 201);
+    let db = &s.running.state.db;
+    use carebridge_domain::Clock;
+    assert_eq!(
+        carebridge_server::housekeeping_step(db, s.clock.now())
+            .await
+            .unwrap(),
+        0
+    );
+    s.clock.advance(std::time::Duration::from_secs(25 * 3600));
+    assert_eq!(
+        carebridge_server::housekeeping_step(db, s.clock.now())
+            .await
+            .unwrap(),
+        1
+    );
+    // After expiry the key is free again: the same request is a new create (and the name clash
+    // shows it really ran).
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 422);
+}

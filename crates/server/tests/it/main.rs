@@ -9,3 +9,4 @@ mod bad_input;
 mod directory;
 mod isolation;
 mod ops;
+mod secrets;

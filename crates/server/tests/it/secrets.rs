@@ -1,0 +1,106 @@
+//! Secrets never reach the logs: the real binary runs with debug logging, is set up, used and
+//! stopped; its whole output is searched for the password and the API-key secret it handled.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn no_secret_in_the_logs_of_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carebridge"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            // A database of its own, so its first start is really a first start.
+            let name = format!("t_logs_{}", uuid::Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let base = url.rsplit_once('/').unwrap().0;
+            cmd.env("CAREBRIDGE_DATABASE_URL", format!("{base}/{name}"));
+        }
+        _ => {}
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let mut base = String::new();
+    let mut token = String::new();
+    while token.is_empty() {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "server exited early: {printed}"
+        );
+        printed.push_str(&line);
+        if let Some(b) = line.strip_prefix("listening on ") {
+            base = b.trim().to_string();
+        }
+        if let Some((_, t)) = line.split_once("/setup?token=") {
+            token = t.trim().to_string();
+        }
+    }
+    let password = "Sup3r-secret horse battery";
+    let http = reqwest::Client::new();
+    let r: Value = http
+        .post(format!("{base}/api/v1/setup"))
+        .json(&json!({
+            "token": token,
+            "org": {"slug": "logs", "name": "Logs"},
+            "admin": {"given_name": "A", "family_name": "B", "email": "a@b.ch", "password": password}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = r["api_key"]["secret"]
+        .as_str()
+        .expect("setup worked")
+        .to_string();
+    for path in [
+        "/api/v1/orgs/logs/people",
+        "/api/v1/orgs/logs/audit",
+        "/api/v1/orgs/nope/people",
+    ] {
+        http.get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A wrong key, and a key in a query string, are not logged either.
+    http.get(format!("{base}/api/v1/orgs/logs/people?cursor={key}"))
+        .bearer_auth(format!("{key}x"))
+        .send()
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown on SIGTERM exits 0");
+    out.read_to_string(&mut printed).unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let all = format!("{printed}{logs}");
+    assert!(all.contains("request"), "the request log is there: {all}");
+    let secret_part = key.rsplit('_').next().unwrap();
+    assert!(!all.contains(password), "password in logs");
+    assert!(!all.contains(secret_part), "API-key secret in logs");
+}
