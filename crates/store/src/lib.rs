@@ -25,7 +25,7 @@ pub use sqlx;
 /// Runs `$body` with `$c` bound to the raw connection of `$x` (a [`Exec`]: a [`Tx`] or [`Conn`]), once per
 /// backend. The body is written once; it is compiled for SQLite and for PostgreSQL.
 ///
-/// ```ignore
+/// ```text
 /// let n: i64 = run!(tx, c => sqlx::query_scalar("SELECT count(*) FROM units WHERE org_id = $1")
 ///     .bind(org.0).fetch_one(c).await)?;
 /// ```
