@@ -84,7 +84,7 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
         let mut people_sql = String::from(
             "INSERT INTO people (id, org_id, kind, given_name, family_name, sort_key, external_id, language, emails, phones, address, active, version, created_at, updated_at) VALUES ",
         );
-        let mut token_rows: Vec<(Uuid, String)> = Vec::new();
+        let mut token_rows: Vec<(Uuid, String, String)> = Vec::new();
         let mut rows = Vec::new();
         for k in i..end {
             let id = PersonId::generate(clock.now()).0;
@@ -103,7 +103,7 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
                 std::slice::from_ref(&email),
                 std::slice::from_ref(&phone),
             ) {
-                token_rows.push((id, t));
+                token_rows.push((id, t, sort_key(&given, &fam)));
             }
             rows.push((id, given, fam, email, phone));
             ids.push(id);
@@ -138,8 +138,8 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
             );
             carebridge_store::run!(&mut tx, c => {
                 let mut q = sqlx::query(&sql).bind(org);
-                for (id, t) in chunk {
-                    q = q.bind(t.clone()).bind(*id);
+                for (id, t, sk) in chunk {
+                    q = q.bind(t.clone()).bind(sk.clone()).bind(*id);
                 }
                 q.execute(c).await.map(|_| ())
             })?;

@@ -54,28 +54,6 @@ pub fn page_limit(limit: Option<u32>) -> Result<i64, ApiError> {
 use carebridge_domain::auth::{Permission, Principal};
 use carebridge_store::orgs::OrgRef;
 
-/// Resolves `{org}` (slug or id) for `principal` and checks `perm`. An organisation the caller
-/// does not belong to is "not found", exactly like one that does not exist, so ids and slugs of
-/// other tenants never leak; a caller of the right organisation without the permission gets 403.
-pub async fn org_scope(
-    db: &Db,
-    principal: &Principal,
-    org: &str,
-    perm: Permission,
-) -> Result<OrgRef, ServiceError> {
-    let mut c = db.read().await?;
-    let found = carebridge_store::orgs::resolve(&mut c, org).await?;
-    match found {
-        Some(o) if principal.allows(o.id, perm) => Ok(o),
-        Some(o) if principal.org() == Some(o.id) => Err(ServiceError::Forbidden {
-            detail: format!("this credential lacks the '{}' permission", perm.as_str()),
-        }),
-        _ => Err(ServiceError::NotFound {
-            what: "organisation",
-        }),
-    }
-}
-
 /// The `{org}` of the path, resolved for the authenticated caller *before* anything else of the
 /// request (body included) is looked at: another tenant's organisation is a 404 whatever the
 /// request carries, so the tenant-isolation rule holds for every route that has `{org}`.

@@ -93,6 +93,7 @@ pub async fn set_links(
     tx: &mut Tx,
     org: OrgId,
     id: Uuid,
+    sort_key: &str,
     tokens: &[String],
     units: &[Uuid],
     labels: &[Uuid],
@@ -101,8 +102,8 @@ pub async fn set_links(
     exec!(tx, c => sqlx::query("DELETE FROM person_units WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     exec!(tx, c => sqlx::query("DELETE FROM person_labels WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     for t in tokens {
-        exec!(tx, c => sqlx::query("INSERT INTO person_tokens (org_id, token, person_id) VALUES ($1, $2, $3)")
-            .bind(org.0).bind(t).bind(id).execute(c).await)?;
+        exec!(tx, c => sqlx::query("INSERT INTO person_tokens (org_id, token, sort_key, person_id) VALUES ($1, $2, $3, $4)")
+            .bind(org.0).bind(t).bind(sort_key).bind(id).execute(c).await)?;
     }
     for u in units {
         exec!(tx, c => sqlx::query("INSERT INTO person_units (person_id, unit_id, org_id) VALUES ($1, $2, $3)")
@@ -197,7 +198,7 @@ pub async fn get(
 }
 
 /// Filters of a people listing (already normalised).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Filter {
     /// Folded query words; each must prefix-match one of the person's tokens.
     pub words: Vec<String>,
@@ -206,6 +207,25 @@ pub struct Filter {
     pub group_key: Option<String>,
     pub skill_key: Option<String>,
     pub active: Option<bool>,
+    /// Below this many matching tokens of the first word the search is driven by the token
+    /// index, else by walking people in name order ([`SELECTIVE`] in production; tests vary it
+    /// to check both strategies agree).
+    pub selective_below: i64,
+}
+
+/// Below this many matching tokens a search is answered from the token index.
+pub const SELECTIVE: i64 = 4000;
+
+/// How many tokens of `org` start with `prefix`, counting at most `cap`.
+async fn count_tokens(
+    x: &mut impl Exec,
+    org: OrgId,
+    prefix: &str,
+    cap: i64,
+) -> Result<i64, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM person_tokens WHERE org_id = $1 AND token >= $2 AND token < $3 LIMIT $4) c")
+        .bind(org.0).bind(prefix).bind(carebridge_domain::search::prefix_upper(prefix)).bind(cap).fetch_one(c).await)?)
 }
 
 /// One page of people in name order after `(sort_key, id)`.
@@ -228,17 +248,51 @@ pub async fn page(
         args.push(a);
         format!("${}", args.len() + 1)
     };
-    let mut sql = format!("SELECT {COLS}, p.sort_key FROM people p WHERE p.org_id = $1");
+    // Strategy: a selective first word (few matching tokens) is answered from the token index
+    // (range, group by person, sort by the denormalised sort key); a broad one by walking people
+    // in name order and probing each person's tokens, which finds a page after few probes.
+    let selective = match f.words.first() {
+        Some(w) => count_tokens(x, org, w, f.selective_below).await? < f.selective_below,
+        None => false,
+    };
+    let others_filter = f.words.len() > 1
+        || f.active.is_some()
+        || f.unit_path.is_some()
+        || f.group_key.is_some()
+        || f.skill_key.is_some();
+    let mut sql;
     let mut words = f.words.iter();
-    if let Some(w) = words.next() {
-        let lo = next(Arg::Text(w.clone()), &mut args);
+    if selective {
+        let w = words.next().map(String::as_str).unwrap_or("");
+        let lo = next(Arg::Text(w.to_string()), &mut args);
         let hi = next(
             Arg::Text(carebridge_domain::search::prefix_upper(w)),
             &mut args,
         );
-        sql += &format!(
-            " AND p.id IN (SELECT t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})"
+        let mut inner = format!(
+            "SELECT t.person_id AS pid, MIN(t.sort_key) AS sk FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi}"
         );
+        if let Some((sk, id)) = after {
+            let a = next(Arg::Text(sk.clone()), &mut args);
+            let b = next(Arg::Id(*id), &mut args);
+            inner +=
+                &format!(" AND (t.sort_key > {a} OR (t.sort_key = {a} AND t.person_id > {b}))");
+        }
+        inner += " GROUP BY t.person_id";
+        if !others_filter {
+            let l = next(Arg::Int(limit), &mut args);
+            inner += &format!(" ORDER BY sk, pid LIMIT {l}");
+        }
+        sql = format!(
+            "SELECT {COLS}, p.sort_key FROM ({inner}) m JOIN people p ON p.id = m.pid WHERE p.org_id = $1"
+        );
+    } else {
+        sql = format!("SELECT {COLS}, p.sort_key FROM people p WHERE p.org_id = $1");
+        if let Some((sk, id)) = after {
+            let a = next(Arg::Text(sk.clone()), &mut args);
+            let b = next(Arg::Id(*id), &mut args);
+            sql += &format!(" AND (p.sort_key > {a} OR (p.sort_key = {a} AND p.id > {b}))");
+        }
     }
     for w in words {
         let lo = next(Arg::Text(w.clone()), &mut args);
@@ -247,7 +301,7 @@ pub async fn page(
             &mut args,
         );
         sql += &format!(
-            " AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.org_id = $1 AND t.person_id = p.id AND t.token >= {lo} AND t.token < {hi})"
+            " AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.person_id = p.id AND t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})"
         );
     }
     if let Some(a) = f.active {
@@ -266,11 +320,6 @@ pub async fn page(
                 " AND EXISTS (SELECT 1 FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id = p.id AND pl.org_id = $1 AND l.kind = '{kind}' AND l.name_key = {ph})"
             );
         }
-    }
-    if let Some((sk, id)) = after {
-        let a = next(Arg::Text(sk.clone()), &mut args);
-        let b = next(Arg::Id(*id), &mut args);
-        sql += &format!(" AND (p.sort_key > {a} OR (p.sort_key = {a} AND p.id > {b}))");
     }
     let l = next(Arg::Int(limit), &mut args);
     sql += &format!(" ORDER BY p.sort_key, p.id LIMIT {l}");

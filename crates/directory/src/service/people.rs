@@ -115,7 +115,16 @@ async fn write_links(
         })
         .await?,
     );
-    repo::set_links(tx, org.id, p.id, &tokens, unit_ids, &labels).await?;
+    repo::set_links(
+        tx,
+        org.id,
+        p.id,
+        &sort_key(&p.given_name, &p.family_name),
+        &tokens,
+        unit_ids,
+        &labels,
+    )
+    .await?;
     Ok(())
 }
 
@@ -251,6 +260,7 @@ pub async fn list(
         group_key: q.group.as_deref().map(fold),
         skill_key: q.skill.as_deref().map(fold),
         active: q.active,
+        selective_below: repo::SELECTIVE,
     };
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
     let page = super::paginate(rows, limit, cursor, "people", |(p, key)| {

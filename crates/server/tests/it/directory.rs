@@ -372,3 +372,84 @@ async fn idempotency_keys_expire_after_a_day() {
     let r = send().await.unwrap();
     assert_eq!(r.status(), 422);
 }
+
+/// The two search strategies (token index vs. walking names) return the same pages.
+#[tokio::test]
+async fn search_strategies_agree() {
+    use carebridge_directory::repo::people::{Filter, page};
+    use carebridge_domain::search::{fold, query_words};
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (_, unit) = s
+        .post(&k, "/api/v1/orgs/acme/units", &json!({"name": "U"}))
+        .await;
+    let names = [
+        "Müller",
+        "Mueller",
+        "Muster",
+        "Meier",
+        "Meyer",
+        "Mäder",
+        "Moser",
+        "Marti",
+        "Müller-Meier",
+        "Martin",
+    ];
+    for i in 0..40 {
+        let unit_ids = if i % 3 == 0 {
+            json!([unit["id"]])
+        } else {
+            json!([])
+        };
+        let groups = if i % 2 == 0 {
+            json!(["Nacht"])
+        } else {
+            json!([])
+        };
+        person(&s, &k, json!({"given_name": format!("Anna{}", i % 7), "family_name": names[i % names.len()], "unit_ids": unit_ids, "groups": groups})).await;
+    }
+    let org = {
+        let mut c = s.running.state.db.read().await.unwrap();
+        carebridge_store::orgs::resolve(&mut c, "acme")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let unit_path = format!("/{}/", unit["id"].as_str().unwrap());
+    for q in ["m", "mu", "mül", "meier", "anna3", "anna m", "x", "mueller"] {
+        for (unit_filter, group) in [
+            (None, None),
+            (Some(unit_path.clone()), None),
+            (None, Some(fold("Nacht"))),
+        ] {
+            let mut results = Vec::new();
+            for threshold in [0, 1_000_000] {
+                let f = Filter {
+                    words: query_words(q),
+                    unit_path: unit_filter.clone(),
+                    group_key: group.clone(),
+                    skill_key: None,
+                    active: None,
+                    selective_below: threshold,
+                };
+                let mut all = Vec::new();
+                let mut after = None;
+                loop {
+                    let mut c = s.running.state.db.read().await.unwrap();
+                    let rows = page(&mut c, org.id, &f, after.as_ref(), 4).await.unwrap();
+                    let n = rows.len();
+                    after = rows.last().map(|(p, key)| (key.clone(), p.id));
+                    all.extend(rows.into_iter().map(|(p, _)| p.id));
+                    if n < 4 {
+                        break;
+                    }
+                }
+                results.push(all);
+            }
+            assert_eq!(
+                results[0], results[1],
+                "query {q:?} unit {unit_filter:?} group {group:?}"
+            );
+        }
+    }
+}

@@ -65,13 +65,18 @@ CREATE TABLE people (
 );
 CREATE INDEX people_org_sort ON people (org_id, sort_key, id);
 
+-- Search tokens with the person's sort key beside them, so a selective search is answered from
+-- the index alone (token range, then sort) and a broad one by walking people in name order and
+-- probing (person_id, token).
 CREATE TABLE person_tokens (
     org_id     BLOB NOT NULL,
     token      TEXT NOT NULL,
+    sort_key   TEXT NOT NULL,
     person_id  BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
     PRIMARY KEY (org_id, token, person_id)
 );
-CREATE INDEX person_tokens_person ON person_tokens (person_id);
+CREATE INDEX person_tokens_range ON person_tokens (org_id, token, sort_key, person_id);
+CREATE INDEX person_tokens_person ON person_tokens (person_id, token);
 
 CREATE TABLE person_units (
     person_id  BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
