@@ -130,9 +130,9 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
         })?;
         for chunk in token_rows.chunks(1000) {
             let sql = format!(
-                "INSERT INTO person_tokens (org_id, token, person_id) VALUES {}",
+                "INSERT INTO person_tokens (org_id, token, sort_key, person_id) VALUES {}",
                 (0..chunk.len())
-                    .map(|r| format!("($1, ${}, ${})", r * 2 + 2, r * 2 + 3))
+                    .map(|r| format!("($1, ${}, ${}, ${})", r * 3 + 2, r * 3 + 3, r * 3 + 4))
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -198,7 +198,7 @@ pub async fn get(
 }
 
 /// Filters of a people listing (already normalised).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Filter {
     /// Folded query words; each must prefix-match one of the person's tokens.
     pub words: Vec<String>,
@@ -207,25 +207,6 @@ pub struct Filter {
     pub group_key: Option<String>,
     pub skill_key: Option<String>,
     pub active: Option<bool>,
-    /// Below this many matching tokens of the first word the search is driven by the token
-    /// index, else by walking people in name order ([`SELECTIVE`] in production; tests vary it
-    /// to check both strategies agree).
-    pub selective_below: i64,
-}
-
-/// Below this many matching tokens a search is answered from the token index.
-pub const SELECTIVE: i64 = 4000;
-
-/// How many tokens of `org` start with `prefix`, counting at most `cap`.
-async fn count_tokens(
-    x: &mut impl Exec,
-    org: OrgId,
-    prefix: &str,
-    cap: i64,
-) -> Result<i64, StoreError> {
-    Ok(run!(x, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM person_tokens WHERE org_id = $1 AND token >= $2 AND token < $3 LIMIT $4) c")
-        .bind(org.0).bind(prefix).bind(carebridge_domain::search::prefix_upper(prefix)).bind(cap).fetch_one(c).await)?)
 }
 
 /// One page of people in name order after `(sort_key, id)`.
@@ -248,29 +229,24 @@ pub async fn page(
         args.push(a);
         format!("${}", args.len() + 1)
     };
-    // Strategy: a selective first word (few matching tokens) is answered from the token index
-    // (range, group by person, sort by the denormalised sort key); a broad one by walking people
-    // in name order and probing each person's tokens, which finds a page after few probes.
-    let selective = match f.words.first() {
-        Some(w) => count_tokens(x, org, w, f.selective_below).await? < f.selective_below,
-        None => false,
-    };
+    // A first query word drives the search from the token index: the prefix range of
+    // `(org_id, token, sort_key, person_id)` yields (sort_key, person) pairs that are already
+    // scoped and carry the sort key, so ordering and the page limit need no table access.
+    let mut sql;
+    let mut words = f.words.iter();
     let others_filter = f.words.len() > 1
         || f.active.is_some()
         || f.unit_path.is_some()
         || f.group_key.is_some()
         || f.skill_key.is_some();
-    let mut sql;
-    let mut words = f.words.iter();
-    if selective {
-        let w = words.next().map(String::as_str).unwrap_or("");
-        let lo = next(Arg::Text(w.to_string()), &mut args);
+    if let Some(w) = words.next() {
+        let lo = next(Arg::Text(w.clone()), &mut args);
         let hi = next(
             Arg::Text(carebridge_domain::search::prefix_upper(w)),
             &mut args,
         );
         let mut inner = format!(
-            "SELECT t.person_id AS pid, MIN(t.sort_key) AS sk FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi}"
+            "SELECT DISTINCT t.sort_key AS sk, t.person_id AS pid FROM person_tokens t WHERE t.org_id = $1 AND t.token >= {lo} AND t.token < {hi}"
         );
         if let Some((sk, id)) = after {
             let a = next(Arg::Text(sk.clone()), &mut args);
@@ -278,10 +254,9 @@ pub async fn page(
             inner +=
                 &format!(" AND (t.sort_key > {a} OR (t.sort_key = {a} AND t.person_id > {b}))");
         }
-        inner += " GROUP BY t.person_id";
         if !others_filter {
             let l = next(Arg::Int(limit), &mut args);
-            inner += &format!(" ORDER BY sk, pid LIMIT {l}");
+            inner += &format!(" ORDER BY t.sort_key, t.person_id LIMIT {l}");
         }
         sql = format!(
             "SELECT {COLS}, p.sort_key FROM ({inner}) m JOIN people p ON p.id = m.pid WHERE p.org_id = $1"

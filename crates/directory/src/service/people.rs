@@ -260,7 +260,6 @@ pub async fn list(
         group_key: q.group.as_deref().map(fold),
         skill_key: q.skill.as_deref().map(fold),
         active: q.active,
-        selective_below: repo::SELECTIVE,
     };
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
     let page = super::paginate(rows, limit, cursor, "people", |(p, key)| {
