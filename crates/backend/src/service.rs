@@ -123,14 +123,8 @@ pub async fn list(
             next_cursor: None,
         });
     }
-    let mut items = repo::page(&mut c, after.as_deref(), limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|o| cursor.encode("orgs", &o.slug))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    let items = repo::page(&mut c, after.as_deref(), limit + 1).await?;
+    Ok(cursor.page("orgs", items, limit, |o| o.slug.clone()))
 }
 
 /// `PATCH /orgs/{org}` with `If-Match`.
@@ -227,16 +221,11 @@ pub async fn audit_page(
 ) -> Result<Page<AuditEvent>, ServiceError> {
     let before: Option<i64> = cursor.decode_opt("audit", after)?;
     let mut c = db.read().await?;
-    let mut rows = audit::page_desc(&mut c, org.id, before.unwrap_or(i64::MAX), limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| cursor.encode("audit", &r.seq))
-    } else {
-        None
-    };
+    let rows = audit::page_desc(&mut c, org.id, before.unwrap_or(i64::MAX), limit + 1).await?;
+    let page = cursor.page("audit", rows, limit, |r| r.seq);
     Ok(Page {
-        items: rows.into_iter().map(event).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(event).collect(),
+        next_cursor: page.next_cursor,
     })
 }
 

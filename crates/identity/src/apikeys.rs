@@ -195,14 +195,8 @@ pub async fn list(
     let sql =
         format!("SELECT {COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
     let rows: Vec<KeyRow> = run!(&mut c, c => sqlx::query_as(&sql).bind(org.id.0).bind(after.unwrap_or(Uuid::nil())).bind(limit + 1).fetch_all(c).await)?;
-    let mut items: Vec<ApiKey> = rows.into_iter().map(key).collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        items.last().map(|k| cursor.encode("apikeys", &k.id))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    let items: Vec<ApiKey> = rows.into_iter().map(key).collect();
+    Ok(cursor.page("apikeys", items, limit, |k| k.id))
 }
 
 async fn get(x: &mut impl Exec, org: OrgId, id: Uuid) -> Result<Option<ApiKey>, StoreError> {

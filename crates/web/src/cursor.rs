@@ -71,6 +71,26 @@ impl CursorKey {
         serde_json::from_slice(&payload).map_err(|_| bad())
     }
 
+    /// Cuts `limit + 1` fetched rows to a page of `limit` and encodes the position of the last
+    /// row kept as the next cursor (absent when there was no extra row: the last page).
+    pub fn page<T, K: Serialize>(
+        &self,
+        kind: &str,
+        mut items: Vec<T>,
+        limit: i64,
+        key: impl Fn(&T) -> K,
+    ) -> carebridge_proto::Page<T> {
+        let keep = usize::try_from(limit).unwrap_or(0);
+        let more = items.len() > keep;
+        items.truncate(keep);
+        let next_cursor = if more {
+            items.last().map(|t| self.encode(kind, &key(t)))
+        } else {
+            None
+        };
+        carebridge_proto::Page { items, next_cursor }
+    }
+
     /// Decodes an optional cursor.
     pub fn decode_opt<T: DeserializeOwned>(
         &self,

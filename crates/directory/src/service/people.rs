@@ -262,9 +262,7 @@ pub async fn list(
         active: q.active,
     };
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
-    let page = super::paginate(rows, limit, cursor, "people", |(p, key)| {
-        (key.clone(), p.id)
-    });
+    let page = cursor.page("people", rows, limit, |(p, key)| (key.clone(), p.id));
     Ok(Page {
         items: page.items.into_iter().map(|(p, _)| p).collect(),
         next_cursor: page.next_cursor,

@@ -120,7 +120,7 @@ pub async fn list(
     let after: Option<Uuid> = cursor.decode_opt("roles", q.cursor.as_deref())?;
     let mut c = db.read().await?;
     let rows = repo::page(&mut c, org.id, q.person, after, limit + 1).await?;
-    Ok(super::paginate(rows, limit, cursor, "roles", |r| r.id))
+    Ok(cursor.page("roles", rows, limit, |r| r.id))
 }
 
 pub async fn delete(

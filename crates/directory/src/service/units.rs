@@ -137,7 +137,7 @@ pub async fn list(
     let after: Option<String> = cursor.decode_opt("units", after)?;
     let mut c = db.read().await?;
     let rows = repo::page(&mut c, org.id, after.as_deref().unwrap_or(""), limit + 1).await?;
-    let page = super::paginate(rows, limit, cursor, "units", |u| u.path.clone());
+    let page = cursor.page("units", rows, limit, |u| u.path.clone());
     Ok(Page {
         items: page.items.into_iter().map(|u| u.unit).collect(),
         next_cursor: page.next_cursor,
