@@ -4,6 +4,7 @@
 use axum::extract::State;
 use carebridge_domain::auth::{Actor, Permission, Source};
 use carebridge_proto::audit::{AuditEvent, AuditVerification};
+use carebridge_proto::duties::{Feature, SetFeature};
 use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
@@ -23,6 +24,38 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_org, update_org))
         .routes(routes!(audit_log))
         .routes(routes!(audit_verify))
+        .routes(routes!(get_feature, set_feature))
+}
+
+/// A feature switch of the organisation (`chat`).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/features/{feature}", tag = "organisations",
+    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat")),
+    responses((status = 200, body = Feature), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_feature(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, feature)): Path<(String, String)>,
+) -> Result<axum::Json<Feature>, ApiError> {
+    require(&p, &o, Permission::OrgRead)?;
+    Ok(axum::Json(service::feature(&s.db, &o, &feature).await?))
+}
+
+/// Switch a feature on or off; the first switch-on provisions its tenant (audited).
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/features/{feature}", tag = "organisations", request_body = SetFeature,
+    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat")),
+    responses((status = 200, body = Feature), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn set_feature(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, feature)): Path<(String, String)>,
+    body: Json<SetFeature>,
+) -> Result<axum::Json<Feature>, ApiError> {
+    require(&p, &o, Permission::OrgWrite)?;
+    Ok(axum::Json(
+        service::set_feature(&s.db, &actor(p), &o, &feature, body.value, s.now()).await?,
+    ))
 }
 
 fn actor(p: carebridge_domain::auth::Principal) -> Actor {

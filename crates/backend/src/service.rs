@@ -1,5 +1,6 @@
 //! Organisation rules: creation (platform operators, the set-up flow and the CLI), reads,
-//! updates with optimistic concurrency, and the audit log of an organisation.
+//! updates with optimistic concurrency, feature switches (with tenant provisioning), and the
+//! audit log of an organisation.
 
 use carebridge_domain::audit::verify;
 use carebridge_domain::auth::Actor;
@@ -9,9 +10,10 @@ use carebridge_domain::validate::bounded_text;
 use carebridge_domain::{OrgId, Timestamp, Violations};
 use carebridge_proto::Page;
 use carebridge_proto::audit::{AuditEvent, AuditVerification};
+use carebridge_proto::duties::{Feature, SetFeature};
 use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{Db, Tx, audit};
+use carebridge_store::{Db, Tx, audit, features};
 use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 
@@ -255,4 +257,82 @@ pub async fn verify_chain(db: &Db, org: OrgId) -> Result<AuditVerification, Serv
             },
         },
     )
+}
+
+/// Features an organisation can switch on.
+pub const FEATURES: &[&str] = &["chat"];
+
+fn feature_name(name: &str) -> Result<&'static str, ServiceError> {
+    FEATURES
+        .iter()
+        .find(|f| **f == name)
+        .copied()
+        .ok_or(ServiceError::NotFound { what: "feature" })
+}
+
+/// A feature's state (`enabled: false` and no tenant when never switched on).
+pub async fn feature(db: &Db, org: &OrgRef, name: &str) -> Result<Feature, ServiceError> {
+    let name = feature_name(name)?;
+    let mut c = db.read().await?;
+    let f = features::get(&mut c, org.id.0, name).await?;
+    Ok(Feature {
+        feature: name.into(),
+        enabled: f.as_ref().is_some_and(|f| f.enabled),
+        tenant_id: f.as_ref().map(|f| f.tenant_id),
+        changed_at: f.map(|f| from_millis(f.changed_at)),
+    })
+}
+
+/// Switches a feature; the first switch-on provisions the feature's tenant. Audited.
+pub async fn set_feature(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    name: &str,
+    input: SetFeature,
+    now: Timestamp,
+) -> Result<Feature, ServiceError> {
+    let name = feature_name(name)?;
+    let mut tx = db.begin().await?;
+    let before = features::get(&mut tx, org.id.0, name).await?;
+    if before.as_ref().map(|f| f.enabled) == Some(input.enabled)
+        || (before.is_none() && !input.enabled)
+    {
+        drop(tx);
+        return feature(db, org, name).await;
+    }
+    let f = features::set(
+        &mut tx,
+        org.id.0,
+        name,
+        input.enabled,
+        carebridge_domain::ids::new_v7(now),
+        now.as_millisecond(),
+    )
+    .await?;
+    let out = Feature {
+        feature: name.into(),
+        enabled: f.enabled,
+        tenant_id: Some(f.tenant_id),
+        changed_at: Some(from_millis(f.changed_at)),
+    };
+    let action = match (before.is_none(), input.enabled) {
+        (true, _) => "feature.provision",
+        (false, true) => "feature.enable",
+        (false, false) => "feature.disable",
+    };
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        action,
+        "feature",
+        name,
+        None::<&Feature>,
+        Some(&out),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(out)
 }

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ApiKeyId, OrgId};
+use crate::ids::{ApiKeyId, OrgId, PersonId};
+use crate::role::Role;
 
 /// Coarse permissions carried by API keys (and later derived from roles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -31,13 +32,19 @@ pub enum Permission {
     /// Create, list and revoke API keys.
     #[serde(rename = "apikeys:manage")]
     ApiKeysManage,
+    /// Read duties, their positions and rosters, and the qualification catalogue.
+    #[serde(rename = "duties:read")]
+    DutiesRead,
+    /// Create and change duties, assign people, confirm or decline requests.
+    #[serde(rename = "duties:write")]
+    DutiesWrite,
     /// Platform operator: create organisations (only for keys without an organisation).
     #[serde(rename = "platform")]
     Platform,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 10] = [
         Permission::OrgRead,
         Permission::OrgWrite,
         Permission::DirectoryRead,
@@ -45,6 +52,8 @@ impl Permission {
         Permission::RolesWrite,
         Permission::AuditRead,
         Permission::ApiKeysManage,
+        Permission::DutiesRead,
+        Permission::DutiesWrite,
         Permission::Platform,
     ];
 
@@ -57,6 +66,8 @@ impl Permission {
             Permission::RolesWrite => "roles:write",
             Permission::AuditRead => "audit:read",
             Permission::ApiKeysManage => "apikeys:manage",
+            Permission::DutiesRead => "duties:read",
+            Permission::DutiesWrite => "duties:write",
             Permission::Platform => "platform",
         }
     }
@@ -94,6 +105,51 @@ impl Source {
     }
 }
 
+impl Role {
+    /// Whether holding this role (over its scope) grants `p`. Clients and relatives act through
+    /// the portal, not through these APIs.
+    pub fn grants(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::OrgAdmin => p != Platform,
+            Role::UnitAdmin => matches!(p, DirectoryRead | DirectoryWrite | DutiesRead),
+            Role::Dispatcher => matches!(p, DirectoryRead | DutiesRead | DutiesWrite),
+            Role::Member => p == DutiesRead,
+            Role::Client | Role::Relative => false,
+        }
+    }
+}
+
+/// One role a signed-in person holds: organisation-wide (`unit_path` is `None`) or over the
+/// subtree of the unit at `unit_path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleGrant {
+    pub role: Role,
+    pub unit_path: Option<String>,
+}
+
+/// How far a permission reaches for a principal in one organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// The whole organisation.
+    All,
+    /// The subtrees of these unit paths.
+    Units(Vec<String>),
+    /// Nothing.
+    Nothing,
+}
+
+impl Reach {
+    /// Whether the unit at `path` lies inside the reach.
+    pub fn covers(&self, path: &str) -> bool {
+        match self {
+            Reach::All => true,
+            Reach::Units(roots) => roots.iter().any(|r| path.starts_with(r.as_str())),
+            Reach::Nothing => false,
+        }
+    }
+}
+
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
@@ -103,21 +159,71 @@ pub enum Principal {
         org: Option<OrgId>,
         permissions: Vec<Permission>,
     },
+    /// A person of an organisation, signed in with a personal credential. What they may do is
+    /// what their roles grant, within their roles' scopes, narrowed to the credential's scopes.
+    Person {
+        /// The credential (a personal API key until sign-in sessions exist).
+        key: ApiKeyId,
+        org: OrgId,
+        person: PersonId,
+        scopes: Vec<Permission>,
+        roles: Vec<RoleGrant>,
+    },
     /// The operator at the command line or the one-time set-up flow: may do anything.
     System { name: &'static str },
 }
 
 impl Principal {
-    /// Whether this principal may use `perm` on organisation `org`.
-    pub fn allows(&self, org: OrgId, perm: Permission) -> bool {
+    /// Where in organisation `org` this principal may use `perm`.
+    pub fn reach(&self, org: OrgId, perm: Permission) -> Reach {
         match self {
-            Principal::System { .. } => true,
+            Principal::System { .. } => Reach::All,
             Principal::ApiKey {
                 org: Some(own),
                 permissions,
                 ..
-            } => *own == org && permissions.contains(&perm),
-            Principal::ApiKey { org: None, .. } => false,
+            } if *own == org && permissions.contains(&perm) => Reach::All,
+            Principal::ApiKey { .. } => Reach::Nothing,
+            Principal::Person {
+                org: own,
+                scopes,
+                roles,
+                ..
+            } => {
+                if *own != org || !scopes.contains(&perm) {
+                    return Reach::Nothing;
+                }
+                let mut units = Vec::new();
+                for g in roles.iter().filter(|g| g.role.grants(perm)) {
+                    match &g.unit_path {
+                        None => return Reach::All,
+                        Some(p) => units.push(p.clone()),
+                    }
+                }
+                if units.is_empty() {
+                    Reach::Nothing
+                } else {
+                    Reach::Units(units)
+                }
+            }
+        }
+    }
+
+    /// Whether this principal may use `perm` on the whole of organisation `org`.
+    pub fn allows(&self, org: OrgId, perm: Permission) -> bool {
+        self.reach(org, perm) == Reach::All
+    }
+
+    /// Whether this principal may use `perm` on things of the unit at `unit_path`.
+    pub fn allows_at(&self, org: OrgId, perm: Permission, unit_path: &str) -> bool {
+        self.reach(org, perm).covers(unit_path)
+    }
+
+    /// The person behind a personal credential.
+    pub fn person(&self) -> Option<(OrgId, PersonId)> {
+        match self {
+            Principal::Person { org, person, .. } => Some((*org, *person)),
+            _ => None,
         }
     }
 
@@ -130,7 +236,7 @@ impl Principal {
                 permissions,
                 ..
             } => permissions.contains(&Permission::Platform),
-            Principal::ApiKey { .. } => false,
+            Principal::ApiKey { .. } | Principal::Person { .. } => false,
         }
     }
 
@@ -138,6 +244,7 @@ impl Principal {
     pub fn org(&self) -> Option<OrgId> {
         match self {
             Principal::ApiKey { org, .. } => *org,
+            Principal::Person { org, .. } => Some(*org),
             Principal::System { .. } => None,
         }
     }
@@ -146,6 +253,7 @@ impl Principal {
     pub fn audit_label(&self) -> String {
         match self {
             Principal::ApiKey { id, .. } => format!("apikey:{id}"),
+            Principal::Person { person, key, .. } => format!("person:{person}/apikey:{key}"),
             Principal::System { name } => format!("system:{name}"),
         }
     }
@@ -190,6 +298,57 @@ mod tests {
         }
         assert!(key.allows(b, Permission::DirectoryWrite));
         assert!(!key.allows(b, Permission::Platform) && !key.is_platform());
+    }
+
+    #[test]
+    fn person_reach_follows_roles_scopes_and_org() {
+        let a = OrgId(Uuid::from_u128(1));
+        let b = OrgId(Uuid::from_u128(2));
+        let person = |roles: Vec<RoleGrant>, scopes: Vec<Permission>| Principal::Person {
+            key: ApiKeyId(Uuid::from_u128(9)),
+            org: a,
+            person: PersonId(Uuid::from_u128(5)),
+            scopes,
+            roles,
+        };
+        let dispatcher_a = person(
+            vec![RoleGrant {
+                role: Role::Dispatcher,
+                unit_path: Some("/u1/".into()),
+            }],
+            Permission::ALL.to_vec(),
+        );
+        assert!(dispatcher_a.allows_at(a, Permission::DutiesWrite, "/u1/u2/"));
+        assert!(!dispatcher_a.allows_at(a, Permission::DutiesWrite, "/u3/"));
+        assert!(
+            !dispatcher_a.allows(a, Permission::DutiesWrite),
+            "not org-wide"
+        );
+        assert!(!dispatcher_a.allows_at(b, Permission::DutiesWrite, "/u1/"));
+        assert!(!dispatcher_a.allows_at(a, Permission::RolesWrite, "/u1/"));
+        let narrowed = person(
+            vec![RoleGrant {
+                role: Role::OrgAdmin,
+                unit_path: None,
+            }],
+            vec![Permission::DutiesRead],
+        );
+        assert!(narrowed.allows(a, Permission::DutiesRead));
+        assert!(
+            !narrowed.allows(a, Permission::DutiesWrite),
+            "scope narrows the role"
+        );
+        assert!(!narrowed.is_platform());
+        let client = person(
+            vec![RoleGrant {
+                role: Role::Client,
+                unit_path: None,
+            }],
+            Permission::ALL.to_vec(),
+        );
+        for p in Permission::ALL {
+            assert_eq!(client.reach(a, p), Reach::Nothing, "{p:?}");
+        }
     }
 
     #[test]

@@ -64,6 +64,16 @@ id_type!(
     SkillId,
     /// An API key.
     ApiKeyId,
+    /// A duty (an event with positions and a roster).
+    DutyId,
+    /// A needed position of a duty.
+    PositionId,
+    /// A person's assignment to (or sign-up request for) a duty.
+    AssignmentId,
+    /// A qualification in an organisation's catalogue.
+    QualificationId,
+    /// A personal calendar feed (secret URL).
+    FeedId,
 );
 
 /// A UUIDv7 from the given time; the random part comes from the uuid crate's generator.

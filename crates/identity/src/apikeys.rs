@@ -5,10 +5,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carebridge_domain::auth::{Actor, Permission, Principal};
+use carebridge_domain::auth::{Actor, Permission, Principal, RoleGrant};
+use carebridge_domain::role::Role;
 use carebridge_domain::time::from_millis;
 use carebridge_domain::validate::bounded_text;
-use carebridge_domain::{ApiKeyId, OrgId, Timestamp, Violations};
+use carebridge_domain::{ApiKeyId, OrgId, PersonId, Timestamp, Violations};
 use carebridge_proto::Page;
 use carebridge_proto::identity::{ApiKey, CreateApiKey, CreatedApiKey};
 use carebridge_store::orgs::OrgRef;
@@ -47,14 +48,14 @@ type KeyRow = (
     Option<Uuid>,
     String,
     String,
+    Option<Uuid>,
     String,
     i64,
     Option<i64>,
     Option<i64>,
     Option<i64>,
 );
-const COLS: &str =
-    "id, org_id, name, permissions, created_by, created_at, expires_at, revoked_at, last_used_at";
+const COLS: &str = "id, org_id, name, permissions, person_id, created_by, created_at, expires_at, revoked_at, last_used_at";
 
 fn key(r: KeyRow) -> ApiKey {
     ApiKey {
@@ -62,11 +63,12 @@ fn key(r: KeyRow) -> ApiKey {
         org_id: r.1,
         name: r.2,
         permissions: serde_json::from_str(&r.3).unwrap_or_default(),
-        created_by: r.4,
-        created_at: from_millis(r.5),
-        expires_at: r.6.map(from_millis),
-        revoked_at: r.7.map(from_millis),
-        last_used_at: r.8.map(from_millis),
+        person_id: r.4,
+        created_by: r.5,
+        created_at: from_millis(r.6),
+        expires_at: r.7.map(from_millis),
+        revoked_at: r.8.map(from_millis),
+        last_used_at: r.9.map(from_millis),
     }
 }
 
@@ -117,6 +119,22 @@ pub async fn create_in(
             "the expiry must be in the future",
         );
     }
+    if let Some(person) = input.person_id {
+        let found: Option<Uuid> = match org {
+            Some(org) => {
+                run!(tx, c => sqlx::query_scalar("SELECT id FROM people WHERE org_id = $1 AND id = $2")
+                .bind(org.0).bind(person).fetch_optional(c).await)?
+            }
+            None => None,
+        };
+        if found.is_none() {
+            v.push(
+                "/person_id",
+                "unknown_person",
+                "no such person in this organisation",
+            );
+        }
+    }
     v.into_result()?;
     let id = ApiKeyId::generate(now);
     let secret = crate::random_bytes::<32>();
@@ -125,14 +143,15 @@ pub async fn create_in(
     let perms_json = serde_json::to_string(&perm_names).unwrap_or_default();
     let created_by = actor.principal.audit_label();
     exec!(tx, c => sqlx::query(
-        "INSERT INTO api_keys (id, org_id, name, secret_digest, permissions, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        "INSERT INTO api_keys (id, org_id, name, secret_digest, permissions, created_by, created_at, expires_at, person_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(id.0).bind(org.map(|o| o.0)).bind(&name).bind(&digest[..]).bind(&perms_json).bind(&created_by)
-        .bind(now.as_millisecond()).bind(input.expires_at.map(|e| e.as_millisecond())).execute(c).await)?;
+        .bind(now.as_millisecond()).bind(input.expires_at.map(|e| e.as_millisecond())).bind(input.person_id).execute(c).await)?;
     let k = ApiKey {
         id: id.0,
         org_id: org.map(|o| o.0),
         name,
         permissions: perm_names,
+        person_id: input.person_id,
         created_by,
         created_at: now,
         expires_at: input.expires_at,
@@ -261,11 +280,11 @@ pub async fn authenticate(
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        Option<Uuid>,
     )> = run!(&mut c, c => sqlx::query_as(
-        "SELECT org_id, secret_digest, permissions, expires_at, revoked_at, last_used_at FROM api_keys WHERE id = $1")
+        "SELECT org_id, secret_digest, permissions, expires_at, revoked_at, last_used_at, person_id FROM api_keys WHERE id = $1")
         .bind(id).fetch_optional(c).await)?;
-    drop(c);
-    let Some((org, stored, perms, expires, revoked, last_used)) = row else {
+    let Some((org, stored, perms, expires, revoked, last_used, person)) = row else {
         return Ok(None);
     };
     if !bool::from(stored.as_slice().ct_eq(&digest[..])) {
@@ -275,6 +294,32 @@ pub async fn authenticate(
     if revoked.is_some() || expires.is_some_and(|e| e <= now_ms) {
         return Ok(None);
     }
+    // A personal key acts as its person: only while the person is active, with their roles.
+    let personal = match (org, person) {
+        (Some(org), Some(person)) => {
+            let active: Option<bool> = run!(&mut c, c => sqlx::query_scalar(
+                "SELECT active FROM people WHERE org_id = $1 AND id = $2")
+                .bind(org).bind(person).fetch_optional(c).await)?;
+            if active != Some(true) {
+                return Ok(None);
+            }
+            let rows: Vec<(String, Option<String>)> = run!(&mut c, c => sqlx::query_as(
+                "SELECT r.role, u.path FROM role_assignments r LEFT JOIN units u ON u.id = r.unit_id AND u.org_id = r.org_id WHERE r.org_id = $1 AND r.person_id = $2")
+                .bind(org).bind(person).fetch_all(c).await)?;
+            let roles = rows
+                .into_iter()
+                .filter_map(|(role, unit_path)| {
+                    Some(RoleGrant {
+                        role: Role::parse(&role)?,
+                        unit_path,
+                    })
+                })
+                .collect();
+            Some((OrgId(org), PersonId(person), roles))
+        }
+        _ => None,
+    };
+    drop(c);
     if last_used.is_none_or(|t| now_ms - t > LAST_USED_GRANULARITY_MS) {
         let mut tx = db.begin().await?;
         exec!(&mut tx, c => sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1").bind(id).bind(now_ms).execute(c).await)?;
@@ -282,6 +327,15 @@ pub async fn authenticate(
     }
     let names: Vec<String> =
         serde_json::from_str(&perms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some((org, person, roles)) = personal {
+        return Ok(Some(Principal::Person {
+            key: ApiKeyId(id),
+            org,
+            person,
+            scopes: names.iter().filter_map(|n| Permission::parse(n)).collect(),
+            roles,
+        }));
+    }
     Ok(Some(Principal::ApiKey {
         id: ApiKeyId(id),
         org: org.map(OrgId),

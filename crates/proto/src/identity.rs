@@ -13,6 +13,9 @@ pub struct ApiKey {
     /// e.g. `directory:read`, `directory:write`, `roles:write`, `audit:read`, `org:read`,
     /// `org:write`, `apikeys:manage`.
     pub permissions: Vec<String>,
+    /// Set for a personal key: it acts as this person, with what their roles allow, narrowed
+    /// to `permissions`.
+    pub person_id: Option<Uuid>,
     pub created_by: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
@@ -32,6 +35,9 @@ pub struct CreateApiKey {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<jiff::Timestamp>,
+    /// Makes a personal key for this person of the organisation.
+    #[serde(default)]
+    pub person_id: Option<Uuid>,
 }
 
 /// A new key; `secret` is shown only in this response. Send it as `Authorization: Bearer <secret>`.

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod directory;
+pub mod duties;
 pub mod identity;
 pub mod org;
 pub mod problem;

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::Config;
 
 /// The roles a process can run.
-pub const ROLES: &[&str] = &["identity", "backend", "directory"];
+pub const ROLES: &[&str] = &["identity", "backend", "directory", "duties"];
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -45,6 +45,7 @@ pub fn api(config: &Config) -> (Router<AppState>, OpenApi) {
                 .merge(crate::setup::router()),
             "backend" => r.merge(carebridge_backend::http::router()),
             "directory" => r.merge(carebridge_directory::http::router()),
+            "duties" => r.merge(carebridge_duties::http::router()),
             _ => r,
         };
     }
@@ -102,6 +103,11 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::setup::pages())
+        .merge(if config.roles.iter().any(|r| r == "duties") {
+            carebridge_duties::http::public_router()
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -134,6 +134,7 @@ pub async fn apikey_create(
             name: name.into(),
             permissions,
             expires_at: None,
+            person_id: None,
         },
         now,
     )

@@ -256,6 +256,7 @@ pub async fn ensure(db: &Db, now: Timestamp) -> anyhow::Result<Option<String>> {
                 .map(|p| p.as_str().to_string())
                 .collect(),
             expires_at: None,
+            person_id: None,
         },
         now,
     )

@@ -153,6 +153,7 @@ pub async fn run(
                 .map(|p| p.as_str().to_string())
                 .collect(),
             expires_at: None,
+            person_id: None,
         },
         now,
     )

@@ -13,6 +13,8 @@
 pub mod audit;
 mod db;
 pub mod error;
+pub mod events;
+pub mod features;
 pub mod idempotency;
 mod migrations;
 pub mod secrets;
@@ -48,3 +50,4 @@ macro_rules! exec {
 }
 
 pub mod orgs;
+pub mod rosters;

@@ -185,6 +185,46 @@ impl TestServer {
         read(r).await
     }
 
+    pub async fn put(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        read(r).await
+    }
+
+    /// A personal key for `person` of `slug` (acts with the person's roles, narrowed to
+    /// `permissions`; all when empty), created through the API with the admin key `admin`.
+    pub async fn person_key(
+        &self,
+        admin: &str,
+        slug: &str,
+        person: &str,
+        permissions: &[&str],
+    ) -> String {
+        let perms: Vec<String> = if permissions.is_empty() {
+            carebridge_domain::auth::Permission::org_admin()
+                .into_iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        } else {
+            permissions.iter().map(|p| p.to_string()).collect()
+        };
+        let (st, k) = self
+            .post(
+                admin,
+                &format!("/api/v1/orgs/{slug}/api-keys"),
+                &serde_json::json!({"name": "personal", "permissions": perms, "person_id": person}),
+            )
+            .await;
+        assert_eq!(st, 201, "{k}");
+        k["secret"].as_str().expect("secret").to_string()
+    }
+
     pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
         let r = self
             .http

@@ -3,7 +3,7 @@
 
 use carebridge_domain::auth::Principal;
 use carebridge_store::idempotency::{self, Stored};
-use carebridge_store::{Exec, Tx};
+use carebridge_store::{Db, Exec, Tx};
 use serde::Serialize;
 
 use crate::error::ServiceError;
@@ -77,4 +77,22 @@ pub async fn save<T: Serialize>(
     )
     .await?;
     Ok(())
+}
+
+/// Runs a create in one transaction with its idempotency key: replays the stored response of
+/// a retried request, or runs `create` and stores its response before commit.
+pub async fn create<T: Serialize>(
+    db: &Db,
+    idem: Option<Idem>,
+    now_ms: i64,
+    create: impl AsyncFnOnce(&mut Tx) -> Result<T, ServiceError>,
+) -> Result<Outcome<T>, ServiceError> {
+    let mut tx = db.begin().await?;
+    if let Some(stored) = replay(&mut tx, idem.as_ref()).await? {
+        return Ok(Outcome::Replayed(stored));
+    }
+    let value = create(&mut tx).await?;
+    save(&mut tx, idem.as_ref(), &value, now_ms).await?;
+    tx.commit().await?;
+    Ok(Outcome::Fresh(value))
 }

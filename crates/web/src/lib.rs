@@ -105,3 +105,33 @@ pub fn require(principal: &Principal, org: &OrgRef, perm: Permission) -> Result<
         })
     }
 }
+
+/// The signed-in person of a `/api/v1/me/…` route with their organisation; 403 for
+/// credentials that are not a person's (organisation and platform keys).
+pub struct Me(pub Principal, pub OrgRef);
+
+impl axum::extract::FromRequestParts<AppState> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        let Some((org, _)) = principal.person() else {
+            return Err(ServiceError::Forbidden {
+                detail: "'/me' routes need a personal credential (a person's key or sign-in)"
+                    .into(),
+            }
+            .into());
+        };
+        let mut c = state.db.read().await.map_err(ApiError::from)?;
+        let org = carebridge_store::orgs::resolve(&mut c, &org.to_string())
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::Service(ServiceError::NotFound {
+                what: "organisation",
+            }))?;
+        Ok(Me(principal, org))
+    }
+}

@@ -130,14 +130,16 @@ pub async fn usage(
     x: &mut impl Exec,
     org: OrgId,
     id: UnitId,
-) -> Result<(i64, i64, i64), StoreError> {
+) -> Result<(i64, i64, i64, i64), StoreError> {
     let children: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE org_id = $1 AND parent_id = $2")
         .bind(org.0).bind(id.0).fetch_one(c).await)?;
     let people: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM person_units WHERE org_id = $1 AND unit_id = $2")
         .bind(org.0).bind(id.0).fetch_one(c).await)?;
     let roles: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM role_assignments WHERE org_id = $1 AND unit_id = $2")
         .bind(org.0).bind(id.0).fetch_one(c).await)?;
-    Ok((children, people, roles))
+    let duties: i64 = run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM duties WHERE org_id = $1 AND unit_id = $2")
+        .bind(org.0).bind(id.0).fetch_one(c).await)?;
+    Ok((children, people, roles, duties))
 }
 
 pub async fn delete(tx: &mut Tx, org: OrgId, id: UnitId) -> Result<bool, StoreError> {

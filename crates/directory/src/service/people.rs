@@ -10,7 +10,7 @@ use carebridge_proto::directory::{
     Address, Contact, CreatePerson, PeopleQuery, Person, UpdatePerson,
 };
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{Db, Tx, audit};
+use carebridge_store::{Db, Tx, audit, rosters};
 use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 use uuid::Uuid;
@@ -360,6 +360,18 @@ pub async fn update(
     let next = repo::get(&mut tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
+    if cur.active && !next.active {
+        // A deactivated person leaves every roster that has not ended yet (and so every duty
+        // chat); their past duties stay as history.
+        rosters::remove_person(
+            &mut tx,
+            org.id.0,
+            id,
+            now.as_millisecond(),
+            now.as_millisecond(),
+        )
+        .await?;
+    }
     let action = match (cur.active, next.active) {
         (true, false) => "person.deactivate",
         (false, true) => "person.reactivate",
@@ -399,6 +411,7 @@ pub async fn delete(
             current: cur.version,
         });
     }
+    rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
     repo::delete(&mut tx, org.id, PersonId(id)).await?;
     audit::record(
         &mut tx,

@@ -236,7 +236,7 @@ pub async fn update(
     Ok(next)
 }
 
-/// Deletes an empty unit (no child units, no people, no role assignments).
+/// Deletes an empty unit (no child units, people, role assignments or duties).
 pub async fn delete(
     db: &Db,
     actor: &Actor,
@@ -254,12 +254,12 @@ pub async fn delete(
             current: cur.unit.version,
         });
     }
-    let (children, people, roles) = repo::usage(&mut tx, org.id, UnitId(id)).await?;
-    if children + people + roles > 0 {
+    let (children, people, roles, duties) = repo::usage(&mut tx, org.id, UnitId(id)).await?;
+    if children + people + roles + duties > 0 {
         return Err(ServiceError::Conflict {
             code: "unit_not_empty",
             detail: format!(
-                "the unit still has {children} child unit(s), {people} member(s) and {roles} role assignment(s)"
+                "the unit still has {children} child unit(s), {people} member(s), {roles} role assignment(s) and {duties} duties"
             ),
         });
     }

@@ -27,6 +27,22 @@ async fn no_route_crosses_organisations() {
             &json!({"person_id": person["id"], "role": "member"}),
         )
         .await;
+    let (_, qual) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/qualifications",
+            &json!({"name": "Sanitäter"}),
+        )
+        .await;
+    let (st, duty) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/duties",
+            &json!({"unit_id": unit["id"], "title": "A-Duty", "starts_at": "2026-12-01T08:00", "ends_at": "2026-12-01T16:00",
+                    "time_zone": "Europe/Zurich", "positions": [{"name": "Fahrer", "qualification_id": qual["id"]}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{duty}");
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
@@ -53,7 +69,10 @@ async fn no_route_crosses_organisations() {
                 .replace("{unit}", unit["id"].as_str().unwrap())
                 .replace("{person}", person["id"].as_str().unwrap())
                 .replace("{assignment}", role["id"].as_str().unwrap())
-                .replace("{key}", &key_id);
+                .replace("{key}", &key_id)
+                .replace("{duty}", duty["id"].as_str().unwrap())
+                .replace("{qualification}", qual["id"].as_str().unwrap())
+                .replace("{feature}", "chat");
             assert!(
                 !concrete.contains('{'),
                 "unknown path parameter in {path}: extend this test"
@@ -76,7 +95,9 @@ async fn no_route_crosses_organisations() {
                     "{m} {concrete} with org B's key answered {st}: {body}"
                 );
                 assert!(
-                    !body.contains("A-Unit") && !body.contains("Person"),
+                    !body.contains("A-Unit")
+                        && !body.contains("Person")
+                        && !body.contains("A-Duty"),
                     "{m} {concrete} leaked data: {body}"
                 );
                 checked += 1;

@@ -7,6 +7,7 @@
 mod audit;
 mod bad_input;
 mod directory;
+mod duties;
 mod isolation;
 mod ops;
 mod secrets;

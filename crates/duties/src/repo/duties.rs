@@ -1,0 +1,352 @@
+//! Duties and their positions.
+
+use std::collections::HashMap;
+
+use carebridge_domain::OrgId;
+use carebridge_domain::time::from_millis;
+use carebridge_proto::duties::{Duty, Position};
+use carebridge_store::{Exec, StoreError, Tx, exec, run, sqlx};
+use jiff::tz::TimeZone;
+use uuid::Uuid;
+
+use super::placeholders;
+
+type DutyRow = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    String,
+    String,
+    bool,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+);
+
+/// Columns of `d` (duties) joined with `u` (its unit) for [`DutyRow`].
+const COLS: &str = "d.id, d.unit_id, d.title, d.location, d.description, d.starts_at, d.ends_at, d.time_zone, d.state, d.chat, d.roster_version, d.version, d.created_at, d.updated_at, u.path";
+
+/// A duty with the path of its unit (for scope checks).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub duty: Duty,
+    pub unit_path: String,
+}
+
+/// Local time with offset and zone name.
+pub fn local(t: jiff::Timestamp, tz: &str) -> String {
+    match TimeZone::get(tz) {
+        Ok(z) => t.to_zoned(z).to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+fn duty(r: DutyRow) -> Stored {
+    let starts = from_millis(r.5);
+    let ends = from_millis(r.6);
+    Stored {
+        duty: Duty {
+            id: r.0,
+            unit_id: r.1,
+            title: r.2,
+            location: r.3,
+            description: r.4,
+            starts_at: starts,
+            ends_at: ends,
+            starts_local: local(starts, &r.7),
+            ends_local: local(ends, &r.7),
+            time_zone: r.7,
+            state: r.8,
+            chat: r.9,
+            roster_version: r.10,
+            positions: Vec::new(),
+            confirmed: 0,
+            requested: 0,
+            version: r.11,
+            created_at: from_millis(r.12),
+            updated_at: from_millis(r.13),
+        },
+        unit_path: r.14,
+    }
+}
+
+pub async fn insert(tx: &mut Tx, org: OrgId, d: &Duty) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO duties (id, org_id, unit_id, title, location, description, starts_at, ends_at, time_zone, state, chat, roster_version, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+        .bind(d.id).bind(org.0).bind(d.unit_id).bind(&d.title).bind(&d.location).bind(&d.description)
+        .bind(d.starts_at.as_millisecond()).bind(d.ends_at.as_millisecond()).bind(&d.time_zone)
+        .bind(&d.state).bind(d.chat).bind(d.roster_version).bind(d.version)
+        .bind(d.created_at.as_millisecond()).bind(d.updated_at.as_millisecond()).execute(c).await)?;
+    Ok(())
+}
+
+/// Writes the duty's fields if its version is still `if_version`; keeps assignments' start
+/// times in step. `false` when another change came first.
+pub async fn update(
+    tx: &mut Tx,
+    org: OrgId,
+    d: &Duty,
+    if_version: i64,
+) -> Result<bool, StoreError> {
+    let n = exec!(tx, c => sqlx::query(
+        "UPDATE duties SET unit_id = $3, title = $4, location = $5, description = $6, starts_at = $7, ends_at = $8, time_zone = $9, state = $10, chat = $11, version = $12, updated_at = $13 \
+         WHERE org_id = $1 AND id = $2 AND version = $14")
+        .bind(org.0).bind(d.id).bind(d.unit_id).bind(&d.title).bind(&d.location).bind(&d.description)
+        .bind(d.starts_at.as_millisecond()).bind(d.ends_at.as_millisecond()).bind(&d.time_zone)
+        .bind(&d.state).bind(d.chat).bind(d.version).bind(d.updated_at.as_millisecond()).bind(if_version)
+        .execute(c).await)?;
+    exec!(tx, c => sqlx::query("UPDATE assignments SET starts_at = $3 WHERE org_id = $1 AND duty_id = $2 AND starts_at <> $3")
+        .bind(org.0).bind(d.id).bind(d.starts_at.as_millisecond()).execute(c).await)?;
+    Ok(n == 1)
+}
+
+/// Sets the chat switch (part of "save assignment"); bumps the duty's version.
+pub async fn set_chat(
+    tx: &mut Tx,
+    org: OrgId,
+    id: Uuid,
+    chat: bool,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("UPDATE duties SET chat = $3, version = version + 1, updated_at = $4 WHERE org_id = $1 AND id = $2")
+        .bind(org.0).bind(id).bind(chat).bind(now_ms).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn delete(tx: &mut Tx, org: OrgId, id: Uuid) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("DELETE FROM duty_positions WHERE org_id = $1 AND duty_id = $2").bind(org.0).bind(id).execute(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM duties WHERE org_id = $1 AND id = $2").bind(org.0).bind(id).execute(c).await)?;
+    Ok(())
+}
+
+/// One duty without positions and counts.
+pub async fn get_bare(
+    x: &mut impl Exec,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Option<Stored>, StoreError> {
+    let sql = format!(
+        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.id = $2"
+    );
+    let r: Option<DutyRow> =
+        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(id).fetch_optional(c).await)?;
+    Ok(r.map(duty))
+}
+
+/// Several duties (positions and counts filled), in the order of `ids`; missing ones skipped.
+pub async fn get_many(
+    x: &mut impl Exec,
+    org: OrgId,
+    ids: &[Uuid],
+) -> Result<Vec<Stored>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.id IN ({})",
+        placeholders(2, ids.len())
+    );
+    let rows: Vec<DutyRow> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0);
+        for id in ids { q = q.bind(*id); }
+        q.fetch_all(c).await
+    })?;
+    let mut found: HashMap<Uuid, Stored> =
+        rows.into_iter().map(duty).map(|s| (s.duty.id, s)).collect();
+    let mut out: Vec<Stored> = ids.iter().filter_map(|id| found.remove(id)).collect();
+    complete(x, org, &mut out).await?;
+    Ok(out)
+}
+
+/// One duty with positions and counts.
+pub async fn get(x: &mut impl Exec, org: OrgId, id: Uuid) -> Result<Option<Stored>, StoreError> {
+    let Some(d) = get_bare(x, org, id).await? else {
+        return Ok(None);
+    };
+    let mut v = vec![d];
+    complete(x, org, &mut v).await?;
+    Ok(v.pop())
+}
+
+/// Where a listing may look: the whole organisation or unit subtrees.
+pub enum Scope<'a> {
+    All,
+    Units(&'a [String]),
+}
+
+/// Duties overlapping `[from, to)` in start order after `(starts_at, id)`.
+pub async fn page(
+    x: &mut impl Exec,
+    org: OrgId,
+    from_ms: i64,
+    to_ms: i64,
+    scope: Scope<'_>,
+    state: Option<&str>,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Stored>, StoreError> {
+    // Duties last at most 31 days, so "ends after from" becomes a bounded range on the start
+    // index: starts_at >= from - 31 days.
+    let max_len = carebridge_domain::duty::MAX_DURATION_DAYS * 86_400_000;
+    enum Arg {
+        Int(i64),
+        Id(Uuid),
+        Text(String),
+    }
+    let mut args: Vec<Arg> = Vec::new();
+    let ph = |a: Arg, args: &mut Vec<Arg>| {
+        args.push(a);
+        format!("${}", args.len() + 1)
+    };
+    let lo = ph(Arg::Int(from_ms.saturating_sub(max_len)), &mut args);
+    let hi = ph(Arg::Int(to_ms), &mut args);
+    let from = ph(Arg::Int(from_ms), &mut args);
+    let mut sql = format!(
+        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.starts_at >= {lo} AND d.starts_at < {hi} AND d.ends_at > {from}"
+    );
+    if let Some((s, id)) = after {
+        let a = ph(Arg::Int(s), &mut args);
+        let b = ph(Arg::Id(id), &mut args);
+        sql += &format!(" AND (d.starts_at > {a} OR (d.starts_at = {a} AND d.id > {b}))");
+    }
+    if let Scope::Units(paths) = &scope {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ors: Vec<String> = paths
+            .iter()
+            .map(|p| format!("u.path LIKE {}", ph(Arg::Text(format!("{p}%")), &mut args)))
+            .collect();
+        sql += &format!(" AND ({})", ors.join(" OR "));
+    }
+    if let Some(st) = state {
+        sql += &format!(
+            " AND d.state = {}",
+            ph(Arg::Text(st.to_string()), &mut args)
+        );
+    }
+    sql += &format!(
+        " ORDER BY d.starts_at, d.id LIMIT {}",
+        ph(Arg::Int(limit), &mut args)
+    );
+    let rows: Vec<DutyRow> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0);
+        for a in &args {
+            q = match a {
+                Arg::Int(i) => q.bind(*i),
+                Arg::Id(u) => q.bind(*u),
+                Arg::Text(t) => q.bind(t.clone()),
+            };
+        }
+        q.fetch_all(c).await
+    })?;
+    let mut out: Vec<Stored> = rows.into_iter().map(duty).collect();
+    complete(x, org, &mut out).await?;
+    Ok(out)
+}
+
+/// Fills positions (with filled counts) and the confirmed/requested counts of `list`.
+pub async fn complete(
+    x: &mut impl Exec,
+    org: OrgId,
+    list: &mut [Stored],
+) -> Result<(), StoreError> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = list.iter().map(|s| s.duty.id).collect();
+    let ph = placeholders(2, ids.len());
+    let psql = format!(
+        "SELECT p.duty_id, p.id, p.name, p.qualification_id, p.needed FROM duty_positions p WHERE p.org_id = $1 AND p.duty_id IN ({ph}) ORDER BY p.duty_id, p.ordinal"
+    );
+    let csql = format!(
+        "SELECT duty_id, position_id, status, COUNT(*) FROM assignments WHERE org_id = $1 AND duty_id IN ({ph}) GROUP BY duty_id, position_id, status"
+    );
+    let positions: Vec<(Uuid, Uuid, String, Option<Uuid>, i64)> = run!(x, c => {
+        let mut q = sqlx::query_as(&psql).bind(org.0);
+        for id in &ids { q = q.bind(*id); }
+        q.fetch_all(c).await
+    })?;
+    let counts: Vec<(Uuid, Option<Uuid>, String, i64)> = run!(x, c => {
+        let mut q = sqlx::query_as(&csql).bind(org.0);
+        for id in &ids { q = q.bind(*id); }
+        q.fetch_all(c).await
+    })?;
+    let mut filled: HashMap<Uuid, i64> = HashMap::new();
+    let mut per_duty: HashMap<(Uuid, &str), i64> = HashMap::new();
+    for (duty, pos, status, n) in &counts {
+        if status == "confirmed"
+            && let Some(p) = pos
+        {
+            *filled.entry(*p).or_default() += n;
+        }
+        *per_duty.entry((*duty, status.as_str())).or_default() += n;
+    }
+    let index: HashMap<Uuid, usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.duty.id, i))
+        .collect();
+    for (duty, id, name, qualification_id, needed) in positions {
+        if let Some(&i) = index.get(&duty) {
+            list[i].duty.positions.push(Position {
+                id,
+                name,
+                qualification_id,
+                needed,
+                filled: filled.get(&id).copied().unwrap_or(0),
+            });
+        }
+    }
+    for s in list.iter_mut() {
+        s.duty.confirmed = per_duty
+            .get(&(s.duty.id, "confirmed"))
+            .copied()
+            .unwrap_or(0);
+        s.duty.requested = per_duty
+            .get(&(s.duty.id, "requested"))
+            .copied()
+            .unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// Replaces a duty's positions: updates kept ones, inserts new ones, deletes the rest.
+pub async fn write_positions(
+    tx: &mut Tx,
+    org: OrgId,
+    duty: Uuid,
+    keep_or_new: &[(Uuid, String, Option<Uuid>, i64)],
+    delete: &[Uuid],
+) -> Result<(), StoreError> {
+    for id in delete {
+        exec!(tx, c => sqlx::query("DELETE FROM duty_positions WHERE org_id = $1 AND duty_id = $2 AND id = $3")
+            .bind(org.0).bind(duty).bind(*id).execute(c).await)?;
+    }
+    for (i, (id, name, q, needed)) in keep_or_new.iter().enumerate() {
+        exec!(tx, c => sqlx::query(
+            "INSERT INTO duty_positions (id, duty_id, org_id, name, qualification_id, needed, ordinal) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, qualification_id = excluded.qualification_id, needed = excluded.needed, ordinal = excluded.ordinal")
+            .bind(*id).bind(duty).bind(org.0).bind(name).bind(*q).bind(*needed).bind(i as i64).execute(c).await)?;
+    }
+    Ok(())
+}
+
+/// How many assignments (any status) each of a duty's positions has.
+pub async fn position_usage(
+    x: &mut impl Exec,
+    org: OrgId,
+    duty: Uuid,
+) -> Result<HashMap<Uuid, i64>, StoreError> {
+    let rows: Vec<(Uuid, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT position_id, COUNT(*) FROM assignments WHERE org_id = $1 AND duty_id = $2 AND position_id IS NOT NULL GROUP BY position_id")
+        .bind(org.0).bind(duty).fetch_all(c).await)?;
+    Ok(rows.into_iter().collect())
+}

@@ -1,0 +1,60 @@
+//! The event outbox: facts other roles must learn about (a duty's new roster, later directory
+//! changes), appended in the same transaction as the change itself, read by consumers in `seq`
+//! order. An event carries a complete state (e.g. the whole roster and its version), not a
+//! delta, so a consumer that missed or reordered events still converges on the newest one.
+//!
+//! `seq` is allocated at insert; on PostgreSQL two concurrent transactions may commit their
+//! events out of `seq` order, which is why payloads carry their own per-subject versions.
+
+use uuid::Uuid;
+
+use crate::{Exec, StoreError, Tx, exec, run};
+
+/// One stored event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub topic: String,
+    pub subject_id: Uuid,
+    /// JSON document.
+    pub payload: String,
+    pub created_at: i64,
+}
+
+/// Appends an event inside the transaction of the change it reports.
+pub async fn append(
+    tx: &mut Tx,
+    org: Uuid,
+    topic: &str,
+    subject: Uuid,
+    payload: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO events (org_id, topic, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(org).bind(topic).bind(subject).bind(payload).bind(now_ms).execute(c).await)?;
+    Ok(())
+}
+
+/// Events of one organisation and topic after `after_seq`, oldest first.
+pub async fn after(
+    x: &mut impl Exec,
+    org: Uuid,
+    topic: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let rows: Vec<(i64, String, Uuid, String, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT seq, topic, subject_id, payload, created_at FROM events WHERE org_id = $1 AND topic = $2 AND seq > $3 ORDER BY seq LIMIT $4")
+        .bind(org).bind(topic).bind(after_seq).bind(limit).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, topic, subject_id, payload, created_at)| Event {
+            seq,
+            topic,
+            subject_id,
+            payload,
+            created_at,
+        })
+        .collect())
+}

@@ -1,0 +1,78 @@
+//! Roster events: every change of a duty's roster bumps its `roster_version` and appends its
+//! complete new roster to the event outbox (topic [`TOPIC`]) in the same transaction. This
+//! lives in `store` because more than one role changes rosters: the duties role (assign,
+//! unassign, cancel, move) and the directory (a person deleted or deactivated leaves every
+//! roster). The payload's field names are the wire type `proto::duties::Roster`.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{StoreError, Tx, events};
+
+/// Event topic of roster changes.
+pub const TOPIC: &str = "duty.roster";
+
+/// Bumps the roster version of `duty` and appends its complete roster as an event. A
+/// cancelled duty's roster is empty. Returns the new roster version.
+pub async fn emit(tx: &mut Tx, org: Uuid, duty: Uuid, now_ms: i64) -> Result<i64, StoreError> {
+    exec!(tx, c => sqlx::query(
+        "UPDATE duties SET roster_version = roster_version + 1 WHERE org_id = $1 AND id = $2")
+        .bind(org).bind(duty).execute(c).await)?;
+    let d: Option<(i64, String, bool, i64, i64)> = run!(tx, c => sqlx::query_as(
+        "SELECT roster_version, state, chat, starts_at, ends_at FROM duties WHERE org_id = $1 AND id = $2")
+        .bind(org).bind(duty).fetch_optional(c).await)?;
+    let Some((version, state, chat, starts, ends)) = d else {
+        return Err(StoreError::Corrupt(format!("duty {duty} vanished")));
+    };
+    let lines: Vec<(Uuid, String, Option<Uuid>)> = if state == "cancelled" {
+        Vec::new()
+    } else {
+        run!(tx, c => sqlx::query_as(
+            "SELECT person_id, role, position_id FROM assignments WHERE org_id = $1 AND duty_id = $2 AND status = 'confirmed' ORDER BY person_id")
+            .bind(org).bind(duty).fetch_all(c).await)?
+    };
+    let ts = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    let payload = json!({
+        "duty_id": duty,
+        "org_id": org,
+        "roster_version": version,
+        "state": state,
+        "chat": chat,
+        "starts_at": ts(starts)?,
+        "ends_at": ts(ends)?,
+        "roster": lines.iter().map(|(p, role, pos)| json!({
+            "person_id": p, "role": role, "position_id": pos,
+        })).collect::<Vec<_>>(),
+    });
+    events::append(tx, org, TOPIC, duty, &payload.to_string(), now_ms).await?;
+    Ok(version)
+}
+
+/// Takes `person` off every duty that ends after `from_ms` (all duties with `i64::MIN`):
+/// deletes their assignments there and emits the changed rosters. Returns the duties whose
+/// roster changed. Used when a person is deactivated or deleted.
+pub async fn remove_person(
+    tx: &mut Tx,
+    org: Uuid,
+    person: Uuid,
+    from_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows: Vec<(Uuid, String)> = run!(tx, c => sqlx::query_as(
+        "SELECT a.duty_id, a.status FROM assignments a JOIN duties d ON d.id = a.duty_id WHERE a.org_id = $1 AND a.person_id = $2 AND d.org_id = $1 AND d.ends_at > $3")
+        .bind(org).bind(person).bind(from_ms).fetch_all(c).await)?;
+    let mut changed = Vec::new();
+    for (duty, status) in rows {
+        exec!(tx, c => sqlx::query("DELETE FROM assignments WHERE org_id = $1 AND duty_id = $2 AND person_id = $3")
+            .bind(org).bind(duty).bind(person).execute(c).await)?;
+        if status == "confirmed" {
+            emit(tx, org, duty, now_ms).await?;
+            changed.push(duty);
+        }
+    }
+    Ok(changed)
+}
