@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Reuse the database if the benchmark organisation exists already.
     #[arg(long)]
     pub reuse: bool,
+    /// `people` (lookup and search) or `duties` (my duties, week view, save assignment).
+    #[arg(long, default_value = "people")]
+    pub scenario: String,
 }
 
 const GIVEN: &[&str] = &[
@@ -73,7 +76,7 @@ fn family(i: usize) -> String {
     )
 }
 
-async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<Uuid>> {
+pub(crate) async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<Uuid>> {
     let clock = SystemClock;
     let mut ids = Vec::with_capacity(n);
     let batch = 400;
@@ -150,7 +153,57 @@ async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::Result<Vec<U
     Ok(ids)
 }
 
-fn percentiles(mut v: Vec<Duration>) -> String {
+/// Starts `carebridge serve` on `config`'s database as a child process on a free port and
+/// waits until it is ready: `(child, base URL, pid, client)`.
+pub(crate) async fn spawn_server(
+    config: &Config,
+) -> anyhow::Result<(tokio::process::Child, String, u32, reqwest::Client)> {
+    let exe = std::env::current_exe().context("locating the carebridge binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &config.database_url,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the server")?;
+    let pid = child.id().context("server pid")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        match lines.next_line().await? {
+            Some(l) if l.starts_with("listening on ") => {
+                break l.trim_start_matches("listening on ").to_string();
+            }
+            Some(_) => continue,
+            None => bail!("the server exited before listening"),
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
+    for _ in 0..50 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, base, pid, client))
+}
+
+pub(crate) fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;
     format!(
@@ -163,7 +216,7 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     )
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))?
@@ -174,6 +227,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
+    match args.scenario.as_str() {
+        "people" => {}
+        "duties" => return crate::bench_duties::run(args, config).await,
+        other => bail!("unknown scenario '{other}': people or duties"),
+    }
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();
     let slug = "bench";
@@ -224,48 +282,7 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     .secret;
     db.close().await;
 
-    let exe = std::env::current_exe().context("locating the carebridge binary")?;
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &config.database_url,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the server")?;
-    let pid = child.id().context("server pid")?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        match lines.next_line().await? {
-            Some(l) if l.starts_with("listening on ") => {
-                break l.trim_start_matches("listening on ").to_string();
-            }
-            Some(_) => continue,
-            None => bail!("the server exited before listening"),
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
-        .build()?;
-    for _ in 0..50 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut child, base, pid, client) = spawn_server(&config).await?;
     println!("server RSS after start: {} KiB", rss_kib(pid).unwrap_or(0));
 
     let auth = format!("Bearer {key}");

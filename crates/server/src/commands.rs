@@ -193,3 +193,67 @@ pub async fn backup(db: &Db, dest: &std::path::Path) -> anyhow::Result<()> {
     db.backup_sqlite(dest).await.context("backup")?;
     Ok(())
 }
+
+/// `carebridge duties list`: duties overlapping `[from, to)` (default: the coming week).
+pub async fn duties_list(
+    db: &Db,
+    org: &str,
+    from: Option<String>,
+    to: Option<String>,
+    now: Timestamp,
+) -> anyhow::Result<Vec<carebridge_proto::duties::Duty>> {
+    let o = resolve(db, org).await?;
+    let key = carebridge_web::CursorKey::new(carebridge_identity::random_bytes::<32>().to_vec());
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let q = carebridge_proto::duties::DutiesQuery {
+            from: from.clone(),
+            to: to.clone(),
+            cursor,
+            ..Default::default()
+        };
+        let page = carebridge_duties::service::duties::list(db, &cli(), &o, &key, &q, 200, now)
+            .await
+            .map_err(explain)?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// `carebridge duties create`.
+pub async fn duty_create(
+    db: &Db,
+    org: &str,
+    input: carebridge_proto::duties::CreateDuty,
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::duties::Duty> {
+    let o = resolve(db, org).await?;
+    let mut tx = db.begin().await?;
+    let d = carebridge_duties::service::duties::create_in(&mut tx, &cli(), &o, &input, now)
+        .await
+        .map_err(explain)?;
+    tx.commit().await?;
+    Ok(d)
+}
+
+/// `carebridge duties assign`: the dispatcher's "save assignment".
+pub async fn duty_assign(
+    db: &Db,
+    org: &str,
+    duty: uuid::Uuid,
+    input: carebridge_proto::duties::CreateAssignment,
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::duties::Assignment> {
+    let o = resolve(db, org).await?;
+    let mut tx = db.begin().await?;
+    let a =
+        carebridge_duties::service::assignments::assign_in(&mut tx, &cli(), &o, duty, &input, now)
+            .await
+            .map_err(explain)?;
+    tx.commit().await?;
+    Ok(a)
+}

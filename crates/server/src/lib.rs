@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+mod bench_duties;
 pub mod commands;
 pub mod config;
 pub mod demo;

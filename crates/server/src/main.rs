@@ -35,7 +35,7 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:443.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Comma-separated roles to run (identity, backend, directory); default all.
+        /// Comma-separated roles to run (identity, backend, directory, duties); default all.
         #[arg(long, value_delimiter = ',')]
         roles: Option<Vec<String>>,
         /// Load the demo organisation if it is missing.
@@ -74,10 +74,71 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Duties: list, create, assign people.
+    Duties {
+        #[command(subcommand)]
+        cmd: DutiesCmd,
+    },
     /// Consistent copy of the embedded SQLite database, safe while the server runs.
     Backup { file: PathBuf },
     /// Benchmark the real server (see `carebridge bench --help`).
     Bench(carebridge_server::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DutiesCmd {
+    /// Duties overlapping a time range (default: the coming week).
+    List {
+        #[arg(long)]
+        org: String,
+        /// RFC 3339, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Create a duty; positions as `name:count`.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// Unit id.
+        #[arg(long)]
+        unit: uuid::Uuid,
+        #[arg(long)]
+        title: String,
+        /// RFC 3339 or a local time (2026-12-01T08:00) in --time-zone.
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        #[arg(long)]
+        location: Option<String>,
+        /// Needed positions, e.g. `Sanitäter:2,Fahrer:1`.
+        #[arg(long, value_delimiter = ',')]
+        positions: Vec<String>,
+    },
+    /// Put a person on a duty ("save assignment").
+    Assign {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        duty: uuid::Uuid,
+        #[arg(long)]
+        person: uuid::Uuid,
+        #[arg(long)]
+        position: Option<uuid::Uuid>,
+        /// `lead` or `helper`.
+        #[arg(long, default_value = "helper")]
+        role: String,
+        /// Assign although the person lacks the position's qualification (audited).
+        #[arg(long)]
+        override_qualification: bool,
+        /// Switch the duty's chat on or off.
+        #[arg(long)]
+        chat: Option<bool>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +383,106 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             let db = open_db(&config, None).await?;
             if !commands::audit_verify(&db, org.as_deref()).await? {
                 return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Duties { cmd } => {
+            let db = open_db(&config, None).await?;
+            match cmd {
+                DutiesCmd::List { org, from, to } => {
+                    for d in commands::duties_list(&db, &org, from, to, clock.now()).await? {
+                        println!(
+                            "{}  {} – {}  {:<9} {}/{} people  {}",
+                            d.id,
+                            d.starts_local,
+                            d.ends_local,
+                            d.state,
+                            d.confirmed,
+                            d.positions.iter().map(|p| p.needed).sum::<i64>(),
+                            d.title
+                        );
+                    }
+                }
+                DutiesCmd::Create {
+                    org,
+                    unit,
+                    title,
+                    start,
+                    end,
+                    time_zone,
+                    location,
+                    positions,
+                } => {
+                    let mut list = Vec::new();
+                    for p in positions {
+                        let (name, count) = match p.rsplit_once(':') {
+                            Some((n, c)) => (
+                                n.to_string(),
+                                c.parse().map_err(|_| {
+                                    anyhow::anyhow!(
+                                        "position '{p}': the count after ':' must be a number"
+                                    )
+                                })?,
+                            ),
+                            None => (p.clone(), 1),
+                        };
+                        list.push(carebridge_proto::duties::PositionInput {
+                            id: None,
+                            name,
+                            needed: count,
+                            qualification_id: None,
+                        });
+                    }
+                    let d = commands::duty_create(
+                        &db,
+                        &org,
+                        carebridge_proto::duties::CreateDuty {
+                            unit_id: unit,
+                            title,
+                            location,
+                            description: None,
+                            starts_at: start,
+                            ends_at: end,
+                            time_zone: Some(time_zone),
+                            positions: list,
+                            chat: false,
+                        },
+                        clock.now(),
+                    )
+                    .await?;
+                    println!(
+                        "duty {} created ({} – {})",
+                        d.id, d.starts_local, d.ends_local
+                    );
+                    for p in d.positions {
+                        println!("  position {} {} × {}", p.id, p.name, p.needed);
+                    }
+                }
+                DutiesCmd::Assign {
+                    org,
+                    duty,
+                    person,
+                    position,
+                    role,
+                    override_qualification,
+                    chat,
+                } => {
+                    let a = commands::duty_assign(
+                        &db,
+                        &org,
+                        duty,
+                        carebridge_proto::duties::CreateAssignment {
+                            person_id: person,
+                            position_id: position,
+                            role: Some(role),
+                            override_qualification,
+                            note: None,
+                            chat,
+                        },
+                        clock.now(),
+                    )
+                    .await?;
+                    println!("assignment {} ({}, {})", a.id, a.role, a.status);
+                }
             }
         }
         Command::Backup { file } => {

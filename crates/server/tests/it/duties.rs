@@ -785,3 +785,65 @@ async fn bad_duty_input_is_refused_and_writes_nothing() {
     assert_eq!(st, 400);
     assert!(prob["detail"].as_str().unwrap().contains("shift"), "{prob}");
 }
+
+#[tokio::test]
+async fn cli_creates_lists_and_assigns() {
+    use carebridge_proto::duties::{CreateAssignment, CreateDuty, PositionInput};
+    use carebridge_server::commands;
+    let w = world().await;
+    let db = &w.s.running.state.db;
+    let input = |start: String, end: String| CreateDuty {
+        unit_id: w.unit_a.parse().unwrap(),
+        title: "Postendienst".into(),
+        location: None,
+        description: None,
+        starts_at: start,
+        ends_at: end,
+        time_zone: Some("Europe/Helsinki".into()),
+        positions: vec![PositionInput {
+            id: None,
+            name: "Sanitäter".into(),
+            needed: 2,
+            qualification_id: None,
+        }],
+        chat: false,
+    };
+    let d = commands::duty_create(db, "acme", input(at(2, 0), at(2, 5)), t0())
+        .await
+        .unwrap();
+    assert!(
+        d.starts_local.ends_with("[Europe/Helsinki]"),
+        "{}",
+        d.starts_local
+    );
+    let e = commands::duty_create(db, "acme", input(at(2, 5), at(2, 0)), t0())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("/ends_at"), "{e}");
+    let list = commands::duties_list(db, "acme", Some(at(0, 0)), Some(at(7, 0)), t0())
+        .await
+        .unwrap();
+    assert_eq!(list.iter().map(|d| d.id).collect::<Vec<_>>(), [d.id]);
+    let (p, _) = w.person("Ida", &w.unit_a, "member").await;
+    let a = commands::duty_assign(
+        db,
+        "acme",
+        d.id,
+        CreateAssignment {
+            person_id: p.parse().unwrap(),
+            position_id: Some(d.positions[0].id),
+            role: Some("lead".into()),
+            override_qualification: false,
+            note: None,
+            chat: None,
+        },
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.role.as_str(), a.status.as_str()), ("lead", "confirmed"));
+    let ev = w.events().await;
+    assert_eq!(ev.len(), 1);
+    let (_, audit) = w.s.get(&w.admin, "/api/v1/orgs/acme/audit?limit=1").await;
+    assert_eq!(audit["items"][0]["actor"], "system:cli");
+}
