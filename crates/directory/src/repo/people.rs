@@ -223,13 +223,25 @@ async fn word_matches(
 ) -> Result<Vec<(String, Uuid)>, StoreError> {
     let hi = carebridge_domain::search::prefix_upper(word);
     let (sk, id) = after.cloned().unwrap_or((String::new(), Uuid::nil()));
-    let sql = "SELECT t.sort_key, t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= $2 AND t.token < $3 \
-               AND (t.sort_key > $4 OR (t.sort_key = $4 AND t.person_id > $5)) ORDER BY t.sort_key, t.person_id LIMIT $6";
+    // Without a cursor the keyset condition is left out: SQLite plans the plain range faster.
+    let keyset = if after.is_some() {
+        "AND (t.sort_key > $4 OR (t.sort_key = $4 AND t.person_id > $5))"
+    } else {
+        ""
+    };
+    let limit_ph = if after.is_some() { "$6" } else { "$4" };
+    let sql = format!(
+        "SELECT t.sort_key, t.person_id FROM person_tokens t WHERE t.org_id = $1 AND t.token >= $2 AND t.token < $3 \
+         {keyset} ORDER BY t.sort_key, t.person_id LIMIT {limit_ph}"
+    );
     let want = usize::try_from(limit).unwrap_or(0);
     let mut fetch = limit.saturating_mul(2).saturating_add(8);
     loop {
-        let rows: Vec<(String, Uuid)> = run!(x, c => sqlx::query_as(sql)
-            .bind(org.0).bind(word).bind(&hi).bind(&sk).bind(id).bind(fetch).fetch_all(c).await)?;
+        let rows: Vec<(String, Uuid)> = run!(x, c => {
+            let q = sqlx::query_as(&sql).bind(org.0).bind(word).bind(&hi);
+            let q = if after.is_some() { q.bind(&sk).bind(id) } else { q };
+            q.bind(fetch).fetch_all(c).await
+        })?;
         let complete = (rows.len() as i64) < fetch;
         let mut out: Vec<(String, Uuid)> = Vec::with_capacity(want);
         for r in rows {
@@ -282,9 +294,14 @@ pub async fn page(
         if matches.is_empty() {
             return Ok(Vec::new());
         }
+        // Driven from the id list (`CROSS JOIN` keeps SQLite from preferring the
+        // `(org_id, sort_key, id)` index and walking the whole organisation).
+        let values = (2..matches.len() + 2)
+            .map(|i| format!("(${i})"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "SELECT {COLS} FROM people p WHERE p.org_id = $1 AND p.id IN ({})",
-            placeholders(2, matches.len())
+            "SELECT {COLS} FROM (VALUES {values}) m CROSS JOIN people p WHERE p.id = m.column1 AND p.org_id = $1"
         );
         let rows: Vec<PersonRow> = run!(x, c => {
             let mut q = sqlx::query_as(&sql).bind(org.0);
