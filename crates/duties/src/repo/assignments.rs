@@ -156,8 +156,8 @@ pub async fn of_person_between(
     limit: i64,
 ) -> Result<Vec<(i64, Assignment)>, StoreError> {
     let (a_ms, a_id) = after.unwrap_or((i64::MIN, Uuid::nil()));
-    // Duties last at most 31 days: a bounded range on the person's start index.
-    let lookback = carebridge_domain::duty::MAX_DURATION_DAYS * 86_400_000;
+    // No duty is longer than the organisation's span: a bounded range on the person's start index.
+    let lookback = super::duties::span(x, org).await?;
     let mut sql = format!(
         "SELECT a.starts_at, {COLS} FROM assignments a JOIN duties d ON d.id = a.duty_id \
          WHERE a.org_id = $1 AND a.person_id = $2 AND a.starts_at >= $3 AND a.starts_at < $4 AND d.org_id = $1 AND d.ends_at > $8 \

@@ -76,7 +76,27 @@ fn duty(r: DutyRow) -> Stored {
     }
 }
 
+/// The longest duty of the organisation so far, in milliseconds (0 without duties).
+pub async fn span(x: &mut impl Exec, org: OrgId) -> Result<i64, StoreError> {
+    let v: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT max_ms FROM duty_spans WHERE org_id = $1")
+        .bind(org.0).fetch_optional(c).await)?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Records a duty's length in the organisation's longest-duty figure (written only when it grows).
+pub async fn widen_span(tx: &mut Tx, org: OrgId, d: &Duty) -> Result<(), StoreError> {
+    let len = d.ends_at.as_millisecond() - d.starts_at.as_millisecond();
+    if len > span(tx, org).await? {
+        exec!(tx, c => sqlx::query(
+            "INSERT INTO duty_spans (org_id, max_ms) VALUES ($1, $2) \
+             ON CONFLICT (org_id) DO UPDATE SET max_ms = CASE WHEN excluded.max_ms > duty_spans.max_ms THEN excluded.max_ms ELSE duty_spans.max_ms END")
+            .bind(org.0).bind(len).execute(c).await)?;
+    }
+    Ok(())
+}
+
 pub async fn insert(tx: &mut Tx, org: OrgId, d: &Duty) -> Result<(), StoreError> {
+    widen_span(tx, org, d).await?;
     exec!(tx, c => sqlx::query(
         "INSERT INTO duties (id, org_id, unit_id, title, location, description, starts_at, ends_at, time_zone, state, chat, roster_version, version, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
@@ -192,9 +212,9 @@ pub async fn page(
     after: Option<(i64, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Stored>, StoreError> {
-    // Duties last at most 31 days, so "ends after from" becomes a bounded range on the start
-    // index: starts_at >= from - 31 days.
-    let max_len = carebridge_domain::duty::MAX_DURATION_DAYS * 86_400_000;
+    // "Ends after from" becomes a bounded range on a start index: no duty of the organisation
+    // is longer than its recorded span.
+    let lookback = span(x, org).await?;
     enum Arg {
         Int(i64),
         Id(Uuid),
@@ -205,26 +225,30 @@ pub async fn page(
         args.push(a);
         format!("${}", args.len() + 1)
     };
-    let lo = ph(Arg::Int(from_ms.saturating_sub(max_len)), &mut args);
+    let lo = ph(Arg::Int(from_ms.saturating_sub(lookback)), &mut args);
     let hi = ph(Arg::Int(to_ms), &mut args);
     let from = ph(Arg::Int(from_ms), &mut args);
     let mut sql = format!(
         "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.starts_at >= {lo} AND d.starts_at < {hi} AND d.ends_at > {from}"
     );
-    if let Some((s, id)) = after {
-        let a = ph(Arg::Int(s), &mut args);
-        let b = ph(Arg::Id(id), &mut args);
-        sql += &format!(" AND (d.starts_at > {a} OR (d.starts_at = {a} AND d.id > {b}))");
-    }
     if let Scope::Units(paths) = &scope {
+        // Unit-scoped callers read the (unit_id, starts_at) index of each unit in their subtrees.
         if paths.is_empty() {
             return Ok(Vec::new());
         }
         let ors: Vec<String> = paths
             .iter()
-            .map(|p| format!("u.path LIKE {}", ph(Arg::Text(format!("{p}%")), &mut args)))
+            .map(|p| format!("su.path LIKE {}", ph(Arg::Text(format!("{p}%")), &mut args)))
             .collect();
-        sql += &format!(" AND ({})", ors.join(" OR "));
+        sql += &format!(
+            " AND d.unit_id IN (SELECT su.id FROM units su WHERE su.org_id = $1 AND ({}))",
+            ors.join(" OR ")
+        );
+    }
+    if let Some((s, id)) = after {
+        let a = ph(Arg::Int(s), &mut args);
+        let b = ph(Arg::Id(id), &mut args);
+        sql += &format!(" AND (d.starts_at > {a} OR (d.starts_at = {a} AND d.id > {b}))");
     }
     if let Some(st) = state {
         sql += &format!(

@@ -847,3 +847,48 @@ async fn cli_creates_lists_and_assigns() {
     let (_, audit) = w.s.get(&w.admin, "/api/v1/orgs/acme/audit?limit=1").await;
     assert_eq!(audit["items"][0]["actor"], "system:cli");
 }
+
+#[tokio::test]
+async fn listings_include_duties_still_running_at_from() {
+    let w = world().await;
+    let (me, key) = w.person("Jana", &w.unit_a, "member").await;
+    let camp = w
+        .duty(&w.admin, json!({"unit_id": w.unit_a, "title": "Lager", "starts_at": at(1, 0), "ends_at": at(4, 0)}))
+        .await;
+    let short = w
+        .duty(&w.admin, json!({"unit_id": w.unit_a, "title": "Kurz", "starts_at": at(1, 0), "ends_at": at(1, 2)}))
+        .await;
+    for d in [&camp, &short] {
+        let (st, _) =
+            w.s.post(
+                &w.admin,
+                &format!("/api/v1/orgs/acme/duties/{}/assignments", id(d)),
+                &json!({"person_id": me}),
+            )
+            .await;
+        assert_eq!(st, 201);
+    }
+    // From day 2: the camp is still running, the short duty is over.
+    let (_, list) =
+        w.s.get(
+            &w.admin,
+            &format!("/api/v1/orgs/acme/duties?from={}&to={}", at(2, 0), at(3, 0)),
+        )
+        .await;
+    let titles: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Lager"]);
+    w.s.clock.set(t0() + SignedDuration::from_hours(48));
+    let (_, mine) = w.s.get(&key, "/api/v1/me/duties").await;
+    let titles: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["duty"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Lager"]);
+}

@@ -112,3 +112,10 @@ CREATE TABLE calendar_feeds (
     last_used_at   BIGINT
 );
 CREATE INDEX calendar_feeds_person ON calendar_feeds (person_id);
+
+-- The longest duty of each organisation (only grows): "duties overlapping [from, to)" becomes
+-- a bounded range on the start index, starts_at >= from - max_ms.
+CREATE TABLE duty_spans (
+    org_id  UUID PRIMARY KEY REFERENCES organisations (id),
+    max_ms  BIGINT NOT NULL
+);
