@@ -51,3 +51,15 @@ macro_rules! exec {
 
 pub mod orgs;
 pub mod rosters;
+
+/// `($from), ($from+1), …`: a `VALUES` list of `n` placeholders. Drive a lookup of many ids as
+/// `FROM (VALUES …) m CROSS JOIN t WHERE t.id = m.column1 AND t.org_id = $1`: with
+/// `t.id IN (…) AND t.org_id = $1` SQLite prefers an `(org_id, …)` index and walks the whole
+/// organisation; the `CROSS JOIN` fixes the order (ids first, then primary-key probes) on both
+/// backends.
+pub fn id_values(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("(${i})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

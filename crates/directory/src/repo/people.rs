@@ -294,14 +294,9 @@ pub async fn page(
         if matches.is_empty() {
             return Ok(Vec::new());
         }
-        // Driven from the id list (`CROSS JOIN` keeps SQLite from preferring the
-        // `(org_id, sort_key, id)` index and walking the whole organisation).
-        let values = (2..matches.len() + 2)
-            .map(|i| format!("(${i})"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT {COLS} FROM (VALUES {values}) m CROSS JOIN people p WHERE p.id = m.column1 AND p.org_id = $1"
+            "SELECT {COLS} FROM (VALUES {}) m CROSS JOIN people p WHERE p.id = m.column1 AND p.org_id = $1",
+            carebridge_store::id_values(2, matches.len())
         );
         let rows: Vec<PersonRow> = run!(x, c => {
             let mut q = sqlx::query_as(&sql).bind(org.0);

@@ -170,8 +170,8 @@ pub async fn get_many(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.id IN ({})",
-        placeholders(2, ids.len())
+        "SELECT {COLS} FROM (VALUES {}) m CROSS JOIN duties d JOIN units u ON u.id = d.unit_id WHERE d.id = m.column1 AND d.org_id = $1",
+        carebridge_store::id_values(2, ids.len())
     );
     let rows: Vec<DutyRow> = run!(x, c => {
         let mut q = sqlx::query_as(&sql).bind(org.0);
