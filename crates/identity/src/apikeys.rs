@@ -281,10 +281,12 @@ pub async fn authenticate(
         Option<i64>,
         Option<i64>,
         Option<Uuid>,
+        Option<bool>,
     )> = run!(&mut c, c => sqlx::query_as(
-        "SELECT org_id, secret_digest, permissions, expires_at, revoked_at, last_used_at, person_id FROM api_keys WHERE id = $1")
+        "SELECT k.org_id, k.secret_digest, k.permissions, k.expires_at, k.revoked_at, k.last_used_at, k.person_id, p.active \
+         FROM api_keys k LEFT JOIN people p ON p.id = k.person_id AND p.org_id = k.org_id WHERE k.id = $1")
         .bind(id).fetch_optional(c).await)?;
-    let Some((org, stored, perms, expires, revoked, last_used, person)) = row else {
+    let Some((org, stored, perms, expires, revoked, last_used, person, active)) = row else {
         return Ok(None);
     };
     if !bool::from(stored.as_slice().ct_eq(&digest[..])) {
@@ -297,9 +299,6 @@ pub async fn authenticate(
     // A personal key acts as its person: only while the person is active, with their roles.
     let personal = match (org, person) {
         (Some(org), Some(person)) => {
-            let active: Option<bool> = run!(&mut c, c => sqlx::query_scalar(
-                "SELECT active FROM people WHERE org_id = $1 AND id = $2")
-                .bind(org).bind(person).fetch_optional(c).await)?;
             if active != Some(true) {
                 return Ok(None);
             }

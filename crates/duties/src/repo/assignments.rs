@@ -157,10 +157,10 @@ pub async fn of_person_between(
 ) -> Result<Vec<(i64, Assignment)>, StoreError> {
     let (a_ms, a_id) = after.unwrap_or((i64::MIN, Uuid::nil()));
     // No duty is longer than the organisation's span: a bounded range on the person's start index.
-    let lookback = super::duties::span(x, org).await?;
+    let span = super::duties::SPAN;
     let mut sql = format!(
         "SELECT a.starts_at, {COLS} FROM assignments a JOIN duties d ON d.id = a.duty_id \
-         WHERE a.org_id = $1 AND a.person_id = $2 AND a.starts_at >= $3 AND a.starts_at < $4 AND d.org_id = $1 AND d.ends_at > $8 \
+         WHERE a.org_id = $1 AND a.person_id = $2 AND a.starts_at >= $3 - {span} AND a.starts_at < $4 AND d.org_id = $1 AND d.ends_at > $8 \
          AND (a.starts_at > $5 OR (a.starts_at = $5 AND a.duty_id > $6))"
     );
     if status.is_some() {
@@ -182,7 +182,7 @@ pub async fn of_person_between(
         i64,
     );
     let rows: Vec<R> = run!(x, c => {
-        let mut q = sqlx::query_as(&sql).bind(org.0).bind(person).bind(from_ms.saturating_sub(lookback)).bind(to_ms).bind(a_ms).bind(a_id).bind(limit).bind(from_ms);
+        let mut q = sqlx::query_as(&sql).bind(org.0).bind(person).bind(from_ms).bind(to_ms).bind(a_ms).bind(a_id).bind(limit).bind(from_ms);
         if let Some(s) = status {
             q = q.bind(s.to_string());
         }

@@ -41,9 +41,22 @@ pub struct Stored {
 
 /// Local time with offset and zone name.
 pub fn local(t: jiff::Timestamp, tz: &str) -> String {
-    match TimeZone::get(tz) {
-        Ok(z) => t.to_zoned(z).to_string(),
-        Err(_) => t.to_string(),
+    thread_local! {
+        // Zones by name: a listing formats two times per duty, mostly in one or two zones.
+        static ZONES: std::cell::RefCell<HashMap<String, Option<TimeZone>>> = std::cell::RefCell::new(HashMap::new());
+    }
+    let zone = ZONES.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.len() > 64 {
+            z.clear();
+        }
+        z.entry(tz.to_string())
+            .or_insert_with(|| TimeZone::get(tz).ok())
+            .clone()
+    });
+    match zone {
+        Some(z) => t.to_zoned(z).to_string(),
+        None => t.to_string(),
     }
 }
 
@@ -75,6 +88,10 @@ fn duty(r: DutyRow) -> Stored {
         unit_path: r.14,
     }
 }
+
+/// SQL for the organisation's (`$1`) longest duty in milliseconds, as a scalar subquery.
+pub(crate) const SPAN: &str =
+    "COALESCE((SELECT s.max_ms FROM duty_spans s WHERE s.org_id = $1), 0)";
 
 /// The longest duty of the organisation so far, in milliseconds (0 without duties).
 pub async fn span(x: &mut impl Exec, org: OrgId) -> Result<i64, StoreError> {
@@ -212,9 +229,6 @@ pub async fn page(
     after: Option<(i64, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Stored>, StoreError> {
-    // "Ends after from" becomes a bounded range on a start index: no duty of the organisation
-    // is longer than its recorded span.
-    let lookback = span(x, org).await?;
     enum Arg {
         Int(i64),
         Id(Uuid),
@@ -225,11 +239,12 @@ pub async fn page(
         args.push(a);
         format!("${}", args.len() + 1)
     };
-    let lo = ph(Arg::Int(from_ms.saturating_sub(lookback)), &mut args);
     let hi = ph(Arg::Int(to_ms), &mut args);
     let from = ph(Arg::Int(from_ms), &mut args);
+    // "Ends after from" becomes a bounded range on a start index: no duty of the organisation
+    // is longer than its recorded span ([`SPAN`], evaluated once per query).
     let mut sql = format!(
-        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.starts_at >= {lo} AND d.starts_at < {hi} AND d.ends_at > {from}"
+        "SELECT {COLS} FROM duties d JOIN units u ON u.id = d.unit_id WHERE d.org_id = $1 AND d.starts_at >= {from} - {SPAN} AND d.starts_at < {hi} AND d.ends_at > {from}"
     );
     if let Scope::Units(paths) = &scope {
         // Unit-scoped callers read the (unit_id, starts_at) index of each unit in their subtrees.

@@ -91,6 +91,8 @@ CREATE TABLE assignments (
 );
 CREATE INDEX assignments_person ON assignments (person_id, starts_at, duty_id);
 CREATE INDEX assignments_position ON assignments (position_id);
+-- Covers the per-duty counts of listings (confirmed/requested, filled per position).
+CREATE INDEX assignments_duty_counts ON assignments (duty_id, status, position_id, org_id);
 
 CREATE TABLE events (
     seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
