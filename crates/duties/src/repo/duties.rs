@@ -11,26 +11,54 @@ use uuid::Uuid;
 
 use super::placeholders;
 
-type DutyRow = (
-    Uuid,
-    Uuid,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    String,
-    String,
-    bool,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-);
+/// Columns of `d` (duties) joined with `u` (its unit), read by [`DutyRow`]; the counts come
+/// from the covering index `assignments_duty_counts` inside the query.
+const COLS: &str = "d.id, d.unit_id, d.title, d.location, d.description, d.starts_at, d.ends_at, d.time_zone, d.state, d.chat, \
+    d.roster_version, d.version, d.created_at, d.updated_at, u.path, \
+    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'confirmed' AND a.org_id = d.org_id), \
+    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'requested' AND a.org_id = d.org_id)";
 
-/// Columns of `d` (duties) joined with `u` (its unit) for [`DutyRow`].
-const COLS: &str = "d.id, d.unit_id, d.title, d.location, d.description, d.starts_at, d.ends_at, d.time_zone, d.state, d.chat, d.roster_version, d.version, d.created_at, d.updated_at, u.path";
+/// One row of [`COLS`], decoded on either backend.
+struct DutyRow(Stored);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for DutyRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(r: &'r R) -> Result<Self, sqlx::Error> {
+        let starts = from_millis(r.try_get(5)?);
+        let ends = from_millis(r.try_get(6)?);
+        let tz: String = r.try_get(7)?;
+        Ok(DutyRow(Stored {
+            duty: Duty {
+                id: r.try_get(0)?,
+                unit_id: r.try_get(1)?,
+                title: r.try_get(2)?,
+                location: r.try_get(3)?,
+                description: r.try_get(4)?,
+                starts_at: starts,
+                ends_at: ends,
+                starts_local: local(starts, &tz),
+                ends_local: local(ends, &tz),
+                time_zone: tz,
+                state: r.try_get(8)?,
+                chat: r.try_get(9)?,
+                roster_version: r.try_get(10)?,
+                positions: Vec::new(),
+                confirmed: r.try_get(15)?,
+                requested: r.try_get(16)?,
+                version: r.try_get(11)?,
+                created_at: from_millis(r.try_get(12)?),
+                updated_at: from_millis(r.try_get(13)?),
+            },
+            unit_path: r.try_get(14)?,
+        }))
+    }
+}
 
 /// A duty with the path of its unit (for scope checks).
 #[derive(Clone, Debug)]
@@ -61,32 +89,7 @@ pub fn local(t: jiff::Timestamp, tz: &str) -> String {
 }
 
 fn duty(r: DutyRow) -> Stored {
-    let starts = from_millis(r.5);
-    let ends = from_millis(r.6);
-    Stored {
-        duty: Duty {
-            id: r.0,
-            unit_id: r.1,
-            title: r.2,
-            location: r.3,
-            description: r.4,
-            starts_at: starts,
-            ends_at: ends,
-            starts_local: local(starts, &r.7),
-            ends_local: local(ends, &r.7),
-            time_zone: r.7,
-            state: r.8,
-            chat: r.9,
-            roster_version: r.10,
-            positions: Vec::new(),
-            confirmed: 0,
-            requested: 0,
-            version: r.11,
-            created_at: from_millis(r.12),
-            updated_at: from_millis(r.13),
-        },
-        unit_path: r.14,
-    }
+    r.0
 }
 
 /// SQL for the organisation's (`$1`) longest duty in milliseconds, as a scalar subquery.
@@ -291,7 +294,7 @@ pub async fn page(
     Ok(out)
 }
 
-/// Fills positions (with filled counts) and the confirmed/requested counts of `list`.
+/// Fills the positions of `list`, each with its count of confirmed people.
 pub async fn complete(
     x: &mut impl Exec,
     org: OrgId,
@@ -301,58 +304,32 @@ pub async fn complete(
         return Ok(());
     }
     let ids: Vec<Uuid> = list.iter().map(|s| s.duty.id).collect();
-    let ph = placeholders(2, ids.len());
     let psql = format!(
-        "SELECT p.duty_id, p.id, p.name, p.qualification_id, p.needed FROM duty_positions p WHERE p.org_id = $1 AND p.duty_id IN ({ph}) ORDER BY p.duty_id, p.ordinal"
+        "SELECT p.duty_id, p.id, p.name, p.qualification_id, p.needed, \
+         (SELECT COUNT(*) FROM assignments a WHERE a.position_id = p.id AND a.status = 'confirmed' AND a.org_id = p.org_id) \
+         FROM duty_positions p WHERE p.org_id = $1 AND p.duty_id IN ({}) ORDER BY p.duty_id, p.ordinal",
+        placeholders(2, ids.len())
     );
-    let csql = format!(
-        "SELECT duty_id, position_id, status, COUNT(*) FROM assignments WHERE org_id = $1 AND duty_id IN ({ph}) GROUP BY duty_id, position_id, status"
-    );
-    let positions: Vec<(Uuid, Uuid, String, Option<Uuid>, i64)> = run!(x, c => {
+    let positions: Vec<(Uuid, Uuid, String, Option<Uuid>, i64, i64)> = run!(x, c => {
         let mut q = sqlx::query_as(&psql).bind(org.0);
         for id in &ids { q = q.bind(*id); }
         q.fetch_all(c).await
     })?;
-    let counts: Vec<(Uuid, Option<Uuid>, String, i64)> = run!(x, c => {
-        let mut q = sqlx::query_as(&csql).bind(org.0);
-        for id in &ids { q = q.bind(*id); }
-        q.fetch_all(c).await
-    })?;
-    let mut filled: HashMap<Uuid, i64> = HashMap::new();
-    let mut per_duty: HashMap<(Uuid, &str), i64> = HashMap::new();
-    for (duty, pos, status, n) in &counts {
-        if status == "confirmed"
-            && let Some(p) = pos
-        {
-            *filled.entry(*p).or_default() += n;
-        }
-        *per_duty.entry((*duty, status.as_str())).or_default() += n;
-    }
     let index: HashMap<Uuid, usize> = list
         .iter()
         .enumerate()
         .map(|(i, s)| (s.duty.id, i))
         .collect();
-    for (duty, id, name, qualification_id, needed) in positions {
+    for (duty, id, name, qualification_id, needed, filled) in positions {
         if let Some(&i) = index.get(&duty) {
             list[i].duty.positions.push(Position {
                 id,
                 name,
                 qualification_id,
                 needed,
-                filled: filled.get(&id).copied().unwrap_or(0),
+                filled,
             });
         }
-    }
-    for s in list.iter_mut() {
-        s.duty.confirmed = per_duty
-            .get(&(s.duty.id, "confirmed"))
-            .copied()
-            .unwrap_or(0);
-        s.duty.requested = per_duty
-            .get(&(s.duty.id, "requested"))
-            .copied()
-            .unwrap_or(0);
     }
     Ok(())
 }

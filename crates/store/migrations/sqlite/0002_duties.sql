@@ -90,7 +90,7 @@ CREATE TABLE assignments (
     UNIQUE (duty_id, person_id)
 );
 CREATE INDEX assignments_person ON assignments (person_id, starts_at, duty_id);
-CREATE INDEX assignments_position ON assignments (position_id);
+CREATE INDEX assignments_position ON assignments (position_id, status, org_id);
 -- Covers the per-duty counts of listings (confirmed/requested, filled per position).
 CREATE INDEX assignments_duty_counts ON assignments (duty_id, status, position_id, org_id);
 
