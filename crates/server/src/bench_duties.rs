@@ -49,6 +49,7 @@ async fn insert_rows(db: &Db, head: &str, rows: Vec<Vec<Value>>) -> anyhow::Resu
                     q = match v {
                         Value::Id(u) => q.bind(*u),
                         Value::Int(i) => q.bind(*i),
+                        Value::Bool(b) => q.bind(*b),
                         Value::Text(t) => q.bind(t.clone()),
                         Value::Null => q.bind(None::<Uuid>),
                     };
@@ -65,6 +66,7 @@ async fn insert_rows(db: &Db, head: &str, rows: Vec<Vec<Value>>) -> anyhow::Resu
 enum Value {
     Id(Uuid),
     Int(i64),
+    Bool(bool),
     Text(String),
     Null,
 }
@@ -168,7 +170,7 @@ async fn seed_duties(db: &Db, now_ms: i64) -> anyhow::Result<Seeded> {
                     Value::Id(*id), Value::Id(org), Value::Id(*unit), Value::Text(title.clone()),
                     Value::Text("Zürich".into()), Value::Null, Value::Int(*s), Value::Int(*e),
                     Value::Text("Europe/Zurich".into()), Value::Text("planned".into()),
-                    Value::Int(0), Value::Int(1), Value::Int(1), Value::Int(now_ms), Value::Int(now_ms),
+                    Value::Bool(false), Value::Int(1), Value::Int(1), Value::Int(now_ms), Value::Int(now_ms),
                 ]
             })
             .collect(),
@@ -201,7 +203,7 @@ async fn seed_duties(db: &Db, now_ms: i64) -> anyhow::Result<Seeded> {
             .map(|(duty, person, pos, starts)| {
                 vec![
                     Value::Id(carebridge_domain::ids::new_v7(now)), Value::Id(org), Value::Id(*duty), Value::Id(*person),
-                    Value::Id(*pos), Value::Text("helper".into()), Value::Text("confirmed".into()), Value::Int(0),
+                    Value::Id(*pos), Value::Text("helper".into()), Value::Text("confirmed".into()), Value::Bool(false),
                     Value::Null, Value::Int(*starts), Value::Int(1), Value::Int(now_ms), Value::Int(now_ms),
                 ]
             })

@@ -15,8 +15,40 @@ use super::placeholders;
 /// from the covering index `assignments_duty_counts` inside the query.
 const COLS: &str = "d.id, d.unit_id, d.title, d.location, d.description, d.starts_at, d.ends_at, d.time_zone, d.state, d.chat, \
     d.roster_version, d.version, d.created_at, d.updated_at, u.path, \
-    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'confirmed' AND a.org_id = d.org_id), \
-    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'requested' AND a.org_id = d.org_id)";
+    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'confirmed' AND a.org_id = d.org_id) AS confirmed, \
+    (SELECT COUNT(*) FROM assignments a WHERE a.duty_id = d.id AND a.status = 'requested' AND a.org_id = d.org_id) AS requested";
+
+/// Columns of a position `p` after [`COLS`]: id, name, qualification, needed, filled.
+const POSITION_COLS: &str = "p.id, p.name, p.qualification_id, p.needed, \
+    (SELECT COUNT(*) FROM assignments a WHERE a.position_id = p.id AND a.status = 'confirmed' AND a.org_id = p.org_id)";
+
+/// A duty row joined with one of its positions (none for a duty without positions).
+struct DutyPositionRow(Stored, Option<Position>);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for DutyPositionRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(r: &'r R) -> Result<Self, sqlx::Error> {
+        let DutyRow(d) = DutyRow::from_row(r)?;
+        let id: Option<Uuid> = r.try_get(17)?;
+        let pos = match id {
+            Some(id) => Some(Position {
+                id,
+                name: r.try_get(18)?,
+                qualification_id: r.try_get(19)?,
+                needed: r.try_get(20)?,
+                filled: r.try_get(21)?,
+            }),
+            None => None,
+        };
+        Ok(DutyPositionRow(d, pos))
+    }
+}
 
 /// One row of [`COLS`], decoded on either backend.
 struct DutyRow(Stored);
@@ -278,7 +310,13 @@ pub async fn page(
         " ORDER BY d.starts_at, d.id LIMIT {}",
         ph(Arg::Int(limit), &mut args)
     );
-    let rows: Vec<DutyRow> = run!(x, c => {
+    // The page's duties with their positions in one statement (rows through sqlx cost more
+    // than the join): one row per position, or one for a duty without positions.
+    let sql = format!(
+        "SELECT m.*, {POSITION_COLS} FROM ({sql}) m LEFT JOIN duty_positions p ON p.duty_id = m.id AND p.org_id = $1 \
+         ORDER BY m.starts_at, m.id, p.ordinal"
+    );
+    let rows: Vec<DutyPositionRow> = run!(x, c => {
         let mut q = sqlx::query_as(&sql).bind(org.0);
         for a in &args {
             q = match a {
@@ -289,8 +327,15 @@ pub async fn page(
         }
         q.fetch_all(c).await
     })?;
-    let mut out: Vec<Stored> = rows.into_iter().map(duty).collect();
-    complete(x, org, &mut out).await?;
+    let mut out: Vec<Stored> = Vec::new();
+    for DutyPositionRow(d, pos) in rows {
+        if out.last().is_none_or(|l| l.duty.id != d.duty.id) {
+            out.push(d);
+        }
+        if let (Some(p), Some(last)) = (pos, out.last_mut()) {
+            last.duty.positions.push(p);
+        }
+    }
     Ok(out)
 }
 

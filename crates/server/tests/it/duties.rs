@@ -892,3 +892,77 @@ async fn listings_include_duties_still_running_at_from() {
         .collect();
     assert_eq!(titles, ["Lager"]);
 }
+
+#[tokio::test]
+async fn calendar_pages_carry_positions_and_counts() {
+    let w = world().await;
+    let k = &w.admin;
+    let (p, _) = w.person("Kai", &w.unit_a, "member").await;
+    let mut made = vec![];
+    for i in 0..3 {
+        let positions = if i == 1 {
+            json!([])
+        } else {
+            json!([{"name": "Sanitäter", "needed": 2}, {"name": "Fahrer"}])
+        };
+        made.push(
+            w.duty(k, json!({"unit_id": w.unit_a, "title": format!("D{i}"), "starts_at": at(1, i), "ends_at": at(1, i + 1), "positions": positions}))
+                .await,
+        );
+    }
+    let pos = made[0]["positions"][1]["id"].clone();
+    let (st, _) =
+        w.s.post(
+            k,
+            &format!("/api/v1/orgs/acme/duties/{}/assignments", id(&made[0])),
+            &json!({"person_id": p, "position_id": pos}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let mut url = format!(
+        "/api/v1/orgs/acme/duties?from={}&to={}&limit=1",
+        at(0, 0),
+        at(7, 0)
+    );
+    let mut seen = vec![];
+    loop {
+        let (st, page) = w.s.get(k, &url).await;
+        assert_eq!(st, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        seen.push(items[0].clone());
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                url = format!(
+                    "/api/v1/orgs/acme/duties?from={}&to={}&limit=1&cursor={c}",
+                    at(0, 0),
+                    at(7, 0)
+                )
+            }
+            None => break,
+        }
+    }
+    let titles: Vec<&str> = seen.iter().map(|d| d["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["D0", "D1", "D2"]);
+    let names: Vec<&str> = seen[0]["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Sanitäter", "Fahrer"]);
+    assert_eq!(
+        (
+            seen[0]["positions"][1]["filled"].as_i64(),
+            seen[0]["confirmed"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(seen[1]["positions"], json!([]));
+    assert_eq!(seen[2]["positions"].as_array().unwrap().len(), 2);
+    // The list and the single read agree.
+    let (_, one) =
+        w.s.get(k, &format!("/api/v1/orgs/acme/duties/{}", id(&made[0])))
+            .await;
+    assert_eq!(one, seen[0]);
+}
