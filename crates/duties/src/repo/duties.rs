@@ -179,6 +179,13 @@ pub async fn update(
     Ok(n == 1)
 }
 
+/// Takes the duty's row lock for the rest of the transaction (a no-op write).
+pub async fn lock(tx: &mut Tx, org: OrgId, id: Uuid) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("UPDATE duties SET roster_version = roster_version WHERE org_id = $1 AND id = $2")
+        .bind(org.0).bind(id).execute(c).await)?;
+    Ok(())
+}
+
 /// Sets the chat switch (part of "save assignment"); bumps the duty's version.
 pub async fn set_chat(
     tx: &mut Tx,

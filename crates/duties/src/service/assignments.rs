@@ -164,6 +164,9 @@ async fn load(
     duty: Uuid,
     perm: Permission,
 ) -> Result<Stored, ServiceError> {
+    // Roster changes of one duty are serialised on its row (PostgreSQL; SQLite has one writer),
+    // so two concurrent saves cannot both take a position's last place.
+    duties_repo::lock(tx, org.id, duty).await?;
     let s = duties_repo::get(tx, org.id, duty)
         .await?
         .ok_or(DUTY_NOT_FOUND)?;

@@ -966,3 +966,45 @@ async fn calendar_pages_carry_positions_and_counts() {
             .await;
     assert_eq!(one, seen[0]);
 }
+
+#[tokio::test]
+async fn concurrent_saves_never_overfill_a_position() {
+    let w = world().await;
+    let d = w
+        .duty(&w.admin, json!({"unit_id": w.unit_a, "title": "Einzelposten", "starts_at": at(1, 0), "ends_at": at(1, 4),
+                               "positions": [{"name": "Posten", "needed": 1}]}))
+        .await;
+    let pos = d["positions"][0]["id"].clone();
+    let mut people = vec![];
+    for i in 0..8 {
+        people.push(w.person(&format!("P{i}"), &w.unit_a, "member").await.0);
+    }
+    let url =
+        w.s.url(&format!("/api/v1/orgs/acme/duties/{}/assignments", id(&d)));
+    let tasks: Vec<_> = people
+        .iter()
+        .map(|p| {
+            let req =
+                w.s.http
+                    .post(&url)
+                    .bearer_auth(&w.admin)
+                    .json(&json!({"person_id": p, "position_id": pos}));
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut codes = vec![];
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "exactly one save wins"
+    );
+    let (_, d) =
+        w.s.get(&w.admin, &format!("/api/v1/orgs/acme/duties/{}", id(&d)))
+            .await;
+    assert_eq!(d["positions"][0]["filled"], 1);
+    assert_eq!(w.events().await.len(), 1);
+}
