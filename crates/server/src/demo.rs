@@ -1,6 +1,8 @@
 //! The demo organisation (`serve --demo`, `carebridge demo`): a home-care and relief
-//! organisation with a unit tree, 200 people with phones, e-mails, skills and groups, and a few
-//! roles, so a newcomer can look around at once. Deterministic: the same data every time.
+//! organisation with a unit tree, 200 people with phones, e-mails, skills and groups, a few
+//! roles, a qualification catalogue and four weeks of duties with their rosters, so a newcomer
+//! can look around at once. Deterministic: the same data every time (duties start from the day
+//! the demo is loaded).
 
 use anyhow::Context;
 use carebridge_domain::auth::{Actor, Permission, Source};
@@ -245,6 +247,7 @@ pub async fn ensure(db: &Db, now: Timestamp) -> anyhow::Result<Option<String>> {
             .await
             .map_err(explain)?;
     }
+    duties(&mut tx, &actor, &o, &ids, &teams, now).await?;
     let key = carebridge_identity::apikeys::create_in(
         &mut tx,
         &actor,
@@ -266,4 +269,175 @@ pub async fn ensure(db: &Db, now: Timestamp) -> anyhow::Result<Option<String>> {
         .await
         .context("committing the demo organisation")?;
     Ok(Some(key.secret))
+}
+
+/// The qualification catalogue, who holds what, and 40 duties over the coming four weeks in
+/// the teams, each with positions and a roster of members qualified for them.
+async fn duties(
+    tx: &mut carebridge_store::Tx,
+    actor: &Actor,
+    o: &OrgRef,
+    ids: &[uuid::Uuid],
+    teams: &[carebridge_proto::directory::Unit],
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    use carebridge_duties::service::{assignments, duties, qualifications};
+    use carebridge_proto::duties::{
+        CreateAssignment, CreateDuty, CreateQualification, HoldQualification, PositionInput,
+    };
+    let qual = |name: &str, includes: Vec<uuid::Uuid>| CreateQualification {
+        name: name.into(),
+        includes,
+    };
+    let first_aid = qualifications::create_in(tx, actor, o, &qual("Ersthelfer", vec![]), now)
+        .await
+        .map_err(explain)?
+        .id;
+    let medic = qualifications::create_in(
+        tx,
+        actor,
+        o,
+        &qual("Rettungssanitäter", vec![first_aid]),
+        now,
+    )
+    .await
+    .map_err(explain)?
+    .id;
+    let driver = qualifications::create_in(tx, actor, o, &qual("Fahrer Kat. C1", vec![]), now)
+        .await
+        .map_err(explain)?
+        .id;
+    // Members (index ≥ 6, not clients or relatives) hold qualifications in a fixed pattern; some
+    // first-aid courses expire within the demo's four weeks.
+    let members: Vec<(usize, uuid::Uuid)> = ids
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(6)
+        .filter(|(i, _)| i % 20 < 17)
+        .collect();
+    for (i, id) in &members {
+        let held: &[uuid::Uuid] = match i % 4 {
+            0 => &[medic],
+            1 => &[first_aid, driver],
+            2 => &[first_aid],
+            _ => &[],
+        };
+        for q in held {
+            let valid_until = (*q == first_aid && i % 3 == 0)
+                .then(|| now + jiff::SignedDuration::from_hours(24 * (7 + (*i as i64 % 21))));
+            qualifications::hold_in(
+                tx,
+                actor,
+                o,
+                *id,
+                *q,
+                &HoldQualification { valid_until },
+                now,
+            )
+            .await
+            .map_err(explain)?;
+        }
+    }
+    let zurich = jiff::tz::TimeZone::get("Europe/Zurich").context("time zone Europe/Zurich")?;
+    let today = now.to_zoned(zurich).date();
+    const TITLES: &[(&str, &str)] = &[
+        ("Sanitätsdienst Fussballspiel", "Stadion"),
+        ("Nachtdienst Rettungswache", "Rettungswache"),
+        ("Einsatzbereitschaft Wochenende", "Zentrale"),
+        ("Sanitätsposten Stadtlauf", "Altstadt"),
+        ("Krankentransport", "Spital"),
+    ];
+    for d in 0..40i64 {
+        let team = &teams[d as usize % teams.len()];
+        let day = today
+            .checked_add(jiff::Span::new().days(1 + d * 28 / 40))
+            .context("demo date")?;
+        let (title, place) = TITLES[d as usize % TITLES.len()];
+        let start_hour = [7, 13, 19][d as usize % 3];
+        let duty = duties::create_in(
+            tx,
+            actor,
+            o,
+            &CreateDuty {
+                unit_id: team.id,
+                title: title.into(),
+                location: Some(format!(
+                    "{place}, {}",
+                    team.name.trim_start_matches("Team ")
+                )),
+                description: None,
+                starts_at: format!("{day}T{start_hour:02}:00"),
+                ends_at: format!("{day}T{:02}:00", start_hour + 4),
+                time_zone: Some("Europe/Zurich".into()),
+                positions: vec![
+                    PositionInput {
+                        id: None,
+                        name: "Rettungssanitäter".into(),
+                        needed: 1,
+                        qualification_id: Some(medic),
+                    },
+                    PositionInput {
+                        id: None,
+                        name: "Fahrer".into(),
+                        needed: 1,
+                        qualification_id: Some(driver),
+                    },
+                    PositionInput {
+                        id: None,
+                        name: "Ersthelfer".into(),
+                        needed: 2,
+                        qualification_id: Some(first_aid),
+                    },
+                ],
+                chat: false,
+            },
+            now,
+        )
+        .await
+        .map_err(explain)?;
+        // Fill some of the places with members who qualify for them (rotating through them).
+        let pick = |rem: usize, k: usize| {
+            members
+                .iter()
+                .filter(|(i, _)| i % 4 == rem)
+                .nth((d as usize * 3 + k) % 20)
+                .map(|(_, id)| *id)
+        };
+        let plan = [(0, 0, "lead"), (1, 1, "helper"), (2, 2, "helper")];
+        for (k, (pos, rem, role)) in plan.iter().enumerate() {
+            if (d as usize + k) % 4 == 3 {
+                continue;
+            }
+            let Some(person) = pick(*rem, k) else {
+                continue;
+            };
+            let result = assignments::assign_in(
+                tx,
+                actor,
+                o,
+                duty.id,
+                &CreateAssignment {
+                    person_id: person,
+                    position_id: Some(duty.positions[*pos].id),
+                    role: Some((*role).into()),
+                    override_qualification: false,
+                    note: None,
+                    chat: None,
+                },
+                now,
+            )
+            .await;
+            // A first-aid course that expires before the duty leaves the place open.
+            match result {
+                Ok(_) => {}
+                Err(carebridge_web::ServiceError::Conflict {
+                    code: "not_qualified" | "already_assigned",
+                    ..
+                }) => {}
+                Err(e) => return Err(explain(e)),
+            }
+        }
+    }
+    Ok(())
 }

@@ -78,6 +78,48 @@ async fn check_includes(
     Ok(list)
 }
 
+/// Adds a qualification to the catalogue inside `tx`.
+pub async fn create_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    input: &CreateQualification,
+    now: Timestamp,
+) -> Result<Qualification, ServiceError> {
+    catalogue_admin(actor, org)?;
+    let name = check_qualification_name(&input.name)?;
+    if repo::name_taken(tx, org.id, &fold(&name), None).await? {
+        return Err(ServiceError::Conflict {
+            code: "name_taken",
+            detail: "the catalogue already has a qualification of this name".into(),
+        });
+    }
+    let id = QualificationId::generate(now).0;
+    let includes = check_includes(tx, org, id, &input.includes).await?;
+    let q = Qualification {
+        id,
+        name: name.clone(),
+        includes,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::insert(tx, org.id, &q, &fold(&name)).await?;
+    audit::record(
+        tx,
+        org.id,
+        actor,
+        "qualification.create",
+        "qualification",
+        &id.to_string(),
+        None::<&Qualification>,
+        Some(&q),
+        now,
+    )
+    .await?;
+    Ok(q)
+}
+
 pub async fn create(
     db: &Db,
     actor: &Actor,
@@ -86,39 +128,8 @@ pub async fn create(
     idem: Option<Idem>,
     now: Timestamp,
 ) -> Result<Outcome<Qualification>, ServiceError> {
-    catalogue_admin(actor, org)?;
-    let name = check_qualification_name(&input.name)?;
     idem::create(db, idem, now.as_millisecond(), async |tx| {
-        if repo::name_taken(tx, org.id, &fold(&name), None).await? {
-            return Err(ServiceError::Conflict {
-                code: "name_taken",
-                detail: "the catalogue already has a qualification of this name".into(),
-            });
-        }
-        let id = QualificationId::generate(now).0;
-        let includes = check_includes(tx, org, id, &input.includes).await?;
-        let q = Qualification {
-            id,
-            name: name.clone(),
-            includes,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        repo::insert(tx, org.id, &q, &fold(&name)).await?;
-        audit::record(
-            tx,
-            org.id,
-            actor,
-            "qualification.create",
-            "qualification",
-            &id.to_string(),
-            None::<&Qualification>,
-            Some(&q),
-            now,
-        )
-        .await?;
-        Ok(q)
+        create_in(tx, actor, org, &input, now).await
     })
     .await
 }
@@ -269,34 +280,33 @@ pub async fn held(
     Ok(repo::held(&mut c, org.id, person).await?)
 }
 
-/// Records that a person holds a qualification (until `valid_until`, if given).
-pub async fn hold(
-    db: &Db,
+/// Records inside `tx` that a person holds a qualification (until `valid_until`, if given).
+pub async fn hold_in(
+    tx: &mut Tx,
     actor: &Actor,
     org: &OrgRef,
     person: Uuid,
     q: Uuid,
-    input: HoldQualification,
+    input: &HoldQualification,
     now: Timestamp,
 ) -> Result<Vec<HeldQualification>, ServiceError> {
     holder_admin(actor, org)?;
-    let mut tx = db.begin().await?;
-    person_exists(&mut tx, org, person).await?;
-    if repo::get(&mut tx, org.id, q).await?.is_none() {
+    person_exists(tx, org, person).await?;
+    if repo::get(tx, org.id, q).await?.is_none() {
         return Err(NOT_FOUND);
     }
-    let before = repo::held(&mut tx, org.id, person).await?;
+    let before = repo::held(tx, org.id, person).await?;
     repo::hold(
-        &mut tx,
+        tx,
         org.id,
         person,
         q,
         input.valid_until.map(|t| t.as_millisecond()),
     )
     .await?;
-    let after = repo::held(&mut tx, org.id, person).await?;
+    let after = repo::held(tx, org.id, person).await?;
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         "person.qualification.hold",
@@ -307,6 +317,21 @@ pub async fn hold(
         now,
     )
     .await?;
+    Ok(after)
+}
+
+/// Records that a person holds a qualification (until `valid_until`, if given).
+pub async fn hold(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    person: Uuid,
+    q: Uuid,
+    input: HoldQualification,
+    now: Timestamp,
+) -> Result<Vec<HeldQualification>, ServiceError> {
+    let mut tx = db.begin().await?;
+    let after = hold_in(&mut tx, actor, org, person, q, &input, now).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -1008,3 +1008,48 @@ async fn concurrent_saves_never_overfill_a_position() {
     assert_eq!(d["positions"][0]["filled"], 1);
     assert_eq!(w.events().await.len(), 1);
 }
+
+#[tokio::test]
+async fn demo_organisation_has_duties_with_rosters() {
+    let s = TestServer::start().await;
+    let db = &s.running.state.db;
+    let key = carebridge_server::demo::ensure(db, t0())
+        .await
+        .unwrap()
+        .expect("a fresh demo");
+    assert!(
+        carebridge_server::demo::ensure(db, t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "loaded once"
+    );
+    let (_, q) = s.get(&key, "/api/v1/orgs/demo/qualifications").await;
+    assert_eq!(q["items"].as_array().unwrap().len(), 3);
+    let (st, list) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/orgs/demo/duties?from={}&to={}&limit=200",
+                at(0, 0),
+                at(30, 0)
+            ),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 40);
+    let staffed: i64 = items.iter().map(|d| d["confirmed"].as_i64().unwrap()).sum();
+    assert!(staffed >= 60, "{staffed} people on demo rosters");
+    assert_eq!(
+        s.get(&key, "/api/v1/orgs/demo/roster-events?limit=200")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len() as i64,
+        staffed
+    );
+    let (st, v) = s.get(&key, "/api/v1/orgs/demo/audit/verify").await;
+    assert_eq!((st, v["ok"].as_bool()), (200, Some(true)), "{v}");
+}
