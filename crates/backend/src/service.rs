@@ -86,14 +86,10 @@ pub async fn create(
         });
     }
     let d = draft(&input)?;
-    let mut tx = db.begin().await?;
-    if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
-        return Ok(Outcome::Replayed(stored));
-    }
-    let o = create_in(&mut tx, actor, d, now).await?;
-    idem::save(&mut tx, idem.as_ref(), &o, now.as_millisecond()).await?;
-    tx.commit().await?;
-    Ok(Outcome::Fresh(o))
+    idem::create(db, idem, now.as_millisecond(), async |tx| {
+        create_in(tx, actor, d, now).await
+    })
+    .await
 }
 
 pub async fn get(db: &Db, org: &OrgRef) -> Result<Org, ServiceError> {

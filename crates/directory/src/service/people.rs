@@ -208,14 +208,10 @@ pub async fn create(
     idem: Option<Idem>,
     now: Timestamp,
 ) -> Result<Outcome<Person>, ServiceError> {
-    let mut tx = db.begin().await?;
-    if let Some(stored) = idem::replay(&mut tx, idem.as_ref()).await? {
-        return Ok(Outcome::Replayed(stored));
-    }
-    let p = create_in(&mut tx, actor, org, &input, now).await?;
-    idem::save(&mut tx, idem.as_ref(), &p, now.as_millisecond()).await?;
-    tx.commit().await?;
-    Ok(Outcome::Fresh(p))
+    idem::create(db, idem, now.as_millisecond(), async |tx| {
+        create_in(tx, actor, org, &input, now).await
+    })
+    .await
 }
 
 pub async fn get(db: &Db, org: &OrgRef, id: Uuid) -> Result<Person, ServiceError> {
