@@ -1,5 +1,6 @@
 //! Secrets never reach the logs: the real binary runs with debug logging, is set up, used and
-//! stopped; its whole output is searched for the password and the API-key secret it handled.
+//! stopped; its whole output is searched for the password, the API-key secrets and the
+//! calendar-feed secret it handled.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -79,6 +80,50 @@ async fn no_secret_in_the_logs_of_a_real_server() {
             .await
             .unwrap();
     }
+    // A personal key and its calendar feed: the feed's secret is in the URL path, which the
+    // request log records only as the route template.
+    let person: Value = http
+        .post(format!("{base}/api/v1/orgs/logs/people"))
+        .bearer_auth(&key)
+        .json(&json!({"given_name": "Feed", "family_name": "Owner"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let personal: Value = http
+        .post(format!("{base}/api/v1/orgs/logs/api-keys"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "mine", "permissions": ["duties:read"], "person_id": person["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let personal = personal["secret"]
+        .as_str()
+        .expect("personal key")
+        .to_string();
+    let feed: Value = http
+        .post(format!("{base}/api/v1/me/calendar-feeds"))
+        .bearer_auth(&personal)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let feed_url = feed["url"].as_str().expect("feed url").to_string();
+    let r = http.get(format!("{base}{feed_url}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let feed_secret = feed_url
+        .trim_end_matches(".ics")
+        .rsplit('_')
+        .next()
+        .unwrap()
+        .to_string();
     // A wrong key, and a key in a query string, are not logged either.
     http.get(format!("{base}/api/v1/orgs/logs/people?cursor={key}"))
         .bearer_auth(format!("{key}x"))
@@ -103,4 +148,9 @@ async fn no_secret_in_the_logs_of_a_real_server() {
     let secret_part = key.rsplit('_').next().unwrap();
     assert!(!all.contains(password), "password in logs");
     assert!(!all.contains(secret_part), "API-key secret in logs");
+    assert!(
+        !all.contains(personal.rsplit('_').next().unwrap()),
+        "personal key in logs"
+    );
+    assert!(!all.contains(&feed_secret), "calendar feed secret in logs");
 }
