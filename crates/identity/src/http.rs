@@ -83,3 +83,40 @@ async fn revoke_key(
         apikeys::revoke(&s.db, &Actor::new(p, Source::Api), &o, key, s.now()).await?,
     ))
 }
+
+/// OpenID Connect discovery and the JWKS: public, outside `/api/v1`.
+pub fn public_router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/oauth2/jwks", axum::routing::get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(discovery),
+        )
+}
+
+/// The published signing keys (RFC 7517); cacheable for five minutes.
+async fn jwks(State(s): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let doc = crate::keys::jwks(&s.db, s.now())
+        .await
+        .map_err(ApiError::from)?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(doc),
+    )
+        .into_response())
+}
+
+/// The discovery document (OpenID Connect Discovery 1.0). It names only what this server
+/// serves today; the authorization and token endpoints join it when they exist.
+async fn discovery(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
+    let base = s.base_url();
+    axum::Json(serde_json::json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": [],
+    }))
+}

@@ -1,6 +1,7 @@
 //! The `identity` role: accounts (sign-in identities, linkable to persons in several
 //! organisations), passwords (Argon2id) and API keys (service accounts until single sign-on
-//! exists). The OpenID Connect provider, second factors and federation join here later.
+//! exists), token signing keys with rotation and the JWKS. The rest of the OpenID Connect
+//! provider, second factors and federation join here later.
 //!
 //! Invariants: API-key secrets are 256-bit random values stored only as SHA-256 digests and
 //! compared in constant time; passwords are stored only as Argon2id hashes computed on the
@@ -9,6 +10,7 @@
 pub mod accounts;
 pub mod apikeys;
 pub mod http;
+pub mod keys;
 
 /// Fills a buffer from the operating system's random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -103,6 +103,11 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::setup::pages())
+        .merge(if config.roles.iter().any(|r| r == "identity") {
+            carebridge_identity::http::public_router()
+        } else {
+            Router::new()
+        })
         .merge(if config.roles.iter().any(|r| r == "duties") {
             carebridge_duties::http::public_router()
         } else {

@@ -52,10 +52,14 @@ pub async fn state(db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     )
     .await
     .context("loading the cursor key")?;
+    carebridge_identity::keys::ensure(&db, clock.now())
+        .await
+        .context("creating the token signing key")?;
     Ok(AppState {
         db,
         clock,
         cursor: CursorKey::new(key),
+        base_url: Arc::default(),
     })
 }
 
@@ -121,6 +125,12 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
             .with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let _ = state.base_url.set(
+            config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("https://{addr}")),
+        );
         let handle = axum_server::Handle::new();
         let h2 = handle.clone();
         tokio::spawn(async move {
@@ -140,6 +150,12 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let _ = state.base_url.set(
+            config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+        );
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

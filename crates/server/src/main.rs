@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Duties: list, create, assign people.
     Duties {
         #[command(subcommand)]
@@ -83,6 +88,13 @@ enum Command {
     Backup { file: PathBuf },
     /// Benchmark the real server (see `carebridge bench --help`).
     Bench(carebridge_server::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Retire the signing key and start signing with a new one; the old key stays in the JWKS
+    /// until every token it signed has expired.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -384,6 +396,15 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             if !commands::audit_verify(&db, org.as_deref()).await? {
                 return Ok(std::process::ExitCode::FAILURE);
             }
+        }
+        Command::Keys {
+            cmd: KeysCmd::Rotate,
+        } => {
+            let db = open_db(&config, None).await?;
+            let kid = carebridge_identity::keys::rotate(&db, clock.now()).await?;
+            println!(
+                "signing with the new key {kid}; the previous key stays published for an hour"
+            );
         }
         Command::Duties { cmd } => {
             let db = open_db(&config, None).await?;

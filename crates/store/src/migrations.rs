@@ -24,10 +24,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_duties.sql"),
         include_str!("../migrations/postgres/0002_duties.sql"),
     ),
+    (
+        3,
+        "identity",
+        include_str!("../migrations/sqlite/0003_identity.sql"),
+        include_str!("../migrations/postgres/0003_identity.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 #[derive(Debug)]
 struct Embedded(Backend);

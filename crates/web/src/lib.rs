@@ -30,11 +30,22 @@ pub struct AppState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub cursor: CursorKey,
+    /// The public base URL (`public_url`, or `http(s)://<bound address>`), set once the
+    /// listener is bound; the OpenID issuer.
+    pub base_url: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.base_url
+            .get()
+            .map(|s| s.trim_end_matches('/'))
+            .unwrap_or("")
     }
 }
 

@@ -324,3 +324,67 @@ async fn serves_https_directly_with_hsts() {
         "no plain HTTP on the TLS port"
     );
 }
+
+#[tokio::test]
+async fn signing_keys_rotate_and_old_ones_age_out_of_the_jwks() {
+    let s = carebridge_testkit::TestServer::start().await;
+    let get = |path: &'static str| {
+        let http = s.http.clone();
+        let url = s.url(path);
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let disco = get("/.well-known/openid-configuration").await;
+    assert_eq!(disco["issuer"], s.base.trim_end_matches('/'));
+    assert_eq!(
+        disco["jwks_uri"],
+        format!("{}/oauth2/jwks", s.base.trim_end_matches('/'))
+    );
+    let jwks = get("/oauth2/jwks").await;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (keys[0]["kty"].as_str(), keys[0]["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
+    let first = keys[0]["kid"].clone();
+    let db = &s.running.state.db;
+    let now = carebridge_testkit::t0();
+    let claims =
+        serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": now.as_second() + 600});
+    let before = carebridge_identity::keys::active(db)
+        .await
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    let new = carebridge_identity::keys::rotate(db, now).await.unwrap();
+    let jwks = get("/oauth2/jwks").await;
+    let kids: Vec<&serde_json::Value> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert_eq!(
+        kids,
+        [&serde_json::json!(new), &first],
+        "new key first, the old one still published"
+    );
+    // A token signed before the rotation still verifies against the published keys.
+    let published = carebridge_identity::keys::published(db, now).await.unwrap();
+    let back: serde_json::Value =
+        carebridge_identity::keys::verify(&before, &published, "i", "a", now).unwrap();
+    assert_eq!(back, claims);
+    assert_eq!(
+        carebridge_identity::keys::active(db).await.unwrap().kid,
+        new
+    );
+    // An hour later the retired key is gone.
+    s.clock.set(now + jiff::SignedDuration::from_secs(3601));
+    let jwks = get("/oauth2/jwks").await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(jwks["keys"][0]["kid"], serde_json::json!(new));
+}
