@@ -32,6 +32,9 @@ pub enum Permission {
     /// Create, list and revoke API keys.
     #[serde(rename = "apikeys:manage")]
     ApiKeysManage,
+    /// Register, list and revoke OAuth clients.
+    #[serde(rename = "clients:manage")]
+    ClientsManage,
     /// Read duties, their positions and rosters, and the qualification catalogue.
     #[serde(rename = "duties:read")]
     DutiesRead,
@@ -44,7 +47,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::OrgRead,
         Permission::OrgWrite,
         Permission::DirectoryRead,
@@ -52,6 +55,7 @@ impl Permission {
         Permission::RolesWrite,
         Permission::AuditRead,
         Permission::ApiKeysManage,
+        Permission::ClientsManage,
         Permission::DutiesRead,
         Permission::DutiesWrite,
         Permission::Platform,
@@ -66,6 +70,7 @@ impl Permission {
             Permission::RolesWrite => "roles:write",
             Permission::AuditRead => "audit:read",
             Permission::ApiKeysManage => "apikeys:manage",
+            Permission::ClientsManage => "clients:manage",
             Permission::DutiesRead => "duties:read",
             Permission::DutiesWrite => "duties:write",
             Permission::Platform => "platform",

@@ -1,8 +1,11 @@
-//! HTTP for API keys.
+//! HTTP for API keys, OAuth clients, the token and introspection endpoints, the JWKS and the
+//! discovery document.
 
 use axum::extract::State;
 use carebridge_domain::auth::{Actor, Permission, Source};
-use carebridge_proto::identity::{ApiKey, CreateApiKey, CreatedApiKey};
+use carebridge_proto::identity::{
+    ApiKey, CreateApiKey, CreateOAuthClient, CreatedApiKey, CreatedOAuthClient, OAuthClient,
+};
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
 use carebridge_web::idem::Idem;
@@ -20,6 +23,89 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
+        .routes(routes!(list_clients, create_client))
+        .routes(routes!(get_client, revoke_client))
+}
+
+/// OAuth clients of the organisation.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/oauth-clients", tag = "oauth-clients",
+    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    responses((status = 200, body = Page<OAuthClient>)), security(("bearer" = [])))]
+async fn list_clients(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<OAuthClient>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    require(&p, &o, Permission::ClientsManage)?;
+    Ok(axum::Json(
+        crate::clients::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// Register a client; a confidential client's secret is in this response only.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/oauth-clients", tag = "oauth-clients", request_body = CreateOAuthClient,
+    params(("org" = String, Path, description = "slug or id"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = CreatedOAuthClient), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_client(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(org): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Json<CreateOAuthClient>,
+) -> Result<Created<CreatedOAuthClient>, ApiError> {
+    require(&p, &o, Permission::ClientsManage)?;
+    let idem = Idem::new(
+        &p,
+        &format!("POST {}/oauth-clients", o.id),
+        key,
+        &body.digest,
+    );
+    let outcome = crate::clients::create(
+        &s.db,
+        &Actor::new(p, Source::Api),
+        &o,
+        body.value,
+        idem,
+        s.now(),
+    )
+    .await?;
+    Ok(Created {
+        outcome,
+        collection: format!("/api/v1/orgs/{org}/oauth-clients"),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/oauth-clients/{client}", tag = "oauth-clients",
+    params(("org" = String, Path, description = "slug or id"), ("client" = Uuid, Path)),
+    responses((status = 200, body = OAuthClient), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_client(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<axum::Json<OAuthClient>, ApiError> {
+    require(&p, &o, Permission::ClientsManage)?;
+    Ok(axum::Json(crate::clients::get(&s.db, &o, id).await?))
+}
+
+/// Revoke a client: it gets no more tokens and its tokens stop passing introspection.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/oauth-clients/{client}", tag = "oauth-clients",
+    params(("org" = String, Path, description = "slug or id"), ("client" = Uuid, Path)),
+    responses((status = 200, body = OAuthClient), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn revoke_client(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<axum::Json<OAuthClient>, ApiError> {
+    require(&p, &o, Permission::ClientsManage)?;
+    Ok(axum::Json(
+        crate::clients::revoke(&s.db, &Actor::new(p, Source::Api), &o, id, s.now()).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/api-keys", tag = "api-keys",
@@ -84,14 +170,23 @@ async fn revoke_key(
     ))
 }
 
-/// OpenID Connect discovery and the JWKS: public, outside `/api/v1`.
+/// OpenID Connect discovery, the JWKS, the token and introspection endpoints: outside
+/// `/api/v1`; the OAuth endpoints authenticate clients themselves.
 pub fn public_router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/oauth2/jwks", axum::routing::get(jwks))
+        .route("/oauth2/token", axum::routing::post(crate::token::token))
+        .route(
+            "/oauth2/introspect",
+            axum::routing::post(crate::token::introspect),
+        )
         .route(
             "/.well-known/openid-configuration",
             axum::routing::get(discovery),
         )
+        .layer(axum::Extension(std::sync::Arc::new(
+            crate::token::KeyCache::default(),
+        )))
 }
 
 /// The published signing keys (RFC 7517); cacheable for five minutes.
@@ -114,8 +209,13 @@ async fn discovery(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({
         "issuer": base,
         "jwks_uri": format!("{base}/oauth2/jwks"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": carebridge_domain::oauth::SCOPES,
         "id_token_signing_alg_values_supported": ["EdDSA"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],
         "response_types_supported": [],
     }))

@@ -9,8 +9,10 @@
 
 pub mod accounts;
 pub mod apikeys;
+pub mod clients;
 pub mod http;
 pub mod keys;
+pub mod token;
 
 /// Fills a buffer from the operating system's random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

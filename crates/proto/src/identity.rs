@@ -46,3 +46,48 @@ pub struct CreatedApiKey {
     pub key: ApiKey,
     pub secret: String,
 }
+
+/// An OAuth client of the organisation (an app or integration that gets tokens).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OAuthClient {
+    pub id: Uuid,
+    /// Public identifier the app sends as `client_id`.
+    pub client_id: String,
+    pub name: String,
+    /// A public client (browser or mobile app) has no secret and must use PKCE.
+    pub public: bool,
+    /// Exact-match redirect URIs.
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    /// e.g. `client_credentials`, `authorization_code`, `refresh_token`.
+    pub grants: Vec<String>,
+    /// First-party apps skip the consent page.
+    pub first_party: bool,
+    pub created_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOAuthClient {
+    pub name: String,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub grants: Vec<String>,
+    #[serde(default)]
+    pub first_party: bool,
+}
+
+/// A new client; `client_secret` (confidential clients) is shown only in this response.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedOAuthClient {
+    pub client: OAuthClient,
+    pub client_secret: Option<String>,
+}

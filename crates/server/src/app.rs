@@ -215,6 +215,10 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
 /// that is present but wrong is a 401 at once; no header means anonymous (handlers that need a
 /// principal say 401 themselves).
 async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next) -> Response {
+    // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields).
+    if req.uri().path().starts_with("/oauth2/") {
+        return next.run(req).await;
+    }
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {
         return next.run(req).await;
     };

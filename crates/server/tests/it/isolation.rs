@@ -43,6 +43,14 @@ async fn no_route_crosses_organisations() {
         )
         .await;
     assert_eq!(st, 201, "{duty}");
+    let (st, client) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/oauth-clients",
+            &json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["duties:read"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{client}");
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
@@ -72,7 +80,8 @@ async fn no_route_crosses_organisations() {
                 .replace("{key}", &key_id)
                 .replace("{duty}", duty["id"].as_str().unwrap())
                 .replace("{qualification}", qual["id"].as_str().unwrap())
-                .replace("{feature}", "chat");
+                .replace("{feature}", "chat")
+                .replace("{client}", client["client"]["id"].as_str().unwrap());
             assert!(
                 !concrete.contains('{'),
                 "unknown path parameter in {path}: extend this test"

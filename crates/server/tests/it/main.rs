@@ -9,5 +9,6 @@ mod bad_input;
 mod directory;
 mod duties;
 mod isolation;
+mod oauth;
 mod ops;
 mod secrets;

@@ -10,3 +10,22 @@ CREATE TABLE signing_keys (
     created_at   BIGINT NOT NULL,
     retired_at   BIGINT
 );
+
+-- OAuth clients, registered per organisation. client_id is public, the secret (256 random
+-- bits, confidential clients only) is stored as a SHA-256 digest.
+CREATE TABLE oauth_clients (
+    id             BLOB PRIMARY KEY,
+    org_id         BLOB NOT NULL REFERENCES organisations (id),
+    client_id      TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL,
+    public         BOOLEAN NOT NULL,
+    secret_digest  BLOB,
+    redirect_uris  TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    grants         TEXT NOT NULL,
+    first_party    BOOLEAN NOT NULL,
+    created_by     TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    revoked_at     BIGINT
+);
+CREATE INDEX oauth_clients_org ON oauth_clients (org_id, id);
