@@ -28,9 +28,13 @@ pub struct BenchArgs {
     /// Reuse the database if the benchmark organisation exists already.
     #[arg(long)]
     pub reuse: bool,
-    /// `people` (lookup and search) or `duties` (my duties, week view, save assignment).
+    /// `people` (lookup and search), `duties` (my duties, week view, save assignment) or
+    /// `tokens` (client-credentials grant under concurrent load).
     #[arg(long, default_value = "people")]
     pub scenario: String,
+    /// Concurrent requests (the `tokens` scenario).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }
 
 const GIVEN: &[&str] = &[
@@ -187,7 +191,7 @@ pub(crate) async fn spawn_server(
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(64)
         .build()?;
     for _ in 0..50 {
         if client
@@ -230,7 +234,8 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     match args.scenario.as_str() {
         "people" => {}
         "duties" => return crate::bench_duties::run(args, config).await,
-        other => bail!("unknown scenario '{other}': people or duties"),
+        "tokens" => return crate::bench_tokens::run(args, config).await,
+        other => bail!("unknown scenario '{other}': people, duties or tokens"),
     }
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod bench;
 mod bench_duties;
+mod bench_tokens;
 pub mod commands;
 pub mod config;
 pub mod demo;
