@@ -18,6 +18,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
 type Row = (
     Uuid,
     String,
@@ -209,6 +213,8 @@ pub async fn revoke(
     )
     .await?;
     tx.commit().await?;
+    // After the commit, so a concurrent token request cannot cache the old row again.
+    forget(&before.client_id);
     Ok(after)
 }
 
@@ -221,6 +227,26 @@ pub struct Authenticated {
     pub grants: Vec<String>,
 }
 
+/// Live confidential clients as the token endpoint last read them, by `client_id` (globally
+/// unique, so one cache serves every server in the process). An entry lives [`CLIENT_TTL`];
+/// revoking through this process drops it at once, another node's revocation is seen within
+/// the TTL for new tokens (introspection always reads the database).
+static CLIENTS: LazyLock<Mutex<HashMap<String, (Vec<u8>, Authenticated, Instant)>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+const CLIENT_TTL: Duration = Duration::from_secs(5);
+
+fn cached(client_id: &str) -> Option<(Vec<u8>, Authenticated)> {
+    let map = CLIENTS.lock().ok()?;
+    let (d, a, at) = map.get(client_id)?;
+    (at.elapsed() < CLIENT_TTL).then(|| (d.clone(), a.clone()))
+}
+
+fn forget(client_id: &str) {
+    if let Ok(mut map) = CLIENTS.lock() {
+        map.remove(client_id);
+    }
+}
+
 /// Authenticates a confidential client by id and secret; `None` for anything else (unknown,
 /// revoked, public, wrong secret), without saying which.
 pub async fn authenticate(
@@ -228,26 +254,42 @@ pub async fn authenticate(
     client_id: &str,
     secret: &str,
 ) -> Result<Option<Authenticated>, StoreError> {
-    let mut c = db.read().await?;
-    let row: Option<(Uuid, Option<Vec<u8>>, String, String, Option<i64>)> = run!(&mut c, c => sqlx::query_as(
-        "SELECT org_id, secret_digest, scopes, grants, revoked_at FROM oauth_clients WHERE client_id = $1")
-        .bind(client_id).fetch_optional(c).await)?;
-    let Some((org, Some(stored), scopes, grants, None)) = row else {
-        return Ok(None);
-    };
     let Ok(presented) = URL_SAFE_NO_PAD.decode(secret) else {
         return Ok(None);
     };
     let digest = Sha256::digest(&presented);
+    let (stored, client) = match cached(client_id) {
+        Some(hit) => hit,
+        None => {
+            let mut c = db.read().await?;
+            let row: Option<(Uuid, Option<Vec<u8>>, String, String, Option<i64>)> = run!(&mut c, c => sqlx::query_as(
+                "SELECT org_id, secret_digest, scopes, grants, revoked_at FROM oauth_clients WHERE client_id = $1")
+                .bind(client_id).fetch_optional(c).await)?;
+            let Some((org, Some(stored), scopes, grants, None)) = row else {
+                return Ok(None);
+            };
+            let a = Authenticated {
+                org: OrgId(org),
+                client_id: client_id.to_string(),
+                scopes: list_of(&scopes),
+                grants: list_of(&grants),
+            };
+            if let Ok(mut map) = CLIENTS.lock() {
+                if map.len() > 10_000 {
+                    map.clear();
+                }
+                map.insert(
+                    client_id.to_string(),
+                    (stored.clone(), a.clone(), Instant::now()),
+                );
+            }
+            (stored, a)
+        }
+    };
     if !bool::from(stored.as_slice().ct_eq(&digest[..])) {
         return Ok(None);
     }
-    Ok(Some(Authenticated {
-        org: OrgId(org),
-        client_id: client_id.to_string(),
-        scopes: list_of(&scopes),
-        grants: list_of(&grants),
-    }))
+    Ok(Some(client))
 }
 
 /// Whether a client id belongs to a live (not revoked) client.
