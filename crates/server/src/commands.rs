@@ -257,3 +257,19 @@ pub async fn duty_assign(
     tx.commit().await?;
     Ok(a)
 }
+
+/// `carebridge client create`.
+pub async fn client_create(
+    db: &Db,
+    org: &str,
+    input: carebridge_proto::identity::CreateOAuthClient,
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::identity::CreatedOAuthClient> {
+    let o = resolve(db, org).await?;
+    let mut tx = db.begin().await?;
+    let c = carebridge_identity::clients::create_in(&mut tx, &cli(), o.id, &input, now)
+        .await
+        .map_err(explain)?;
+    tx.commit().await?;
+    Ok(c)
+}

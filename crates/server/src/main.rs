@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// OAuth clients (apps and integrations that get tokens).
+    Client {
+        #[command(subcommand)]
+        cmd: ClientCmd,
+    },
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
@@ -88,6 +93,32 @@ enum Command {
     Backup { file: PathBuf },
     /// Benchmark the real server (see `carebridge bench --help`).
     Bench(carebridge_server::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Register a client; prints the secret of a confidential client once.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// Grant types, e.g. `client_credentials` or `authorization_code,refresh_token`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        grants: Vec<String>,
+        /// Allowed scopes, e.g. `directory:read,duties:read`.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Exact redirect URIs.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; browser or mobile app).
+        #[arg(long)]
+        public: bool,
+        /// A first-party app (no consent page).
+        #[arg(long)]
+        first_party: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,6 +426,38 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             let db = open_db(&config, None).await?;
             if !commands::audit_verify(&db, org.as_deref()).await? {
                 return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Client {
+            cmd:
+                ClientCmd::Create {
+                    org,
+                    name,
+                    grants,
+                    scopes,
+                    redirect_uris,
+                    public,
+                    first_party,
+                },
+        } => {
+            let db = open_db(&config, None).await?;
+            let c = commands::client_create(
+                &db,
+                &org,
+                carebridge_proto::identity::CreateOAuthClient {
+                    name,
+                    public,
+                    redirect_uris,
+                    scopes,
+                    grants,
+                    first_party,
+                },
+                clock.now(),
+            )
+            .await?;
+            println!("client_id: {}", c.client.client_id);
+            if let Some(secret) = c.client_secret {
+                println!("client_secret, shown once:\n{secret}");
             }
         }
         Command::Keys {

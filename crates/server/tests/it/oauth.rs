@@ -298,3 +298,36 @@ async fn token_and_introspection_refusals() {
         .collect();
     assert!(actions.contains(&"oauth_client.revoke"), "{actions:?}");
 }
+
+#[tokio::test]
+async fn cli_registers_clients() {
+    let s = TestServer::start().await;
+    let _ = s.org("acme").await;
+    let db = &s.running.state.db;
+    let input = |grants: &[&str], public: bool| carebridge_proto::identity::CreateOAuthClient {
+        name: "Chat app".into(),
+        public,
+        redirect_uris: vec!["ch.example.chat:/cb".into()],
+        scopes: vec!["openid".into(), "chat".into()],
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+        first_party: false,
+    };
+    let c = carebridge_server::commands::client_create(
+        db,
+        "acme",
+        input(&["authorization_code"], true),
+        carebridge_testkit::t0(),
+    )
+    .await
+    .unwrap();
+    assert!(c.client_secret.is_none() && c.client.public);
+    let e = carebridge_server::commands::client_create(
+        db,
+        "acme",
+        input(&["client_credentials"], true),
+        carebridge_testkit::t0(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("/grants/0"), "{e}");
+}
