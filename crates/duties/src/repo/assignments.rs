@@ -116,14 +116,6 @@ pub async fn page(
     Ok(rows.into_iter().map(assignment).collect())
 }
 
-/// Confirmed assignments on `position`.
-pub async fn filled(x: &mut impl Exec, org: OrgId, position: Uuid) -> Result<i64, StoreError> {
-    Ok(
-        run!(x, c => sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE org_id = $1 AND position_id = $2 AND status = 'confirmed'")
-        .bind(org.0).bind(position).fetch_one(c).await)?,
-    )
-}
-
 /// The roster (confirmed assignments) of a duty, by person id.
 pub async fn roster(
     x: &mut impl Exec,
