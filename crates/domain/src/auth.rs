@@ -174,8 +174,27 @@ pub enum Principal {
         scopes: Vec<Permission>,
         roles: Vec<RoleGrant>,
     },
+    /// An OAuth client holding a client-credentials access token: organisation-wide, with the
+    /// permissions its token's scopes map to.
+    Client {
+        client_id: String,
+        org: OrgId,
+        permissions: Vec<Permission>,
+    },
     /// The operator at the command line or the one-time set-up flow: may do anything.
     System { name: &'static str },
+}
+
+impl Permission {
+    /// The permission an OAuth scope grants to a client-credentials token (`None` for scopes
+    /// that only mean something with a signed-in person).
+    pub fn of_scope(scope: &str) -> Option<Permission> {
+        match scope {
+            "directory:read" => Some(Permission::DirectoryRead),
+            "duties:read" => Some(Permission::DutiesRead),
+            _ => None,
+        }
+    }
 }
 
 impl Principal {
@@ -189,6 +208,17 @@ impl Principal {
                 ..
             } if *own == org && permissions.contains(&perm) => Reach::All,
             Principal::ApiKey { .. } => Reach::Nothing,
+            Principal::Client {
+                org: own,
+                permissions,
+                ..
+            } => {
+                if *own == org && permissions.contains(&perm) {
+                    Reach::All
+                } else {
+                    Reach::Nothing
+                }
+            }
             Principal::Person {
                 org: own,
                 scopes,
@@ -241,7 +271,7 @@ impl Principal {
                 permissions,
                 ..
             } => permissions.contains(&Permission::Platform),
-            Principal::ApiKey { .. } | Principal::Person { .. } => false,
+            Principal::ApiKey { .. } | Principal::Person { .. } | Principal::Client { .. } => false,
         }
     }
 
@@ -249,7 +279,7 @@ impl Principal {
     pub fn org(&self) -> Option<OrgId> {
         match self {
             Principal::ApiKey { org, .. } => *org,
-            Principal::Person { org, .. } => Some(*org),
+            Principal::Person { org, .. } | Principal::Client { org, .. } => Some(*org),
             Principal::System { .. } => None,
         }
     }
@@ -259,6 +289,7 @@ impl Principal {
         match self {
             Principal::ApiKey { id, .. } => format!("apikey:{id}"),
             Principal::Person { person, key, .. } => format!("person:{person}/apikey:{key}"),
+            Principal::Client { client_id, .. } => format!("client:{client_id}"),
             Principal::System { name } => format!("system:{name}"),
         }
     }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use carebridge_domain::auth::{Permission, Principal};
 use carebridge_domain::oauth::grant_scopes;
 use carebridge_store::{Db, StoreError};
 use carebridge_web::{ApiError, AppState};
@@ -292,4 +293,45 @@ pub async fn introspect(
         o.insert("token_type".into(), Value::String("Bearer".into()));
     }
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(out)).into_response()
+}
+
+/// Authenticates an access token presented as `Authorization: Bearer` on the API: a valid
+/// token of this issuer for the API audience whose client is not revoked becomes a
+/// [`Principal::Client`] with the permissions its scopes map to. `None` for anything else.
+pub async fn authenticate_bearer(
+    db: &Db,
+    token: &str,
+    issuer: &str,
+    now: carebridge_domain::Timestamp,
+) -> Result<Option<Principal>, StoreError> {
+    let published = keys::published(db, now).await?;
+    let Ok(claims) = keys::verify::<Value>(token, &published, issuer, API_AUDIENCE, now) else {
+        return Ok(None);
+    };
+    let (Some(client_id), Some(org)) = (
+        claims.get("client_id").and_then(Value::as_str),
+        claims
+            .get("org")
+            .and_then(Value::as_str)
+            .and_then(|o| uuid::Uuid::parse_str(o).ok()),
+    ) else {
+        return Ok(None);
+    };
+    if !clients::live(db, client_id).await? {
+        return Ok(None);
+    }
+    let mut permissions: Vec<Permission> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .split(' ')
+        .filter_map(Permission::of_scope)
+        .collect();
+    permissions.sort();
+    permissions.dedup();
+    Ok(Some(Principal::Client {
+        client_id: client_id.to_string(),
+        org: carebridge_domain::OrgId(org),
+        permissions,
+    }))
 }

@@ -236,7 +236,19 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
         }
         .into_response();
     };
-    match carebridge_identity::apikeys::authenticate(&ops.state.db, token, ops.state.now()).await {
+    // API keys (`cbk_…`) or OAuth access tokens (JWTs) from this server's token endpoint.
+    let found = if token.starts_with("cbk_") {
+        carebridge_identity::apikeys::authenticate(&ops.state.db, token, ops.state.now()).await
+    } else {
+        carebridge_identity::token::authenticate_bearer(
+            &ops.state.db,
+            token,
+            ops.state.base_url(),
+            ops.state.now(),
+        )
+        .await
+    };
+    match found {
         Ok(Some(p)) => {
             req.extensions_mut().insert(p);
             next.run(req).await

@@ -331,3 +331,67 @@ async fn cli_registers_clients() {
     .unwrap_err();
     assert!(e.to_string().contains("/grants/0"), "{e}");
 }
+
+#[tokio::test]
+async fn access_tokens_authenticate_api_calls_within_their_scopes() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let _kb = s.org("beta").await;
+    let (id, secret) = client(&s, &k, "acme", json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["duties:read", "directory:read"]})).await;
+    let (_, t) = form(
+        &s,
+        "/oauth2/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "duties:read"),
+        ],
+    )
+    .await;
+    let token = t["access_token"].as_str().unwrap().to_string();
+    let (st, list) = s.get(&token, "/api/v1/orgs/acme/duties").await;
+    assert_eq!(st, 200, "{list}");
+    // Outside its scopes, another organisation, writes: refused.
+    assert_eq!(
+        s.get(&token, "/api/v1/orgs/acme/people").await.0,
+        403,
+        "directory:read was not asked for"
+    );
+    assert_eq!(s.get(&token, "/api/v1/orgs/beta/duties").await.0, 404);
+    let (st, _) = s
+        .post(
+            &token,
+            "/api/v1/orgs/acme/qualifications",
+            &json!({"name": "X"}),
+        )
+        .await;
+    assert_eq!(st, 403);
+    assert_eq!(s.get(&token, "/api/v1/me/duties").await.0, 403);
+    // A forged `alg: none` copy and a tampered signature: 401.
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let payload = token.split('.').nth(1).unwrap();
+    assert_eq!(
+        s.get(
+            &format!("{}.{payload}.", b64(&json!({"alg": "none"}))),
+            "/api/v1/orgs/acme/duties"
+        )
+        .await
+        .0,
+        401
+    );
+    let mut bad = token.clone();
+    bad.push('A');
+    assert_eq!(s.get(&bad, "/api/v1/orgs/acme/duties").await.0, 401);
+    // Expired by the clock: 401.
+    s.clock
+        .set(carebridge_testkit::t0() + jiff::SignedDuration::from_secs(601));
+    assert_eq!(s.get(&token, "/api/v1/orgs/acme/duties").await.0, 401);
+    s.clock.set(carebridge_testkit::t0());
+    // Revoking the client kills its tokens at once.
+    let (_, list) = s.get(&k, "/api/v1/orgs/acme/oauth-clients").await;
+    let cid = list["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.get(&token, "/api/v1/orgs/acme/duties").await.0, 200);
+    s.delete(&k, &format!("/api/v1/orgs/acme/oauth-clients/{cid}"))
+        .await;
+    assert_eq!(s.get(&token, "/api/v1/orgs/acme/duties").await.0, 401);
+}
