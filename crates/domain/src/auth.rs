@@ -167,8 +167,8 @@ pub enum Principal {
     /// A person of an organisation, signed in with a personal credential. What they may do is
     /// what their roles grant, within their roles' scopes, narrowed to the credential's scopes.
     Person {
-        /// The credential (a personal API key until sign-in sessions exist).
-        key: ApiKeyId,
+        /// The credential: a personal API key or a sign-in token.
+        via: Via,
         org: OrgId,
         person: PersonId,
         scopes: Vec<Permission>,
@@ -183,6 +183,16 @@ pub enum Principal {
     },
     /// The operator at the command line or the one-time set-up flow: may do anything.
     System { name: &'static str },
+}
+
+/// The credential a person signed in with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A personal API key.
+    ApiKey(ApiKeyId),
+    /// An access token from the OpenID provider: issued to `client_id` within token grant
+    /// `grant` (revoking the grant stops the token at once).
+    Token { client_id: String, grant: uuid::Uuid },
 }
 
 impl Permission {
@@ -288,7 +298,16 @@ impl Principal {
     pub fn audit_label(&self) -> String {
         match self {
             Principal::ApiKey { id, .. } => format!("apikey:{id}"),
-            Principal::Person { person, key, .. } => format!("person:{person}/apikey:{key}"),
+            Principal::Person {
+                person,
+                via: Via::ApiKey(key),
+                ..
+            } => format!("person:{person}/apikey:{key}"),
+            Principal::Person {
+                person,
+                via: Via::Token { client_id, .. },
+                ..
+            } => format!("person:{person}/client:{client_id}"),
             Principal::Client { client_id, .. } => format!("client:{client_id}"),
             Principal::System { name } => format!("system:{name}"),
         }
@@ -341,7 +360,7 @@ mod tests {
         let a = OrgId(Uuid::from_u128(1));
         let b = OrgId(Uuid::from_u128(2));
         let person = |roles: Vec<RoleGrant>, scopes: Vec<Permission>| Principal::Person {
-            key: ApiKeyId(Uuid::from_u128(9)),
+            via: Via::ApiKey(ApiKeyId(Uuid::from_u128(9))),
             org: a,
             person: PersonId(Uuid::from_u128(5)),
             scopes,

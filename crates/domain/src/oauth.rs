@@ -166,6 +166,26 @@ pub fn grant_scopes(requested: &str, allowed: &[String], with_user: bool) -> Opt
     Some(out)
 }
 
+/// The audience of tokens for Carebridge's own APIs.
+pub const API_AUDIENCE: &str = "carebridge";
+/// The audience of tokens for the customer portal (which may run at the ERP vendor).
+pub const PORTAL_AUDIENCE: &str = "portal";
+/// Scopes that mean "Carebridge's APIs" and so cannot share a token with `portal`.
+const API_SCOPES: &[&str] = &["directory:read", "duties:read", "chat"];
+
+/// The one audience a token with these scopes is for: the portal when `portal` is asked for,
+/// else Carebridge's APIs. A token is never valid for both, so a portal (run by someone else)
+/// cannot replay it against the APIs; asking for both is an error.
+pub fn audience(scopes: &[String]) -> Result<&'static str, &'static str> {
+    let portal = scopes.iter().any(|s| s == "portal");
+    let api = scopes.iter().any(|s| API_SCOPES.contains(&s.as_str()));
+    match (portal, api) {
+        (true, true) => Err("the portal scope cannot be combined with directory:read, duties:read or chat: ask for two tokens"),
+        (true, false) => Ok(PORTAL_AUDIENCE),
+        _ => Ok(API_AUDIENCE),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +257,14 @@ mod tests {
         assert_eq!(grant_scopes("chat", &allowed, false), None);
         assert_eq!(grant_scopes("openid", &allowed, false), None);
         assert_eq!(grant_scopes("openid", &allowed, true), Some(s(&["openid"])));
+    }
+
+    #[test]
+    fn portal_tokens_are_for_the_portal_only() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(audience(&v(&["openid", "portal"])), Ok(PORTAL_AUDIENCE));
+        assert_eq!(audience(&v(&["openid", "duties:read"])), Ok(API_AUDIENCE));
+        assert_eq!(audience(&v(&["openid"])), Ok(API_AUDIENCE));
+        assert!(audience(&v(&["portal", "chat"])).is_err());
     }
 }

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carebridge_domain::auth::{Actor, Permission, Principal, RoleGrant};
+use carebridge_domain::auth::{Actor, Permission, Principal, RoleGrant, Via};
 use carebridge_domain::role::Role;
 use carebridge_domain::time::from_millis;
 use carebridge_domain::validate::bounded_text;
@@ -328,7 +328,7 @@ pub async fn authenticate(
         serde_json::from_str(&perms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if let Some((org, person, roles)) = personal {
         return Ok(Some(Principal::Person {
-            key: ApiKeyId(id),
+            via: Via::ApiKey(ApiKeyId(id)),
             org,
             person,
             scopes: names.iter().filter_map(|n| Permission::parse(n)).collect(),

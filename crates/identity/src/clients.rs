@@ -218,24 +218,65 @@ pub async fn revoke(
     Ok(after)
 }
 
-/// A client as the token endpoint needs it.
+/// A registered (or built-in) client as the OAuth endpoints see it.
 #[derive(Clone, Debug)]
-pub struct Authenticated {
-    pub org: OrgId,
+pub struct Client {
+    /// The organisation the client belongs to; `None` for Carebridge's own apps, which sign in
+    /// members of any organisation (the person picks one).
+    pub org: Option<OrgId>,
     pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub grants: Vec<String>,
+    pub first_party: bool,
 }
 
-/// Live confidential clients as the token endpoint last read them, by `client_id` (globally
-/// unique, so one cache serves every server in the process). An entry lives [`CLIENT_TTL`];
-/// revoking through this process drops it at once, another node's revocation is seen within
-/// the TTL for new tokens (introspection always reads the database).
-static CLIENTS: LazyLock<Mutex<HashMap<String, (Vec<u8>, Authenticated, Instant)>>> =
+impl Client {
+    pub fn may(&self, grant: &str) -> bool {
+        self.grants.iter().any(|g| g == grant)
+    }
+}
+
+/// The member CLI (device flow).
+pub const CLI: &str = "carebridge-cli";
+/// The member and client web app (code + PKCE, redirect to `/app/callback`).
+pub const APP: &str = "carebridge-app";
+/// The admin console (code + PKCE, redirect to `/console/callback`).
+pub const CONSOLE: &str = "carebridge-console";
+
+/// Carebridge's own apps: public, first-party clients of every organisation.
+pub fn builtin(client_id: &str, base: &str) -> Option<Client> {
+    let all: Vec<String> = carebridge_domain::oauth::SCOPES.iter().map(|s| s.to_string()).collect();
+    let (name, grants, redirect): (&str, &[&str], Option<&str>) = match client_id {
+        CLI => ("Carebridge CLI", &["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"], None),
+        APP => ("Carebridge", &["authorization_code", "refresh_token"], Some("/app/callback")),
+        CONSOLE => ("Carebridge Console", &["authorization_code", "refresh_token"], Some("/console/callback")),
+        _ => return None,
+    };
+    Some(Client {
+        org: None,
+        client_id: client_id.to_string(),
+        name: name.to_string(),
+        public: true,
+        redirect_uris: redirect.map(|r| vec![format!("{base}{r}")]).unwrap_or_default(),
+        scopes: all,
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+        first_party: true,
+    })
+}
+
+/// Live clients as the OAuth endpoints last read them, by `client_id` (globally unique, so one
+/// cache serves every server in the process), with the secret digest of confidential ones. An
+/// entry lives [`CLIENT_TTL`]; revoking through this process drops it at once, another node's
+/// revocation is seen within the TTL for new tokens (introspection and API calls always check
+/// the database).
+static CLIENTS: LazyLock<Mutex<HashMap<String, (Option<Vec<u8>>, Client, Instant)>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 const CLIENT_TTL: Duration = Duration::from_secs(5);
 
-fn cached(client_id: &str) -> Option<(Vec<u8>, Authenticated)> {
+fn cached(client_id: &str) -> Option<(Option<Vec<u8>>, Client)> {
     let map = CLIENTS.lock().ok()?;
     let (d, a, at) = map.get(client_id)?;
     (at.elapsed() < CLIENT_TTL).then(|| (d.clone(), a.clone()))
@@ -247,44 +288,65 @@ fn forget(client_id: &str) {
     }
 }
 
+/// A live client and its secret digest; `None` for unknown or revoked ones.
+async fn load(db: &Db, client_id: &str, base: &str) -> Result<Option<(Option<Vec<u8>>, Client)>, StoreError> {
+    if let Some(c) = builtin(client_id, base) {
+        return Ok(Some((None, c)));
+    }
+    if let Some(hit) = cached(client_id) {
+        return Ok(Some(hit));
+    }
+    let mut c = db.read().await?;
+    type Full = (Uuid, String, String, bool, String, String, String, bool, String, i64, Option<i64>, Option<Vec<u8>>, Uuid);
+    let row: Option<Full> = run!(&mut c, c => sqlx::query_as(&format!("SELECT {COLS}, secret_digest, org_id FROM oauth_clients WHERE client_id = $1"))
+        .bind(client_id).fetch_optional(c).await)?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    if r.10.is_some() {
+        return Ok(None);
+    }
+    let (digest, org) = (r.11.clone(), r.12);
+    let o = client((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10));
+    let a = Client {
+        org: Some(OrgId(org)),
+        client_id: o.client_id,
+        name: o.name,
+        public: o.public,
+        redirect_uris: o.redirect_uris,
+        scopes: o.scopes,
+        grants: o.grants,
+        first_party: o.first_party,
+    };
+    if let Ok(mut map) = CLIENTS.lock() {
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(client_id.to_string(), (digest.clone(), a.clone(), Instant::now()));
+    }
+    Ok(Some((digest, a)))
+}
+
+/// A live client by id (for the authorization endpoint and public clients at the token
+/// endpoint); `None` for unknown or revoked ones.
+pub async fn lookup(db: &Db, client_id: &str, base: &str) -> Result<Option<Client>, StoreError> {
+    Ok(load(db, client_id, base).await?.map(|(_, c)| c))
+}
+
 /// Authenticates a confidential client by id and secret; `None` for anything else (unknown,
 /// revoked, public, wrong secret), without saying which.
 pub async fn authenticate(
     db: &Db,
     client_id: &str,
     secret: &str,
-) -> Result<Option<Authenticated>, StoreError> {
+    base: &str,
+) -> Result<Option<Client>, StoreError> {
     let Ok(presented) = URL_SAFE_NO_PAD.decode(secret) else {
         return Ok(None);
     };
     let digest = Sha256::digest(&presented);
-    let (stored, client) = match cached(client_id) {
-        Some(hit) => hit,
-        None => {
-            let mut c = db.read().await?;
-            let row: Option<(Uuid, Option<Vec<u8>>, String, String, Option<i64>)> = run!(&mut c, c => sqlx::query_as(
-                "SELECT org_id, secret_digest, scopes, grants, revoked_at FROM oauth_clients WHERE client_id = $1")
-                .bind(client_id).fetch_optional(c).await)?;
-            let Some((org, Some(stored), scopes, grants, None)) = row else {
-                return Ok(None);
-            };
-            let a = Authenticated {
-                org: OrgId(org),
-                client_id: client_id.to_string(),
-                scopes: list_of(&scopes),
-                grants: list_of(&grants),
-            };
-            if let Ok(mut map) = CLIENTS.lock() {
-                if map.len() > 10_000 {
-                    map.clear();
-                }
-                map.insert(
-                    client_id.to_string(),
-                    (stored.clone(), a.clone(), Instant::now()),
-                );
-            }
-            (stored, a)
-        }
+    let Some((Some(stored), client)) = load(db, client_id, base).await? else {
+        return Ok(None);
     };
     if !bool::from(stored.as_slice().ct_eq(&digest[..])) {
         return Ok(None);
@@ -294,9 +356,17 @@ pub async fn authenticate(
 
 /// Whether a client id belongs to a live (not revoked) client.
 pub async fn live(db: &Db, client_id: &str) -> Result<bool, StoreError> {
+    if builtin(client_id, "").is_some() {
+        return Ok(true);
+    }
     let mut c = db.read().await?;
     let r: Option<Option<i64>> = run!(&mut c, c => sqlx::query_scalar(
         "SELECT revoked_at FROM oauth_clients WHERE client_id = $1")
         .bind(client_id).fetch_optional(c).await)?;
     Ok(matches!(r, Some(None)))
+}
+
+/// Whether `grant` is a grant type this server knows.
+pub fn known_grant(grant: &str) -> bool {
+    carebridge_domain::oauth::GRANTS.contains(&grant)
 }

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
         .routes(routes!(list_clients, create_client))
         .routes(routes!(get_client, revoke_client))
+        .merge(crate::manage::router())
 }
 
 /// OAuth clients of the organisation.
@@ -170,23 +171,29 @@ async fn revoke_key(
     ))
 }
 
-/// OpenID Connect discovery, the JWKS, the token and introspection endpoints: outside
-/// `/api/v1`; the OAuth endpoints authenticate clients themselves.
-pub fn public_router() -> axum::Router<AppState> {
+/// OpenID Connect discovery, the JWKS, the OAuth endpoints, the sign-in pages and the
+/// account pages: outside `/api/v1`; the OAuth endpoints authenticate clients themselves.
+pub fn public_router(options: &crate::ctx::Options) -> axum::Router<AppState> {
+    use axum::routing::{get, post};
     axum::Router::new()
-        .route("/oauth2/jwks", axum::routing::get(jwks))
-        .route("/oauth2/token", axum::routing::post(crate::token::token))
-        .route(
-            "/oauth2/introspect",
-            axum::routing::post(crate::token::introspect),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            axum::routing::get(discovery),
-        )
-        .layer(axum::Extension(std::sync::Arc::new(
-            crate::token::KeyCache::default(),
-        )))
+        .route("/oauth2/jwks", get(jwks))
+        .route("/oauth2/authorize", get(crate::authorize::authorize))
+        .route("/oauth2/login", post(crate::authorize::login))
+        .route("/oauth2/consent", post(crate::authorize::consent))
+        .route("/oauth2/mfa", post(crate::mfa::verify))
+        .route("/oauth2/mfa/resend", post(crate::mfa::resend))
+        .route("/oauth2/mfa/enrol", post(crate::mfa::enrol))
+        .route("/oauth2/token", post(crate::token::token))
+        .route("/oauth2/introspect", post(crate::token::introspect))
+        .route("/oauth2/revoke", post(crate::token::revoke))
+        .route("/oauth2/userinfo", get(crate::token::userinfo).post(crate::token::userinfo))
+        .route("/oauth2/device_authorization", post(crate::device::authorize))
+        .route("/oauth2/device", get(crate::device::page).post(crate::device::decide))
+        .route("/oauth2/logout", get(crate::logout::logout))
+        .route("/account/forgot", get(crate::account::forgot_page).post(crate::account::forgot))
+        .route("/account/password", get(crate::account::password_form).post(crate::account::set_password))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .layer(axum::Extension(crate::ctx::Ctx::new(options)))
 }
 
 /// The published signing keys (RFC 7517); cacheable for five minutes.
@@ -202,21 +209,37 @@ async fn jwks(State(s): State<AppState>) -> Result<axum::response::Response, Api
         .into_response())
 }
 
-/// The discovery document (OpenID Connect Discovery 1.0). It names only what this server
-/// serves today; the authorization and token endpoints join it when they exist.
-async fn discovery(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
+/// The discovery document (OpenID Connect Discovery 1.0).
+async fn discovery(State(s): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let base = s.base_url();
-    axum::Json(serde_json::json!({
+    let doc = serde_json::json!({
         "issuer": base,
-        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
         "token_endpoint": format!("{base}/oauth2/token"),
+        "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "device_authorization_endpoint": format!("{base}/oauth2/device_authorization"),
+        "end_session_endpoint": format!("{base}/oauth2/logout"),
         "scopes_supported": carebridge_domain::oauth::SCOPES,
-        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": carebridge_domain::oauth::GRANTS,
         "subject_types_supported": ["public"],
-        "response_types_supported": [],
-    }))
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "sid", "org", "name", "given_name", "family_name", "locale", "email", "phone_number"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["de", "en", "fr"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    });
+    ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc)).into_response()
 }

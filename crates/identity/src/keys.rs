@@ -139,6 +139,18 @@ pub fn verify<T: DeserializeOwned>(
     audience: &str,
     now: Timestamp,
 ) -> Result<T, TokenError> {
+    verify_with(token, published, issuer, &[audience], Some(now))
+}
+
+/// [`verify`] for any of several audiences; with `now: None` an expired token passes too
+/// (for `id_token_hint` at sign-out and for revocation, where only the signature matters).
+pub fn verify_with<T: DeserializeOwned>(
+    token: &str,
+    published: &[(String, String)],
+    issuer: &str,
+    audiences: &[&str],
+    now: Option<Timestamp>,
+) -> Result<T, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if header.alg != Algorithm::EdDSA {
         return Err(TokenError::Algorithm);
@@ -151,15 +163,17 @@ pub fn verify<T: DeserializeOwned>(
     let key = DecodingKey::from_ed_components(x).map_err(|_| TokenError::UnknownKey)?;
     let mut v = Validation::new(Algorithm::EdDSA);
     v.set_issuer(&[issuer]);
-    v.set_audience(&[audience]);
+    v.set_audience(audiences);
     v.leeway = 0;
     v.validate_exp = false;
     v.set_required_spec_claims(&["exp", "iss", "aud"]);
     let data = jsonwebtoken::decode::<Value>(token, &key, &v)
         .map_err(|e| TokenError::Invalid(e.to_string()))?;
-    match data.claims.get("exp").and_then(Value::as_i64) {
-        Some(exp) if exp > now.as_second() => {}
-        _ => return Err(TokenError::Invalid("expired".into())),
+    if let Some(now) = now {
+        match data.claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) if exp > now.as_second() => {}
+            _ => return Err(TokenError::Invalid("expired".into())),
+        }
     }
     serde_json::from_value(data.claims).map_err(|e| TokenError::Invalid(e.to_string()))
 }

@@ -1,18 +1,34 @@
-//! The `identity` role: accounts (sign-in identities, linkable to persons in several
-//! organisations), passwords (Argon2id) and API keys (service accounts until single sign-on
-//! exists), token signing keys with rotation and the JWKS. The rest of the OpenID Connect
-//! provider, second factors and federation join here later.
+//! The `identity` role: the OpenID Connect provider. Accounts (sign-in identities, linkable to
+//! persons in several organisations), passwords (Argon2id), browser sessions, second factors
+//! (SMS codes, TOTP, recovery codes), the authorization, token, userinfo, revocation,
+//! introspection, device and logout endpoints, OAuth clients, consents, API keys, and token
+//! signing keys with rotation and the JWKS. Upstream federation (Entra ID) joins here later.
 //!
-//! Invariants: API-key secrets are 256-bit random values stored only as SHA-256 digests and
-//! compared in constant time; passwords are stored only as Argon2id hashes computed on the
-//! blocking pool, never on the async workers.
+//! Invariants: every secret this role hands out (API key, client secret, session cookie,
+//! code, refresh token, one-time code, recovery code, e-mail link) is 256 random bits (codes:
+//! 6 digits) stored only as a SHA-256 digest and compared in constant time; passwords are
+//! stored only as Argon2id hashes computed on a bounded blocking pool, never on the async
+//! workers; redirects go only to exactly registered URIs or to this server's own endpoints.
 
+pub mod account;
 pub mod accounts;
 pub mod apikeys;
+pub mod authorize;
 pub mod clients;
+pub mod ctx;
+pub mod device;
+pub mod grants;
 pub mod http;
+pub mod i18n;
 pub mod keys;
+pub mod logout;
+pub mod manage;
+pub mod mfa;
+pub mod pages;
+pub mod sessions;
+pub mod signin;
 pub mod token;
+pub mod web;
 
 /// Fills a buffer from the operating system's random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

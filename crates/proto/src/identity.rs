@@ -91,3 +91,48 @@ pub struct CreatedOAuthClient {
     pub client: OAuthClient,
     pub client_secret: Option<String>,
 }
+
+/// Which people must use a second factor: role names (`org_admin`, `unit_admin`,
+/// `dispatcher`, `member`, `client`, `relative`) or person kinds (`staff`, `volunteer`,
+/// `client`, `relative`). Default: `org_admin`, `unit_admin`, `client`, `relative`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MfaPolicy {
+    pub required_for: Vec<String>,
+}
+
+/// An invitation sent to a person's e-mail address: a link to set the first password.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Invitation {
+    pub person_id: Uuid,
+    pub account_id: Uuid,
+    /// Where the link went.
+    pub email: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: jiff::Timestamp,
+}
+
+/// A browser sign-in session.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SignInSession {
+    pub id: Uuid,
+    pub user_agent: String,
+    /// How the person proved who they are (`pwd`, `sms`, `otp`, `mfa`, …).
+    pub amr: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: jiff::Timestamp,
+}
+
+/// An app a person allowed to sign them in.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub granted_at: jiff::Timestamp,
+}

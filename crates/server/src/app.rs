@@ -104,7 +104,9 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::setup::pages())
         .merge(if config.roles.iter().any(|r| r == "identity") {
-            carebridge_identity::http::public_router()
+            carebridge_identity::http::public_router(&carebridge_identity::ctx::Options {
+                signin_per_minute: config.signin_per_minute,
+            })
         } else {
             Router::new()
         })

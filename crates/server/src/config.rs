@@ -36,6 +36,9 @@ pub struct Config {
     pub body_limit: usize,
     /// Load the demo organisation at start (if missing).
     pub demo: bool,
+    /// Password, one-time-code and e-mail-link attempts allowed per source address and minute
+    /// (on top of the per-account lockout).
+    pub signin_per_minute: u32,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             tls_key: None,
             body_limit: carebridge_web::extract::BODY_LIMIT,
             demo: false,
+            signin_per_minute: 30,
         }
     }
 }

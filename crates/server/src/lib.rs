@@ -141,7 +141,7 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         let server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
         let task = tokio::spawn(async move {
             server
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .context("HTTPS server")
         });
@@ -158,7 +158,10 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
                 .unwrap_or_else(|| format!("http://{addr}")),
         );
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
                 })

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod features;
 pub mod idempotency;
+pub mod outbox;
 mod migrations;
 pub mod secrets;
 

@@ -30,10 +30,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_identity.sql"),
         include_str!("../migrations/postgres/0003_identity.sql"),
     ),
+    (
+        4,
+        "signin",
+        include_str!("../migrations/sqlite/0004_signin.sql"),
+        include_str!("../migrations/postgres/0004_signin.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -236,6 +236,57 @@ impl TestServer {
         read(r).await
     }
 
+    /// Messages the outbox holds for `recipient` (the development sink), newest first.
+    pub async fn outbox(&self, recipient: &str) -> Vec<carebridge_store::outbox::Message> {
+        let mut c = self.running.state.db.read().await.expect("db");
+        carebridge_store::outbox::to_recipient(&mut c, recipient, 50)
+            .await
+            .expect("outbox")
+    }
+
+    /// The newest link to this server in the newest e-mail to `email`.
+    pub async fn mailed_link(&self, email: &str) -> String {
+        let m = self.outbox(email).await;
+        let body = &m.first().expect("an e-mail").body;
+        body.split_whitespace()
+            .find(|w| w.starts_with(&self.base))
+            .expect("a link in the e-mail")
+            .to_string()
+    }
+
+    /// The newest six-digit code in an SMS to `phone`.
+    pub async fn texted_code(&self, phone: &str) -> String {
+        let m = self.outbox(phone).await;
+        let body = &m.first().expect("an SMS").body;
+        body.split_whitespace()
+            .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+            .expect("a code in the SMS")
+            .to_string()
+    }
+
+    /// Creates a person of `slug` (kind `staff`, `volunteer`, `client`, `relative`) with an
+    /// e-mail (and a mobile when given), invites them and sets `password` through the
+    /// invitation link, like the person would. Returns the person id.
+    pub async fn member(&self, admin: &str, slug: &str, kind: &str, email: &str, mobile: Option<&str>, password: &str) -> String {
+        let mut body = serde_json::json!({"given_name": "Test", "family_name": email.split('@').next().unwrap_or("x"), "kind": kind,
+            "emails": [{"value": email, "type": "work"}]});
+        if let Some(m) = mobile {
+            body["phones"] = serde_json::json!([{"value": m, "type": "mobile"}]);
+        }
+        let (st, p) = self.post(admin, &format!("/api/v1/orgs/{slug}/people"), &body).await;
+        assert_eq!(st, 201, "{p}");
+        let id = p["id"].as_str().expect("id").to_string();
+        let (st, inv) = self.post(admin, &format!("/api/v1/orgs/{slug}/people/{id}/invitation"), &Value::Null).await;
+        assert_eq!(st, 201, "{inv}");
+        let link = self.mailed_link(email).await;
+        let b = Browser::new(self);
+        let page = b.get(&link).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let r = b.submit(&page, "/account/password", &[("password", password), ("repeat", password)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        id
+    }
+
     /// Stops the server.
     pub async fn stop(self) {
         self.running.shutdown().await.expect("shutdown");
@@ -252,4 +303,95 @@ pub async fn read(r: reqwest::Response) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (status, v)
+}
+
+/// A browser stand-in for the sign-in pages: keeps cookies, does not follow redirects (tests
+/// look at each `Location`), fills forms by their field names.
+pub struct Browser {
+    pub http: reqwest::Client,
+    base: String,
+}
+
+/// One response as the browser saw it.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of the form field `name` (first occurrence), HTML entities decoded.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let needle = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&needle)? + needle.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(unescape(&self.body[start..end]))
+    }
+}
+
+/// Decodes the entities askama writes.
+pub fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/").replace("&#x2F;", "/").replace("&#47;", "/").replace("&quot;", "\"").replace("&#34;", "\"")
+        .replace("&#39;", "'").replace("&#x27;", "'").replace("&lt;", "<").replace("&#60;", "<").replace("&gt;", ">").replace("&#62;", ">")
+        .replace("&amp;", "&").replace("&#38;", "&")
+}
+
+impl Browser {
+    pub fn new(s: &TestServer) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: s.base.clone(),
+        }
+    }
+
+    fn abs(&self, url: &str) -> String {
+        if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_string() }
+    }
+
+    async fn page(r: reqwest::Response) -> Page {
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        Page { status, location, body: r.text().await.expect("body") }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        Self::page(self.http.get(self.abs(url)).send().await.expect("get")).await
+    }
+
+    pub async fn post(&self, url: &str, fields: &[(&str, &str)]) -> Page {
+        Self::page(self.http.post(self.abs(url)).form(fields).send().await.expect("post")).await
+    }
+
+    /// Posts a form of `page` to `action`: its hidden `csrf`, `next`, `token`, `lang` and `org`
+    /// fields plus `fields`.
+    pub async fn submit(&self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all: Vec<(String, String)> = ["csrf", "next", "token", "lang", "org"]
+            .iter()
+            .filter_map(|k| page.field(k).map(|v| (k.to_string(), v)))
+            .collect();
+        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Self::page(self.http.post(self.abs(action)).form(&all).send().await.expect("post")).await
+    }
+
+    /// Follows redirects on this server until a page or a redirect elsewhere.
+    pub async fn follow(&self, mut p: Page) -> Page {
+        for _ in 0..10 {
+            match &p.location {
+                Some(l) if l.starts_with('/') || l.starts_with(&self.base) => p = self.get(l).await,
+                _ => return p,
+            }
+        }
+        p
+    }
+
+    /// Signs in on the page `p` (a sign-in form) and follows on.
+    pub async fn sign_in(&self, p: &Page, login: &str, password: &str) -> Page {
+        let r = self.submit(p, "/oauth2/login", &[("login", login), ("password", password)]).await;
+        self.follow(r).await
+    }
 }

@@ -80,6 +80,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<carebridge_store::sqlx::Error> for ApiError {
+    fn from(e: carebridge_store::sqlx::Error) -> Self {
+        ApiError::Service(ServiceError::Store(e.into()))
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Service(ServiceError::Store(e))

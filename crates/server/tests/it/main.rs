@@ -10,5 +10,6 @@ mod directory;
 mod duties;
 mod isolation;
 mod oauth;
+mod oidc;
 mod ops;
 mod secrets;
