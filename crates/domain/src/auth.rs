@@ -192,7 +192,10 @@ pub enum Via {
     ApiKey(ApiKeyId),
     /// An access token from the OpenID provider: issued to `client_id` within token grant
     /// `grant` (revoking the grant stops the token at once).
-    Token { client_id: String, grant: uuid::Uuid },
+    Token {
+        client_id: String,
+        grant: uuid::Uuid,
+    },
 }
 
 impl Permission {

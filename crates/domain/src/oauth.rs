@@ -180,7 +180,9 @@ pub fn audience(scopes: &[String]) -> Result<&'static str, &'static str> {
     let portal = scopes.iter().any(|s| s == "portal");
     let api = scopes.iter().any(|s| API_SCOPES.contains(&s.as_str()));
     match (portal, api) {
-        (true, true) => Err("the portal scope cannot be combined with directory:read, duties:read or chat: ask for two tokens"),
+        (true, true) => Err(
+            "the portal scope cannot be combined with directory:read, duties:read or chat: ask for two tokens",
+        ),
         (true, false) => Ok(PORTAL_AUDIENCE),
         _ => Ok(API_AUDIENCE),
     }

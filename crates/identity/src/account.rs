@@ -34,7 +34,12 @@ fn digest(b: &[u8]) -> Vec<u8> {
 }
 
 fn lang(headers: &HeaderMap, explicit: Option<&str>) -> Lang {
-    Lang::pick(explicit, headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+    Lang::pick(
+        explicit,
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// Creates a one-time link of `kind` (`reset` or `invite`) and queues the e-mail with it.
@@ -50,13 +55,36 @@ pub async fn send_link(
 ) -> Result<(), StoreError> {
     let secret = crate::random_bytes::<32>();
     let ms = now.as_millisecond();
-    let ttl = if kind == "invite" { INVITE_TTL_MS } else { RESET_TTL_MS };
+    let ttl = if kind == "invite" {
+        INVITE_TTL_MS
+    } else {
+        RESET_TTL_MS
+    };
     exec!(tx, c => sqlx::query("INSERT INTO action_links (digest, kind, account_id, org_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(digest(&secret)).bind(kind).bind(account.0).bind(org.map(|o| o.0)).bind(ms).bind(ms + ttl).execute(c).await)?;
     let t = lang.texts();
-    let link = format!("{base}/account/password?token={}&lang={}", URL_SAFE_NO_PAD.encode(secret), lang.code());
-    let (subject, intro) = if kind == "invite" { (t.invite_subject, t.invite_body) } else { (t.reset_subject, t.reset_body) };
-    outbox::enqueue(tx, carebridge_domain::ids::new_v7(now), org.map(|o| o.0), Channel::Email, email, Some(subject), &format!("{intro}\n\n{link}\n"), kind, ms).await
+    let link = format!(
+        "{base}/account/password?token={}&lang={}",
+        URL_SAFE_NO_PAD.encode(secret),
+        lang.code()
+    );
+    let (subject, intro) = if kind == "invite" {
+        (t.invite_subject, t.invite_body)
+    } else {
+        (t.reset_subject, t.reset_body)
+    };
+    outbox::enqueue(
+        tx,
+        carebridge_domain::ids::new_v7(now),
+        org.map(|o| o.0),
+        Channel::Email,
+        email,
+        Some(subject),
+        &format!("{intro}\n\n{link}\n"),
+        kind,
+        ms,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -66,11 +94,24 @@ pub struct LangQuery {
 }
 
 /// `GET /account/forgot`.
-pub async fn forgot_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+pub async fn forgot_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let l = lang(&headers, q.lang.as_deref());
     let t = l.texts();
     let (csrf, set) = web::csrf(&headers, secure(&s));
-    render(StatusCode::OK, &pages::Forgot { t, lang: l.code(), title: t.forgot_title, csrf: &csrf }, set.into_iter().collect())
+    render(
+        StatusCode::OK,
+        &pages::Forgot {
+            t,
+            lang: l.code(),
+            title: t.forgot_title,
+            csrf: &csrf,
+        },
+        set.into_iter().collect(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -112,7 +153,17 @@ pub async fn forgot(
         }
         let email = crate::accounts::normalise_login(&login);
         let mut tx = s.db.begin().await?;
-        send_link(&mut tx, s.base_url(), "reset", a.id, None, &email, l, s.now()).await?;
+        send_link(
+            &mut tx,
+            s.base_url(),
+            "reset",
+            a.id,
+            None,
+            &email,
+            l,
+            s.now(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -136,20 +187,49 @@ async fn link(s: &AppState, token: &str) -> Result<Option<(Vec<u8>, String, Uuid
     Ok(r.map(|(k, a)| (d, k, a)))
 }
 
-fn password_page(s: &AppState, headers: &HeaderMap, l: Lang, token: &str, kind: &str, error: Option<&'static str>, status: StatusCode) -> Response {
+fn password_page(
+    s: &AppState,
+    headers: &HeaderMap,
+    l: Lang,
+    token: &str,
+    kind: &str,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
     let t = l.texts();
     let (csrf, set) = web::csrf(headers, secure(s));
-    let title = if kind == "invite" { t.invite_title } else { t.forgot_title };
-    render(status, &pages::Password { t, lang: l.code(), title, error, csrf: &csrf, token }, set.into_iter().collect())
+    let title = if kind == "invite" {
+        t.invite_title
+    } else {
+        t.forgot_title
+    };
+    render(
+        status,
+        &pages::Password {
+            t,
+            lang: l.code(),
+            title,
+            error,
+            csrf: &csrf,
+            token,
+        },
+        set.into_iter().collect(),
+    )
 }
 
 /// `GET /account/password?token=…`: the form to set a password from a link.
-pub async fn password_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+pub async fn password_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let l = lang(&headers, q.lang.as_deref());
     let t = l.texts();
     let token = q.token.unwrap_or_default();
     match link(&s, &token).await {
-        Ok(Some((_, kind, _))) => password_page(&s, &headers, l, &token, &kind, None, StatusCode::OK),
+        Ok(Some((_, kind, _))) => {
+            password_page(&s, &headers, l, &token, &kind, None, StatusCode::OK)
+        }
         Ok(None) => pages::message(StatusCode::BAD_REQUEST, l, t.error_title, t.link_invalid),
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -48,7 +48,9 @@ pub struct AuthRequest {
 
 impl AuthRequest {
     pub fn parse(query: &str) -> AuthRequest {
-        let m: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let m: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
         let get = |k: &str| m.get(k).cloned();
         AuthRequest {
             response_type: get("response_type").unwrap_or_default(),
@@ -95,7 +97,9 @@ impl AuthRequest {
     }
 
     fn prompts(&self, p: &str) -> bool {
-        self.prompt.as_deref().is_some_and(|v| v.split(' ').any(|x| x == p))
+        self.prompt
+            .as_deref()
+            .is_some_and(|v| v.split(' ').any(|x| x == p))
     }
 }
 
@@ -110,8 +114,10 @@ fn to_client(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
                 }
             }
             let mut r = Redirect::to(u.as_str()).into_response();
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
             r
         }
         Err(_) => (StatusCode::BAD_REQUEST, "invalid redirect_uri").into_response(),
@@ -121,11 +127,14 @@ fn to_client(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
 fn lang_of(headers: &HeaderMap, ui_locales: Option<&str>) -> Lang {
     Lang::pick(
         ui_locales,
-        headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
     )
 }
 
 /// The outcome of the checks every interactive flow passes (authorization and device).
+#[allow(clippy::large_enum_variant)]
 pub enum Gate {
     /// Signed in, organisation chosen, second factor done where required.
     Through {
@@ -157,14 +166,24 @@ pub async fn gate(
     let now = s.now();
     let t = lang.texts();
     let session = sessions::current(&s.db, headers, now).await?;
-    let too_old = |sess: &Session| max_age_s.is_some_and(|m| now.as_millisecond() - sess.auth_time > m.saturating_mul(1000));
+    let too_old = |sess: &Session| {
+        max_age_s.is_some_and(|m| now.as_millisecond() - sess.auth_time > m.saturating_mul(1000))
+    };
     let session = match session {
         Some(sess) if !force_login && !too_old(&sess) => sess,
         _ => {
             if passive {
                 return Ok(Gate::Passive("login_required"));
             }
-            return Ok(Gate::Page(login_page(headers, s, lang, next, login_hint, None, StatusCode::OK)));
+            return Ok(Gate::Page(login_page(
+                headers,
+                s,
+                lang,
+                next,
+                login_hint,
+                None,
+                StatusCode::OK,
+            )));
         }
     };
     let members: Vec<Membership> = signin::memberships(&s.db, session.account)
@@ -174,7 +193,9 @@ pub async fn gate(
         .collect();
     let chosen = match (fixed_org, org_param) {
         (Some(o), _) => members.iter().find(|m| m.org == o),
-        (None, Some(slug)) => members.iter().find(|m| m.slug == slug || m.org.0.to_string() == slug),
+        (None, Some(slug)) => members
+            .iter()
+            .find(|m| m.slug == slug || m.org.0.to_string() == slug),
         (None, None) if members.len() == 1 => members.first(),
         (None, None) if members.len() > 1 => {
             if passive {
@@ -205,11 +226,21 @@ pub async fn gate(
         if passive {
             return Ok(Gate::Passive("access_denied"));
         }
-        return Ok(Gate::Page(pages::message(StatusCode::FORBIDDEN, lang, t.error_title, t.no_membership)));
+        return Ok(Gate::Page(pages::message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.error_title,
+            t.no_membership,
+        )));
     };
     let mut c = s.db.read().await?;
     let Some(claims) = signin::claims(&mut c, member.org, member.person).await? else {
-        return Ok(Gate::Page(pages::message(StatusCode::FORBIDDEN, lang, t.error_title, t.no_membership)));
+        return Ok(Gate::Page(pages::message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.error_title,
+            t.no_membership,
+        )));
     };
     let policy = signin::mfa_policy(&mut c, member.org).await?;
     drop(c);
@@ -217,13 +248,27 @@ pub async fn gate(
         if passive {
             return Ok(Gate::Passive("interaction_required"));
         }
-        return Ok(Gate::Page(crate::mfa::page(s, headers, &session, &claims, next, lang, None).await?));
+        return Ok(Gate::Page(
+            crate::mfa::page(s, headers, &session, &claims, next, lang, None).await?,
+        ));
     }
-    Ok(Gate::Through { session, member, claims })
+    Ok(Gate::Through {
+        session,
+        member,
+        claims,
+    })
 }
 
 /// The sign-in form.
-pub fn login_page(headers: &HeaderMap, s: &AppState, lang: Lang, next: &str, login: &str, error: Option<&'static str>, status: StatusCode) -> Response {
+pub fn login_page(
+    headers: &HeaderMap,
+    s: &AppState,
+    lang: Lang,
+    next: &str,
+    login: &str,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
     let (csrf, set) = web::csrf(headers, secure(s));
     let t = lang.texts();
     render(
@@ -247,7 +292,11 @@ pub fn secure(s: &AppState) -> bool {
 }
 
 /// `GET /oauth2/authorize`.
-pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn authorize(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = AuthRequest::parse(q.as_deref().unwrap_or(""));
     match authorize_inner(&s, &headers, r).await {
         Ok(resp) => resp,
@@ -255,63 +304,121 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
     }
 }
 
-async fn authorize_inner(s: &AppState, headers: &HeaderMap, r: AuthRequest) -> Result<Response, ApiError> {
+async fn authorize_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    r: AuthRequest,
+) -> Result<Response, ApiError> {
     let lang = lang_of(headers, r.ui_locales.as_deref());
     let t = lang.texts();
-    let bad_page = |text: &str| pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, text.to_string());
+    let bad_page = |text: &str| {
+        pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            text.to_string(),
+        )
+    };
     if r.client_id.is_empty() {
         return Ok(bad_page("client_id is missing."));
     }
     let Some(client) = clients::lookup(&s.db, &r.client_id, s.base_url()).await? else {
         return Ok(bad_page("This app (client_id) is unknown or was revoked."));
     };
-    if r.redirect_uri.is_empty() || !client.redirect_uris.iter().any(|u| *u == r.redirect_uri) {
-        return Ok(bad_page("The redirect_uri is not registered for this app; sign-in stops here."));
+    if r.redirect_uri.is_empty() || !client.redirect_uris.contains(&r.redirect_uri) {
+        return Ok(bad_page(
+            "The redirect_uri is not registered for this app; sign-in stops here.",
+        ));
     }
     let issuer = s.base_url().to_string();
     let err = |code: &str, desc: &str| {
-        let mut p = vec![("error", code), ("error_description", desc), ("iss", issuer.as_str())];
+        let mut p = vec![
+            ("error", code),
+            ("error_description", desc),
+            ("iss", issuer.as_str()),
+        ];
         if let Some(st) = r.state.as_deref() {
             p.push(("state", st));
         }
         to_client(&r.redirect_uri, &p)
     };
     if r.response_type != "code" {
-        return Ok(err("unsupported_response_type", "only response_type=code is supported"));
+        return Ok(err(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
     }
     if !client.may("authorization_code") {
-        return Ok(err("unauthorized_client", "this client may not use the authorization code flow"));
+        return Ok(err(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        ));
     }
     if r.scope.trim().is_empty() {
         return Ok(err("invalid_scope", "scope is required"));
     }
     let Some(scopes) = grant_scopes(&r.scope, &client.scopes, true) else {
-        return Ok(err("invalid_scope", "a requested scope is not allowed for this client"));
+        return Ok(err(
+            "invalid_scope",
+            "a requested scope is not allowed for this client",
+        ));
     };
     if let Err(why) = audience(&scopes) {
         return Ok(err("invalid_scope", why));
     }
-    match (r.code_challenge.as_deref(), r.code_challenge_method.as_deref()) {
-        (Some(ch), Some("S256")) if ch.len() == 43 && ch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {}
-        (Some(_), Some("S256")) => return Ok(err("invalid_request", "code_challenge must be a BASE64URL-encoded SHA-256 digest (43 characters)")),
+    match (
+        r.code_challenge.as_deref(),
+        r.code_challenge_method.as_deref(),
+    ) {
+        (Some(ch), Some("S256"))
+            if ch.len() == 43
+                && ch
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {}
+        (Some(_), Some("S256")) => {
+            return Ok(err(
+                "invalid_request",
+                "code_challenge must be a BASE64URL-encoded SHA-256 digest (43 characters)",
+            ));
+        }
         (Some(_), _) => return Ok(err("invalid_request", "code_challenge_method must be S256")),
-        (None, Some(_)) => return Ok(err("invalid_request", "code_challenge_method without code_challenge")),
-        (None, None) if client.public => return Ok(err("invalid_request", "public clients must use PKCE (code_challenge with S256)")),
+        (None, Some(_)) => {
+            return Ok(err(
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            ));
+        }
+        (None, None) if client.public => {
+            return Ok(err(
+                "invalid_request",
+                "public clients must use PKCE (code_challenge with S256)",
+            ));
+        }
         (None, None) => {}
     }
-    if r.nonce.as_deref().is_some_and(|n| n.len() > 512) || r.state.as_deref().is_some_and(|n| n.len() > 2048) {
+    if r.nonce.as_deref().is_some_and(|n| n.len() > 512)
+        || r.state.as_deref().is_some_and(|n| n.len() > 2048)
+    {
         return Ok(err("invalid_request", "state or nonce is too long"));
     }
     let max_age = match r.max_age.as_deref() {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return Ok(err("invalid_request", "max_age must be a non-negative integer")),
+            _ => {
+                return Ok(err(
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                ));
+            }
         },
     };
     let passive = r.prompts("none");
     if passive && r.prompt.as_deref() != Some("none") {
-        return Ok(err("invalid_request", "prompt=none cannot be combined with other values"));
+        return Ok(err(
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
     }
     let next = r.next(true);
     let gate = gate(
@@ -328,16 +435,23 @@ async fn authorize_inner(s: &AppState, headers: &HeaderMap, r: AuthRequest) -> R
     )
     .await?;
     let (session, member) = match gate {
-        Gate::Through { session, member, .. } => (session, member),
+        Gate::Through {
+            session, member, ..
+        } => (session, member),
         Gate::Page(p) => return Ok(p),
-        Gate::Passive(code) => return Ok(err(code, "the person must interact with the sign-in pages")),
+        Gate::Passive(code) => {
+            return Ok(err(code, "the person must interact with the sign-in pages"));
+        }
     };
     if !client.first_party {
         let granted = consented(s, &member, &client).await?;
         let covered = scopes.iter().all(|sc| granted.iter().any(|g| g == sc));
         if !covered || r.prompts("consent") {
             if passive {
-                return Ok(err("consent_required", "the person has not allowed this app yet"));
+                return Ok(err(
+                    "consent_required",
+                    "the person has not allowed this app yet",
+                ));
             }
             let (csrf, set) = web::csrf(headers, secure(s));
             return Ok(render(
@@ -349,7 +463,11 @@ async fn authorize_inner(s: &AppState, headers: &HeaderMap, r: AuthRequest) -> R
                     csrf: &csrf,
                     next: &r.next(true).replace("&prompt=consent", ""),
                     client_name: &client.name,
-                    scopes: scopes.iter().map(|sc| t.scope(sc)).filter(|d| !d.is_empty()).collect(),
+                    scopes: scopes
+                        .iter()
+                        .map(|sc| t.scope(sc))
+                        .filter(|d| !d.is_empty())
+                        .collect(),
                 },
                 set.into_iter().collect(),
             ));
@@ -384,7 +502,8 @@ async fn consented(s: &AppState, m: &Membership, client: &Client) -> Result<Vec<
     let mut c = s.db.read().await?;
     let r: Option<String> = run!(&mut c, c => sqlx::query_scalar("SELECT scopes FROM consents WHERE person_id = $1 AND client_id = $2")
         .bind(m.person.0).bind(&client.client_id).fetch_optional(c).await)?;
-    Ok(r.map(|s| s.split(' ').map(str::to_string).collect()).unwrap_or_default())
+    Ok(r.map(|s| s.split(' ').map(str::to_string).collect())
+        .unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -411,25 +530,43 @@ pub async fn login(
     let lang = lang_of(&headers, None);
     let t = lang.texts();
     let Ok(Form(f)) = form else {
-        return pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The form could not be read.");
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form could not be read.",
+        );
     };
     if !web::csrf_ok(&headers, f.csrf.as_deref()) {
         return csrf_page(lang);
     }
     let next = f.next.unwrap_or_default();
     if !web::next_ok(&next) {
-        return pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The form names an unknown continuation.");
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form names an unknown continuation.",
+        );
     }
     let login = f.login.unwrap_or_default();
     let password = f.password.unwrap_or_default();
-    let again = |e: &'static str, st: StatusCode| login_page(&headers, &s, lang, &next, &login, Some(e), st);
+    let again = |e: &'static str, st: StatusCode| {
+        login_page(&headers, &s, lang, &next, &login, Some(e), st)
+    };
     if !ctx.attempt(ip) {
         return again(t.too_many, StatusCode::TOO_MANY_REQUESTS);
     }
     match login_inner(&s, &ctx, &headers, &login, password, s.now()).await {
         Ok(Ok(cookie)) => {
             let mut r = Redirect::to(&next).into_response();
-            if let Some((k, v)) = web::set_cookie(sessions::COOKIE, &cookie, sessions::SESSION_TTL_MS / 1000, "Lax", secure(&s)) {
+            if let Some((k, v)) = web::set_cookie(
+                sessions::COOKIE,
+                &cookie,
+                sessions::SESSION_TTL_MS / 1000,
+                "Lax",
+                secure(&s),
+            ) {
                 r.headers_mut().insert(k, v);
             }
             r
@@ -445,7 +582,14 @@ enum LoginRefused {
     Locked,
 }
 
-async fn login_inner(s: &AppState, ctx: &Ctx, headers: &HeaderMap, login: &str, password: String, now: Timestamp) -> Result<Result<String, LoginRefused>, ApiError> {
+async fn login_inner(
+    s: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    login: &str,
+    password: String,
+    now: Timestamp,
+) -> Result<Result<String, LoginRefused>, ApiError> {
     let account = signin::find(&s.db, login).await?;
     let Some(a) = account else {
         ctx.verify_password(password, None).await;
@@ -462,7 +606,8 @@ async fn login_inner(s: &AppState, ctx: &Ctx, headers: &HeaderMap, login: &str, 
         return Ok(Err(LoginRefused::Wrong));
     }
     signin::succeeded(&mut tx, &a).await?;
-    let (_, cookie) = sessions::create(&mut tx, a.id, &["pwd"], &web::user_agent(headers), now).await?;
+    let (_, cookie) =
+        sessions::create(&mut tx, a.id, &["pwd"], &web::user_agent(headers), now).await?;
     tx.commit().await?;
     Ok(Ok(cookie))
 }
@@ -475,18 +620,35 @@ pub struct ConsentForm {
 }
 
 /// `POST /oauth2/consent`: remembers the allowed scopes (or answers `access_denied`).
-pub async fn consent(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<ConsentForm>, axum::extract::rejection::FormRejection>) -> Response {
+pub async fn consent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<ConsentForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let lang = lang_of(&headers, None);
     let t = lang.texts();
     let Ok(Form(f)) = form else {
-        return pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The form could not be read.");
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form could not be read.",
+        );
     };
     if !web::csrf_ok(&headers, f.csrf.as_deref()) {
         return csrf_page(lang);
     }
     let next = f.next.unwrap_or_default();
-    let Some(query) = next.strip_prefix("/oauth2/authorize?").filter(|_| web::next_ok(&next)) else {
-        return pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The form names an unknown continuation.");
+    let Some(query) = next
+        .strip_prefix("/oauth2/authorize?")
+        .filter(|_| web::next_ok(&next))
+    else {
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form names an unknown continuation.",
+        );
     };
     let r = AuthRequest::parse(query);
     match consent_inner(&s, &headers, &r, f.decision.as_deref() == Some("allow")).await {
@@ -496,22 +658,41 @@ pub async fn consent(State(s): State<AppState>, headers: HeaderMap, form: Result
     }
 }
 
-async fn consent_inner(s: &AppState, headers: &HeaderMap, r: &AuthRequest, allow: bool) -> Result<Option<Response>, ApiError> {
+async fn consent_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    r: &AuthRequest,
+    allow: bool,
+) -> Result<Option<Response>, ApiError> {
     let now = s.now();
     let lang = lang_of(headers, r.ui_locales.as_deref());
     let t = lang.texts();
     let Some(client) = clients::lookup(&s.db, &r.client_id, s.base_url()).await? else {
-        return Ok(Some(pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "This app is unknown or was revoked.")));
+        return Ok(Some(pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "This app is unknown or was revoked.",
+        )));
     };
-    if !client.redirect_uris.iter().any(|u| *u == r.redirect_uri) {
-        return Ok(Some(pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The redirect_uri is not registered for this app.")));
+    if !client.redirect_uris.contains(&r.redirect_uri) {
+        return Ok(Some(pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The redirect_uri is not registered for this app.",
+        )));
     }
     let Some(session) = sessions::current(&s.db, headers, now).await? else {
         return Ok(None);
     };
     if !allow {
         let issuer = s.base_url().to_string();
-        let mut p = vec![("error", "access_denied"), ("error_description", "the person did not allow access"), ("iss", issuer.as_str())];
+        let mut p = vec![
+            ("error", "access_denied"),
+            ("error_description", "the person did not allow access"),
+            ("iss", issuer.as_str()),
+        ];
         if let Some(st) = r.state.as_deref() {
             p.push(("state", st));
         }
@@ -521,13 +702,18 @@ async fn consent_inner(s: &AppState, headers: &HeaderMap, r: &AuthRequest, allow
         return Ok(None);
     };
     let members = signin::memberships(&s.db, session.account).await?;
-    let Some(m) = members.iter().find(|m| Some(m.org) == client.org && m.active) else {
+    let Some(m) = members
+        .iter()
+        .find(|m| Some(m.org) == client.org && m.active)
+    else {
         return Ok(None);
     };
     let mut tx = s.db.begin().await?;
     let previous: Option<String> = run!(&mut tx, c => sqlx::query_scalar("SELECT scopes FROM consents WHERE person_id = $1 AND client_id = $2")
         .bind(m.person.0).bind(&client.client_id).fetch_optional(c).await)?;
-    let mut all: Vec<String> = previous.map(|p| p.split(' ').map(str::to_string).collect()).unwrap_or_default();
+    let mut all: Vec<String> = previous
+        .map(|p| p.split(' ').map(str::to_string).collect())
+        .unwrap_or_default();
     for sc in scopes {
         if !all.contains(&sc) {
             all.push(sc);

@@ -248,11 +248,29 @@ pub const CONSOLE: &str = "carebridge-console";
 
 /// Carebridge's own apps: public, first-party clients of every organisation.
 pub fn builtin(client_id: &str, base: &str) -> Option<Client> {
-    let all: Vec<String> = carebridge_domain::oauth::SCOPES.iter().map(|s| s.to_string()).collect();
+    let all: Vec<String> = carebridge_domain::oauth::SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let (name, grants, redirect): (&str, &[&str], Option<&str>) = match client_id {
-        CLI => ("Carebridge CLI", &["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"], None),
-        APP => ("Carebridge", &["authorization_code", "refresh_token"], Some("/app/callback")),
-        CONSOLE => ("Carebridge Console", &["authorization_code", "refresh_token"], Some("/console/callback")),
+        CLI => (
+            "Carebridge CLI",
+            &[
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "refresh_token",
+            ],
+            None,
+        ),
+        APP => (
+            "Carebridge",
+            &["authorization_code", "refresh_token"],
+            Some("/app/callback"),
+        ),
+        CONSOLE => (
+            "Carebridge Console",
+            &["authorization_code", "refresh_token"],
+            Some("/console/callback"),
+        ),
         _ => return None,
     };
     Some(Client {
@@ -260,7 +278,9 @@ pub fn builtin(client_id: &str, base: &str) -> Option<Client> {
         client_id: client_id.to_string(),
         name: name.to_string(),
         public: true,
-        redirect_uris: redirect.map(|r| vec![format!("{base}{r}")]).unwrap_or_default(),
+        redirect_uris: redirect
+            .map(|r| vec![format!("{base}{r}")])
+            .unwrap_or_default(),
         scopes: all,
         grants: grants.iter().map(|g| g.to_string()).collect(),
         first_party: true,
@@ -289,7 +309,11 @@ fn forget(client_id: &str) {
 }
 
 /// A live client and its secret digest; `None` for unknown or revoked ones.
-async fn load(db: &Db, client_id: &str, base: &str) -> Result<Option<(Option<Vec<u8>>, Client)>, StoreError> {
+async fn load(
+    db: &Db,
+    client_id: &str,
+    base: &str,
+) -> Result<Option<(Option<Vec<u8>>, Client)>, StoreError> {
     if let Some(c) = builtin(client_id, base) {
         return Ok(Some((None, c)));
     }
@@ -297,7 +321,21 @@ async fn load(db: &Db, client_id: &str, base: &str) -> Result<Option<(Option<Vec
         return Ok(Some(hit));
     }
     let mut c = db.read().await?;
-    type Full = (Uuid, String, String, bool, String, String, String, bool, String, i64, Option<i64>, Option<Vec<u8>>, Uuid);
+    type Full = (
+        Uuid,
+        String,
+        String,
+        bool,
+        String,
+        String,
+        String,
+        bool,
+        String,
+        i64,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Uuid,
+    );
     let row: Option<Full> = run!(&mut c, c => sqlx::query_as(&format!("SELECT {COLS}, secret_digest, org_id FROM oauth_clients WHERE client_id = $1"))
         .bind(client_id).fetch_optional(c).await)?;
     let Some(r) = row else {
@@ -322,7 +360,10 @@ async fn load(db: &Db, client_id: &str, base: &str) -> Result<Option<(Option<Vec
         if map.len() > 10_000 {
             map.clear();
         }
-        map.insert(client_id.to_string(), (digest.clone(), a.clone(), Instant::now()));
+        map.insert(
+            client_id.to_string(),
+            (digest.clone(), a.clone(), Instant::now()),
+        );
     }
     Ok(Some((digest, a)))
 }

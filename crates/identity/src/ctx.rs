@@ -37,7 +37,9 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(o: &Options) -> Arc<Ctx> {
         let per_minute = NonZeroU32::new(o.signin_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Arc::new(Ctx {
             keys: KeyCache::default(),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
@@ -78,7 +80,10 @@ impl Ctx {
     }
 
     /// Hashes a new password on the same bounded pool.
-    pub async fn hash_password(&self, password: String) -> Result<String, carebridge_web::ServiceError> {
+    pub async fn hash_password(
+        &self,
+        password: String,
+    ) -> Result<String, carebridge_web::ServiceError> {
         let _permit = self.hashing.acquire().await.ok();
         crate::accounts::hash_password(password).await
     }

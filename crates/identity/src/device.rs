@@ -41,14 +41,25 @@ fn digest(b: &[u8]) -> Vec<u8> {
 
 fn user_code() -> String {
     let b = crate::random_bytes::<8>();
-    let c: String = b.iter().map(|x| USER_ALPHABET[(*x as usize) % USER_ALPHABET.len()] as char).collect();
+    let c: String = b
+        .iter()
+        .map(|x| USER_ALPHABET[(*x as usize) % USER_ALPHABET.len()] as char)
+        .collect();
     format!("{}-{}", &c[..4], &c[4..])
 }
 
 /// A typed user code in canonical form (`bcdf ghjk` → `BCDF-GHJK`).
 fn normalise(code: &str) -> String {
-    let c: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_uppercase();
-    if c.len() == 8 { format!("{}-{}", &c[..4], &c[4..]) } else { c }
+    let c: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_uppercase();
+    if c.len() == 8 {
+        format!("{}-{}", &c[..4], &c[4..])
+    } else {
+        c
+    }
 }
 
 /// What an OAuth error code of the device grant means.
@@ -69,21 +80,38 @@ pub async fn authorize(
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let err = |status: StatusCode, code: &str, d: &str| {
-        (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(json!({"error": code, "error_description": d}))).into_response()
+        (
+            status,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({"error": code, "error_description": d})),
+        )
+            .into_response()
     };
     let Ok(Form(form)) = form else {
-        return err(StatusCode::BAD_REQUEST, "invalid_request", "send the parameters as application/x-www-form-urlencoded");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        );
     };
     let c = match crate::token::calling_client(&s, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     if !c.may(GRANT) {
-        return err(StatusCode::BAD_REQUEST, "unauthorized_client", "this client may not use the device flow");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not use the device flow",
+        );
     }
     let requested = form.get("scope").map(String::as_str).unwrap_or("openid");
     let Some(scopes) = grant_scopes(requested, &c.scopes, true) else {
-        return err(StatusCode::BAD_REQUEST, "invalid_scope", "a requested scope is not allowed for this client");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "a requested scope is not allowed for this client",
+        );
     };
     if let Err(why) = audience(&scopes) {
         return err(StatusCode::BAD_REQUEST, "invalid_scope", why);
@@ -134,7 +162,12 @@ pub struct DeviceQuery {
 }
 
 fn lang(headers: &HeaderMap) -> Lang {
-    Lang::pick(None, headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+    Lang::pick(
+        None,
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn next_of(user_code: &str, org: Option<&str>) -> String {
@@ -160,25 +193,59 @@ async fn pending_client(s: &AppState, uc: &str) -> Result<Option<Client>, ApiErr
 }
 
 /// `GET /oauth2/device`: the approval page (after sign-in).
-pub async fn page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<DeviceQuery>) -> Response {
+pub async fn page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DeviceQuery>,
+) -> Response {
     let l = lang(&headers);
     let t = l.texts();
     let (csrf, set) = web::csrf(&headers, secure(&s));
     let uc = normalise(q.user_code.as_deref().unwrap_or(""));
     let r: Result<Response, ApiError> = async {
-        let client = if uc.is_empty() { None } else { pending_client(&s, &uc).await? };
+        let client = if uc.is_empty() {
+            None
+        } else {
+            pending_client(&s, &uc).await?
+        };
         let next = next_of(&uc, q.org.as_deref());
-        match gate(&s, &headers, l, &next, client.as_ref().and_then(|c| c.org), q.org.as_deref(), "", false, None, false).await? {
+        match gate(
+            &s,
+            &headers,
+            l,
+            &next,
+            client.as_ref().and_then(|c| c.org),
+            q.org.as_deref(),
+            "",
+            false,
+            None,
+            false,
+        )
+        .await?
+        {
             Gate::Through { member, .. } => {
                 let error = (!uc.is_empty() && client.is_none()).then_some(t.device_unknown);
                 Ok(render(
                     StatusCode::OK,
-                    &pages::Device { t, lang: l.code(), title: t.device_title, error, csrf: &csrf, user_code: &uc, org: &member.slug },
+                    &pages::Device {
+                        t,
+                        lang: l.code(),
+                        title: t.device_title,
+                        error,
+                        csrf: &csrf,
+                        user_code: &uc,
+                        org: &member.slug,
+                    },
                     set.into_iter().collect(),
                 ))
             }
             Gate::Page(p) => Ok(p),
-            Gate::Passive(_) => Ok(pages::message(StatusCode::FORBIDDEN, l, t.error_title, t.no_membership)),
+            Gate::Passive(_) => Ok(pages::message(
+                StatusCode::FORBIDDEN,
+                l,
+                t.error_title,
+                t.no_membership,
+            )),
         }
     }
     .await;
@@ -204,7 +271,12 @@ pub async fn decide(
     let l = lang(&headers);
     let t = l.texts();
     let Ok(Form(f)) = form else {
-        return pages::message(StatusCode::BAD_REQUEST, l, t.error_title, "The form could not be read.");
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            l,
+            t.error_title,
+            "The form could not be read.",
+        );
     };
     if !web::csrf_ok(&headers, f.csrf.as_deref()) {
         return pages::message(StatusCode::FORBIDDEN, l, t.error_title, t.csrf);
@@ -244,12 +316,32 @@ pub async fn decide(
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-type DeviceRow = (String, String, String, Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<i64>, Option<String>, i64, Option<i64>, i64);
+type DeviceRow = (
+    String,
+    String,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    i64,
+);
 
 /// The token endpoint's part: `Ok(Err(code))` is an OAuth error (`authorization_pending`,
 /// `slow_down`, `access_denied`, `expired_token`, `invalid_grant`).
-pub async fn redeem(db: &Db, device_code: &str, c: &Client, now: Timestamp) -> Result<Result<Issued, &'static str>, StoreError> {
-    let Some(raw) = device_code.strip_prefix("cbd_").and_then(|d| URL_SAFE_NO_PAD.decode(d).ok()) else {
+pub async fn redeem(
+    db: &Db,
+    device_code: &str,
+    c: &Client,
+    now: Timestamp,
+) -> Result<Result<Issued, &'static str>, StoreError> {
+    let Some(raw) = device_code
+        .strip_prefix("cbd_")
+        .and_then(|d| URL_SAFE_NO_PAD.decode(d).ok())
+    else {
         return Ok(Err("invalid_grant"));
     };
     let d = digest(&raw);
@@ -258,7 +350,20 @@ pub async fn redeem(db: &Db, device_code: &str, c: &Client, now: Timestamp) -> R
     let row: Option<DeviceRow> = run!(&mut tx, x => sqlx::query_as(
         "SELECT client_id, state, scopes, org_id, person_id, session_id, auth_time, amr, interval_s, last_poll_at, expires_at FROM device_codes WHERE digest = $1")
         .bind(&d).fetch_optional(x).await)?;
-    let Some((owner, state, scopes, org, person, session, auth_time, amr, interval, last_poll, expires)) = row else {
+    let Some((
+        owner,
+        state,
+        scopes,
+        org,
+        person,
+        session,
+        auth_time,
+        amr,
+        interval,
+        last_poll,
+        expires,
+    )) = row
+    else {
         return Ok(Err("invalid_grant"));
     };
     if owner != c.client_id {
@@ -274,7 +379,11 @@ pub async fn redeem(db: &Db, device_code: &str, c: &Client, now: Timestamp) -> R
             exec!(&mut tx, x => sqlx::query("UPDATE device_codes SET last_poll_at = $2, interval_s = $3 WHERE digest = $1")
                 .bind(&d).bind(ms).bind(new_interval).execute(x).await)?;
             tx.commit().await?;
-            Ok(Err(if too_fast { "slow_down" } else { "authorization_pending" }))
+            Ok(Err(if too_fast {
+                "slow_down"
+            } else {
+                "authorization_pending"
+            }))
         }
         "denied" => Ok(Err("access_denied")),
         "approved" => {
@@ -286,10 +395,29 @@ pub async fn redeem(db: &Db, device_code: &str, c: &Client, now: Timestamp) -> R
             if n != 1 {
                 return Ok(Err("invalid_grant"));
             }
-            let scopes: Vec<String> = scopes.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect();
-            let amr: Vec<String> = amr.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
-            let with_refresh = c.may("refresh_token") && scopes.iter().any(|x| x == "offline_access");
-            let (grant, refresh) = grants::create(&mut tx, OrgId(org), PersonId(person), &c.client_id, session, &scopes, auth_time, &amr, with_refresh, now).await?;
+            let scopes: Vec<String> = scopes
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect();
+            let amr: Vec<String> = amr
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or_default();
+            let with_refresh =
+                c.may("refresh_token") && scopes.iter().any(|x| x == "offline_access");
+            let (grant, refresh) = grants::create(
+                &mut tx,
+                OrgId(org),
+                PersonId(person),
+                &c.client_id,
+                session,
+                &scopes,
+                auth_time,
+                &amr,
+                with_refresh,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             Ok(Ok(Issued {
                 grant,

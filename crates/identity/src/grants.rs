@@ -27,7 +27,10 @@ fn digest(b: &[u8]) -> Vec<u8> {
 }
 
 fn list(s: &str) -> Vec<String> {
-    s.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Why a grant could not be redeemed (all map to OAuth `invalid_grant`).
@@ -94,7 +97,9 @@ pub struct Issued {
 pub fn pkce_ok(verifier: &str, challenge: &str) -> bool {
     let ok_chars = verifier.len() >= 43
         && verifier.len() <= 128
-        && verifier.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+        && verifier
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     ok_chars & bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
@@ -142,13 +147,29 @@ pub async fn create(
 }
 
 /// Revokes a grant (idempotent).
-pub async fn revoke(tx: &mut Tx, grant: Uuid, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+pub async fn revoke(
+    tx: &mut Tx,
+    grant: Uuid,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query("UPDATE token_grants SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
         .bind(grant).bind(now.as_millisecond()).bind(reason).execute(c).await)?;
     Ok(())
 }
 
-type CodeRow = (String, Uuid, Uuid, Uuid, String, String, Option<String>, Option<String>, i64, String);
+type CodeRow = (
+    String,
+    Uuid,
+    Uuid,
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+);
 
 /// Redeems a code for `client_id`: single use, unexpired, same redirect URI, PKCE verifier
 /// when a challenge was sent (and only then), person still active. `refresh_allowed` says
@@ -162,7 +183,10 @@ pub async fn redeem_code(
     refresh_allowed: bool,
     now: Timestamp,
 ) -> Result<Issued, GrantError> {
-    let Some(secret) = code.strip_prefix("cba_").and_then(|c| URL_SAFE_NO_PAD.decode(c).ok()) else {
+    let Some(secret) = code
+        .strip_prefix("cba_")
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+    else {
         return Err(GrantError::Invalid("unknown authorization code"));
     };
     let d = digest(&secret);
@@ -172,7 +196,8 @@ pub async fn redeem_code(
         "UPDATE auth_codes SET used_at = $2 WHERE digest = $1 AND used_at IS NULL \
          RETURNING client_id, org_id, person_id, session_id, redirect_uri, scopes, nonce, code_challenge, auth_time, amr")
         .bind(&d).bind(ms).fetch_optional(c).await)?;
-    let Some((owner, org, person, session, uri, scopes, nonce, challenge, auth_time, amr)) = row else {
+    let Some((owner, org, person, session, uri, scopes, nonce, challenge, auth_time, amr)) = row
+    else {
         // Used before: revoke what the first redemption produced (the code may be stolen).
         let prior: Option<(Option<Uuid>, String)> = run!(&mut tx, c => sqlx::query_as("SELECT grant_id, client_id FROM auth_codes WHERE digest = $1")
             .bind(&d).fetch_optional(c).await)?;
@@ -182,7 +207,9 @@ pub async fn redeem_code(
                     revoke(&mut tx, g, "code_reuse", now).await?;
                 }
                 tx.commit().await?;
-                Err(GrantError::Invalid("the authorization code was already used; the tokens issued for it are revoked"))
+                Err(GrantError::Invalid(
+                    "the authorization code was already used; the tokens issued for it are revoked",
+                ))
             }
             _ => Err(GrantError::Invalid("unknown authorization code")),
         };
@@ -201,13 +228,29 @@ pub async fn redeem_code(
         return fail(tx, "the authorization code has expired").await;
     }
     if redirect_uri != Some(uri.as_str()) {
-        return fail(tx, "redirect_uri differs from the one of the authorization request").await;
+        return fail(
+            tx,
+            "redirect_uri differs from the one of the authorization request",
+        )
+        .await;
     }
     match (challenge.as_deref(), verifier) {
         (Some(ch), Some(v)) if pkce_ok(v, ch) => {}
-        (Some(_), Some(_)) => return fail(tx, "the PKCE code_verifier does not match the code_challenge").await,
+        (Some(_), Some(_)) => {
+            return fail(
+                tx,
+                "the PKCE code_verifier does not match the code_challenge",
+            )
+            .await;
+        }
         (Some(_), None) => return fail(tx, "code_verifier is required (PKCE)").await,
-        (None, Some(_)) => return fail(tx, "code_verifier sent, but the authorization request had no code_challenge").await,
+        (None, Some(_)) => {
+            return fail(
+                tx,
+                "code_verifier sent, but the authorization request had no code_challenge",
+            )
+            .await;
+        }
         (None, None) => {}
     }
     let active: Option<bool> = run!(&mut tx, c => sqlx::query_scalar("SELECT active FROM people WHERE id = $1 AND org_id = $2")
@@ -218,7 +261,19 @@ pub async fn redeem_code(
     let scopes = list(&scopes);
     let amr: Vec<String> = serde_json::from_str(&amr).unwrap_or_default();
     let with_refresh = refresh_allowed && scopes.iter().any(|s| s == "offline_access");
-    let (grant, refresh) = create(&mut tx, OrgId(org), PersonId(person), client_id, Some(session), &scopes, auth_time, &amr, with_refresh, now).await?;
+    let (grant, refresh) = create(
+        &mut tx,
+        OrgId(org),
+        PersonId(person),
+        client_id,
+        Some(session),
+        &scopes,
+        auth_time,
+        &amr,
+        with_refresh,
+        now,
+    )
+    .await?;
     exec!(&mut tx, c => sqlx::query("UPDATE auth_codes SET grant_id = $2 WHERE digest = $1").bind(&d).bind(grant).execute(c).await)?;
     tx.commit().await?;
     Ok(Issued {
@@ -239,7 +294,12 @@ type RotRow = (Uuid, Uuid, String, i64, String, Option<Uuid>);
 
 /// Uses a refresh token: rotates it and returns the grant with the new token. Reuse of an
 /// older token revokes the grant.
-pub async fn refresh(db: &Db, token: &str, client_id: &str, now: Timestamp) -> Result<Issued, GrantError> {
+pub async fn refresh(
+    db: &Db,
+    token: &str,
+    client_id: &str,
+    now: Timestamp,
+) -> Result<Issued, GrantError> {
     let Some((id, secret)) = parse_refresh(token) else {
         return Err(GrantError::Invalid("unknown refresh token"));
     };
@@ -276,7 +336,9 @@ pub async fn refresh(db: &Db, token: &str, client_id: &str, now: Timestamp) -> R
         return Err(GrantError::Invalid("unknown refresh token"));
     };
     if owner != client_id {
-        return Err(GrantError::Invalid("the refresh token was issued to another client"));
+        return Err(GrantError::Invalid(
+            "the refresh token was issued to another client",
+        ));
     }
     if revoked.is_some() {
         return Err(GrantError::Invalid("the refresh token is revoked"));
@@ -288,7 +350,9 @@ pub async fn refresh(db: &Db, token: &str, client_id: &str, now: Timestamp) -> R
     if !matches {
         revoke(&mut tx, id, "refresh_reuse", now).await?;
         tx.commit().await?;
-        return Err(GrantError::Invalid("the refresh token was already used; every token of this grant is revoked"));
+        return Err(GrantError::Invalid(
+            "the refresh token was already used; every token of this grant is revoked",
+        ));
     }
     Err(GrantError::Invalid("the person is no longer active"))
 }
@@ -305,7 +369,11 @@ pub async fn live(db: &Db, grant: Uuid) -> Result<bool, StoreError> {
 
 /// The grant a refresh token belongs to, when the token is the grant's current one and the
 /// grant was issued to `client_id` (for revocation, RFC 7009).
-pub async fn grant_of_refresh(db: &Db, token: &str, client_id: &str) -> Result<Option<Uuid>, StoreError> {
+pub async fn grant_of_refresh(
+    db: &Db,
+    token: &str,
+    client_id: &str,
+) -> Result<Option<Uuid>, StoreError> {
     let Some((id, secret)) = parse_refresh(token) else {
         return Ok(None);
     };
@@ -313,7 +381,11 @@ pub async fn grant_of_refresh(db: &Db, token: &str, client_id: &str) -> Result<O
     let r: Option<(Option<Vec<u8>>, String)> = run!(&mut c, c => sqlx::query_as(
         "SELECT refresh_digest, client_id FROM token_grants WHERE id = $1").bind(id).fetch_optional(c).await)?;
     Ok(match r {
-        Some((Some(d), owner)) if owner == client_id && bool::from(d.as_slice().ct_eq(&digest(&secret))) => Some(id),
+        Some((Some(d), owner))
+            if owner == client_id && bool::from(d.as_slice().ct_eq(&digest(&secret))) =>
+        {
+            Some(id)
+        }
         _ => None,
     })
 }
@@ -325,9 +397,18 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_example() {
         // RFC 7636 appendix B.
-        assert!(pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_ok("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(pkce_ok(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_ok(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_ok(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
     }
 
     #[test]

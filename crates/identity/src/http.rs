@@ -186,12 +186,27 @@ pub fn public_router(options: &crate::ctx::Options) -> axum::Router<AppState> {
         .route("/oauth2/token", post(crate::token::token))
         .route("/oauth2/introspect", post(crate::token::introspect))
         .route("/oauth2/revoke", post(crate::token::revoke))
-        .route("/oauth2/userinfo", get(crate::token::userinfo).post(crate::token::userinfo))
-        .route("/oauth2/device_authorization", post(crate::device::authorize))
-        .route("/oauth2/device", get(crate::device::page).post(crate::device::decide))
+        .route(
+            "/oauth2/userinfo",
+            get(crate::token::userinfo).post(crate::token::userinfo),
+        )
+        .route(
+            "/oauth2/device_authorization",
+            post(crate::device::authorize),
+        )
+        .route(
+            "/oauth2/device",
+            get(crate::device::page).post(crate::device::decide),
+        )
         .route("/oauth2/logout", get(crate::logout::logout))
-        .route("/account/forgot", get(crate::account::forgot_page).post(crate::account::forgot))
-        .route("/account/password", get(crate::account::password_form).post(crate::account::set_password))
+        .route(
+            "/account/forgot",
+            get(crate::account::forgot_page).post(crate::account::forgot),
+        )
+        .route(
+            "/account/password",
+            get(crate::account::password_form).post(crate::account::set_password),
+        )
         .route("/.well-known/openid-configuration", get(discovery))
         .layer(axum::Extension(crate::ctx::Ctx::new(options)))
 }
@@ -241,5 +256,9 @@ async fn discovery(State(s): State<AppState>) -> axum::response::Response {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     });
-    ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc)).into_response()
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(doc),
+    )
+        .into_response()
 }

@@ -354,7 +354,10 @@ mod tests {
     #[test]
     fn picks_ui_locales_then_accept_language_by_quality() {
         assert_eq!(Lang::pick(Some("it fr-CH"), Some("de")), Lang::Fr);
-        assert_eq!(Lang::pick(None, Some("it;q=1, de-CH;q=0.8, en;q=0.5")), Lang::De);
+        assert_eq!(
+            Lang::pick(None, Some("it;q=1, de-CH;q=0.8, en;q=0.5")),
+            Lang::De
+        );
         assert_eq!(Lang::pick(None, Some("en;q=0.3, de;q=0.9")), Lang::De);
         assert_eq!(Lang::pick(None, Some("ja")), Lang::En);
         assert_eq!(Lang::pick(None, None), Lang::En);

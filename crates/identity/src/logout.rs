@@ -26,8 +26,17 @@ pub struct LogoutQuery {
 }
 
 /// `GET /oauth2/logout`.
-pub async fn logout(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LogoutQuery>) -> Response {
-    let l = Lang::pick(q.ui_locales.as_deref(), headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+pub async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LogoutQuery>,
+) -> Response {
+    let l = Lang::pick(
+        q.ui_locales.as_deref(),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let t = l.texts();
     let r: Result<Response, ApiError> = async {
         let now = s.now();
@@ -38,11 +47,24 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap, Query(q): Que
                 // An ID token's audience is its client: read it, then check the signature for it.
                 let aud = jsonwebtoken::dangerous::insecure_decode::<Value>(h)
                     .ok()
-                    .and_then(|d| d.claims.get("aud").and_then(Value::as_str).map(str::to_string));
+                    .and_then(|d| {
+                        d.claims
+                            .get("aud")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    });
                 match aud {
-                    Some(a) if a != API_AUDIENCE
-                        && a != PORTAL_AUDIENCE
-                        && crate::keys::verify_with::<Value>(h, &published, s.base_url(), &[a.as_str()], None).is_ok() =>
+                    Some(a)
+                        if a != API_AUDIENCE
+                            && a != PORTAL_AUDIENCE
+                            && crate::keys::verify_with::<Value>(
+                                h,
+                                &published,
+                                s.base_url(),
+                                &[a.as_str()],
+                                None,
+                            )
+                            .is_ok() =>
                     {
                         Some(a)
                     }

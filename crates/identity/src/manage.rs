@@ -35,23 +35,37 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/mfa-policy", tag = "identity",
     params(("org" = String, Path, description = "slug or id")),
     responses((status = 200, body = MfaPolicy)), security(("bearer" = [])))]
-async fn get_policy(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path(_org): Path<String>) -> Result<axum::Json<MfaPolicy>, ApiError> {
+async fn get_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+) -> Result<axum::Json<MfaPolicy>, ApiError> {
     require(&p, &o, Permission::OrgRead)?;
     let mut c = s.db.read().await?;
-    Ok(axum::Json(MfaPolicy { required_for: crate::signin::mfa_policy(&mut c, o.id).await? }))
+    Ok(axum::Json(MfaPolicy {
+        required_for: crate::signin::mfa_policy(&mut c, o.id).await?,
+    }))
 }
 
 /// Set who must use a second factor (roles or person kinds).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/mfa-policy", tag = "identity", request_body = MfaPolicy,
     params(("org" = String, Path, description = "slug or id")),
     responses((status = 200, body = MfaPolicy), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn put_policy(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path(_org): Path<String>, body: Json<MfaPolicy>) -> Result<axum::Json<MfaPolicy>, ApiError> {
+async fn put_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    body: Json<MfaPolicy>,
+) -> Result<axum::Json<MfaPolicy>, ApiError> {
     require(&p, &o, Permission::OrgWrite)?;
     let mut v = Violations::new();
     let mut names: Vec<String> = Vec::new();
     for (i, n) in body.value.required_for.iter().enumerate() {
         let n = n.trim().to_string();
-        let known = Role::parse(&n).is_some() || carebridge_domain::person::PersonKind::parse(&n).is_some();
+        let known =
+            Role::parse(&n).is_some() || carebridge_domain::person::PersonKind::parse(&n).is_some();
         if !known {
             v.push(format!("/required_for/{i}"), "unknown_name", "a role (org_admin, unit_admin, dispatcher, member, client, relative) or person kind (staff, volunteer, client, relative)");
         } else if !names.contains(&n) {
@@ -61,16 +75,35 @@ async fn put_policy(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPat
     v.into_result().map_err(ServiceError::from)?;
     let now = s.now();
     let mut tx = s.db.begin().await?;
-    let before = MfaPolicy { required_for: crate::signin::mfa_policy(&mut tx, o.id).await? };
-    let after = MfaPolicy { required_for: names };
+    let before = MfaPolicy {
+        required_for: crate::signin::mfa_policy(&mut tx, o.id).await?,
+    };
+    let after = MfaPolicy {
+        required_for: names,
+    };
     crate::signin::set_mfa_policy(&mut tx, o.id, &after.required_for, now).await?;
-    audit::record(&mut tx, o.id, &Actor::new(p, Source::Api), "identity.mfa_policy", "organisation", &o.id.0.to_string(), Some(&before), Some(&after), now).await?;
+    audit::record(
+        &mut tx,
+        o.id,
+        &Actor::new(p, Source::Api),
+        "identity.mfa_policy",
+        "organisation",
+        &o.id.0.to_string(),
+        Some(&before),
+        Some(&after),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(axum::Json(after))
 }
 
 /// The person's e-mail, kind and account of a person of `o`.
-async fn person_row(s: &AppState, o: &OrgRef, person: Uuid) -> Result<(String, String, Option<Uuid>, Option<String>), ApiError> {
+async fn person_row(
+    s: &AppState,
+    o: &OrgRef,
+    person: Uuid,
+) -> Result<(String, String, Option<Uuid>, Option<String>), ApiError> {
     let mut c = s.db.read().await?;
     let r: Option<(String, String, Option<Uuid>, Option<String>)> = run!(&mut c, c => sqlx::query_as(
         "SELECT emails, phones, account_id, language FROM people WHERE id = $1 AND org_id = $2")
@@ -90,13 +123,26 @@ struct Contact {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/people/{person}/invitation", tag = "identity",
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
     responses((status = 201, body = Invitation), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn invite(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path((_org, person)): Path<(String, Uuid)>) -> Result<(axum::http::StatusCode, axum::Json<Invitation>), ApiError> {
+async fn invite(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<(axum::http::StatusCode, axum::Json<Invitation>), ApiError> {
     require(&p, &o, Permission::DirectoryWrite)?;
     let (emails, phones, account, language) = person_row(&s, &o, person).await?;
     let emails: Vec<Contact> = serde_json::from_str(&emails).unwrap_or_default();
     let phones: Vec<Contact> = serde_json::from_str(&phones).unwrap_or_default();
-    let Some(email) = emails.first().map(|e| crate::accounts::normalise_login(&e.value)) else {
-        return Err(ServiceError::from(Violations::single("/emails", "email_required", "the person needs an e-mail address to be invited")).into());
+    let Some(email) = emails
+        .first()
+        .map(|e| crate::accounts::normalise_login(&e.value))
+    else {
+        return Err(ServiceError::from(Violations::single(
+            "/emails",
+            "email_required",
+            "the person needs an e-mail address to be invited",
+        ))
+        .into());
     };
     let now = s.now();
     let mut tx = s.db.begin().await?;
@@ -108,7 +154,10 @@ async fn invite(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, P
                 Some((a, _)) => a,
                 None => crate::accounts::create_in(&mut tx, &email, None, now).await?,
             };
-            let mobile = phones.iter().find(|x| x.kind == "mobile").map(|x| x.value.clone());
+            let mobile = phones
+                .iter()
+                .find(|x| x.kind == "mobile")
+                .map(|x| x.value.clone());
             if let Some(m) = mobile.and_then(|m| crate::signin::phone_login(&m)) {
                 let taken: Option<Uuid> = run!(&mut tx, c => sqlx::query_scalar("SELECT id FROM accounts WHERE phone = $1").bind(&m).fetch_optional(c).await)?;
                 if taken.is_none() {
@@ -120,14 +169,35 @@ async fn invite(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, P
         }
     };
     let lang = Lang::pick(language.as_deref(), None);
-    crate::account::send_link(&mut tx, s.base_url(), "invite", account, Some(o.id), &email, lang, now).await?;
+    crate::account::send_link(
+        &mut tx,
+        s.base_url(),
+        "invite",
+        account,
+        Some(o.id),
+        &email,
+        lang,
+        now,
+    )
+    .await?;
     let out = Invitation {
         person_id: person,
         account_id: account.0,
         email,
         expires_at: from_millis(now.as_millisecond() + crate::account::INVITE_TTL_MS),
     };
-    audit::record(&mut tx, o.id, &Actor::new(p, Source::Api), "person.invite", "person", &person.to_string(), None::<&Invitation>, Some(&out), now).await?;
+    audit::record(
+        &mut tx,
+        o.id,
+        &Actor::new(p, Source::Api),
+        "person.invite",
+        "person",
+        &person.to_string(),
+        None::<&Invitation>,
+        Some(&out),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(out)))
 }
@@ -137,19 +207,37 @@ async fn invite(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, P
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/people/{person}/sign-out-everywhere", tag = "identity",
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn sign_out_everywhere(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path((_org, person)): Path<(String, Uuid)>) -> Result<axum::http::StatusCode, ApiError> {
+async fn sign_out_everywhere(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<axum::http::StatusCode, ApiError> {
     require(&p, &o, Permission::DirectoryWrite)?;
     let (_, _, account, _) = person_row(&s, &o, person).await?;
     let now = s.now();
     let mut tx = s.db.begin().await?;
     match account {
-        Some(a) => crate::sessions::revoke_all(&mut tx, AccountId(a), "admin_sign_out", now).await?,
+        Some(a) => {
+            crate::sessions::revoke_all(&mut tx, AccountId(a), "admin_sign_out", now).await?
+        }
         None => {
             exec!(&mut tx, c => sqlx::query("UPDATE token_grants SET revoked_at = $2, revoked_reason = 'admin_sign_out' WHERE person_id = $1 AND revoked_at IS NULL")
                 .bind(person).bind(now.as_millisecond()).execute(c).await)?;
         }
     }
-    audit::record(&mut tx, o.id, &Actor::new(p, Source::Api), "person.sign_out_everywhere", "person", &person.to_string(), None::<&()>, None::<&()>, now).await?;
+    audit::record(
+        &mut tx,
+        o.id,
+        &Actor::new(p, Source::Api),
+        "person.sign_out_everywhere",
+        "person",
+        &person.to_string(),
+        None::<&()>,
+        None::<&()>,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -165,14 +253,24 @@ async fn consents_of(s: &AppState, person: PersonId) -> Result<Vec<Consent>, Api
         .map(|(client_id, scopes, at, name)| Consent {
             client_name: name.unwrap_or_else(|| client_id.clone()),
             client_id,
-            scopes: scopes.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            scopes: scopes
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
             granted_at: from_millis(at),
         })
         .collect())
 }
 
 /// Withdraws a consent and revokes the tokens the app holds for the person.
-async fn withdraw(s: &AppState, actor: &Actor, o: &OrgRef, person: PersonId, client_id: &str) -> Result<(), ApiError> {
+async fn withdraw(
+    s: &AppState,
+    actor: &Actor,
+    o: &OrgRef,
+    person: PersonId,
+    client_id: &str,
+) -> Result<(), ApiError> {
     let now = s.now();
     let mut tx = s.db.begin().await?;
     let n = exec!(&mut tx, c => sqlx::query("DELETE FROM consents WHERE person_id = $1 AND client_id = $2 AND org_id = $3")
@@ -182,7 +280,18 @@ async fn withdraw(s: &AppState, actor: &Actor, o: &OrgRef, person: PersonId, cli
     }
     exec!(&mut tx, c => sqlx::query("UPDATE token_grants SET revoked_at = $3, revoked_reason = 'consent_withdrawn' WHERE person_id = $1 AND client_id = $2 AND revoked_at IS NULL")
         .bind(person.0).bind(client_id).bind(now.as_millisecond()).execute(c).await)?;
-    audit::record(&mut tx, o.id, actor, "consent.withdraw", "person", &person.0.to_string(), Some(&client_id), None::<&()>, now).await?;
+    audit::record(
+        &mut tx,
+        o.id,
+        actor,
+        "consent.withdraw",
+        "person",
+        &person.0.to_string(),
+        Some(&client_id),
+        None::<&()>,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -191,7 +300,12 @@ async fn withdraw(s: &AppState, actor: &Actor, o: &OrgRef, person: PersonId, cli
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}/consents", tag = "identity",
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
     responses((status = 200, body = Vec<Consent>)), security(("bearer" = [])))]
-async fn person_consents(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path((_org, person)): Path<(String, Uuid)>) -> Result<axum::Json<Vec<Consent>>, ApiError> {
+async fn person_consents(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<axum::Json<Vec<Consent>>, ApiError> {
     require(&p, &o, Permission::DirectoryWrite)?;
     person_row(&s, &o, person).await?;
     Ok(axum::Json(consents_of(&s, PersonId(person)).await?))
@@ -201,16 +315,35 @@ async fn person_consents(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): O
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/people/{person}/consents/{client_id}", tag = "identity",
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("client_id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn revoke_person_consent(State(s): State<AppState>, Auth(p): Auth, OrgPath(o): OrgPath, Path((_org, person, client_id)): Path<(String, Uuid, String)>) -> Result<axum::http::StatusCode, ApiError> {
+async fn revoke_person_consent(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person, client_id)): Path<(String, Uuid, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
     require(&p, &o, Permission::DirectoryWrite)?;
     person_row(&s, &o, person).await?;
-    withdraw(&s, &Actor::new(p, Source::Api), &o, PersonId(person), &client_id).await?;
+    withdraw(
+        &s,
+        &Actor::new(p, Source::Api),
+        &o,
+        PersonId(person),
+        &client_id,
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-async fn my_account(s: &AppState, p: &carebridge_domain::auth::Principal, o: &OrgRef) -> Result<(PersonId, Option<AccountId>), ApiError> {
+async fn my_account(
+    s: &AppState,
+    p: &carebridge_domain::auth::Principal,
+    o: &OrgRef,
+) -> Result<(PersonId, Option<AccountId>), ApiError> {
     let Some((_, person)) = p.person() else {
-        return Err(ServiceError::Forbidden { detail: "needs a personal credential".into() }.into());
+        return Err(ServiceError::Forbidden {
+            detail: "needs a personal credential".into(),
+        }
+        .into());
     };
     let (_, _, account, _) = person_row(s, o, person.0).await?;
     Ok((person, account.map(AccountId)))
@@ -219,7 +352,10 @@ async fn my_account(s: &AppState, p: &carebridge_domain::auth::Principal, o: &Or
 /// My live sign-in sessions.
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "identity",
     responses((status = 200, body = Vec<SignInSession>)), security(("bearer" = [])))]
-async fn my_sessions(State(s): State<AppState>, Me(p, o): Me) -> Result<axum::Json<Vec<SignInSession>>, ApiError> {
+async fn my_sessions(
+    State(s): State<AppState>,
+    Me(p, o): Me,
+) -> Result<axum::Json<Vec<SignInSession>>, ApiError> {
     let (_, account) = my_account(&s, &p, &o).await?;
     let Some(account) = account else {
         return Ok(axum::Json(vec![]));
@@ -244,13 +380,18 @@ async fn my_sessions(State(s): State<AppState>, Me(p, o): Me) -> Result<axum::Js
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{session}", tag = "identity",
     params(("session" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn end_my_session(State(s): State<AppState>, Me(p, o): Me, Path(session): Path<Uuid>) -> Result<axum::http::StatusCode, ApiError> {
+async fn end_my_session(
+    State(s): State<AppState>,
+    Me(p, o): Me,
+    Path(session): Path<Uuid>,
+) -> Result<axum::http::StatusCode, ApiError> {
     let (_, account) = my_account(&s, &p, &o).await?;
     let Some(account) = account else {
         return Err(ServiceError::NotFound { what: "session" }.into());
     };
     let mut tx = s.db.begin().await?;
-    let found = crate::sessions::revoke(&mut tx, account, session, "signed_out_by_person", s.now()).await?;
+    let found =
+        crate::sessions::revoke(&mut tx, account, session, "signed_out_by_person", s.now()).await?;
     if !found {
         return Err(ServiceError::NotFound { what: "session" }.into());
     }
@@ -261,7 +402,10 @@ async fn end_my_session(State(s): State<AppState>, Me(p, o): Me, Path(session): 
 /// The apps I allowed.
 #[utoipa::path(get, path = "/api/v1/me/consents", tag = "identity",
     responses((status = 200, body = Vec<Consent>)), security(("bearer" = [])))]
-async fn my_consents(State(s): State<AppState>, Me(p, o): Me) -> Result<axum::Json<Vec<Consent>>, ApiError> {
+async fn my_consents(
+    State(s): State<AppState>,
+    Me(p, o): Me,
+) -> Result<axum::Json<Vec<Consent>>, ApiError> {
     let (person, _) = my_account(&s, &p, &o).await?;
     Ok(axum::Json(consents_of(&s, person).await?))
 }
@@ -270,7 +414,11 @@ async fn my_consents(State(s): State<AppState>, Me(p, o): Me) -> Result<axum::Js
 #[utoipa::path(delete, path = "/api/v1/me/consents/{client_id}", tag = "identity",
     params(("client_id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn revoke_my_consent(State(s): State<AppState>, Me(p, o): Me, Path(client_id): Path<String>) -> Result<axum::http::StatusCode, ApiError> {
+async fn revoke_my_consent(
+    State(s): State<AppState>,
+    Me(p, o): Me,
+    Path(client_id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
     let (person, _) = my_account(&s, &p, &o).await?;
     withdraw(&s, &Actor::new(p, Source::Api), &o, person, &client_id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

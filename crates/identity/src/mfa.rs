@@ -51,7 +51,14 @@ fn six_digits() -> String {
 
 /// `+41791234567` → `+41 ••• •• 67`.
 fn mask(phone: &str) -> String {
-    let tail: String = phone.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = phone
+        .chars()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let head: String = phone.chars().take(3).collect();
     format!("{head} ••• •• {tail}")
 }
@@ -78,7 +85,14 @@ fn phone_of(account_phone: Option<&str>, claims: &Claims) -> Option<String> {
 }
 
 /// Sends a fresh SMS code for the session (replacing any earlier one).
-async fn send_sms(s: &AppState, session: &Session, phone: &str, lang: Lang, sends: i64, now: Timestamp) -> Result<(), ApiError> {
+async fn send_sms(
+    s: &AppState,
+    session: &Session,
+    phone: &str,
+    lang: Lang,
+    sends: i64,
+    now: Timestamp,
+) -> Result<(), ApiError> {
     let code = six_digits();
     let ms = now.as_millisecond();
     let mut tx = s.db.begin().await?;
@@ -87,23 +101,57 @@ async fn send_sms(s: &AppState, session: &Session, phone: &str, lang: Lang, send
          ON CONFLICT (session_id) DO UPDATE SET code_digest = excluded.code_digest, phone = excluded.phone, tries = 0, sends = excluded.sends, sent_at = excluded.sent_at, expires_at = excluded.expires_at")
         .bind(session.id).bind(digest(&code)).bind(phone).bind(sends).bind(ms).bind(ms + OTP_TTL_MS).execute(c).await)?;
     let body = format!("{} {code}", lang.texts().sms_body);
-    outbox::enqueue(&mut tx, carebridge_domain::ids::new_v7(now), None, Channel::Sms, phone, None, &body, "signin_otp", ms).await?;
+    outbox::enqueue(
+        &mut tx,
+        carebridge_domain::ids::new_v7(now),
+        None,
+        Channel::Sms,
+        phone,
+        None,
+        &body,
+        "signin_otp",
+        ms,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// The second-factor page for a signed-in session: TOTP when enrolled, else an SMS code (sent
 /// now unless a live one exists), else TOTP enrolment.
-pub async fn page(s: &AppState, headers: &HeaderMap, session: &Session, claims: &Claims, next: &str, lang: Lang, error: Option<&'static str>) -> Result<Response, ApiError> {
+pub async fn page(
+    s: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    claims: &Claims,
+    next: &str,
+    lang: Lang,
+    error: Option<&'static str>,
+) -> Result<Response, ApiError> {
     let now = s.now();
     let t = lang.texts();
     let (csrf, set) = web::csrf(headers, crate::authorize::secure(s));
     let mut c = s.db.read().await?;
     let Some(account) = signin::get(&mut c, session.account).await? else {
-        return Err(ApiError::Unauthorized { detail: "no such account".into() });
+        return Err(ApiError::Unauthorized {
+            detail: "no such account".into(),
+        });
     };
     if account.totp {
-        return Ok(render(StatusCode::OK, &pages::Mfa { t, lang: lang.code(), title: t.second_factor, error, csrf: &csrf, next, sms: false, phone_hint: "" }, set.into_iter().collect()));
+        return Ok(render(
+            StatusCode::OK,
+            &pages::Mfa {
+                t,
+                lang: lang.code(),
+                title: t.second_factor,
+                error,
+                csrf: &csrf,
+                next,
+                sms: false,
+                phone_hint: "",
+            },
+            set.into_iter().collect(),
+        ));
     }
     if let Some(phone) = phone_of(account.phone.as_deref(), claims) {
         let live: Option<(i64, i64, i64)> = run!(&mut c, c => sqlx::query_as("SELECT expires_at, tries, sends FROM otp_challenges WHERE session_id = $1")
@@ -116,7 +164,20 @@ pub async fn page(s: &AppState, headers: &HeaderMap, session: &Session, claims: 
             Some((_, _, sends)) => send_sms(s, session, &phone, lang, sends + 1, now).await?,
             None => send_sms(s, session, &phone, lang, 1, now).await?,
         }
-        return Ok(render(StatusCode::OK, &pages::Mfa { t, lang: lang.code(), title: t.second_factor, error, csrf: &csrf, next, sms: true, phone_hint: &mask(&phone) }, set.into_iter().collect()));
+        return Ok(render(
+            StatusCode::OK,
+            &pages::Mfa {
+                t,
+                lang: lang.code(),
+                title: t.second_factor,
+                error,
+                csrf: &csrf,
+                next,
+                sms: true,
+                phone_hint: &mask(&phone),
+            },
+            set.into_iter().collect(),
+        ));
     }
     // Nothing to send a code to: enrol an authenticator app.
     let secret: Option<Vec<u8>> = run!(&mut c, c => sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1")
@@ -142,12 +203,25 @@ pub async fn page(s: &AppState, headers: &HeaderMap, session: &Session, claims: 
     };
     let url = tp.to_url().map_err(|e| ApiError::Internal(e.to_string()))?;
     let svg = qrcode::QrCode::new(url.as_bytes())
-        .map(|q| q.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build())
+        .map(|q| {
+            q.render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .build()
+        })
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let b32 = tp.secret().to_base32();
     Ok(render(
         StatusCode::OK,
-        &pages::Enrol { t, lang: lang.code(), title: t.enrol_title, error, csrf: &csrf, next, qr_svg: &svg, secret: &b32 },
+        &pages::Enrol {
+            t,
+            lang: lang.code(),
+            title: t.enrol_title,
+            error,
+            csrf: &csrf,
+            next,
+            qr_svg: &svg,
+            secret: &b32,
+        },
         set.into_iter().collect(),
     ))
 }
@@ -168,15 +242,35 @@ struct Pending {
     lang: Lang,
 }
 
-async fn pending(s: &AppState, headers: &HeaderMap, csrf: Option<&str>, next: Option<String>) -> Result<Result<Pending, Response>, ApiError> {
-    let lang = Lang::pick(None, headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+async fn pending(
+    s: &AppState,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    next: Option<String>,
+) -> Result<Result<Pending, Response>, ApiError> {
+    let lang = Lang::pick(
+        None,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let t = lang.texts();
     if !web::csrf_ok(headers, csrf) {
-        return Ok(Err(pages::message(StatusCode::FORBIDDEN, lang, t.error_title, t.csrf)));
+        return Ok(Err(pages::message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.error_title,
+            t.csrf,
+        )));
     }
     let next = next.unwrap_or_default();
     if !web::next_ok(&next) {
-        return Ok(Err(pages::message(StatusCode::BAD_REQUEST, lang, t.error_title, "The form names an unknown continuation.")));
+        return Ok(Err(pages::message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form names an unknown continuation.",
+        )));
     }
     let Some(session) = sessions::current(&s.db, headers, s.now()).await? else {
         return Ok(Err(Redirect::to(&next).into_response()));
@@ -186,21 +280,34 @@ async fn pending(s: &AppState, headers: &HeaderMap, csrf: Option<&str>, next: Op
     let mut claims = None;
     let mut c = s.db.read().await?;
     for m in members.iter().filter(|m| m.active) {
-        if let Some(cl) = signin::claims(&mut c, m.org, m.person).await? {
-            if cl.phone.is_some() || claims.is_none() {
-                claims = Some(cl);
-            }
+        if let Some(cl) = signin::claims(&mut c, m.org, m.person).await?
+            && (cl.phone.is_some() || claims.is_none())
+        {
+            claims = Some(cl);
         }
     }
     let Some(claims) = claims else {
-        return Ok(Err(pages::message(StatusCode::FORBIDDEN, lang, t.error_title, t.no_membership)));
+        return Ok(Err(pages::message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.error_title,
+            t.no_membership,
+        )));
     };
-    Ok(Ok(Pending { session, claims, next, lang }))
+    Ok(Ok(Pending {
+        session,
+        claims,
+        next,
+        lang,
+    }))
 }
 
 /// Normalises a recovery code (`abcd-efgh`, any case, spaces) for its digest.
 fn recovery_norm(c: &str) -> String {
-    c.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase()
+    c.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// `POST /oauth2/mfa`: checks a TOTP, recovery or SMS code.
@@ -221,21 +328,50 @@ pub async fn verify(
     };
     let t = p.lang.texts();
     if !ctx.attempt(ip) {
-        return page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, Some(t.too_many)).await.unwrap_or_else(IntoResponse::into_response);
+        return page(
+            &s,
+            &headers,
+            &p.session,
+            &p.claims,
+            &p.next,
+            p.lang,
+            Some(t.too_many),
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     }
-    let code: String = f.code.unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+    let code: String = f
+        .code
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let r = match f.method.as_deref() {
         Some("sms") => verify_sms(&s, &p, &code).await,
         _ => verify_totp(&s, &p, &code).await,
     };
     match r {
         Ok(None) => Redirect::to(&p.next).into_response(),
-        Ok(Some(e)) => page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, Some(e)).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(Some(e)) => page(
+            &s,
+            &headers,
+            &p.session,
+            &p.claims,
+            &p.next,
+            p.lang,
+            Some(e),
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
         Err(e) => e.into_response(),
     }
 }
 
-async fn verify_sms(s: &AppState, p: &Pending, code: &str) -> Result<Option<&'static str>, ApiError> {
+async fn verify_sms(
+    s: &AppState,
+    p: &Pending,
+    code: &str,
+) -> Result<Option<&'static str>, ApiError> {
     let t = p.lang.texts();
     let now = s.now();
     let mut tx = s.db.begin().await?;
@@ -255,14 +391,28 @@ async fn verify_sms(s: &AppState, p: &Pending, code: &str) -> Result<Option<&'st
     }
     exec!(&mut tx, c => sqlx::query("UPDATE otp_challenges SET tries = tries + 1 WHERE session_id = $1").bind(p.session.id).execute(c).await)?;
     tx.commit().await?;
-    Ok(Some(if tries + 1 >= OTP_TRIES { t.code_expired } else { t.wrong_code }))
+    Ok(Some(if tries + 1 >= OTP_TRIES {
+        t.code_expired
+    } else {
+        t.wrong_code
+    }))
 }
 
-async fn verify_totp(s: &AppState, p: &Pending, code: &str) -> Result<Option<&'static str>, ApiError> {
+async fn verify_totp(
+    s: &AppState,
+    p: &Pending,
+    code: &str,
+) -> Result<Option<&'static str>, ApiError> {
     let t = p.lang.texts();
     let now = s.now();
     let mut tx = s.db.begin().await?;
-    let row: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>, String, Option<i64>)> = run!(&mut tx, c => sqlx::query_as(
+    let row: Option<(
+        Option<Vec<u8>>,
+        Option<i64>,
+        Option<i64>,
+        String,
+        Option<i64>,
+    )> = run!(&mut tx, c => sqlx::query_as(
         "SELECT totp_secret, totp_confirmed_at, totp_last_step, login, locked_until FROM accounts WHERE id = $1")
         .bind(p.session.account.0).fetch_optional(c).await)?;
     let Some((Some(secret), Some(_), last, login, locked)) = row else {
@@ -296,7 +446,11 @@ async fn verify_totp(s: &AppState, p: &Pending, code: &str) -> Result<Option<&'s
 }
 
 /// `POST /oauth2/mfa/resend`: a new SMS code, after the back-off.
-pub async fn resend(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>) -> Response {
+pub async fn resend(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let Ok(Form(f)) = form else {
         return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
     };
@@ -324,14 +478,20 @@ pub async fn resend(State(s): State<AppState>, headers: HeaderMap, form: Result<
     }
     .await;
     match r {
-        Ok(e) => page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, e).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(e) => page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, e)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
         Err(e) => e.into_response(),
     }
 }
 
 /// `POST /oauth2/mfa/enrol`: confirms the authenticator app with a first code, passes the
 /// second factor for this session and shows the recovery codes once.
-pub async fn enrol(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>) -> Response {
+pub async fn enrol(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let Ok(Form(f)) = form else {
         return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
     };
@@ -340,18 +500,47 @@ pub async fn enrol(State(s): State<AppState>, headers: HeaderMap, form: Result<F
         Ok(Err(r)) => return r,
         Err(e) => return e.into_response(),
     };
-    let code: String = f.code.unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+    let code: String = f
+        .code
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     match enrol_inner(&s, &p, &code).await {
         Ok(Ok(codes)) => {
             let t = p.lang.texts();
-            render(StatusCode::OK, &pages::Recovery { t, lang: p.lang.code(), title: t.recovery_title, codes: &codes, next: &p.next }, vec![])
+            render(
+                StatusCode::OK,
+                &pages::Recovery {
+                    t,
+                    lang: p.lang.code(),
+                    title: t.recovery_title,
+                    codes: &codes,
+                    next: &p.next,
+                },
+                vec![],
+            )
         }
-        Ok(Err(e)) => page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, Some(e)).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(Err(e)) => page(
+            &s,
+            &headers,
+            &p.session,
+            &p.claims,
+            &p.next,
+            p.lang,
+            Some(e),
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
         Err(e) => e.into_response(),
     }
 }
 
-async fn enrol_inner(s: &AppState, p: &Pending, code: &str) -> Result<Result<Vec<String>, &'static str>, ApiError> {
+async fn enrol_inner(
+    s: &AppState,
+    p: &Pending,
+    code: &str,
+) -> Result<Result<Vec<String>, &'static str>, ApiError> {
     let t = p.lang.texts();
     let now = s.now();
     let mut tx = s.db.begin().await?;
@@ -360,7 +549,9 @@ async fn enrol_inner(s: &AppState, p: &Pending, code: &str) -> Result<Result<Vec
     let Some((Some(secret), None, login)) = row else {
         return Ok(Err(t.wrong_code));
     };
-    let Some(step) = totp(secret, &login).and_then(|tp| tp.check(code, now.as_second().max(0) as u64)) else {
+    let Some(step) =
+        totp(secret, &login).and_then(|tp| tp.check(code, now.as_second().max(0) as u64))
+    else {
         return Ok(Err(t.wrong_code));
     };
     exec!(&mut tx, c => sqlx::query("UPDATE accounts SET totp_confirmed_at = $2, totp_last_step = $3 WHERE id = $1")
@@ -372,7 +563,11 @@ async fn enrol_inner(s: &AppState, p: &Pending, code: &str) -> Result<Result<Vec
 }
 
 /// Replaces an account's recovery codes with ten new ones (returned once, stored as digests).
-pub async fn new_recovery_codes(tx: &mut carebridge_store::Tx, account: carebridge_domain::AccountId, _now: Timestamp) -> Result<Vec<String>, carebridge_store::StoreError> {
+pub async fn new_recovery_codes(
+    tx: &mut carebridge_store::Tx,
+    account: carebridge_domain::AccountId,
+    _now: Timestamp,
+) -> Result<Vec<String>, carebridge_store::StoreError> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     exec!(tx, c => sqlx::query("DELETE FROM recovery_codes WHERE account_id = $1").bind(account.0).execute(c).await)?;
     let mut out = Vec::with_capacity(10);

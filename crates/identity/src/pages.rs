@@ -121,7 +121,11 @@ pub struct Device<'a> {
 }
 
 /// Renders a page with the security headers; `extra` are further headers (cookies).
-pub fn render(status: StatusCode, page: &impl Template, extra: Vec<(header::HeaderName, HeaderValue)>) -> Response {
+pub fn render(
+    status: StatusCode,
+    page: &impl Template,
+    extra: Vec<(header::HeaderName, HeaderValue)>,
+) -> Response {
     let body = match page.render() {
         Ok(b) => b,
         Err(e) => {
@@ -133,8 +137,14 @@ pub fn render(status: StatusCode, page: &impl Template, extra: Vec<(header::Head
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'"),
@@ -146,7 +156,12 @@ pub fn render(status: StatusCode, page: &impl Template, extra: Vec<(header::Head
 }
 
 /// A page with one sentence (errors, confirmations).
-pub fn message(status: StatusCode, lang: Lang, title: &'static str, text: impl Into<String>) -> Response {
+pub fn message(
+    status: StatusCode,
+    lang: Lang,
+    title: &'static str,
+    text: impl Into<String>,
+) -> Response {
     render(
         status,
         &Message {

@@ -82,7 +82,11 @@ pub async fn create(
 }
 
 /// The live session named by the request's cookie, if any.
-pub async fn current(db: &Db, headers: &HeaderMap, now: Timestamp) -> Result<Option<Session>, StoreError> {
+pub async fn current(
+    db: &Db,
+    headers: &HeaderMap,
+    now: Timestamp,
+) -> Result<Option<Session>, StoreError> {
     let Some(v) = crate::web::cookie(headers, COOKIE) else {
         return Ok(None);
     };
@@ -93,14 +97,27 @@ pub async fn current(db: &Db, headers: &HeaderMap, now: Timestamp) -> Result<Opt
         return Ok(None);
     };
     let mut c = db.read().await?;
-    let row: Option<(Uuid, Vec<u8>, String, i64, Option<i64>, i64, Option<i64>, bool)> = run!(&mut c, c => sqlx::query_as(
+    let row: Option<(
+        Uuid,
+        Vec<u8>,
+        String,
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        bool,
+    )> = run!(&mut c, c => sqlx::query_as(
         "SELECT s.account_id, s.secret_digest, s.amr, s.auth_time, s.mfa_at, s.expires_at, s.revoked_at, a.disabled \
          FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1")
         .bind(id).fetch_optional(c).await)?;
     let Some((account, stored, amr, auth_time, mfa_at, expires, revoked, disabled)) = row else {
         return Ok(None);
     };
-    if !bool::from(stored.as_slice().ct_eq(&digest(&secret))) || revoked.is_some() || disabled || expires <= now.as_millisecond() {
+    if !bool::from(stored.as_slice().ct_eq(&digest(&secret)))
+        || revoked.is_some()
+        || disabled
+        || expires <= now.as_millisecond()
+    {
         return Ok(None);
     }
     Ok(Some(Session {
@@ -113,7 +130,12 @@ pub async fn current(db: &Db, headers: &HeaderMap, now: Timestamp) -> Result<Opt
 }
 
 /// Records a passed second factor (`method`: `totp`, `sms`, `recovery`).
-pub async fn mark_mfa(tx: &mut Tx, s: &Session, method: &str, now: Timestamp) -> Result<(), StoreError> {
+pub async fn mark_mfa(
+    tx: &mut Tx,
+    s: &Session,
+    method: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let mut amr = s.amr.clone();
     if !amr.iter().any(|m| m == method) {
         amr.push(method.to_string());
@@ -129,7 +151,13 @@ pub async fn mark_mfa(tx: &mut Tx, s: &Session, method: &str, now: Timestamp) ->
 
 /// Ends one session of an account (and revokes the tokens issued through it); `false` when
 /// there is no such live session.
-pub async fn revoke(tx: &mut Tx, account: AccountId, id: Uuid, reason: &str, now: Timestamp) -> Result<bool, StoreError> {
+pub async fn revoke(
+    tx: &mut Tx,
+    account: AccountId,
+    id: Uuid,
+    reason: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
     let ms = now.as_millisecond();
     let n = exec!(tx, c => sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL")
         .bind(id).bind(account.0).bind(ms).execute(c).await)?;
@@ -146,7 +174,12 @@ pub async fn end(tx: &mut Tx, id: Uuid, now: Timestamp) -> Result<(), StoreError
 }
 
 /// Ends every session of an account and revokes every token grant of its persons.
-pub async fn revoke_all(tx: &mut Tx, account: AccountId, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+pub async fn revoke_all(
+    tx: &mut Tx,
+    account: AccountId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let ms = now.as_millisecond();
     exec!(tx, c => sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE account_id = $1 AND revoked_at IS NULL")
         .bind(account.0).bind(ms).execute(c).await)?;
@@ -157,20 +190,26 @@ pub async fn revoke_all(tx: &mut Tx, account: AccountId, reason: &str, now: Time
 }
 
 /// The live sessions of an account, newest first.
-pub async fn list(x: &mut impl Exec, account: AccountId, now: Timestamp) -> Result<Vec<Listed>, StoreError> {
+pub async fn list(
+    x: &mut impl Exec,
+    account: AccountId,
+    now: Timestamp,
+) -> Result<Vec<Listed>, StoreError> {
     let rows: Vec<(Uuid, String, String, i64, i64, i64)> = run!(x, c => sqlx::query_as(
         "SELECT id, user_agent, amr, created_at, last_seen_at, expires_at FROM sessions \
          WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC LIMIT 100")
         .bind(account.0).bind(now.as_millisecond()).fetch_all(c).await)?;
     Ok(rows
         .into_iter()
-        .map(|(id, user_agent, amr, created_at, last_seen_at, expires_at)| Listed {
-            id,
-            user_agent,
-            amr: serde_json::from_str(&amr).unwrap_or_default(),
-            created_at,
-            last_seen_at,
-            expires_at,
-        })
+        .map(
+            |(id, user_agent, amr, created_at, last_seen_at, expires_at)| Listed {
+                id,
+                user_agent,
+                amr: serde_json::from_str(&amr).unwrap_or_default(),
+                created_at,
+                last_seen_at,
+                expires_at,
+            },
+        )
         .collect())
 }

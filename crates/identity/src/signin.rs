@@ -34,7 +34,10 @@ pub struct Account {
 
 /// A mobile number in international form (`+41 79 …`, `0041 79 …`) as E.164; `None` otherwise.
 pub fn phone_login(login: &str) -> Option<String> {
-    let t: String = login.chars().filter(|c| !c.is_whitespace() && !"-()./".contains(*c)).collect();
+    let t: String = login
+        .chars()
+        .filter(|c| !c.is_whitespace() && !"-()./".contains(*c))
+        .collect();
     let t = match t.strip_prefix("00") {
         Some(rest) => format!("+{rest}"),
         None => t,
@@ -59,40 +62,61 @@ pub async fn find(db: &Db, login: &str) -> Result<Option<Account>, StoreError> {
             crate::accounts::normalise_login(login),
         ),
     };
-    let r: Option<(Uuid, Option<String>, bool, i64, Option<i64>, Option<String>, Option<i64>)> =
-        run!(&mut c, c => sqlx::query_as(sql).bind(&key).fetch_optional(c).await)?;
-    Ok(r.map(|(id, password_hash, disabled, failed, locked_until, phone, totp)| Account {
-        id: AccountId(id),
-        password_hash,
-        disabled,
-        failed,
-        locked_until,
-        phone,
-        totp: totp.is_some(),
-    }))
+    let r: Option<(
+        Uuid,
+        Option<String>,
+        bool,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    )> = run!(&mut c, c => sqlx::query_as(sql).bind(&key).fetch_optional(c).await)?;
+    Ok(r.map(
+        |(id, password_hash, disabled, failed, locked_until, phone, totp)| Account {
+            id: AccountId(id),
+            password_hash,
+            disabled,
+            failed,
+            locked_until,
+            phone,
+            totp: totp.is_some(),
+        },
+    ))
 }
 
 /// The account by id.
 pub async fn get(x: &mut impl Exec, id: AccountId) -> Result<Option<Account>, StoreError> {
-    let r: Option<(Uuid, Option<String>, bool, i64, Option<i64>, Option<String>, Option<i64>)> = run!(x, c => sqlx::query_as(
+    let r: Option<(
+        Uuid,
+        Option<String>,
+        bool,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    )> = run!(x, c => sqlx::query_as(
         "SELECT id, password_hash, disabled, failed_logins, locked_until, phone, totp_confirmed_at FROM accounts WHERE id = $1")
         .bind(id.0).fetch_optional(c).await)?;
-    Ok(r.map(|(id, password_hash, disabled, failed, locked_until, phone, totp)| Account {
-        id: AccountId(id),
-        password_hash,
-        disabled,
-        failed,
-        locked_until,
-        phone,
-        totp: totp.is_some(),
-    }))
+    Ok(r.map(
+        |(id, password_hash, disabled, failed, locked_until, phone, totp)| Account {
+            id: AccountId(id),
+            password_hash,
+            disabled,
+            failed,
+            locked_until,
+            phone,
+            totp: totp.is_some(),
+        },
+    ))
 }
 
 /// How long the account stays locked after `failed` consecutive failures.
 pub fn lock_for(failed: i64) -> Option<i64> {
     (failed >= LOCK_AFTER).then(|| {
         let doublings = (failed - LOCK_AFTER).min(20) as u32;
-        LOCK_BASE_MS.saturating_mul(1_i64 << doublings).min(LOCK_MAX_MS)
+        LOCK_BASE_MS
+            .saturating_mul(1_i64 << doublings)
+            .min(LOCK_MAX_MS)
     })
 }
 
@@ -166,7 +190,11 @@ pub struct Claims {
 }
 
 /// A person's claims (`None` when the person is not of that organisation).
-pub async fn claims(x: &mut impl Exec, org: OrgId, person: PersonId) -> Result<Option<Claims>, StoreError> {
+pub async fn claims(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: PersonId,
+) -> Result<Option<Claims>, StoreError> {
     let r: Option<(String, String, Option<String>, String, String, String, bool)> = run!(x, c => sqlx::query_as(
         "SELECT given_name, family_name, language, emails, phones, kind, active FROM people WHERE id = $1 AND org_id = $2")
         .bind(person.0).bind(org.0).fetch_optional(c).await)?;
@@ -205,7 +233,12 @@ pub async fn mfa_policy(x: &mut impl Exec, org: OrgId) -> Result<Vec<String>, St
 }
 
 /// Sets the policy (inside the caller's audited transaction).
-pub async fn set_mfa_policy(tx: &mut Tx, org: OrgId, names: &[String], now: Timestamp) -> Result<(), StoreError> {
+pub async fn set_mfa_policy(
+    tx: &mut Tx,
+    org: OrgId,
+    names: &[String],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let j = serde_json::to_string(names).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     exec!(tx, c => sqlx::query(
         "INSERT INTO identity_policies (org_id, mfa_roles, updated_at) VALUES ($1, $2, $3) \
@@ -236,8 +269,14 @@ mod tests {
 
     #[test]
     fn phone_logins_need_the_international_form() {
-        assert_eq!(phone_login("+41 79 123 45 67").as_deref(), Some("+41791234567"));
-        assert_eq!(phone_login("0041 79 123 45 67").as_deref(), Some("+41791234567"));
+        assert_eq!(
+            phone_login("+41 79 123 45 67").as_deref(),
+            Some("+41791234567")
+        );
+        assert_eq!(
+            phone_login("0041 79 123 45 67").as_deref(),
+            Some("+41791234567")
+        );
         assert_eq!(phone_login("079 123 45 67"), None);
         assert_eq!(phone_login("anna@example.org"), None);
         assert_eq!(phone_login("+1"), None);

@@ -145,11 +145,13 @@ pub async fn calling_client(
         )
     };
     match creds {
-        Some((id, secret)) => match clients::authenticate(&s.db, &id, &secret, s.base_url()).await {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => Err(unknown()),
-            Err(e) => Err(ApiError::from(e).into_response()),
-        },
+        Some((id, secret)) => {
+            match clients::authenticate(&s.db, &id, &secret, s.base_url()).await {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => Err(unknown()),
+                Err(e) => Err(ApiError::from(e).into_response()),
+            }
+        }
         None => {
             let Some(id) = form.get("client_id") else {
                 return Err(oauth_error(
@@ -174,7 +176,10 @@ pub async fn calling_client(
 
 fn ok_json(v: Value) -> Response {
     (
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         axum::Json(v),
     )
         .into_response()
@@ -219,7 +224,10 @@ pub async fn person_claims(
     };
     let has = |s: &str| scopes.iter().any(|x| x == s);
     if has("profile") {
-        m.insert("name".into(), json!(format!("{} {}", cl.given_name, cl.family_name)));
+        m.insert(
+            "name".into(),
+            json!(format!("{} {}", cl.given_name, cl.family_name)),
+        );
         m.insert("given_name".into(), json!(cl.given_name));
         m.insert("family_name".into(), json!(cl.family_name));
         if let Some(l) = cl.language {
@@ -242,7 +250,12 @@ pub async fn person_claims(
 
 /// The token response of a person's grant (access token, ID token with `openid`, refresh
 /// token when the grant has one).
-async fn person_tokens(s: &AppState, cache: &KeyCache, i: &grants::Issued, scopes: &[String]) -> Response {
+async fn person_tokens(
+    s: &AppState,
+    cache: &KeyCache,
+    i: &grants::Issued,
+    scopes: &[String],
+) -> Response {
     let now = s.now();
     let issuer = s.base_url();
     let key = match cache.get(&s.db).await {
@@ -341,7 +354,11 @@ pub async fn token(
     match grant.as_str() {
         "authorization_code" => {
             let Some(code) = form.get("code") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "code is required",
+                );
             };
             match grants::redeem_code(
                 &s.db,
@@ -363,7 +380,11 @@ pub async fn token(
         }
         "refresh_token" => {
             let Some(rt) = form.get("refresh_token") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
             };
             match grants::refresh(&s.db, rt, &c.client_id, now).await {
                 Ok(i) => {
@@ -388,14 +409,20 @@ pub async fn token(
         }
         "urn:ietf:params:oauth:grant-type:device_code" => {
             let Some(dc) = form.get("device_code") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "device_code is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "device_code is required",
+                );
             };
             match crate::device::redeem(&s.db, dc, &c, now).await {
                 Ok(Ok(i)) => {
                     let scopes = i.scopes.clone();
                     person_tokens(&s, &ctx.keys, &i, &scopes).await
                 }
-                Ok(Err(code)) => oauth_error(StatusCode::BAD_REQUEST, code, crate::device::describe(code)),
+                Ok(Err(code)) => {
+                    oauth_error(StatusCode::BAD_REQUEST, code, crate::device::describe(code))
+                }
                 Err(e) => ApiError::from(e).into_response(),
             }
         }
@@ -403,9 +430,18 @@ pub async fn token(
     }
 }
 
-async fn client_credentials(s: &AppState, cache: &KeyCache, c: &Client, form: &HashMap<String, String>) -> Response {
+async fn client_credentials(
+    s: &AppState,
+    cache: &KeyCache,
+    c: &Client,
+    form: &HashMap<String, String>,
+) -> Response {
     let Some(org) = c.org else {
-        return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", "built-in clients have no client credentials");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "built-in clients have no client credentials",
+        );
     };
     let requested = form.get("scope").map(String::as_str).unwrap_or("");
     let Some(scopes) = grant_scopes(requested, &c.scopes, false) else {
@@ -563,7 +599,10 @@ pub async fn authenticate_bearer(
     if let Some(gid) = claims.get("gid").and_then(Value::as_str) {
         let (Ok(grant), Some(Ok(person))) = (
             uuid::Uuid::parse_str(gid),
-            claims.get("sub").and_then(Value::as_str).map(uuid::Uuid::parse_str),
+            claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .map(uuid::Uuid::parse_str),
         ) else {
             return Ok(None);
         };
@@ -619,26 +658,54 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return bearer_error("invalid_token", "send the access token as Authorization: Bearer");
+        return bearer_error(
+            "invalid_token",
+            "send the access token as Authorization: Bearer",
+        );
     };
     let now = s.now();
     let published = match keys::published(&s.db, now).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let Ok(claims) = keys::verify_with::<Value>(token.trim(), &published, s.base_url(), &[API_AUDIENCE, PORTAL_AUDIENCE], Some(now)) else {
+    let Ok(claims) = keys::verify_with::<Value>(
+        token.trim(),
+        &published,
+        s.base_url(),
+        &[API_AUDIENCE, PORTAL_AUDIENCE],
+        Some(now),
+    ) else {
         return bearer_error("invalid_token", "the access token is invalid or expired");
     };
-    let scopes: Vec<String> = claims.get("scope").and_then(Value::as_str).unwrap_or("").split(' ').map(str::to_string).collect();
+    let scopes: Vec<String> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .split(' ')
+        .map(str::to_string)
+        .collect();
     let (Some(Ok(grant)), Some(Ok(person)), Some(Ok(org))) = (
-        claims.get("gid").and_then(Value::as_str).map(uuid::Uuid::parse_str),
-        claims.get("sub").and_then(Value::as_str).map(uuid::Uuid::parse_str),
-        claims.get("org").and_then(Value::as_str).map(uuid::Uuid::parse_str),
+        claims
+            .get("gid")
+            .and_then(Value::as_str)
+            .map(uuid::Uuid::parse_str),
+        claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(uuid::Uuid::parse_str),
+        claims
+            .get("org")
+            .and_then(Value::as_str)
+            .map(uuid::Uuid::parse_str),
     ) else {
         return bearer_error("invalid_token", "not a token of a signed-in person");
     };
     if !scopes.iter().any(|x| x == "openid") {
-        let mut r = oauth_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token lacks the openid scope");
+        let mut r = oauth_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the token lacks the openid scope",
+        );
         if let Ok(v) = "Bearer error=\"insufficient_scope\"".parse() {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
@@ -649,7 +716,14 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response
         Ok(false) => return bearer_error("invalid_token", "the token was revoked"),
         Err(e) => return ApiError::from(e).into_response(),
     }
-    match person_claims(&s.db, carebridge_domain::OrgId(org), carebridge_domain::PersonId(person), &scopes).await {
+    match person_claims(
+        &s.db,
+        carebridge_domain::OrgId(org),
+        carebridge_domain::PersonId(person),
+        &scopes,
+    )
+    .await
+    {
         Ok(m) => ok_json(Value::Object(m)),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -663,14 +737,22 @@ pub async fn revoke(
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send the parameters as application/x-www-form-urlencoded");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        );
     };
     let c = match calling_client(&s, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
     };
     let now = s.now();
     let grant = if token.starts_with("cbr_") {
@@ -683,10 +765,20 @@ pub async fn revoke(
             Ok(p) => p,
             Err(e) => return ApiError::from(e).into_response(),
         };
-        keys::verify_with::<Value>(token, &published, s.base_url(), &[API_AUDIENCE, PORTAL_AUDIENCE], None)
-            .ok()
-            .filter(|cl| cl.get("client_id").and_then(Value::as_str) == Some(c.client_id.as_str()))
-            .and_then(|cl| cl.get("gid").and_then(Value::as_str).and_then(|g| uuid::Uuid::parse_str(g).ok()))
+        keys::verify_with::<Value>(
+            token,
+            &published,
+            s.base_url(),
+            &[API_AUDIENCE, PORTAL_AUDIENCE],
+            None,
+        )
+        .ok()
+        .filter(|cl| cl.get("client_id").and_then(Value::as_str) == Some(c.client_id.as_str()))
+        .and_then(|cl| {
+            cl.get("gid")
+                .and_then(Value::as_str)
+                .and_then(|g| uuid::Uuid::parse_str(g).ok())
+        })
     };
     if let Some(g) = grant {
         let r: Result<(), StoreError> = async {

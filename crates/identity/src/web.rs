@@ -28,14 +28,27 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` header: HttpOnly, Path=/, SameSite as given, Secure on https.
-pub fn set_cookie(name: &str, value: &str, max_age_s: i64, same_site: &str, secure: bool) -> Option<(header::HeaderName, HeaderValue)> {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age_s: i64,
+    same_site: &str,
+    secure: bool,
+) -> Option<(header::HeaderName, HeaderValue)> {
     let secure = if secure { "; Secure" } else { "" };
-    let v = format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite={same_site}{secure}");
-    HeaderValue::from_str(&v).ok().map(|v| (header::SET_COOKIE, v))
+    let v = format!(
+        "{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite={same_site}{secure}"
+    );
+    HeaderValue::from_str(&v)
+        .ok()
+        .map(|v| (header::SET_COOKIE, v))
 }
 
 /// The CSRF token of this browser, and a cookie to set when it had none.
-pub fn csrf(headers: &HeaderMap, secure: bool) -> (String, Option<(header::HeaderName, HeaderValue)>) {
+pub fn csrf(
+    headers: &HeaderMap,
+    secure: bool,
+) -> (String, Option<(header::HeaderName, HeaderValue)>) {
     match cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43) {
         Some(c) => (c, None),
         None => {
@@ -58,7 +71,10 @@ pub fn csrf_ok(headers: &HeaderMap, field: Option<&str>) -> bool {
 /// `/oauth2/authorize?` or `/oauth2/device?`, never another host (the fixed path prefix means
 /// whatever follows is a query string of our own endpoint).
 pub fn next_ok(next: &str) -> bool {
-    (next.starts_with("/oauth2/authorize?") || next.starts_with("/oauth2/device?") || next == "/oauth2/device" || next == "/account")
+    (next.starts_with("/oauth2/authorize?")
+        || next.starts_with("/oauth2/device?")
+        || next == "/oauth2/device"
+        || next == "/account")
         && !next.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
@@ -97,7 +113,9 @@ mod tests {
 
     #[test]
     fn only_our_own_endpoints_are_continuations() {
-        assert!(next_ok("/oauth2/authorize?client_id=x&redirect_uri=https%3A%2F%2Fa"));
+        assert!(next_ok(
+            "/oauth2/authorize?client_id=x&redirect_uri=https%3A%2F%2Fa"
+        ));
         assert!(next_ok("/oauth2/device?user_code=ABCD-EFGH"));
         for bad in [
             "https://evil.example/",
@@ -114,7 +132,10 @@ mod tests {
     #[test]
     fn csrf_needs_the_same_value_in_cookie_and_form() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b; cb_csrf=tok123"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; cb_csrf=tok123"),
+        );
         assert!(csrf_ok(&h, Some("tok123")));
         assert!(!csrf_ok(&h, Some("tok124")));
         assert!(!csrf_ok(&h, None));

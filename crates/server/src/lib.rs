@@ -162,11 +162,11 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
                 listener,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .context("HTTP server")
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .context("HTTP server")
         });
         (addr, task)
     };

@@ -16,8 +16,8 @@ pub mod error;
 pub mod events;
 pub mod features;
 pub mod idempotency;
-pub mod outbox;
 mod migrations;
+pub mod outbox;
 pub mod secrets;
 
 pub use db::{Backend, Conn, Db, DbOptions, Exec, Raw, Tx, redact_url};

@@ -66,8 +66,17 @@ pub async fn to_recipient(
     recipient: &str,
     limit: i64,
 ) -> Result<Vec<Message>, StoreError> {
-    let rows: Vec<(Uuid, Option<Uuid>, String, String, Option<String>, String, String, String, i64)> =
-        run!(x, c => sqlx::query_as(
+    let rows: Vec<(
+        Uuid,
+        Option<Uuid>,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+        i64,
+    )> = run!(x, c => sqlx::query_as(
             "SELECT id, org_id, channel, recipient, subject, body, purpose, state, created_at FROM outbox \
              WHERE recipient = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
             .bind(recipient).bind(limit).fetch_all(c).await)?;

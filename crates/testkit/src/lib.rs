@@ -267,22 +267,44 @@ impl TestServer {
     /// Creates a person of `slug` (kind `staff`, `volunteer`, `client`, `relative`) with an
     /// e-mail (and a mobile when given), invites them and sets `password` through the
     /// invitation link, like the person would. Returns the person id.
-    pub async fn member(&self, admin: &str, slug: &str, kind: &str, email: &str, mobile: Option<&str>, password: &str) -> String {
+    pub async fn member(
+        &self,
+        admin: &str,
+        slug: &str,
+        kind: &str,
+        email: &str,
+        mobile: Option<&str>,
+        password: &str,
+    ) -> String {
         let mut body = serde_json::json!({"given_name": "Test", "family_name": email.split('@').next().unwrap_or("x"), "kind": kind,
             "emails": [{"value": email, "type": "work"}]});
         if let Some(m) = mobile {
             body["phones"] = serde_json::json!([{"value": m, "type": "mobile"}]);
         }
-        let (st, p) = self.post(admin, &format!("/api/v1/orgs/{slug}/people"), &body).await;
+        let (st, p) = self
+            .post(admin, &format!("/api/v1/orgs/{slug}/people"), &body)
+            .await;
         assert_eq!(st, 201, "{p}");
         let id = p["id"].as_str().expect("id").to_string();
-        let (st, inv) = self.post(admin, &format!("/api/v1/orgs/{slug}/people/{id}/invitation"), &Value::Null).await;
+        let (st, inv) = self
+            .post(
+                admin,
+                &format!("/api/v1/orgs/{slug}/people/{id}/invitation"),
+                &Value::Null,
+            )
+            .await;
         assert_eq!(st, 201, "{inv}");
         let link = self.mailed_link(email).await;
         let b = Browser::new(self);
         let page = b.get(&link).await;
         assert_eq!(page.status, 200, "{}", page.body);
-        let r = b.submit(&page, "/account/password", &[("password", password), ("repeat", password)]).await;
+        let r = b
+            .submit(
+                &page,
+                "/account/password",
+                &[("password", password), ("repeat", password)],
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         id
     }
@@ -332,9 +354,19 @@ impl Page {
 
 /// Decodes the entities askama writes.
 pub fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/").replace("&#x2F;", "/").replace("&#47;", "/").replace("&quot;", "\"").replace("&#34;", "\"")
-        .replace("&#39;", "'").replace("&#x27;", "'").replace("&lt;", "<").replace("&#60;", "<").replace("&gt;", ">").replace("&#62;", ">")
-        .replace("&amp;", "&").replace("&#38;", "&")
+    s.replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&#60;", "<")
+        .replace("&gt;", ">")
+        .replace("&#62;", ">")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&")
 }
 
 impl Browser {
@@ -350,13 +382,25 @@ impl Browser {
     }
 
     fn abs(&self, url: &str) -> String {
-        if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_string() }
+        if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            url.to_string()
+        }
     }
 
     async fn page(r: reqwest::Response) -> Page {
         let status = r.status().as_u16();
-        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
-        Page { status, location, body: r.text().await.expect("body") }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Page {
+            status,
+            location,
+            body: r.text().await.expect("body"),
+        }
     }
 
     pub async fn get(&self, url: &str) -> Page {
@@ -364,7 +408,15 @@ impl Browser {
     }
 
     pub async fn post(&self, url: &str, fields: &[(&str, &str)]) -> Page {
-        Self::page(self.http.post(self.abs(url)).form(fields).send().await.expect("post")).await
+        Self::page(
+            self.http
+                .post(self.abs(url))
+                .form(fields)
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await
     }
 
     /// Posts a form of `page` to `action`: its hidden `csrf`, `next`, `token`, `lang` and `org`
@@ -375,7 +427,15 @@ impl Browser {
             .filter_map(|k| page.field(k).map(|v| (k.to_string(), v)))
             .collect();
         all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Self::page(self.http.post(self.abs(action)).form(&all).send().await.expect("post")).await
+        Self::page(
+            self.http
+                .post(self.abs(action))
+                .form(&all)
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await
     }
 
     /// Follows redirects on this server until a page or a redirect elsewhere.
@@ -391,7 +451,13 @@ impl Browser {
 
     /// Signs in on the page `p` (a sign-in form) and follows on.
     pub async fn sign_in(&self, p: &Page, login: &str, password: &str) -> Page {
-        let r = self.submit(p, "/oauth2/login", &[("login", login), ("password", password)]).await;
+        let r = self
+            .submit(
+                p,
+                "/oauth2/login",
+                &[("login", login), ("password", password)],
+            )
+            .await;
         self.follow(r).await
     }
 }

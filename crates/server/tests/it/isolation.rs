@@ -81,7 +81,11 @@ async fn no_route_crosses_organisations() {
                 .replace("{duty}", duty["id"].as_str().unwrap())
                 .replace("{qualification}", qual["id"].as_str().unwrap())
                 .replace("{feature}", "chat")
-                .replace("{client}", client["client"]["id"].as_str().unwrap());
+                .replace("{client}", client["client"]["id"].as_str().unwrap())
+                .replace(
+                    "{client_id}",
+                    client["client"]["client_id"].as_str().unwrap(),
+                );
             assert!(
                 !concrete.contains('{'),
                 "unknown path parameter in {path}: extend this test"

@@ -6,10 +6,12 @@
 
 use carebridge_domain::Clock;
 use carebridge_testkit::{Browser, Page, TestServer};
-use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType};
+use openidconnect::core::{
+    CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+};
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::{Value, json};
 
@@ -39,7 +41,11 @@ fn confidential() -> Value {
 
 /// Query parameters of a redirect to the client.
 fn params(location: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 fn now_chrono(s: &TestServer) -> chrono::DateTime<chrono::Utc> {
@@ -51,7 +57,9 @@ fn authorize_url(s: &TestServer, client_id: &str, extra: &[(&str, &str)]) -> Str
     let mut u = url::Url::parse(&s.url("/oauth2/authorize")).unwrap();
     {
         let mut q = u.query_pairs_mut();
-        q.append_pair("response_type", "code").append_pair("client_id", client_id).append_pair("redirect_uri", CB);
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", CB);
         for (k, v) in extra {
             q.append_pair(k, v);
         }
@@ -69,12 +77,19 @@ async fn code_for(s: &TestServer, b: &Browser, url: &str, login: &str) -> Page {
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(p.body.contains("name=\"password\""), "{}", p.body);
     let r = b.sign_in(&p, login, PW).await;
-    assert!(r.location.as_deref().is_some_and(|l| l.starts_with(CB)), "{r:?}");
+    assert!(
+        r.location.as_deref().is_some_and(|l| l.starts_with(CB)),
+        "{r:?}"
+    );
     let _ = s;
     r
 }
 
-async fn token(s: &TestServer, basic: Option<(&str, &str)>, fields: &[(&str, &str)]) -> (u16, Value) {
+async fn token(
+    s: &TestServer,
+    basic: Option<(&str, &str)>,
+    fields: &[(&str, &str)],
+) -> (u16, Value) {
     let mut r = s.http.post(s.url("/oauth2/token")).form(fields);
     if let Some((id, secret)) = basic {
         r = r.basic_auth(id, Some(secret));
@@ -86,16 +101,28 @@ async fn token(s: &TestServer, basic: Option<(&str, &str)>, fields: &[(&str, &st
 async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let person = s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    let person = s
+        .member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
 
     let http = rp_http();
-    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(s.base.clone()).unwrap(), &http).await.expect("discovery");
-    let client = CoreClient::from_provider_metadata(meta, ClientId::new(id.clone()), Some(ClientSecret::new(secret.clone())))
-        .set_redirect_uri(RedirectUrl::new(CB.into()).unwrap());
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(s.base.clone()).unwrap(), &http)
+        .await
+        .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(id.clone()),
+        Some(ClientSecret::new(secret.clone())),
+    )
+    .set_redirect_uri(RedirectUrl::new(CB.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
-        .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .add_scope(Scope::new("offline_access".into()))
@@ -106,7 +133,10 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
     let b = Browser::new(&s);
     let r = code_for(&s, &b, url.as_str(), "vera@example.org").await;
     let q = params(r.location.as_deref().unwrap());
-    assert_eq!(q.get("state").map(String::as_str), Some(state.secret().as_str()));
+    assert_eq!(
+        q.get("state").map(String::as_str),
+        Some(state.secret().as_str())
+    );
     assert_eq!(q.get("iss").map(String::as_str), Some(s.base.as_str()));
 
     let tokens = client
@@ -121,7 +151,11 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
         .id_token_verifier()
         .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EdDsa])
         .set_time_fn(move || t0);
-    let claims = tokens.id_token().expect("an ID token").claims(&v, &nonce).expect("a valid ID token");
+    let claims = tokens
+        .id_token()
+        .expect("an ID token")
+        .claims(&v, &nonce)
+        .expect("a valid ID token");
     assert_eq!(claims.subject().as_str(), person);
     assert_eq!(claims.email().map(|e| e.as_str()), Some("vera@example.org"));
     assert!(claims.auth_time().is_some());
@@ -131,7 +165,10 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
     let (st, mine) = s.get(&at, "/api/v1/me/duties").await;
     assert_eq!(st, 200, "{mine}");
     let info: openidconnect::core::CoreUserInfoClaims = client
-        .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
+        .user_info(
+            tokens.access_token().clone(),
+            Some(claims.subject().clone()),
+        )
         .unwrap()
         .require_issuer_match(false)
         .request_async(&http)
@@ -140,129 +177,368 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
     assert_eq!(info.email().map(|e| e.as_str()), Some("vera@example.org"));
 
     // Refresh: a new pair; the old refresh token is spent.
-    let rt = tokens.refresh_token().expect("offline_access gives a refresh token").clone();
-    let t2 = client.exchange_refresh_token(&rt).unwrap().request_async(&http).await.expect("refresh");
+    let rt = tokens
+        .refresh_token()
+        .expect("offline_access gives a refresh token")
+        .clone();
+    let t2 = client
+        .exchange_refresh_token(&rt)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("refresh");
     assert_ne!(t2.refresh_token().unwrap().secret(), rt.secret());
     let (st, _) = s.get(t2.access_token().secret(), "/api/v1/me/duties").await;
     assert_eq!(st, 200);
 
     // A second authorization in the same browser needs no password (session cookie).
     let (url2, _, _) = client
-        .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .set_pkce_challenge(PkceCodeChallenge::new_random_sha256().0)
         .url();
     let again = b.get(url2.as_str()).await;
-    assert!(again.location.as_deref().is_some_and(|l| l.starts_with(CB) && l.contains("code=")), "{again:?}");
+    assert!(
+        again
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with(CB) && l.contains("code=")),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
 async fn refresh_reuse_revokes_the_whole_family() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid offline_access duties:read"), ("code_challenge", CHALLENGE), ("code_challenge_method", "S256")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(
+            &s,
+            &id,
+            &[
+                ("scope", "openid offline_access duties:read"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (st, t1) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", VERIFIER)]).await;
+    let (st, t1) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
     assert_eq!(st, 200, "{t1}");
     let r1 = t1["refresh_token"].as_str().unwrap().to_string();
-    let (st, t2) = token(&s, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]).await;
+    let (st, t2) = token(
+        &s,
+        Some((&id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    )
+    .await;
     assert_eq!(st, 200, "{t2}");
     let r2 = t2["refresh_token"].as_str().unwrap().to_string();
     // The spent r1 comes back: refused, and everything of the grant dies with it.
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", &r2)]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
-    let (st, _) = s.get(t2["access_token"].as_str().unwrap(), "/api/v1/me/duties").await;
-    assert_eq!(st, 401, "the access token of a revoked family stops at once");
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r2)],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let (st, _) = s
+        .get(t2["access_token"].as_str().unwrap(), "/api/v1/me/duties")
+        .await;
+    assert_eq!(
+        st, 401,
+        "the access token of a revoked family stops at once"
+    );
     // Narrowing on refresh is allowed, widening is not (checked on a fresh family).
-    let r = code_for(&s, &Browser::new(&s), &authorize_url(&s, &id, &[("scope", "openid offline_access"), ("code_challenge", CHALLENGE), ("code_challenge_method", "S256")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &Browser::new(&s),
+        &authorize_url(
+            &s,
+            &id,
+            &[
+                ("scope", "openid offline_access"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", VERIFIER)]).await;
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap()), ("scope", "openid duties:read")]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scope")), "{e}");
+    let (_, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("scope", "openid duties:read"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn code_reuse_is_refused_and_revokes_its_tokens() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid duties:read")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(&s, &id, &[("scope", "openid duties:read")]),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let f = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB)];
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CB),
+    ];
     let (st, t) = token(&s, Some((&id, &secret)), &f).await;
     assert_eq!(st, 200, "{t}");
     let at = t["access_token"].as_str().unwrap();
     assert_eq!(s.get(at, "/api/v1/me/duties").await.0, 200);
     let (st, e) = token(&s, Some((&id, &secret)), &f).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
-    assert_eq!(s.get(at, "/api/v1/me/duties").await.0, 401, "tokens from a replayed code are revoked");
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    assert_eq!(
+        s.get(at, "/api/v1/me/duties").await.0,
+        401,
+        "tokens from a replayed code are revoked"
+    );
 }
 
 #[tokio::test]
 async fn expired_code_wrong_secret_and_pkce_errors_are_refused() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
     let new_code = async |extra: &[(&str, &str)]| {
         let mut q = vec![("scope", "openid")];
         q.extend_from_slice(extra);
         let r = b.get(&authorize_url(&s, &id, &q)).await;
-        let r = if r.status == 200 { b.sign_in(&r, "vera@example.org", PW).await } else { r };
+        let r = if r.status == 200 {
+            b.sign_in(&r, "vera@example.org", PW).await
+        } else {
+            r
+        };
         params(r.location.as_deref().unwrap())["code"].clone()
     };
     // Expired (codes live 60 s).
     let code = new_code(&[]).await;
     s.clock.advance(std::time::Duration::from_secs(61));
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
     // Wrong client secret.
     let code = new_code(&[]).await;
-    let (st, e) = token(&s, Some((&id, "d3Jvbmc")), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
-    assert_eq!((st, e["error"].as_str()), (401, Some("invalid_client")), "{e}");
+    let (st, e) = token(
+        &s,
+        Some((&id, "d3Jvbmc")),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{e}"
+    );
     // Missing and wrong PKCE verifier.
-    let pk = [("code_challenge", CHALLENGE), ("code_challenge_method", "S256")];
+    let pk = [
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
     let code = new_code(&pk).await;
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
     let code = new_code(&pk).await;
     let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx";
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", wrong)]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", wrong),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
     // A different redirect_uri at the token endpoint.
     let code = new_code(&[]).await;
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other")]).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn public_clients_must_use_pkce_s256() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, _) = register(&s, &k, json!({"name": "App", "public": true, "redirect_uris": [CB], "grants": ["authorization_code", "refresh_token"], "scopes": ["openid", "offline_access"], "first_party": true})).await;
     let b = Browser::new(&s);
     for (extra, why) in [
         (vec![], "no challenge"),
-        (vec![("code_challenge", CHALLENGE), ("code_challenge_method", "plain")], "plain"),
+        (
+            vec![
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "plain"),
+            ],
+            "plain",
+        ),
         (vec![("code_challenge", CHALLENGE)], "no method"),
     ] {
         let mut q = vec![("scope", "openid")];
         q.extend(extra);
         let r = b.get(&authorize_url(&s, &id, &q)).await;
-        let loc = r.location.unwrap_or_else(|| panic!("{why}: expected a redirect with an error"));
-        assert_eq!(params(&loc).get("error").map(String::as_str), Some("invalid_request"), "{why}");
+        let loc = r
+            .location
+            .unwrap_or_else(|| panic!("{why}: expected a redirect with an error"));
+        assert_eq!(
+            params(&loc).get("error").map(String::as_str),
+            Some("invalid_request"),
+            "{why}"
+        );
     }
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid offline_access"), ("code_challenge", CHALLENGE), ("code_challenge_method", "S256")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(
+            &s,
+            &id,
+            &[
+                ("scope", "openid offline_access"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (st, t) = token(&s, None, &[("grant_type", "authorization_code"), ("client_id", &id), ("code", &code), ("redirect_uri", CB), ("code_verifier", VERIFIER)]).await;
+    let (st, t) = token(
+        &s,
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &id),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
     assert_eq!(st, 200, "{t}");
     assert!(t["refresh_token"].is_string());
     assert!(t["id_token"].is_string());
@@ -274,20 +550,42 @@ async fn redirect_uri_mismatch_never_redirects() {
     let k = s.org("acme").await;
     let (id, _) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    for evil in ["https://evil.example/cb", "http://127.0.0.1:9/cb/../x", "http://127.0.0.1:9/cb?x=1", "//evil.example", "http://127.0.0.1:9/CB"] {
+    for evil in [
+        "https://evil.example/cb",
+        "http://127.0.0.1:9/cb/../x",
+        "http://127.0.0.1:9/cb?x=1",
+        "//evil.example",
+        "http://127.0.0.1:9/CB",
+    ] {
         let mut u = url::Url::parse(&s.url("/oauth2/authorize")).unwrap();
-        u.query_pairs_mut().append_pair("response_type", "code").append_pair("client_id", &id).append_pair("redirect_uri", evil).append_pair("scope", "openid");
+        u.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &id)
+            .append_pair("redirect_uri", evil)
+            .append_pair("scope", "openid");
         let r = b.get(u.as_str()).await;
         assert_eq!(r.status, 400, "{evil}");
         assert!(r.location.is_none(), "{evil}");
     }
     // Unknown client: a page, too.
-    let r = b.get(&authorize_url(&s, "cbc_nope", &[("scope", "openid")])).await;
+    let r = b
+        .get(&authorize_url(&s, "cbc_nope", &[("scope", "openid")]))
+        .await;
     assert_eq!((r.status, r.location), (400, None));
     // A forged continuation after the password form does not leave this server.
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     let csrf = p.field("csrf").unwrap();
-    let r = b.post("/oauth2/login", &[("csrf", csrf.as_str()), ("next", "https://evil.example/"), ("login", "x@example.org"), ("password", PW)]).await;
+    let r = b
+        .post(
+            "/oauth2/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("next", "https://evil.example/"),
+                ("login", "x@example.org"),
+                ("password", PW),
+            ],
+        )
+        .await;
     assert_eq!((r.status, r.location), (400, None));
 }
 
@@ -295,13 +593,18 @@ async fn redirect_uri_mismatch_never_redirects() {
 async fn forms_without_the_csrf_token_are_refused() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, _) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     let next = p.field("next").unwrap();
     for csrf in [None, Some("forged-value")] {
-        let mut f = vec![("next", next.as_str()), ("login", "vera@example.org"), ("password", PW)];
+        let mut f = vec![
+            ("next", next.as_str()),
+            ("login", "vera@example.org"),
+            ("password", PW),
+        ];
         if let Some(c) = csrf {
             f.push(("csrf", c));
         }
@@ -311,7 +614,17 @@ async fn forms_without_the_csrf_token_are_refused() {
     }
     // A fresh browser (no CSRF cookie) posting someone else's form token is refused too.
     let other = Browser::new(&s);
-    let r = other.post("/oauth2/login", &[("csrf", p.field("csrf").unwrap().as_str()), ("next", next.as_str()), ("login", "vera@example.org"), ("password", PW)]).await;
+    let r = other
+        .post(
+            "/oauth2/login",
+            &[
+                ("csrf", p.field("csrf").unwrap().as_str()),
+                ("next", next.as_str()),
+                ("login", "vera@example.org"),
+                ("password", PW),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 403);
 }
 
@@ -319,26 +632,60 @@ async fn forms_without_the_csrf_token_are_refused() {
 async fn wrong_passwords_lock_the_account_exponentially() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, _) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     for _ in 0..5 {
-        let r = b.submit(&p, "/oauth2/login", &[("login", "vera@example.org"), ("password", "wrong password!")]).await;
+        let r = b
+            .submit(
+                &p,
+                "/oauth2/login",
+                &[
+                    ("login", "vera@example.org"),
+                    ("password", "wrong password!"),
+                ],
+            )
+            .await;
         assert_eq!(r.status, 401);
     }
     // Locked now: even the right password is refused, with the lockout message.
-    let r = b.submit(&p, "/oauth2/login", &[("login", "vera@example.org"), ("password", PW)]).await;
+    let r = b
+        .submit(
+            &p,
+            "/oauth2/login",
+            &[("login", "vera@example.org"), ("password", PW)],
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     // After 30 s it opens again; one more failure locks for 60 s.
     s.clock.advance(std::time::Duration::from_secs(31));
-    let r = b.submit(&p, "/oauth2/login", &[("login", "vera@example.org"), ("password", "wrong again!!")]).await;
+    let r = b
+        .submit(
+            &p,
+            "/oauth2/login",
+            &[("login", "vera@example.org"), ("password", "wrong again!!")],
+        )
+        .await;
     assert_eq!(r.status, 401);
     s.clock.advance(std::time::Duration::from_secs(31));
-    let r = b.submit(&p, "/oauth2/login", &[("login", "vera@example.org"), ("password", PW)]).await;
+    let r = b
+        .submit(
+            &p,
+            "/oauth2/login",
+            &[("login", "vera@example.org"), ("password", PW)],
+        )
+        .await;
     assert_eq!(r.status, 403, "still locked: the second lockout lasts 60 s");
     s.clock.advance(std::time::Duration::from_secs(30));
-    let r = b.submit(&p, "/oauth2/login", &[("login", "vera@example.org"), ("password", PW)]).await;
+    let r = b
+        .submit(
+            &p,
+            "/oauth2/login",
+            &[("login", "vera@example.org"), ("password", PW)],
+        )
+        .await;
     assert_eq!(r.status, 303, "{}", r.body);
 }
 
@@ -351,7 +698,16 @@ async fn per_source_rate_limit_stops_password_guessing() {
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     let mut statuses = vec![];
     for i in 0..5 {
-        let r = b.submit(&p, "/oauth2/login", &[("login", &format!("nobody{i}@example.org")), ("password", "whatever pw!")]).await;
+        let r = b
+            .submit(
+                &p,
+                "/oauth2/login",
+                &[
+                    ("login", &format!("nobody{i}@example.org")),
+                    ("password", "whatever pw!"),
+                ],
+            )
+            .await;
         statuses.push(r.status);
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
@@ -361,111 +717,264 @@ async fn per_source_rate_limit_stops_password_guessing() {
 async fn sms_second_factor_for_clients_with_five_tries() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "client", "clara@example.org", Some("+41 79 123 45 67"), PW).await;
+    s.member(
+        &k,
+        "acme",
+        "client",
+        "clara@example.org",
+        Some("+41 79 123 45 67"),
+        PW,
+    )
+    .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     let mfa = b.sign_in(&p, "clara@example.org", PW).await;
     assert_eq!(mfa.status, 200, "{mfa:?}");
-    assert!(mfa.body.contains("name=\"code\""), "clients must pass a second factor: {}", mfa.body);
+    assert!(
+        mfa.body.contains("name=\"code\""),
+        "clients must pass a second factor: {}",
+        mfa.body
+    );
     let code = s.texted_code("+41791234567").await;
     // Five wrong codes kill the challenge; the right one is then refused too.
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        let r = b.submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", wrong)]).await;
+        let r = b
+            .submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", wrong)])
+            .await;
         assert_eq!(r.status, 200);
         assert!(r.location.is_none());
     }
-    let r = b.submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", &code)]).await;
+    let r = b
+        .submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", &code)])
+        .await;
     assert!(r.location.is_none(), "a dead challenge accepts nothing");
     // A new code only after the back-off.
     let r = b.submit(&mfa, "/oauth2/mfa/resend", &[]).await;
-    assert_eq!(s.texted_code("+41791234567").await, code, "no new code within 30 s: {}", r.body);
+    assert_eq!(
+        s.texted_code("+41791234567").await,
+        code,
+        "no new code within 30 s: {}",
+        r.body
+    );
     s.clock.advance(std::time::Duration::from_secs(31));
     b.submit(&mfa, "/oauth2/mfa/resend", &[]).await;
     let code2 = s.texted_code("+41791234567").await;
-    let r = b.submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", &code2)]).await;
+    let r = b
+        .submit(&mfa, "/oauth2/mfa", &[("method", "sms"), ("code", &code2)])
+        .await;
     let r = b.follow(r).await;
     let loc = r.location.expect("a code for the client");
     let q = params(&loc);
-    let (st, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &q["code"]), ("redirect_uri", CB)]).await;
+    let (st, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
     assert_eq!(st, 200, "{t}");
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(t["id_token"].as_str().unwrap()).unwrap().claims;
-    assert!(claims["amr"].as_array().unwrap().iter().any(|a| a == "sms"), "{claims}");
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(t["id_token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    assert!(
+        claims["amr"].as_array().unwrap().iter().any(|a| a == "sms"),
+        "{claims}"
+    );
 }
 
 #[tokio::test]
 async fn totp_enrolment_for_admins_without_a_phone_then_totp_sign_in() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let person = s.member(&k, "acme", "staff", "otto@example.org", None, PW).await;
-    let (st, r) = s.post(&k, "/api/v1/orgs/acme/roles", &json!({"person_id": person, "role": "org_admin"})).await;
+    let person = s
+        .member(&k, "acme", "staff", "otto@example.org", None, PW)
+        .await;
+    let (st, r) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": person, "role": "org_admin"}),
+        )
+        .await;
     assert_eq!(st, 201, "{r}");
     let (id, _) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
     let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
     let enrol = b.sign_in(&p, "otto@example.org", PW).await;
-    assert!(enrol.body.contains("<svg"), "an enrolment QR code: {}", enrol.body);
-    let secret = enrol.body.split("<code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
-    let totp = totp_rs::Builder::new().with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap()).with_account_name("x").build().unwrap();
+    assert!(
+        enrol.body.contains("<svg"),
+        "an enrolment QR code: {}",
+        enrol.body
+    );
+    let secret = enrol
+        .body
+        .split("<code>")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_string();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .with_account_name("x")
+        .build()
+        .unwrap();
     let now = s.clock.now().as_second() as u64;
-    let r = b.submit(&enrol, "/oauth2/mfa/enrol", &[("code", &totp.generate(now).to_string())]).await;
+    let r = b
+        .submit(
+            &enrol,
+            "/oauth2/mfa/enrol",
+            &[("code", &totp.generate(now).to_string())],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let recovery: Vec<String> = r.body.split("<li><code>").skip(1).map(|x| x.split("</code>").next().unwrap().to_string()).collect();
+    let recovery: Vec<String> = r
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|x| x.split("</code>").next().unwrap().to_string())
+        .collect();
     assert_eq!(recovery.len(), 10);
     // A new browser: password, then the TOTP code of the next step.
     s.clock.advance(std::time::Duration::from_secs(30));
     let b2 = Browser::new(&s);
-    let p = b2.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
+    let p = b2
+        .get(&authorize_url(&s, &id, &[("scope", "openid")]))
+        .await;
     let m = b2.sign_in(&p, "otto@example.org", PW).await;
-    assert!(m.body.contains("name=\"method\" value=\"totp\""), "{}", m.body);
+    assert!(
+        m.body.contains("name=\"method\" value=\"totp\""),
+        "{}",
+        m.body
+    );
     let code = totp.generate(s.clock.now().as_second() as u64).to_string();
-    let r = b2.follow(b2.submit(&m, "/oauth2/mfa", &[("method", "totp"), ("code", &code)]).await).await;
-    assert!(r.location.as_deref().is_some_and(|l| l.contains("code=")), "{r:?}");
+    let r = b2
+        .follow(
+            b2.submit(&m, "/oauth2/mfa", &[("method", "totp"), ("code", &code)])
+                .await,
+        )
+        .await;
+    assert!(
+        r.location.as_deref().is_some_and(|l| l.contains("code=")),
+        "{r:?}"
+    );
     // The same step again (replay) in a third browser is refused; a recovery code works once.
     let b3 = Browser::new(&s);
-    let p = b3.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
+    let p = b3
+        .get(&authorize_url(&s, &id, &[("scope", "openid")]))
+        .await;
     let m = b3.sign_in(&p, "otto@example.org", PW).await;
-    let r = b3.submit(&m, "/oauth2/mfa", &[("method", "totp"), ("code", &code)]).await;
+    let r = b3
+        .submit(&m, "/oauth2/mfa", &[("method", "totp"), ("code", &code)])
+        .await;
     assert!(r.location.is_none(), "a TOTP step is accepted once");
-    let r = b3.follow(b3.submit(&m, "/oauth2/mfa", &[("method", "totp"), ("code", &recovery[0].to_uppercase())]).await).await;
-    assert!(r.location.as_deref().is_some_and(|l| l.contains("code=")), "{r:?}");
+    let r = b3
+        .follow(
+            b3.submit(
+                &m,
+                "/oauth2/mfa",
+                &[("method", "totp"), ("code", &recovery[0].to_uppercase())],
+            )
+            .await,
+        )
+        .await;
+    assert!(
+        r.location.as_deref().is_some_and(|l| l.contains("code=")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn third_party_apps_ask_for_consent_once_and_lose_access_when_it_is_withdrawn() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let person = s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    let person = s
+        .member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let mut c = confidential();
     c["first_party"] = json!(false);
     c["name"] = json!("Chat App");
     let (id, secret) = register(&s, &k, c).await;
     let b = Browser::new(&s);
-    let p = b.get(&authorize_url(&s, &id, &[("scope", "openid profile duties:read")])).await;
+    let p = b
+        .get(&authorize_url(
+            &s,
+            &id,
+            &[("scope", "openid profile duties:read")],
+        ))
+        .await;
     let consent = b.sign_in(&p, "vera@example.org", PW).await;
-    assert!(consent.body.contains("Chat App") && consent.body.contains("name=\"decision\""), "{}", consent.body);
+    assert!(
+        consent.body.contains("Chat App") && consent.body.contains("name=\"decision\""),
+        "{}",
+        consent.body
+    );
     // Deny: the client hears access_denied.
-    let r = b.submit(&consent, "/oauth2/consent", &[("decision", "deny")]).await;
-    assert_eq!(params(r.location.as_deref().unwrap()).get("error").map(String::as_str), Some("access_denied"));
+    let r = b
+        .submit(&consent, "/oauth2/consent", &[("decision", "deny")])
+        .await;
+    assert_eq!(
+        params(r.location.as_deref().unwrap())
+            .get("error")
+            .map(String::as_str),
+        Some("access_denied")
+    );
     // Allow: a code, and next time no question.
-    let r = b.follow(b.submit(&consent, "/oauth2/consent", &[("decision", "allow")]).await).await;
+    let r = b
+        .follow(
+            b.submit(&consent, "/oauth2/consent", &[("decision", "allow")])
+                .await,
+        )
+        .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let again = b.get(&authorize_url(&s, &id, &[("scope", "openid duties:read")])).await;
-    assert!(again.location.as_deref().is_some_and(|l| l.contains("code=")), "remembered: {again:?}");
-    let (_, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
+    let again = b
+        .get(&authorize_url(&s, &id, &[("scope", "openid duties:read")]))
+        .await;
+    assert!(
+        again
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains("code=")),
+        "remembered: {again:?}"
+    );
+    let (_, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
     let at = t["access_token"].as_str().unwrap().to_string();
     let (st, list) = s.get(&at, "/api/v1/me/consents").await;
     assert_eq!(st, 200, "{list}");
     assert_eq!(list[0]["client_id"], id.as_str());
     // The admin sees and withdraws it; the app's tokens stop.
-    let (st, l) = s.get(&k, &format!("/api/v1/orgs/acme/people/{person}/consents")).await;
+    let (st, l) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{person}/consents"))
+        .await;
     assert_eq!((st, l.as_array().unwrap().len()), (200, 1));
-    let (st, _) = s.delete(&k, &format!("/api/v1/orgs/acme/people/{person}/consents/{id}")).await;
+    let (st, _) = s
+        .delete(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{person}/consents/{id}"),
+        )
+        .await;
     assert_eq!(st, 204);
     assert_eq!(s.get(&at, "/api/v1/me/consents").await.0, 401);
     let asks = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
-    assert!(asks.body.contains("name=\"decision\""), "asked again after withdrawal");
+    assert!(
+        asks.body.contains("name=\"decision\""),
+        "asked again after withdrawal"
+    );
 }
 
 #[tokio::test]
@@ -474,17 +983,33 @@ async fn device_flow_for_the_cli_with_organisation_choice() {
     let k = s.org("acme").await;
     let k2 = s.org("beta").await;
     // One account in two organisations: invited by both.
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (st, p2) = s.post(&k2, "/api/v1/orgs/beta/people", &json!({"given_name": "Vera", "family_name": "B", "kind": "volunteer", "emails": [{"value": "vera@example.org", "type": "work"}]})).await;
     assert_eq!(st, 201);
-    let (st, _) = s.post(&k2, &format!("/api/v1/orgs/beta/people/{}/invitation", p2["id"].as_str().unwrap()), &Value::Null).await;
+    let (st, _) = s
+        .post(
+            &k2,
+            &format!(
+                "/api/v1/orgs/beta/people/{}/invitation",
+                p2["id"].as_str().unwrap()
+            ),
+            &Value::Null,
+        )
+        .await;
     assert_eq!(st, 201);
 
     // The device asks, with the independent client library.
     let http = rp_http();
-    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(s.base.clone()).unwrap(), &http).await.unwrap();
-    let client = CoreClient::from_provider_metadata(meta, ClientId::new("carebridge-cli".into()), None)
-        .set_device_authorization_url(openidconnect::DeviceAuthorizationUrl::new(s.url("/oauth2/device_authorization")).unwrap());
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(s.base.clone()).unwrap(), &http)
+        .await
+        .unwrap();
+    let client =
+        CoreClient::from_provider_metadata(meta, ClientId::new("carebridge-cli".into()), None)
+            .set_device_authorization_url(
+                openidconnect::DeviceAuthorizationUrl::new(s.url("/oauth2/device_authorization"))
+                    .unwrap(),
+            );
     let details: openidconnect::core::CoreDeviceAuthorizationResponse = client
         .exchange_device_code()
         .add_scope(Scope::new("offline_access".into()))
@@ -493,29 +1018,76 @@ async fn device_flow_for_the_cli_with_organisation_choice() {
         .await
         .expect("device authorization");
     let device_code = details.device_code().secret().clone();
-    let poll = async || token(&s, None, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", "carebridge-cli"), ("device_code", &device_code)]).await;
+    let poll = async || {
+        token(
+            &s,
+            None,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "carebridge-cli"),
+                ("device_code", &device_code),
+            ],
+        )
+        .await
+    };
     let (st, e) = poll().await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("authorization_pending")));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
     let (_, e) = poll().await;
     assert_eq!(e["error"], "slow_down", "polling faster than the interval");
 
     // The person approves in a browser: sign in, pick the organisation, confirm.
     let b = Browser::new(&s);
-    let page = b.get(details.verification_uri_complete().unwrap().secret()).await;
+    let page = b
+        .get(details.verification_uri_complete().unwrap().secret())
+        .await;
     let orgs = b.sign_in(&page, "vera@example.org", PW).await;
-    assert!(orgs.body.contains("Org acme") && orgs.body.contains("Org beta"), "{}", orgs.body);
-    let href = carebridge_testkit::unescape(orgs.body.split("href=\"").find(|x| x.contains("org=beta")).unwrap().split('"').next().unwrap());
+    assert!(
+        orgs.body.contains("Org acme") && orgs.body.contains("Org beta"),
+        "{}",
+        orgs.body
+    );
+    let href = carebridge_testkit::unescape(
+        orgs.body
+            .split("href=\"")
+            .find(|x| x.contains("org=beta"))
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap(),
+    );
     let confirm = b.get(&href).await;
-    assert!(confirm.body.contains("name=\"user_code\""), "{}", confirm.body);
-    let done = b.submit(&confirm, "/oauth2/device", &[("user_code", details.user_code().secret()), ("decision", "allow")]).await;
+    assert!(
+        confirm.body.contains("name=\"user_code\""),
+        "{}",
+        confirm.body
+    );
+    let done = b
+        .submit(
+            &confirm,
+            "/oauth2/device",
+            &[
+                ("user_code", details.user_code().secret()),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
     assert_eq!(done.status, 200, "{}", done.body);
 
     s.clock.advance(std::time::Duration::from_secs(10));
     let (st, t) = poll().await;
     assert_eq!(st, 200, "{t}");
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(t["access_token"].as_str().unwrap()).unwrap().claims;
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(t["access_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
     let (_, beta) = s.get(&k2, "/api/v1/orgs/beta").await;
-    assert_eq!(claims["org"], beta["id"], "the token names the chosen organisation");
+    assert_eq!(
+        claims["org"], beta["id"],
+        "the token names the chosen organisation"
+    );
     assert_eq!(claims["sub"], p2["id"]);
     assert!(t["refresh_token"].is_string());
     let (st, _) = poll().await;
@@ -526,12 +1098,30 @@ async fn device_flow_for_the_cli_with_organisation_choice() {
 async fn sessions_are_listed_and_revoked_and_deactivation_stops_everything() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let person = s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    let person = s
+        .member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let login = async |b: &Browser| {
-        let r = code_for(&s, b, &authorize_url(&s, &id, &[("scope", "openid offline_access duties:read")]), "vera@example.org").await;
+        let r = code_for(
+            &s,
+            b,
+            &authorize_url(&s, &id, &[("scope", "openid offline_access duties:read")]),
+            "vera@example.org",
+        )
+        .await;
         let code = params(r.location.as_deref().unwrap())["code"].clone();
-        token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await.1
+        token(
+            &s,
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+            ],
+        )
+        .await
+        .1
     };
     let (b1, b2) = (Browser::new(&s), Browser::new(&s));
     let t1 = login(&b1).await;
@@ -541,22 +1131,46 @@ async fn sessions_are_listed_and_revoked_and_deactivation_stops_everything() {
     let (st, list) = s.get(at1, "/api/v1/me/sessions").await;
     assert_eq!((st, list.as_array().unwrap().len()), (200, 2), "{list}");
     // Ending the second session revokes its tokens, not the first's.
-    let sid2 = jsonwebtoken::dangerous::insecure_decode::<Value>(t2["id_token"].as_str().unwrap()).unwrap().claims["sid"].as_str().unwrap().to_string();
+    let sid2 = jsonwebtoken::dangerous::insecure_decode::<Value>(t2["id_token"].as_str().unwrap())
+        .unwrap()
+        .claims["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (st, _) = s.delete(at1, &format!("/api/v1/me/sessions/{sid2}")).await;
     assert_eq!(st, 204);
     assert_eq!(s.get(at2, "/api/v1/me/duties").await.0, 401);
     assert_eq!(s.get(at1, "/api/v1/me/duties").await.0, 200);
     // The admin deactivates the person: tokens and refresh stop at once.
-    let (_, p) = s.get(&k, &format!("/api/v1/orgs/acme/people/{person}")).await;
+    let (_, p) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{person}"))
+        .await;
     let etag = format!("\"{}\"", p["version"]);
-    let (st, r) = s.patch(&k, &format!("/api/v1/orgs/acme/people/{person}"), &etag, &json!({"active": false})).await;
+    let (st, r) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{person}"),
+            &etag,
+            &json!({"active": false}),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(s.get(at1, "/api/v1/me/duties").await.0, 401);
-    let (st, e) = token(&s, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", t1["refresh_token"].as_str().unwrap())]).await;
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t1["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
     assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
     // And sign-in finds no membership any more.
     let b3 = Browser::new(&s);
-    let p = b3.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
+    let p = b3
+        .get(&authorize_url(&s, &id, &[("scope", "openid")]))
+        .await;
     let r = b3.sign_in(&p, "vera@example.org", PW).await;
     assert_eq!(r.status, 403, "{r:?}");
 }
@@ -565,81 +1179,203 @@ async fn sessions_are_listed_and_revoked_and_deactivation_stops_everything() {
 async fn admin_signs_a_person_out_everywhere() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    let person = s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    let person = s
+        .member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid duties:read")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(&s, &id, &[("scope", "openid duties:read")]),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
-    let (st, _) = s.post(&k, &format!("/api/v1/orgs/acme/people/{person}/sign-out-everywhere"), &Value::Null).await;
+    let (_, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    let (st, _) = s
+        .post(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{person}/sign-out-everywhere"),
+            &Value::Null,
+        )
+        .await;
     assert_eq!(st, 204);
-    assert_eq!(s.get(t["access_token"].as_str().unwrap(), "/api/v1/me/duties").await.0, 401);
+    assert_eq!(
+        s.get(t["access_token"].as_str().unwrap(), "/api/v1/me/duties")
+            .await
+            .0,
+        401
+    );
     let again = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
-    assert!(again.body.contains("name=\"password\""), "the browser session ended too");
+    assert!(
+        again.body.contains("name=\"password\""),
+        "the browser session ended too"
+    );
     let (st, log) = s.get(&k, "/api/v1/orgs/acme/audit").await;
     assert_eq!(st, 200);
-    assert!(log.to_string().contains("person.sign_out_everywhere"), "{log}");
+    assert!(
+        log.to_string().contains("person.sign_out_everywhere"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
 async fn forgot_password_link_is_one_time_and_ends_sessions() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let b = Browser::new(&s);
     let f = b.get("/account/forgot").await;
-    let r = b.submit(&f, "/account/forgot", &[("login", "vera@example.org")]).await;
+    let r = b
+        .submit(&f, "/account/forgot", &[("login", "vera@example.org")])
+        .await;
     assert_eq!(r.status, 200);
-    let unknown = b.submit(&f, "/account/forgot", &[("login", "nobody@example.org")]).await;
-    assert_eq!(unknown.body, r.body, "the same answer for unknown addresses");
+    let unknown = b
+        .submit(&f, "/account/forgot", &[("login", "nobody@example.org")])
+        .await;
+    assert_eq!(
+        unknown.body, r.body,
+        "the same answer for unknown addresses"
+    );
     let link = s.mailed_link("vera@example.org").await;
     let form = b.get(&link).await;
-    let short = b.submit(&form, "/account/password", &[("password", "short"), ("repeat", "short")]).await;
+    let short = b
+        .submit(
+            &form,
+            "/account/password",
+            &[("password", "short"), ("repeat", "short")],
+        )
+        .await;
     assert_eq!(short.status, 422);
     let new_pw = "a brand new passphrase";
-    let ok = b.submit(&form, "/account/password", &[("password", new_pw), ("repeat", new_pw)]).await;
+    let ok = b
+        .submit(
+            &form,
+            "/account/password",
+            &[("password", new_pw), ("repeat", new_pw)],
+        )
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let again = b.submit(&form, "/account/password", &[("password", new_pw), ("repeat", new_pw)]).await;
+    let again = b
+        .submit(
+            &form,
+            "/account/password",
+            &[("password", new_pw), ("repeat", new_pw)],
+        )
+        .await;
     assert_eq!(again.status, 400, "the link works once");
     s.clock.advance(std::time::Duration::from_secs(3700));
     let f2 = b.get("/account/forgot").await;
-    b.submit(&f2, "/account/forgot", &[("login", "vera@example.org")]).await;
+    b.submit(&f2, "/account/forgot", &[("login", "vera@example.org")])
+        .await;
     let expired = s.mailed_link("vera@example.org").await;
     s.clock.advance(std::time::Duration::from_secs(3601));
-    assert_eq!(b.get(&expired).await.status, 400, "links expire after an hour");
+    assert_eq!(
+        b.get(&expired).await.status,
+        400,
+        "links expire after an hour"
+    );
 }
 
 #[tokio::test]
 async fn portal_tokens_are_refused_by_the_api_and_foreign_tokens_by_introspection() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let mut c = confidential();
     c["scopes"] = json!(["openid", "portal", "duties:read"]);
     let (id, secret) = register(&s, &k, c).await;
     let b = Browser::new(&s);
     // portal + API scopes together: refused.
-    let r = b.get(&authorize_url(&s, &id, &[("scope", "openid portal duties:read")])).await;
-    assert_eq!(params(r.location.as_deref().unwrap()).get("error").map(String::as_str), Some("invalid_scope"));
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid portal")]), "vera@example.org").await;
+    let r = b
+        .get(&authorize_url(
+            &s,
+            &id,
+            &[("scope", "openid portal duties:read")],
+        ))
+        .await;
+    assert_eq!(
+        params(r.location.as_deref().unwrap())
+            .get("error")
+            .map(String::as_str),
+        Some("invalid_scope")
+    );
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(&s, &id, &[("scope", "openid portal")]),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
+    let (_, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
     let at = t["access_token"].as_str().unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(at).unwrap().claims;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(at)
+        .unwrap()
+        .claims;
     assert_eq!(claims["aud"], "portal");
-    assert_eq!(s.get(at, "/api/v1/me/duties").await.0, 401, "wrong audience");
+    assert_eq!(
+        s.get(at, "/api/v1/me/duties").await.0,
+        401,
+        "wrong audience"
+    );
     // Introspection knows it; a token signed by a foreign key or with alg none is inactive.
     let intro = async |tok: &str| {
-        let r = s.http.post(s.url("/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", tok)]).send().await.unwrap();
+        let r = s
+            .http
+            .post(s.url("/oauth2/introspect"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("token", tok)])
+            .send()
+            .await
+            .unwrap();
         carebridge_testkit::read(r).await.1
     };
     assert_eq!(intro(at).await["active"], true);
     let parts: Vec<&str> = at.split('.').collect();
-    let b64 = |v: &Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.to_string());
-    let header: Value = serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[0]).unwrap()).unwrap();
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "kid": header["kid"]})), parts[1]);
+    let b64 = |v: &Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            v.to_string(),
+        )
+    };
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[0])
+            .unwrap(),
+    )
+    .unwrap();
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": header["kid"]})),
+        parts[1]
+    );
     assert_eq!(intro(&none).await["active"], false);
-    let foreign_key = jsonwebtoken::EncodingKey::from_ed_der(aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap().as_ref());
+    let foreign_key = jsonwebtoken::EncodingKey::from_ed_der(
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .unwrap()
+            .as_ref(),
+    );
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     h.kid = header["kid"].as_str().map(str::to_string);
     let forged = jsonwebtoken::encode(&h, &claims, &foreign_key).unwrap();
@@ -653,15 +1389,34 @@ async fn portal_tokens_are_refused_by_the_api_and_foreign_tokens_by_introspectio
 async fn logout_redirects_only_to_registered_uris() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
-    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW).await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(&s, &b, &authorize_url(&s, &id, &[("scope", "openid")]), "vera@example.org").await;
+    let r = code_for(
+        &s,
+        &b,
+        &authorize_url(&s, &id, &[("scope", "openid")]),
+        "vera@example.org",
+    )
+    .await;
     let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(&s, Some((&id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
+    let (_, t) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
     let idt = t["id_token"].as_str().unwrap();
     let mut u = url::Url::parse(&s.url("/oauth2/logout")).unwrap();
-    u.query_pairs_mut().append_pair("id_token_hint", idt).append_pair("post_logout_redirect_uri", "https://evil.example/").append_pair("state", "s1");
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", idt)
+        .append_pair("post_logout_redirect_uri", "https://evil.example/")
+        .append_pair("state", "s1");
     let r = b.get(u.as_str()).await;
     assert_eq!((r.status, r.location), (200, None), "no open redirect");
     // The session ended: signing in again needs the password.
@@ -670,9 +1425,15 @@ async fn logout_redirects_only_to_registered_uris() {
     let r = b.sign_in(&p, "vera@example.org", PW).await;
     assert!(r.location.is_some());
     let mut u = url::Url::parse(&s.url("/oauth2/logout")).unwrap();
-    u.query_pairs_mut().append_pair("id_token_hint", idt).append_pair("post_logout_redirect_uri", CB).append_pair("state", "s2");
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", idt)
+        .append_pair("post_logout_redirect_uri", CB)
+        .append_pair("state", "s2");
     let r = b.get(u.as_str()).await;
-    assert_eq!(r.location.as_deref(), Some(format!("{CB}?state=s2").as_str()));
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{CB}?state=s2").as_str())
+    );
 }
 
 #[tokio::test]
@@ -681,8 +1442,26 @@ async fn pages_speak_german_and_french() {
     let k = s.org("acme").await;
     let (id, _) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let de = b.http.get(authorize_url(&s, &id, &[("scope", "openid")])).header("accept-language", "de-CH,de;q=0.9,en;q=0.5").send().await.unwrap().text().await.unwrap();
-    assert!(de.contains("Passwort") && de.contains("lang=\"de\""), "{de}");
-    let fr = b.get(&authorize_url(&s, &id, &[("scope", "openid"), ("ui_locales", "fr")])).await;
+    let de = b
+        .http
+        .get(authorize_url(&s, &id, &[("scope", "openid")]))
+        .header("accept-language", "de-CH,de;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        de.contains("Passwort") && de.contains("lang=\"de\""),
+        "{de}"
+    );
+    let fr = b
+        .get(&authorize_url(
+            &s,
+            &id,
+            &[("scope", "openid"), ("ui_locales", "fr")],
+        ))
+        .await;
     assert!(fr.body.contains("Mot de passe"), "{}", fr.body);
 }
