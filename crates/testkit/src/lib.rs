@@ -371,13 +371,18 @@ pub fn unescape(s: &str) -> String {
 
 impl Browser {
     pub fn new(s: &TestServer) -> Browser {
+        Self::at(&s.base)
+    }
+
+    /// A browser for a server at `base` (e.g. a child process).
+    pub fn at(base: &str) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            base: s.base.clone(),
+            base: base.to_string(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Secrets never reach the logs: the real binary runs with debug logging, is set up, used and
-//! stopped; its whole output is searched for the password, the API-key secrets and the
-//! calendar-feed secret it handled.
+//! stopped; its whole output is searched for the password, the API-key secrets, the
+//! calendar-feed secret, and every secret of a sign-in (device code, tokens, TOTP seed,
+//! recovery code, a wrong password) it handled. (A 6-digit TOTP code is not searched for: it
+//! would match timestamps by chance.)
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -126,6 +128,146 @@ async fn no_secret_in_the_logs_of_a_real_server() {
         .unwrap()
         .1
         .to_string();
+    // Sign-in through the OpenID provider: the member CLI's device flow, the admin's password,
+    // TOTP enrolment (admins must use a second factor), tokens, a refresh, a wrong password,
+    // and a password-reset link.
+    let form = |fields: &[(&str, &str)]| {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let dev: Value = http
+        .post(format!("{base}/oauth2/device_authorization"))
+        .form(&form(&[
+            ("client_id", "carebridge-cli"),
+            ("scope", "openid offline_access duties:read"),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_code = dev["device_code"]
+        .as_str()
+        .expect("device code")
+        .to_string();
+    let b = carebridge_testkit::Browser::at(&base);
+    let page = b
+        .get(dev["verification_uri_complete"].as_str().unwrap())
+        .await;
+    let wrong = b
+        .submit(
+            &page,
+            "/oauth2/login",
+            &[
+                ("login", "a@b.ch"),
+                ("password", "Wrong-secret horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let enrol = b.sign_in(&page, "a@b.ch", password).await;
+    let totp_secret = enrol
+        .body
+        .split("<code>")
+        .nth(1)
+        .expect("TOTP enrolment")
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_string();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&totp_secret).unwrap())
+        .with_account_name("x")
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let totp_code = totp.generate(now).to_string();
+    let rec = b
+        .submit(&enrol, "/oauth2/mfa/enrol", &[("code", &totp_code)])
+        .await;
+    let recovery = rec
+        .body
+        .split("<li><code>")
+        .nth(1)
+        .expect("recovery codes")
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_string();
+    let confirm = b
+        .follow(
+            b.get(&carebridge_testkit::unescape(
+                rec.body
+                    .split("<a href=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap(),
+            ))
+            .await,
+        )
+        .await;
+    let done = b
+        .submit(
+            &confirm,
+            "/oauth2/device",
+            &[
+                ("user_code", dev["user_code"].as_str().unwrap()),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let tokens: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .form(&form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", "carebridge-cli"),
+            ("device_code", &device_code),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("tokens").to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let r = http
+        .get(format!("{base}/api/v1/me/duties"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let refreshed: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .form(&form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "carebridge-cli"),
+            ("refresh_token", &refresh),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh2 = refreshed["refresh_token"]
+        .as_str()
+        .expect("refreshed")
+        .to_string();
+    let f = b.get("/account/forgot").await;
+    b.submit(&f, "/account/forgot", &[("login", "a@b.ch")])
+        .await;
     // A wrong key, and a key in a query string, are not logged either.
     http.get(format!("{base}/api/v1/orgs/logs/people?cursor={key}"))
         .bearer_auth(format!("{key}x"))
@@ -160,4 +302,17 @@ async fn no_secret_in_the_logs_of_a_real_server() {
     assert!(!all.contains(&secret_part), "API-key secret in logs");
     assert!(!all.contains(&secret_of(&personal)), "personal key in logs");
     assert!(!all.contains(&feed_secret), "calendar feed secret in logs");
+    for (what, secret) in [
+        ("device code", device_code.trim_start_matches("cbd_")),
+        ("access token", access.as_str()),
+        ("access token signature", access.rsplit('.').next().unwrap()),
+        ("ID token", id_token.as_str()),
+        ("refresh token", refresh.trim_start_matches("cbr_")),
+        ("rotated refresh token", refresh2.trim_start_matches("cbr_")),
+        ("TOTP seed", totp_secret.as_str()),
+        ("recovery code", recovery.as_str()),
+        ("wrong password", "Wrong-secret horse battery"),
+    ] {
+        assert!(!all.contains(secret), "{what} in logs");
+    }
 }
