@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 use crate::token::KeyCache;
 
@@ -30,20 +30,17 @@ impl Default for Options {
 pub struct Ctx {
     pub keys: KeyCache,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
-    hashing: Semaphore,
+    hashing: crate::hashing::Hasher,
     dummy: OnceCell<String>,
 }
 
 impl Ctx {
     pub fn new(o: &Options) -> Arc<Ctx> {
         let per_minute = NonZeroU32::new(o.signin_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
         Arc::new(Ctx {
             keys: KeyCache::default(),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            hashing: Semaphore::new(cores),
+            hashing: crate::hashing::Hasher::start(),
             dummy: OnceCell::new(),
         })
     }
@@ -56,19 +53,17 @@ impl Ctx {
         self.limiter.check_key(&ip).is_ok()
     }
 
-    /// Verifies a password on the blocking pool, at most one hash per core at a time. With no
-    /// stored hash it verifies against a dummy hash, so unknown logins take as long as known ones.
+    /// Verifies a password on the hashing pool. With no stored hash it verifies against a dummy
+    /// hash, so unknown logins take as long as known ones.
     pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return false;
-        };
         let (hash, real) = match hash {
             Some(h) => (h, true),
             None => {
                 let d = self
                     .dummy
                     .get_or_init(|| async {
-                        crate::accounts::hash_password("not a real password".into())
+                        self.hashing
+                            .hash("not a real password".into())
                             .await
                             .unwrap_or_default()
                     })
@@ -76,7 +71,7 @@ impl Ctx {
                 (d.clone(), false)
             }
         };
-        crate::accounts::verify_password(password, hash).await && real
+        self.hashing.verify(password, hash).await && real
     }
 
     /// Hashes a new password on the same bounded pool.
@@ -84,7 +79,10 @@ impl Ctx {
         &self,
         password: String,
     ) -> Result<String, carebridge_web::ServiceError> {
-        let _permit = self.hashing.acquire().await.ok();
-        crate::accounts::hash_password(password).await
+        self.hashing.hash(password).await.map_err(|e| {
+            carebridge_web::ServiceError::Store(carebridge_store::StoreError::Corrupt(format!(
+                "hashing failed: {e}"
+            )))
+        })
     }
 }

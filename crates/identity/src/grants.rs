@@ -306,15 +306,16 @@ pub async fn refresh(
     let old = digest(&secret);
     let fresh = crate::random_bytes::<32>();
     let ms = now.as_millisecond();
-    let mut tx = db.begin().await?;
-    let row: Option<RotRow> = run!(&mut tx, c => sqlx::query_as(
+    // The fast path is one self-contained statement: check and rotate at once (autocommit).
+    let mut w = db.write().await?;
+    let row: Option<RotRow> = run!(&mut w, c => sqlx::query_as(
         "UPDATE token_grants SET refresh_digest = $3, generation = generation + 1, last_used_at = $5 \
          WHERE id = $1 AND refresh_digest = $2 AND client_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
          AND EXISTS (SELECT 1 FROM people p WHERE p.id = token_grants.person_id AND p.org_id = token_grants.org_id AND p.active) \
          RETURNING org_id, person_id, scopes, auth_time, amr, session_id")
         .bind(id).bind(&old).bind(digest(&fresh)).bind(client_id).bind(ms).fetch_optional(c).await)?;
+    drop(w);
     if let Some((org, person, scopes, auth_time, amr, session)) = row {
-        tx.commit().await?;
         return Ok(Issued {
             grant: id,
             org: OrgId(org),
@@ -329,6 +330,7 @@ pub async fn refresh(
         });
     }
     // Why not? Read the row and, for a replayed token, revoke the grant.
+    let mut tx = db.begin().await?;
     let r: Option<(Option<Vec<u8>>, String, Option<i64>, i64)> = run!(&mut tx, c => sqlx::query_as(
         "SELECT refresh_digest, client_id, revoked_at, expires_at FROM token_grants WHERE id = $1")
         .bind(id).fetch_optional(c).await)?;

@@ -18,6 +18,7 @@ pub mod clients;
 pub mod ctx;
 pub mod device;
 pub mod grants;
+pub mod hashing;
 pub mod http;
 pub mod i18n;
 pub mod keys;

@@ -29,7 +29,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub reuse: bool,
     /// `people` (lookup and search), `duties` (my duties, week view, save assignment) or
-    /// `tokens` (client-credentials grant under concurrent load).
+    /// `tokens` (client-credentials grant under concurrent load), `refresh` (refresh grant with
+    /// rotation, concurrent chains) or `signin` (password sign-in against Argon2id alone, and
+    /// the latency of other requests meanwhile).
     #[arg(long, default_value = "people")]
     pub scenario: String,
     /// Concurrent requests (the `tokens` scenario).
@@ -172,6 +174,8 @@ pub(crate) async fn spawn_server(
             &config.database_url,
         ])
         .env("RUST_LOG", "warn")
+        // The load comes from one address: lift the per-source sign-in limit.
+        .env("CAREBRIDGE_SIGNIN_PER_MINUTE", "100000000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -235,7 +239,9 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         "people" => {}
         "duties" => return crate::bench_duties::run(args, config).await,
         "tokens" => return crate::bench_tokens::run(args, config).await,
-        other => bail!("unknown scenario '{other}': people, duties or tokens"),
+        "refresh" => return crate::bench_identity::refresh(args, config).await,
+        "signin" => return crate::bench_identity::signin(args, config).await,
+        other => bail!("unknown scenario '{other}': people, duties, tokens, refresh or signin"),
     }
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();

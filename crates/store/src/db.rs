@@ -189,6 +189,16 @@ impl Db {
         })
     }
 
+    /// The writer connection without a transaction, for one self-contained statement (autocommit):
+    /// on SQLite one round trip instead of three (`BEGIN`, the statement, `COMMIT`). Use it only
+    /// where a single statement is the whole change.
+    pub async fn write(&self) -> Result<Conn, StoreError> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Conn::Sqlite(write.acquire().await?),
+            Db::Postgres { pool } => Conn::Postgres(pool.acquire().await?),
+        })
+    }
+
     /// A connection for reads.
     pub async fn read(&self) -> Result<Conn, StoreError> {
         Ok(match self {
