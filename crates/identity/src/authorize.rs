@@ -175,6 +175,22 @@ pub async fn gate(
             if passive {
                 return Ok(Gate::Passive("login_required"));
             }
+            // The organisation's own provider, when the organisation is known already.
+            let org = match (fixed_org, org_param) {
+                (Some(o), _) => {
+                    let mut c = s.db.read().await?;
+                    carebridge_store::orgs::resolve(&mut c, &o.0.to_string()).await?
+                }
+                (None, Some(slug)) => {
+                    let mut c = s.db.read().await?;
+                    carebridge_store::orgs::resolve(&mut c, slug).await?
+                }
+                (None, None) => None,
+            };
+            let upstream = match org {
+                Some(o) => crate::upstream::button(s, o.id, &o.slug, next).await,
+                None => None,
+            };
             return Ok(Gate::Page(login_page(
                 headers,
                 s,
@@ -183,6 +199,7 @@ pub async fn gate(
                 login_hint,
                 None,
                 StatusCode::OK,
+                upstream,
             )));
         }
     };
@@ -268,6 +285,7 @@ pub fn login_page(
     login: &str,
     error: Option<&'static str>,
     status: StatusCode,
+    upstream: Option<(String, String)>,
 ) -> Response {
     let (csrf, set) = web::csrf(headers, secure(s));
     let t = lang.texts();
@@ -281,6 +299,7 @@ pub fn login_page(
             csrf: &csrf,
             next,
             login,
+            upstream,
         },
         set.into_iter().collect(),
     )
@@ -552,7 +571,7 @@ pub async fn login(
     let login = f.login.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     let again = |e: &'static str, st: StatusCode| {
-        login_page(&headers, &s, lang, &next, &login, Some(e), st)
+        login_page(&headers, &s, lang, &next, &login, Some(e), st, None)
     };
     if !ctx.attempt(ip) {
         return again(t.too_many, StatusCode::TOO_MANY_REQUESTS);

@@ -199,6 +199,8 @@ pub fn public_router(options: &crate::ctx::Options) -> axum::Router<AppState> {
             get(crate::device::page).post(crate::device::decide),
         )
         .route("/oauth2/logout", get(crate::logout::logout))
+        .route("/oauth2/upstream", get(crate::upstream::start))
+        .route("/oauth2/upstream/callback", get(crate::upstream::callback))
         .route(
             "/account/forgot",
             get(crate::account::forgot_page).post(crate::account::forgot),

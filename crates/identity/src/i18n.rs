@@ -63,6 +63,7 @@ impl Lang {
 /// Every sentence of the pages.
 pub struct Texts {
     pub sign_in: &'static str,
+    pub sign_in_with: &'static str,
     pub login: &'static str,
     pub password: &'static str,
     pub forgot: &'static str,
@@ -148,6 +149,7 @@ impl Texts {
 
 pub static EN: Texts = Texts {
     sign_in: "Sign in",
+    sign_in_with: "Sign in with",
     login: "E-mail or mobile number",
     password: "Password",
     forgot: "Forgot your password?",
@@ -215,6 +217,7 @@ pub static EN: Texts = Texts {
 
 pub static DE: Texts = Texts {
     sign_in: "Anmelden",
+    sign_in_with: "Anmelden mit",
     login: "E-Mail oder Handynummer",
     password: "Passwort",
     forgot: "Passwort vergessen?",
@@ -282,6 +285,7 @@ pub static DE: Texts = Texts {
 
 pub static FR: Texts = Texts {
     sign_in: "Se connecter",
+    sign_in_with: "Se connecter avec",
     login: "E-mail ou numéro de mobile",
     password: "Mot de passe",
     forgot: "Mot de passe oublié ?",

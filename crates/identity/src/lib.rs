@@ -2,7 +2,8 @@
 //! persons in several organisations), passwords (Argon2id), browser sessions, second factors
 //! (SMS codes, TOTP, recovery codes), the authorization, token, userinfo, revocation,
 //! introspection, device and logout endpoints, OAuth clients, consents, API keys, and token
-//! signing keys with rotation and the JWKS. Upstream federation (Entra ID) joins here later.
+//! signing keys with rotation and the JWKS, and sign-in through the organisation's own
+//! identity provider (federation, e.g. Entra ID).
 //!
 //! Invariants: every secret this role hands out (API key, client secret, session cookie,
 //! code, refresh token, one-time code, recovery code, e-mail link) is 256 random bits (codes:
@@ -29,6 +30,7 @@ pub mod pages;
 pub mod sessions;
 pub mod signin;
 pub mod token;
+pub mod upstream;
 pub mod web;
 
 /// Fills a buffer from the operating system's random source.

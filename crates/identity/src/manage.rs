@@ -21,6 +21,10 @@ use crate::i18n::Lang;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_policy, put_policy))
+        .routes(routes!(
+            crate::upstream::get_provider,
+            crate::upstream::put_provider
+        ))
         .routes(routes!(invite))
         .routes(routes!(sign_out_everywhere))
         .routes(routes!(person_consents))

@@ -18,6 +18,8 @@ pub struct Login<'a> {
     pub csrf: &'a str,
     pub next: &'a str,
     pub login: &'a str,
+    /// "Sign in with <provider>": `(href, provider name)`.
+    pub upstream: Option<(String, String)>,
 }
 
 #[derive(Template)]

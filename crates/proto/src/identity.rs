@@ -136,3 +136,34 @@ pub struct Consent {
     #[schema(value_type = String, format = DateTime)]
     pub granted_at: jiff::Timestamp,
 }
+
+/// The organisation's upstream OpenID provider (e.g. Microsoft Entra ID), for "Sign in with …".
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PutUpstreamProvider {
+    /// Shown on the sign-in button ("Sign in with <name>").
+    pub name: String,
+    /// The provider's issuer URL, e.g. `https://login.microsoftonline.com/<tenant id>/v2.0`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Link a person by a *verified* e-mail (`email_verified: true`) when no person has the
+    /// provider's subject (`oid` for Entra ID, else `sub`) as external id. Default true.
+    #[serde(default = "yes")]
+    pub link_by_email: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The upstream provider as stored (the secret is never shown again).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct UpstreamProvider {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub link_by_email: bool,
+    /// The redirect URI to register at the provider (in Entra ID: "Web" platform).
+    pub redirect_uri: String,
+}

@@ -36,10 +36,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_signin.sql"),
         include_str!("../migrations/postgres/0004_signin.sql"),
     ),
+    (
+        5,
+        "upstream",
+        include_str!("../migrations/sqlite/0005_upstream.sql"),
+        include_str!("../migrations/postgres/0005_upstream.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -1465,3 +1465,111 @@ async fn pages_speak_german_and_french() {
         .await;
     assert!(fr.body.contains("Mot de passe"), "{}", fr.body);
 }
+
+/// Federation: the organisation's own provider is a second Carebridge server acting as a plain
+/// OpenID provider (a stand-in for Entra ID; the `oidc-provider` npm test is still to come).
+#[tokio::test]
+async fn sign_in_through_the_organisations_own_provider() {
+    let a = TestServer::start().await;
+    let up = TestServer::start().await;
+    let ku = up.org("entra").await;
+    let vera_up = up
+        .member(&ku, "entra", "volunteer", "vera@example.org", None, PW)
+        .await;
+    up.member(&ku, "entra", "volunteer", "otto@example.org", None, PW)
+        .await;
+    let (st, c) = up
+        .post(&ku, "/api/v1/orgs/entra/oauth-clients", &json!({"name": "Carebridge acme", "redirect_uris": [a.url("/oauth2/upstream/callback")],
+            "grants": ["authorization_code"], "scopes": ["openid", "email", "profile"], "first_party": true}))
+        .await;
+    assert_eq!(st, 201, "{c}");
+    let ka = a.org("acme").await;
+    let (st, vera) = a
+        .post(
+            &ka,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Vera", "family_name": "V", "external_id": vera_up,
+            "emails": [{"value": "vera@example.org", "type": "work"}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{vera}");
+    let (st, cfg) = a
+        .put(
+            &ka,
+            "/api/v1/orgs/acme/upstream-idp",
+            &json!({"name": "Entra ID", "issuer": up.base, "client_id": c["client"]["client_id"],
+            "client_secret": c["client_secret"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{cfg}");
+    assert_eq!(cfg["redirect_uri"], a.url("/oauth2/upstream/callback"));
+    assert!(cfg.get("client_secret").is_none());
+    let (st, e) = a.put(&ka, "/api/v1/orgs/acme/upstream-idp", &json!({"name": "X", "issuer": "http://evil.example", "client_id": "x", "client_secret": "y"})).await;
+    assert_eq!(
+        (st, e["errors"][0]["pointer"].as_str()),
+        (422, Some("/issuer")),
+        "{e}"
+    );
+    let (id, secret) = register(&a, &ka, confidential()).await;
+
+    let through_upstream = async |login: &str| {
+        let (ba, bu) = (Browser::at(&a.base), Browser::at(&up.base));
+        let p = ba
+            .get(&authorize_url(&a, &id, &[("scope", "openid email")]))
+            .await;
+        assert!(p.body.contains("Entra ID"), "{}", p.body);
+        let href = carebridge_testkit::unescape(
+            p.body
+                .split("href=\"")
+                .find(|x| x.starts_with("/oauth2/upstream"))
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap(),
+        );
+        let to_up = ba.get(&href).await;
+        let up_login = bu
+            .get(to_up.location.as_deref().expect("off to the provider"))
+            .await;
+        let back = bu.sign_in(&up_login, login, PW).await;
+        let back = back.location.expect("back to Carebridge");
+        assert!(
+            back.starts_with(&a.url("/oauth2/upstream/callback")),
+            "{back}"
+        );
+        ba.follow(ba.get(&back).await).await
+    };
+    let r = through_upstream("vera@example.org").await;
+    let loc = r.location.expect("a code for the client");
+    let code = params(&loc)["code"].clone();
+    let (st, t) = token(
+        &a,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(t["id_token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], vera["id"], "linked by external id");
+    assert!(claims["amr"].as_array().unwrap().iter().any(|m| m == "fed"));
+    // Someone the provider knows but the directory does not: refused, nobody created.
+    let r = through_upstream("otto@example.org").await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.location.is_none());
+    // A replayed callback (state used) is refused.
+    let (st, _) = carebridge_testkit::read(
+        a.http
+            .get(a.url("/oauth2/upstream/callback?state=nope&code=x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 400);
+}
