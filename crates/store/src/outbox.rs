@@ -78,7 +78,7 @@ pub async fn to_recipient(
         i64,
     )> = run!(x, c => sqlx::query_as(
             "SELECT id, org_id, channel, recipient, subject, body, purpose, state, created_at FROM outbox \
-             WHERE recipient = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+             WHERE recipient = $1 ORDER BY seq DESC LIMIT $2")
             .bind(recipient).bind(limit).fetch_all(c).await)?;
     Ok(rows
         .into_iter()

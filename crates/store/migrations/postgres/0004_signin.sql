@@ -128,7 +128,8 @@ CREATE TABLE identity_policies (
 );
 
 CREATE TABLE outbox (
-    id          UUID PRIMARY KEY,
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          UUID NOT NULL UNIQUE,
     org_id      UUID,
     channel     TEXT NOT NULL,
     recipient   TEXT NOT NULL,
@@ -140,4 +141,5 @@ CREATE TABLE outbox (
     created_at  BIGINT NOT NULL,
     sent_at     BIGINT
 );
-CREATE INDEX outbox_pending ON outbox (state, created_at);
+CREATE INDEX outbox_pending ON outbox (state, seq);
+CREATE INDEX outbox_recipient ON outbox (recipient, seq);
