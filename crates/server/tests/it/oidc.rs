@@ -1467,7 +1467,7 @@ async fn pages_speak_german_and_french() {
 }
 
 /// Federation: the organisation's own provider is a second Carebridge server acting as a plain
-/// OpenID provider (a stand-in for Entra ID; the `oidc-provider` npm test is still to come).
+/// OpenID provider (EdDSA tokens, linking by external id = `sub`).
 #[tokio::test]
 async fn sign_in_through_the_organisations_own_provider() {
     let a = TestServer::start().await;
@@ -1572,4 +1572,163 @@ async fn sign_in_through_the_organisations_own_provider() {
     )
     .await;
     assert_eq!(st, 400);
+}
+
+/// Starts panva/oidc-provider (Node) as an independent upstream provider; `(child, issuer)`.
+async fn start_oidc_provider(
+    redirect_uri: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc-provider");
+    if !std::path::Path::new(&format!("{dir}/node_modules/oidc-provider")).exists() {
+        let st = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir)
+            .status()
+            .expect("npm (Node.js) is needed for the federation test");
+        assert!(st.success(), "npm ci in {dir} failed");
+    }
+    let mut child = tokio::process::Command::new("node")
+        .arg("server.mjs")
+        .current_dir(dir)
+        .env("REDIRECT_URI", redirect_uri)
+        .env("CLIENT_ID", client_id)
+        .env("CLIENT_SECRET", client_secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (Node.js) is needed for the federation test");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let issuer = loop {
+        let l = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("oidc-provider exited before listening");
+        if let Some(i) = l.strip_prefix("listening ") {
+            break i.to_string();
+        }
+    };
+    // Keep reading its output, or its next log line would die of a broken pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, issuer)
+}
+
+/// Federation against an independent OpenID provider (panva/oidc-provider, RS256, Entra-style
+/// `oid`): linked by external id, by verified e-mail, never by an unverified one, and a
+/// stranger is refused.
+#[tokio::test]
+async fn sign_in_through_an_independent_upstream_provider() {
+    let a = TestServer::start().await;
+    // The provider runs on the wall clock; so does Carebridge's check of its ID tokens here.
+    #[allow(clippy::disallowed_methods)]
+    a.clock.set(carebridge_domain::Timestamp::now());
+    let (_idp, issuer) = start_oidc_provider(
+        &a.url("/oauth2/upstream/callback"),
+        "carebridge",
+        "a-long-client-secret-for-tests",
+    )
+    .await;
+    let ka = a.org("acme").await;
+    let (_, vera) = a
+        .post(&ka, "/api/v1/orgs/acme/people", &json!({"given_name": "Vera", "family_name": "V", "external_id": "7f3c2a10-0000-4000-8000-000000000001"}))
+        .await;
+    let (_, mia) = a
+        .post(&ka, "/api/v1/orgs/acme/people", &json!({"given_name": "Mia", "family_name": "M", "emails": [{"value": "Mia@Example.org", "type": "work"}]}))
+        .await;
+    let (st, cfg) = a
+        .put(&ka, "/api/v1/orgs/acme/upstream-idp", &json!({"name": "Contoso Entra ID", "issuer": issuer, "client_id": "carebridge", "client_secret": "a-long-client-secret-for-tests"}))
+        .await;
+    assert_eq!(st, 200, "{cfg}");
+    let (id, secret) = register(&a, &ka, confidential()).await;
+
+    let through = async |login: &str| {
+        let (ba, bu) = (Browser::at(&a.base), Browser::at(&issuer));
+        let p = ba
+            .get(&authorize_url(&a, &id, &[("scope", "openid")]))
+            .await;
+        let href = carebridge_testkit::unescape(
+            p.body
+                .split("href=\"")
+                .find(|x| x.starts_with("/oauth2/upstream"))
+                .expect("a provider button")
+                .split('"')
+                .next()
+                .unwrap(),
+        );
+        let mut r = ba.get(&href).await;
+        // Through the provider's own (development) login and consent pages.
+        for _ in 0..12 {
+            match r.location.clone() {
+                Some(l) if l.starts_with(&a.base) => return ba.follow(ba.get(&l).await).await,
+                Some(l) => r = bu.get(&l).await,
+                None => {
+                    let action = carebridge_testkit::unescape(
+                        r.body
+                            .split("action=\"")
+                            .nth(1)
+                            .unwrap_or_else(|| panic!("a form: {}", r.body))
+                            .split('"')
+                            .next()
+                            .unwrap(),
+                    );
+                    // The forms carry a hidden `prompt` (login, then consent).
+                    let prompt = if r.body.contains("name=\"login\"") {
+                        "login"
+                    } else {
+                        "consent"
+                    };
+                    r = bu
+                        .post(
+                            &action,
+                            &[
+                                ("prompt", prompt),
+                                ("login", login),
+                                ("password", "anything"),
+                            ],
+                        )
+                        .await;
+                }
+            }
+        }
+        panic!("never came back from the provider: {r:?}");
+    };
+    let code_of = async |r: Page| {
+        let loc = r
+            .location
+            .unwrap_or_else(|| panic!("a code for the client: {}", r.body));
+        let code = params(&loc)["code"].clone();
+        let (st, t) = token(
+            &a,
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+            ],
+        )
+        .await;
+        assert_eq!(st, 200, "{t}");
+        jsonwebtoken::dangerous::insecure_decode::<Value>(t["id_token"].as_str().unwrap())
+            .unwrap()
+            .claims
+    };
+    // By the Entra object id as external id.
+    let c = code_of(through("vera").await).await;
+    assert_eq!(c["sub"], vera["id"]);
+    // By a verified e-mail (case-insensitive).
+    let c = code_of(through("mail").await).await;
+    assert_eq!(c["sub"], mia["id"]);
+    // The same address unverified, and someone the directory does not know: refused.
+    for who in ["unverified", "stranger"] {
+        let r = through(who).await;
+        assert_eq!(
+            (r.status, r.location.is_none()),
+            (403, true),
+            "{who}: {r:?}"
+        );
+    }
 }
