@@ -30,6 +30,10 @@ impl Default for Options {
 pub struct Ctx {
     pub keys: KeyCache,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failed client authentications per source address …
+    client_failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// … and the addresses that went over it, until when.
+    blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     hashing: crate::hashing::Hasher,
     dummy: OnceCell<String>,
 }
@@ -40,6 +44,8 @@ impl Ctx {
         Arc::new(Ctx {
             keys: KeyCache::default(),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            client_failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            blocked: std::sync::Mutex::new(std::collections::HashMap::new()),
             hashing: crate::hashing::Hasher::start(),
             dummy: OnceCell::new(),
         })
@@ -51,6 +57,30 @@ impl Ctx {
             self.limiter.retain_recent();
         }
         self.limiter.check_key(&ip).is_ok()
+    }
+
+    /// Whether `ip` is blocked at the OAuth endpoints after too many failed client
+    /// authentications (a minute from the last failure over the limit).
+    pub fn client_blocked(&self, ip: IpAddr) -> bool {
+        self.blocked
+            .lock()
+            .map(|m| {
+                m.get(&ip)
+                    .is_some_and(|until| std::time::Instant::now() < *until)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Records a failed client authentication from `ip`; over the limit the address is
+    /// blocked for a minute.
+    pub fn client_failed(&self, ip: IpAddr) {
+        if self.client_failures.check_key(&ip).is_err()
+            && let Ok(mut m) = self.blocked.lock()
+        {
+            let now = std::time::Instant::now();
+            m.retain(|_, until| *until > now);
+            m.insert(ip, now + std::time::Duration::from_secs(60));
+        }
     }
 
     /// Verifies a password on the hashing pool. With no stored hash it verifies against a dummy

@@ -76,6 +76,8 @@ pub fn describe(code: &str) -> &'static str {
 /// `POST /oauth2/device_authorization`.
 pub async fn authorize(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Arc<Ctx>>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -94,7 +96,7 @@ pub async fn authorize(
             "send the parameters as application/x-www-form-urlencoded",
         );
     };
-    let c = match crate::token::calling_client(&s, &headers, &form).await {
+    let c = match crate::token::calling_client(&s, &ctx, ip, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };

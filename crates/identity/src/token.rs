@@ -130,7 +130,37 @@ fn credentials(
 
 /// The calling client: authenticated by secret (confidential), or named by `client_id` alone
 /// when it is public.
+/// Per-source protection: an address with too many failed client authentications gets 429
+/// for a minute, whatever it sends.
 pub async fn calling_client(
+    s: &AppState,
+    ctx: &Ctx,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Client, Response> {
+    if ctx.client_blocked(ip) {
+        let mut r = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request",
+            "too many failed client authentications from this address: wait a minute",
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("60"),
+        );
+        return Err(r);
+    }
+    let r = authenticate_client(s, headers, form).await;
+    if let Err(resp) = &r
+        && resp.status() == StatusCode::UNAUTHORIZED
+    {
+        ctx.client_failed(ip);
+    }
+    r
+}
+
+async fn authenticate_client(
     s: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -312,6 +342,7 @@ fn grant_error(e: GrantError) -> Response {
 pub async fn token(
     State(s): State<AppState>,
     Extension(ctx): Extension<Arc<Ctx>>,
+    crate::web::ClientIp(ip): crate::web::ClientIp,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -322,7 +353,7 @@ pub async fn token(
             "send the parameters as application/x-www-form-urlencoded",
         );
     };
-    let c = match calling_client(&s, &headers, &form).await {
+    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -484,6 +515,8 @@ async fn client_credentials(
 /// `alg: none` tokens, and tokens of revoked clients are all simply inactive.
 pub async fn introspect(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Arc<Ctx>>,
+    crate::web::ClientIp(ip): crate::web::ClientIp,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -494,7 +527,7 @@ pub async fn introspect(
             "send the parameters as application/x-www-form-urlencoded",
         );
     };
-    let c = match calling_client(&s, &headers, &form).await {
+    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -733,6 +766,8 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response
 /// token of the calling client. Answers 200 for unknown tokens too, as the RFC asks.
 pub async fn revoke(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Arc<Ctx>>,
+    crate::web::ClientIp(ip): crate::web::ClientIp,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -743,7 +778,7 @@ pub async fn revoke(
             "send the parameters as application/x-www-form-urlencoded",
         );
     };
-    let c = match calling_client(&s, &headers, &form).await {
+    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
         Ok(c) => c,
         Err(r) => return r,
     };

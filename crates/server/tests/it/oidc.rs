@@ -1732,3 +1732,24 @@ async fn sign_in_through_an_independent_upstream_provider() {
         );
     }
 }
+
+#[tokio::test]
+async fn failed_client_authentications_block_the_source_for_a_minute() {
+    let s = TestServer::start_with(|c| c.signin_per_minute = 3).await;
+    let k = s.org("acme").await;
+    let (id, secret) = register(
+        &s,
+        &k,
+        json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["duties:read"]}),
+    )
+    .await;
+    let cc = [("grant_type", "client_credentials")];
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        statuses.push(token(&s, Some((&id, "d3Jvbmctc2VjcmV0")), &cc).await.0);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 429]);
+    // While blocked, even the right secret is turned away (a guess cannot be confirmed).
+    let (st, e) = token(&s, Some((&id, &secret)), &cc).await;
+    assert_eq!(st, 429, "{e}");
+}
