@@ -97,6 +97,8 @@ pub enum Source {
     Cli,
     Setup,
     Demo,
+    /// A sign-in through the organisation's own identity provider (just-in-time creation).
+    Federation,
 }
 
 impl Source {
@@ -106,6 +108,7 @@ impl Source {
             Source::Cli => "cli",
             Source::Setup => "setup",
             Source::Demo => "demo",
+            Source::Federation => "federation",
         }
     }
 }

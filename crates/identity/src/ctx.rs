@@ -12,16 +12,20 @@ use tokio::sync::OnceCell;
 use crate::token::KeyCache;
 
 /// Settings of the sign-in endpoints.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// Password and one-time-code attempts per source address and minute.
     pub signin_per_minute: u32,
+    /// Just-in-time creation of people signed in by an upstream provider (the directory's
+    /// service, wired in by the server); `None` refuses such sign-ins.
+    pub provision: Option<crate::upstream::Provisioner>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             signin_per_minute: 30,
+            provision: None,
         }
     }
 }
@@ -29,6 +33,7 @@ impl Default for Options {
 /// Shared state of the identity endpoints.
 pub struct Ctx {
     pub keys: KeyCache,
+    pub provision: Option<crate::upstream::Provisioner>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Failed client authentications per source address …
     client_failures: DefaultKeyedRateLimiter<IpAddr>,
@@ -43,6 +48,7 @@ impl Ctx {
         let per_minute = NonZeroU32::new(o.signin_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Arc::new(Ctx {
             keys: KeyCache::default(),
+            provision: o.provision.clone(),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             client_failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
             blocked: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -44,21 +44,48 @@ pub struct Provider {
     pub client_id: String,
     client_secret: String,
     pub link_by_email: bool,
+    pub jit_create: bool,
 }
+
+/// What a just-in-time creation knows about the new person.
+#[derive(Clone, Debug)]
+pub struct NewPerson {
+    pub given_name: String,
+    pub family_name: String,
+    /// Only a verified e-mail.
+    pub email: Option<String>,
+    /// The provider's subject (`oid` or `sub`), so the next sign-in links by external id.
+    pub external_id: String,
+}
+
+/// Creates a person in the directory (the server wires the directory's own service in, so
+/// validation, search and audit are the directory's); returns the person id.
+pub type Provisioner = std::sync::Arc<
+    dyn Fn(
+            carebridge_store::Db,
+            carebridge_store::orgs::OrgRef,
+            NewPerson,
+            Timestamp,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Uuid, ServiceError>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// The provider of an organisation, if it has one.
 pub async fn provider(s: &AppState, org: OrgId) -> Result<Option<Provider>, ApiError> {
     let mut c = s.db.read().await?;
-    let r: Option<(String, String, String, String, bool)> = run!(&mut c, c => sqlx::query_as(
-        "SELECT name, issuer, client_id, client_secret, link_by_email FROM upstream_providers WHERE org_id = $1")
+    let r: Option<(String, String, String, String, bool, bool)> = run!(&mut c, c => sqlx::query_as(
+        "SELECT name, issuer, client_id, client_secret, link_by_email, jit_create FROM upstream_providers WHERE org_id = $1")
         .bind(org.0).fetch_optional(c).await)?;
     Ok(r.map(
-        |(name, issuer, client_id, client_secret, link_by_email)| Provider {
+        |(name, issuer, client_id, client_secret, link_by_email, jit_create)| Provider {
             name,
             issuer,
             client_id,
             client_secret,
             link_by_email,
+            jit_create,
         },
     ))
 }
@@ -155,6 +182,7 @@ pub struct CallbackQuery {
 /// `GET /oauth2/upstream/callback`: back from the provider.
 pub async fn callback(
     State(s): State<AppState>,
+    axum::Extension(ctx): axum::Extension<std::sync::Arc<crate::ctx::Ctx>>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
@@ -221,7 +249,35 @@ pub async fn callback(
             _ => None,
         };
         let upstream_mfa = raw.get("amr").and_then(Value::as_array).is_some_and(|a| a.iter().any(|m| m == "mfa"));
-        let Some((person, account)) = link(&s, org, &subject, verified_email.as_deref().filter(|_| p.link_by_email)).await? else {
+        let mut found = link(&s, org, &subject, verified_email.as_deref().filter(|_| p.link_by_email)).await?;
+        if found.is_none()
+            && p.jit_create
+            && let Some(provision) = ctx.provision.clone()
+        {
+            let mut c = s.db.read().await?;
+            let org_ref = carebridge_store::orgs::resolve(&mut c, &org.0.to_string()).await?;
+            drop(c);
+            if let Some(org_ref) = org_ref {
+                let name = claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()).unwrap_or_default();
+                let given = claims.given_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string())
+                    .unwrap_or_else(|| name.split_whitespace().next().unwrap_or("").to_string());
+                let family = claims.family_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string())
+                    .unwrap_or_else(|| name.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+                let new = NewPerson {
+                    given_name: if given.is_empty() { "?".into() } else { given },
+                    family_name: if family.is_empty() { "?".into() } else { family },
+                    email: verified_email.clone(),
+                    external_id: subject.clone(),
+                };
+                match provision(s.db.clone(), org_ref, new, now).await {
+                    Ok(person) => found = Some((person, None)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "just-in-time creation failed");
+                    }
+                }
+            }
+        }
+        let Some((person, account)) = found else {
             return Ok(pages::message(
                 StatusCode::FORBIDDEN,
                 l,
@@ -324,6 +380,7 @@ pub async fn get_provider(
         issuer: pr.issuer,
         client_id: pr.client_id,
         link_by_email: pr.link_by_email,
+        jit_create: pr.jit_create,
         redirect_uri: redirect_uri(&s),
     }))
 }
@@ -377,14 +434,15 @@ pub async fn put_provider(
         issuer,
         client_id: b.client_id.trim().to_string(),
         link_by_email: b.link_by_email,
+        jit_create: b.jit_create,
         redirect_uri: redirect_uri(&s),
     };
     let mut tx = s.db.begin().await?;
     exec!(&mut tx, c => sqlx::query(
-        "INSERT INTO upstream_providers (org_id, name, issuer, client_id, client_secret, link_by_email, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+        "INSERT INTO upstream_providers (org_id, name, issuer, client_id, client_secret, link_by_email, jit_create, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) \
          ON CONFLICT (org_id) DO UPDATE SET name = excluded.name, issuer = excluded.issuer, client_id = excluded.client_id, client_secret = excluded.client_secret, \
-         link_by_email = excluded.link_by_email, updated_at = excluded.updated_at")
-        .bind(o.id.0).bind(&out.name).bind(&out.issuer).bind(&out.client_id).bind(&b.client_secret).bind(out.link_by_email).bind(now).execute(c).await)?;
+         link_by_email = excluded.link_by_email, jit_create = excluded.jit_create, updated_at = excluded.updated_at")
+        .bind(o.id.0).bind(&out.name).bind(&out.issuer).bind(&out.client_id).bind(&b.client_secret).bind(out.link_by_email).bind(now).bind(out.jit_create).execute(c).await)?;
     audit::record(
         &mut tx,
         o.id,

@@ -151,6 +151,10 @@ pub struct PutUpstreamProvider {
     /// provider's subject (`oid` for Entra ID, else `sub`) as external id. Default true.
     #[serde(default = "yes")]
     pub link_by_email: bool,
+    /// Create a person (in no unit, kind staff) when the provider signs in someone the
+    /// directory does not know yet. Default false: such sign-ins are refused.
+    #[serde(default)]
+    pub jit_create: bool,
 }
 
 fn yes() -> bool {
@@ -164,6 +168,7 @@ pub struct UpstreamProvider {
     pub issuer: String,
     pub client_id: String,
     pub link_by_email: bool,
+    pub jit_create: bool,
     /// The redirect URI to register at the provider (in Entra ID: "Web" platform).
     pub redirect_uri: String,
 }

@@ -106,6 +106,7 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .merge(if config.roles.iter().any(|r| r == "identity") {
             carebridge_identity::http::public_router(&carebridge_identity::ctx::Options {
                 signin_per_minute: config.signin_per_minute,
+                provision: Some(provisioner()),
             })
         } else {
             Router::new()
@@ -137,6 +138,43 @@ pub fn router(config: &Config, state: AppState) -> Router {
         ));
     }
     app
+}
+
+/// Just-in-time creation of people for federated sign-ins, through the directory's service (so
+/// validation, search tokens and the audit event are the directory's, actor
+/// `system:federation`).
+fn provisioner() -> carebridge_identity::upstream::Provisioner {
+    std::sync::Arc::new(|db, org, new, now| {
+        Box::pin(async move {
+            use carebridge_domain::auth::{Actor, Source};
+            let input = carebridge_proto::directory::CreatePerson {
+                given_name: new.given_name,
+                family_name: new.family_name,
+                kind: Some("staff".into()),
+                external_id: Some(new.external_id),
+                emails: new
+                    .email
+                    .into_iter()
+                    .map(|e| carebridge_proto::directory::Contact {
+                        value: e,
+                        kind: "work".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let mut tx = db.begin().await?;
+            let p = carebridge_directory::service::people::create_in(
+                &mut tx,
+                &Actor::system("federation", Source::Federation),
+                &org,
+                &input,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(p.id)
+        })
+    })
 }
 
 /// Ready when the database answers and its migrations are current.

@@ -1731,6 +1731,32 @@ async fn sign_in_through_an_independent_upstream_provider() {
             "{who}: {r:?}"
         );
     }
+    // With just-in-time creation on, the stranger becomes a person (created by the directory,
+    // audited as the federation) and signs in.
+    let (st, cfg) = a
+        .put(
+            &ka,
+            "/api/v1/orgs/acme/upstream-idp",
+            &json!({"name": "Contoso Entra ID", "issuer": issuer, "client_id": "carebridge",
+            "client_secret": "a-long-client-secret-for-tests", "jit_create": true}),
+        )
+        .await;
+    assert_eq!((st, &cfg["jit_create"]), (200, &json!(true)), "{cfg}");
+    let c = code_of(through("stranger").await).await;
+    let (st, p) = a
+        .get(
+            &ka,
+            &format!("/api/v1/orgs/acme/people/{}", c["sub"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["external_id"], "7f3c2a10-0000-4000-8000-000000000004");
+    assert_eq!(p["emails"][0]["value"], "stranger@example.org");
+    let (_, log) = a.get(&ka, "/api/v1/orgs/acme/audit").await;
+    assert!(log.to_string().contains("system:federation"), "{log}");
+    // Signing in again links the same person (by external id), no second one.
+    let c2 = code_of(through("stranger").await).await;
+    assert_eq!(c2["sub"], c["sub"]);
 }
 
 #[tokio::test]

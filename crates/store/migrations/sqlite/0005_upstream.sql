@@ -10,6 +10,7 @@ CREATE TABLE upstream_providers (
     client_id       TEXT NOT NULL,
     client_secret   TEXT NOT NULL,
     link_by_email   BOOLEAN NOT NULL,
+    jit_create      BOOLEAN NOT NULL,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
 );
