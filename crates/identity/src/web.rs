@@ -141,4 +141,21 @@ mod tests {
         assert!(!csrf_ok(&h, None));
         assert!(!csrf_ok(&HeaderMap::new(), Some("tok123")));
     }
+
+    #[test]
+    fn cookies_are_http_only_and_secure_on_https() {
+        let (_, v) = set_cookie("cb_session", "abc", 60, "Lax", true).unwrap();
+        let v = v.to_str().unwrap();
+        assert!(
+            v.contains("HttpOnly") && v.contains("SameSite=Lax") && v.contains("; Secure"),
+            "{v}"
+        );
+        let (_, v) = set_cookie("cb_csrf", "abc", 60, "Strict", false).unwrap();
+        let v = v.to_str().unwrap();
+        assert!(
+            v.contains("HttpOnly") && v.contains("SameSite=Strict") && !v.contains("Secure"),
+            "{v}"
+        );
+        assert!(set_cookie("x", "bad\nvalue", 1, "Lax", true).is_none());
+    }
 }
