@@ -314,6 +314,22 @@ async fn serves_https_directly_with_hsts() {
         r.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
+    // Over HTTPS the sign-in pages' cookies are Secure.
+    let page = client
+        .get(format!(
+            "https://localhost:{}/account/forgot",
+            s.running.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("cb_csrf=")
+            && cookie.contains("; Secure")
+            && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     let plain = reqwest::get(format!(
         "http://127.0.0.1:{}/healthz",
         s.running.addr.port()
