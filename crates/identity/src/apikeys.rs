@@ -5,8 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carebridge_domain::auth::{Actor, Permission, Principal, RoleGrant, Via};
-use carebridge_domain::role::Role;
+use carebridge_domain::auth::{Actor, Permission, Principal, Via};
 use carebridge_domain::time::from_millis;
 use carebridge_domain::validate::bounded_text;
 use carebridge_domain::{ApiKeyId, OrgId, PersonId, Timestamp, Violations};
@@ -302,18 +301,7 @@ pub async fn authenticate(
             if active != Some(true) {
                 return Ok(None);
             }
-            let rows: Vec<(String, Option<String>)> = run!(&mut c, c => sqlx::query_as(
-                "SELECT r.role, u.path FROM role_assignments r LEFT JOIN units u ON u.id = r.unit_id AND u.org_id = r.org_id WHERE r.org_id = $1 AND r.person_id = $2")
-                .bind(org).bind(person).fetch_all(c).await)?;
-            let roles = rows
-                .into_iter()
-                .filter_map(|(role, unit_path)| {
-                    Some(RoleGrant {
-                        role: Role::parse(&role)?,
-                        unit_path,
-                    })
-                })
-                .collect();
+            let roles = crate::signin::role_grants(&mut c, OrgId(org), PersonId(person)).await?;
             Some((OrgId(org), PersonId(person), roles))
         }
         _ => None,

@@ -89,15 +89,8 @@ pub async fn authorize(
         )
             .into_response()
     };
-    let Ok(Form(form)) = form else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send the parameters as application/x-www-form-urlencoded",
-        );
-    };
-    let c = match crate::token::calling_client(&s, &ctx, ip, &headers, &form).await {
-        Ok(c) => c,
+    let (c, form) = match crate::token::client_request(&s, &ctx, ip, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     if !c.may(GRANT) {

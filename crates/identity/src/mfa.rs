@@ -302,6 +302,28 @@ async fn pending(
     }))
 }
 
+impl Pending {
+    /// The second-factor page again, with `error`.
+    async fn again(
+        &self,
+        s: &AppState,
+        headers: &HeaderMap,
+        error: Option<&'static str>,
+    ) -> Response {
+        page(
+            s,
+            headers,
+            &self.session,
+            &self.claims,
+            &self.next,
+            self.lang,
+            error,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+    }
+}
+
 /// Normalises a recovery code (`abcd-efgh`, any case, spaces) for its digest.
 fn recovery_norm(c: &str) -> String {
     c.chars()
@@ -328,17 +350,7 @@ pub async fn verify(
     };
     let t = p.lang.texts();
     if !ctx.attempt(ip) {
-        return page(
-            &s,
-            &headers,
-            &p.session,
-            &p.claims,
-            &p.next,
-            p.lang,
-            Some(t.too_many),
-        )
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+        return p.again(&s, &headers, Some(t.too_many)).await;
     }
     let code: String = f
         .code
@@ -352,17 +364,7 @@ pub async fn verify(
     };
     match r {
         Ok(None) => Redirect::to(&p.next).into_response(),
-        Ok(Some(e)) => page(
-            &s,
-            &headers,
-            &p.session,
-            &p.claims,
-            &p.next,
-            p.lang,
-            Some(e),
-        )
-        .await
-        .unwrap_or_else(IntoResponse::into_response),
+        Ok(Some(e)) => p.again(&s, &headers, Some(e)).await,
         Err(e) => e.into_response(),
     }
 }
@@ -478,9 +480,7 @@ pub async fn resend(
     }
     .await;
     match r {
-        Ok(e) => page(&s, &headers, &p.session, &p.claims, &p.next, p.lang, e)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        Ok(e) => p.again(&s, &headers, e).await,
         Err(e) => e.into_response(),
     }
 }
@@ -521,17 +521,7 @@ pub async fn enrol(
                 vec![],
             )
         }
-        Ok(Err(e)) => page(
-            &s,
-            &headers,
-            &p.session,
-            &p.claims,
-            &p.next,
-            p.lang,
-            Some(e),
-        )
-        .await
-        .unwrap_or_else(IntoResponse::into_response),
+        Ok(Err(e)) => p.again(&s, &headers, Some(e)).await,
         Err(e) => e.into_response(),
     }
 }

@@ -222,6 +222,27 @@ pub async fn claims(
     }))
 }
 
+/// A person's role grants (role and the unit path it covers; `None` = organisation-wide), as
+/// personal credentials carry them.
+pub async fn role_grants(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: PersonId,
+) -> Result<Vec<carebridge_domain::auth::RoleGrant>, StoreError> {
+    let rows: Vec<(String, Option<String>)> = run!(x, c => sqlx::query_as(
+        "SELECT r.role, u.path FROM role_assignments r LEFT JOIN units u ON u.id = r.unit_id AND u.org_id = r.org_id WHERE r.org_id = $1 AND r.person_id = $2")
+        .bind(org.0).bind(person.0).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(role, unit_path)| {
+            Some(carebridge_domain::auth::RoleGrant {
+                role: Role::parse(&role)?,
+                unit_path,
+            })
+        })
+        .collect())
+}
+
 /// The organisation's second-factor policy: role or person-kind names.
 pub async fn mfa_policy(x: &mut impl Exec, org: OrgId) -> Result<Vec<String>, StoreError> {
     let r: Option<String> = run!(x, c => sqlx::query_scalar("SELECT mfa_roles FROM identity_policies WHERE org_id = $1")

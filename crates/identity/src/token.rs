@@ -15,9 +15,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use carebridge_domain::auth::{Permission, Principal, RoleGrant, Via};
+use carebridge_domain::auth::{Permission, Principal, Via};
 use carebridge_domain::oauth::{API_AUDIENCE, PORTAL_AUDIENCE, audience, grant_scopes};
-use carebridge_domain::role::Role;
 use carebridge_store::{Db, StoreError};
 use carebridge_web::{ApiError, AppState};
 use serde_json::{Value, json};
@@ -130,6 +129,25 @@ fn credentials(
 
 /// The calling client: authenticated by secret (confidential), or named by `client_id` alone
 /// when it is public.
+/// The parameters of an OAuth endpoint's form and its authenticated calling client.
+pub async fn client_request(
+    s: &AppState,
+    ctx: &Ctx,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<(Client, HashMap<String, String>), Response> {
+    let Ok(Form(form)) = form else {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    };
+    let c = calling_client(s, ctx, ip, headers, &form).await?;
+    Ok((c, form))
+}
+
 /// Per-source protection: an address with too many failed client authentications gets 429
 /// for a minute, whatever it sends.
 pub async fn calling_client(
@@ -346,15 +364,8 @@ pub async fn token(
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send the parameters as application/x-www-form-urlencoded",
-        );
-    };
-    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
-        Ok(c) => c,
+    let (c, form) = match client_request(&s, &ctx, ip, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let grant = match form.get("grant_type").map(String::as_str) {
@@ -520,15 +531,8 @@ pub async fn introspect(
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send the parameters as application/x-www-form-urlencoded",
-        );
-    };
-    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
-        Ok(c) => c,
+    let (c, form) = match client_request(&s, &ctx, ip, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(token) = form.get("token") else {
@@ -643,18 +647,7 @@ pub async fn authenticate_bearer(
             return Ok(None);
         }
         let mut c = db.read().await?;
-        let rows: Vec<(String, Option<String>)> = carebridge_store::run!(&mut c, c => carebridge_store::sqlx::query_as(
-            "SELECT r.role, u.path FROM role_assignments r LEFT JOIN units u ON u.id = r.unit_id AND u.org_id = r.org_id WHERE r.org_id = $1 AND r.person_id = $2")
-            .bind(org.0).bind(person).fetch_all(c).await)?;
-        let roles = rows
-            .into_iter()
-            .filter_map(|(role, unit_path)| {
-                Some(RoleGrant {
-                    role: Role::parse(&role)?,
-                    unit_path,
-                })
-            })
-            .collect();
+        let roles = signin::role_grants(&mut c, org, carebridge_domain::PersonId(person)).await?;
         return Ok(Some(Principal::Person {
             via: Via::Token {
                 client_id: client_id.to_string(),
@@ -771,15 +764,8 @@ pub async fn revoke(
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send the parameters as application/x-www-form-urlencoded",
-        );
-    };
-    let c = match calling_client(&s, &ctx, ip, &headers, &form).await {
-        Ok(c) => c,
+    let (c, form) = match client_request(&s, &ctx, ip, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(token) = form.get("token") else {
