@@ -1531,7 +1531,17 @@ async fn sign_in_through_the_organisations_own_provider() {
         let up_login = bu
             .get(to_up.location.as_deref().expect("off to the provider"))
             .await;
-        let back = bu.sign_in(&up_login, login, PW).await;
+        let mut back = bu.sign_in(&up_login, login, PW).await;
+        if back.body.contains("name=\"code\"") {
+            // The provider asks its own second factor (an SMS to the person's mobile).
+            let code = up.texted_code("+41791112233").await;
+            back = bu
+                .follow(
+                    bu.submit(&back, "/oauth2/mfa", &[("method", "sms"), ("code", &code)])
+                        .await,
+                )
+                .await;
+        }
         let back = back.location.expect("back to Carebridge");
         assert!(
             back.starts_with(&a.url("/oauth2/upstream/callback")),
@@ -1562,6 +1572,63 @@ async fn sign_in_through_the_organisations_own_provider() {
     let r = through_upstream("otto@example.org").await;
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.location.is_none());
+    // An admin on both sides: the provider's own second factor (its `amr` says `mfa`) counts,
+    // so Carebridge does not ask again although its policy wants one for admins.
+    let mara_up = up
+        .member(
+            &ku,
+            "entra",
+            "staff",
+            "mara@example.org",
+            Some("+41 79 111 22 33"),
+            PW,
+        )
+        .await;
+    let (st, _) = up
+        .post(
+            &ku,
+            "/api/v1/orgs/entra/roles",
+            &json!({"person_id": mara_up, "role": "org_admin"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (_, mara) = a
+        .post(
+            &ka,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Mara", "family_name": "M", "external_id": mara_up}),
+        )
+        .await;
+    let (st, _) = a
+        .post(
+            &ka,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": mara["id"], "role": "org_admin"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let r = through_upstream("mara@example.org").await;
+    let loc = r
+        .location
+        .unwrap_or_else(|| panic!("no second factor asked again: {}", r.body));
+    let (_, t) = token(
+        &a,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &params(&loc)["code"]),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(t["id_token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], mara["id"]);
+    assert!(
+        claims["amr"].as_array().unwrap().iter().any(|m| m == "mfa"),
+        "{claims}"
+    );
     // A replayed callback (state used) is refused.
     let (st, _) = carebridge_testkit::read(
         a.http
