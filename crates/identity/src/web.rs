@@ -78,7 +78,8 @@ pub fn next_ok(next: &str) -> bool {
         && !next.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
-/// The caller's address (the TCP peer; `0.0.0.0` when unknown, e.g. in-process calls).
+/// The caller's address: the server's [`carebridge_web::ClientAddr`] (which honours trusted
+/// proxies), else the TCP peer, else `0.0.0.0`.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
@@ -86,6 +87,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(a) = parts.extensions.get::<carebridge_web::ClientAddr>() {
+            return Ok(ClientIp(a.0));
+        }
         Ok(ClientIp(
             parts
                 .extensions

@@ -33,6 +33,8 @@ struct Ops {
     state: AppState,
     /// `(METHOD, path template)` of every documented API route.
     documented: Arc<BTreeSet<(String, String)>>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 /// The routers and OpenAPI document of the configured roles.
@@ -90,6 +92,7 @@ pub fn router(config: &Config, state: AppState) -> Router {
     let ops = Ops {
         state: state.clone(),
         documented: Arc::new(documented(&doc)),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     };
     let openapi_doc = doc.clone();
     let tls = config.tls();
@@ -255,6 +258,19 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
 /// that is present but wrong is a 401 at once; no header means anonymous (handlers that need a
 /// principal say 401 themselves).
 async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next) -> Response {
+    if let Some(peer) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+    {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let addr = carebridge_web::client_addr(peer, forwarded, &ops.trusted_proxies);
+        req.extensions_mut()
+            .insert(carebridge_web::ClientAddr(addr));
+    }
     // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields).
     if req.uri().path().starts_with("/oauth2/") {
         return next.run(req).await;

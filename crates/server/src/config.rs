@@ -39,6 +39,9 @@ pub struct Config {
     /// Password, one-time-code and e-mail-link attempts allowed per source address and minute
     /// (on top of the per-account lockout).
     pub signin_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the real caller (for rate limits), e.g.
+    /// `["127.0.0.1"]` behind a local nginx. Empty: the TCP peer is the caller.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             body_limit: carebridge_web::extract::BODY_LIMIT,
             demo: false,
             signin_per_minute: 30,
+            trusted_proxies: vec![],
         }
     }
 }

@@ -20,6 +20,64 @@ use carebridge_domain::{Clock, Timestamp};
 use carebridge_store::Db;
 
 pub use cursor::CursorKey;
+
+/// The caller's address as the server determined it (the TCP peer, or the client named in
+/// `X-Forwarded-For` when the peer is a trusted reverse proxy); put into every request's
+/// extensions by the server's middleware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The caller's address: the peer, or — when the peer is one of `trusted` proxies — the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_addr(
+    peer: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut addr = peer;
+    for hop in forwarded_for.unwrap_or("").rsplit(',') {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                addr = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    addr
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::client_addr;
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let p = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxy = p("10.0.0.1");
+        // Not behind a trusted proxy: the header is the caller's own claim, ignored.
+        assert_eq!(
+            client_addr(p("203.0.113.9"), Some("1.2.3.4"), &[proxy]),
+            p("203.0.113.9")
+        );
+        // Behind it: the right-most untrusted hop (a client cannot push its own left entries).
+        assert_eq!(
+            client_addr(proxy, Some("1.2.3.4, 198.51.100.7"), &[proxy]),
+            p("198.51.100.7")
+        );
+        assert_eq!(
+            client_addr(proxy, Some("198.51.100.7, 10.0.0.1"), &[proxy]),
+            p("198.51.100.7")
+        );
+        assert_eq!(client_addr(proxy, None, &[proxy]), proxy);
+        assert_eq!(client_addr(proxy, Some("garbage"), &[proxy]), proxy);
+    }
+}
 pub use error::{ApiError, REQUEST_ID, ServiceError};
 pub use extract::{Auth, IdempotencyKey, IfMatch, IfMatchOpt, Json, Path, Query};
 pub use respond::{Created, Tagged};

@@ -1846,3 +1846,47 @@ async fn failed_client_authentications_block_the_source_for_a_minute() {
     let (st, e) = token(&s, Some((&id, &secret)), &cc).await;
     assert_eq!(st, 429, "{e}");
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_is_per_real_caller() {
+    let s = TestServer::start_with(|c| {
+        c.signin_per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let k = s.org("acme").await;
+    let (id, _) = register(&s, &k, confidential()).await;
+    let b = Browser::new(&s);
+    let p = b.get(&authorize_url(&s, &id, &[("scope", "openid")])).await;
+    let fields = |login: &'static str| {
+        vec![
+            ("csrf".to_string(), p.field("csrf").unwrap()),
+            ("next".to_string(), p.field("next").unwrap()),
+            ("login".to_string(), login.to_string()),
+            ("password".to_string(), "wrong password!".to_string()),
+        ]
+    };
+    let attempt = async |from: &str| {
+        b.http
+            .post(s.url("/oauth2/login"))
+            .header("x-forwarded-for", from)
+            .form(&fields("nobody@example.org"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(attempt("198.51.100.1").await, 401);
+    assert_eq!(attempt("198.51.100.1").await, 401);
+    assert_eq!(
+        attempt("198.51.100.1").await,
+        429,
+        "the same caller is limited"
+    );
+    assert_eq!(
+        attempt("198.51.100.2").await,
+        401,
+        "another caller behind the proxy is not"
+    );
+}
