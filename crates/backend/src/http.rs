@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
         .routes(routes!(audit_verify))
         .routes(routes!(get_feature, set_feature))
+        .merge(crate::discovery::router())
 }
 
 /// A feature switch of the organisation (`chat`).

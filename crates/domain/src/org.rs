@@ -53,6 +53,25 @@ pub fn check_language(v: &mut Violations, pointer: &str, lang: &str) {
     }
 }
 
+/// A colour as `#rrggbb`.
+pub fn check_color(v: &mut Violations, pointer: &str, c: &str) {
+    let ok = c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|x| x.is_ascii_hexdigit());
+    if !ok {
+        v.push(pointer, "invalid_color", "a colour as #rrggbb");
+    }
+}
+
+/// A public URL for apps: absolute `https`, at most 2,000 characters.
+pub fn check_https_url(v: &mut Violations, pointer: &str, u: &str) {
+    let ok = u.len() <= 2000
+        && u.strip_prefix("https://")
+            .is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        v.push(pointer, "invalid_url", "an absolute https URL");
+    }
+}
+
 /// A validated organisation as the rules see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrgDraft {

@@ -91,3 +91,82 @@ pub struct SetupResponse {
     /// An organisation-admin API key, shown once.
     pub api_key: CreatedApiKey,
 }
+
+/// Branding the apps show.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Branding {
+    /// `#rrggbb`.
+    #[serde(default)]
+    pub primary_color: Option<String>,
+    /// `#rrggbb`.
+    #[serde(default)]
+    pub secondary_color: Option<String>,
+    /// An https URL.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+}
+
+/// Who clients and members contact for help.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Support {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// What the organisation's apps are configured with (`PUT /orgs/{org}/app-settings`); the
+/// public discovery document is made from it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Languages the apps offer (BCP 47 primary tags: `de`, `fr`, `it`, `en`, `fi`, `sv`);
+    /// empty means the organisation's default language.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub branding: Branding,
+    #[serde(default)]
+    pub support: Support,
+    /// Base URL of the customer portal the apps call with the access token (run by the ERP
+    /// vendor or by Carebridge's `portal` role).
+    #[serde(default)]
+    pub portal_url: Option<String>,
+    /// Base URL of the chat service (defaults to this server when the chat is on).
+    #[serde(default)]
+    pub chat_url: Option<String>,
+    /// Free-form settings for the apps (`GET /discovery/{org}/settings`), at most 64 keys.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub app: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The public discovery document of an organisation (`GET /discovery/{org}`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Discovery {
+    pub org_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// The OpenID Connect issuer to sign in with.
+    pub issuer: String,
+    /// The public client id of Carebridge's app.
+    pub client_id: String,
+    pub portal_url: Option<String>,
+    pub chat_url: Option<String>,
+    /// Enabled features (`chat`, …).
+    pub features: Vec<String>,
+    pub languages: Vec<String>,
+    pub branding: Branding,
+    pub support: Support,
+}
+
+/// An entry of the discovery index.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DiscoveryEntry {
+    pub slug: String,
+    pub name: String,
+}

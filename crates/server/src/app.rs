@@ -114,6 +114,11 @@ pub fn router(config: &Config, state: AppState) -> Router {
         } else {
             Router::new()
         })
+        .merge(if config.roles.iter().any(|r| r == "backend") {
+            carebridge_backend::discovery::public_router()
+        } else {
+            Router::new()
+        })
         .merge(if config.roles.iter().any(|r| r == "duties") {
             carebridge_duties::http::public_router()
         } else {
@@ -271,8 +276,9 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
         req.extensions_mut()
             .insert(carebridge_web::ClientAddr(addr));
     }
-    // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields).
-    if req.uri().path().starts_with("/oauth2/") {
+    // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields);
+    // discovery refuses any credential itself (apps must never send their token there).
+    if req.uri().path().starts_with("/oauth2/") || req.uri().path().starts_with("/discovery") {
         return next.run(req).await;
     }
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {

@@ -265,9 +265,29 @@ pub async fn ensure(db: &Db, now: Timestamp) -> anyhow::Result<Option<String>> {
     )
     .await
     .map_err(explain)?;
+    // The demo organisation is listed in the discovery index, with app settings to show.
+    carebridge_store::exec!(&mut tx, c => carebridge_store::sqlx::query("UPDATE organisations SET discoverable = TRUE WHERE id = $1")
+        .bind(o.id.0).execute(c).await)?;
     tx.commit()
         .await
         .context("committing the demo organisation")?;
+    let settings = carebridge_proto::org::AppSettings {
+        languages: vec!["de".into(), "fr".into(), "it".into(), "en".into()],
+        branding: carebridge_proto::org::Branding {
+            primary_color: Some("#c8102e".into()),
+            secondary_color: Some("#1b1f24".into()),
+            logo_url: None,
+        },
+        support: carebridge_proto::org::Support {
+            email: Some("office@demo.example.ch".into()),
+            phone: Some("+41 44 000 00 00".into()),
+            url: None,
+        },
+        ..Default::default()
+    };
+    carebridge_backend::discovery::save(db, &actor, &o, settings, now)
+        .await
+        .map_err(explain)?;
     Ok(Some(key.secret))
 }
 

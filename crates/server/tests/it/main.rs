@@ -7,6 +7,7 @@
 mod audit;
 mod bad_input;
 mod directory;
+mod discovery;
 mod duties;
 mod isolation;
 mod oauth;
