@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::Config;
 
 /// The roles a process can run.
-pub const ROLES: &[&str] = &["identity", "backend", "directory", "duties"];
+pub const ROLES: &[&str] = &["identity", "backend", "directory", "duties", "notify"];
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

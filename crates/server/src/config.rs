@@ -42,6 +42,15 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the real caller (for rate limits), e.g.
     /// `["127.0.0.1"]` behind a local nginx. Empty: the TCP peer is the caller.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Outgoing e-mail: `smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`
+    /// or `smtp://host:25` (unencrypted, local relay only). Unset: e-mails stay in the
+    /// development sink (`carebridge outbox list`).
+    pub smtp_url: Option<String>,
+    /// The sender of e-mails.
+    pub mail_from: String,
+    /// SMS gateway webhook: Carebridge POSTs `{"to": "+41…", "text": "…"}` as JSON. Unset:
+    /// SMS stay in the development sink.
+    pub sms_webhook_url: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +69,9 @@ impl Default for Config {
             demo: false,
             signin_per_minute: 30,
             trusted_proxies: vec![],
+            smtp_url: None,
+            mail_from: "Carebridge <no-reply@localhost>".into(),
+            sms_webhook_url: None,
         }
     }
 }

@@ -76,6 +76,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     housekeeping: tokio::task::JoinHandle<()>,
+    notifier: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -86,6 +87,9 @@ impl Running {
         }
         let r = self.task.await.context("server task")?;
         self.housekeeping.abort();
+        if let Some(n) = &self.notifier {
+            n.abort();
+        }
         self.state.db.close().await;
         r
     }
@@ -114,6 +118,17 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     let setup_token = setup::prepare(&state.db, state.now()).await?;
     let app = app::router(&config, state.clone());
     let housekeeping = tokio::spawn(housekeeping_loop(state.clone()));
+    let notifier = if config.roles.iter().any(|r| r == "notify") {
+        let n = carebridge_notify::Notifier::new(&carebridge_notify::Transports {
+            smtp_url: config.smtp_url.clone(),
+            mail_from: config.mail_from.clone(),
+            sms_webhook_url: config.sms_webhook_url.clone(),
+        })
+        .context("setting up e-mail and SMS delivery")?;
+        Some(tokio::spawn(notify_loop(state.clone(), n)))
+    } else {
+        None
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let (addr, task) = if config.tls() {
         let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
@@ -179,6 +194,7 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         shutdown: Some(tx),
         task,
         housekeeping,
+        notifier,
     })
 }
 
@@ -194,6 +210,17 @@ pub async fn housekeeping_step(db: &Db, now: carebridge_domain::Timestamp) -> an
     let n = carebridge_store::idempotency::purge(&mut tx, before).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+/// Delivers the outbox twice a second (e-mail, SMS, or the development sink).
+async fn notify_loop(state: AppState, n: carebridge_notify::Notifier) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Err(e) = carebridge_notify::run_once(&state.db, &n, state.now()).await {
+            tracing::warn!(error = %e, "outbox delivery failed; retrying");
+        }
+    }
 }
 
 async fn housekeeping_loop(state: AppState) {

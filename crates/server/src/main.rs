@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         cmd: ClientCmd,
     },
+    /// The e-mail/SMS outbox: what was sent, what waits, what the development sink holds.
+    Outbox {
+        #[command(subcommand)]
+        cmd: OutboxCmd,
+    },
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
@@ -118,6 +123,16 @@ enum ClientCmd {
         /// A first-party app (no consent page).
         #[arg(long)]
         first_party: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// The newest messages, with their bodies (sign-in codes and links: treat the output as
+    /// secret; sent messages have their body erased).
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }
 
@@ -458,6 +473,30 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             println!("client_id: {}", c.client.client_id);
             if let Some(secret) = c.client_secret {
                 println!("client_secret, shown once:\n{secret}");
+            }
+        }
+        Command::Outbox {
+            cmd: OutboxCmd::List { limit },
+        } => {
+            let db = open_db(&config, None).await?;
+            for m in carebridge_notify::list(&db, limit.clamp(1, 1000)).await? {
+                println!(
+                    "#{} {} {} to {} [{}; {} attempt(s){}]",
+                    m.seq,
+                    m.channel,
+                    m.purpose,
+                    m.recipient,
+                    m.state,
+                    m.attempts,
+                    m.last_error
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default()
+                );
+                if !m.body.is_empty() {
+                    for line in m.body.lines() {
+                        println!("    {line}");
+                    }
+                }
             }
         }
         Command::Keys {

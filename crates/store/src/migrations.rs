@@ -42,10 +42,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_upstream.sql"),
         include_str!("../migrations/postgres/0005_upstream.sql"),
     ),
+    (
+        6,
+        "notify",
+        include_str!("../migrations/sqlite/0006_notify.sql"),
+        include_str!("../migrations/postgres/0006_notify.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 #[derive(Debug)]
 struct Embedded(Backend);

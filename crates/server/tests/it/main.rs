@@ -10,6 +10,7 @@ mod directory;
 mod discovery;
 mod duties;
 mod isolation;
+mod notify;
 mod oauth;
 mod oidc;
 mod ops;
