@@ -22,7 +22,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
     pub public_url: Option<String>,
-    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties` (default: all).
+    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `notify`
+    /// (default: all).
     pub roles: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
