@@ -252,7 +252,7 @@ async fn discovery(State(s): State<AppState>) -> axum::response::Response {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "sid", "org", "name", "given_name", "family_name", "locale", "email", "phone_number"],
         "prompt_values_supported": ["none", "login", "consent"],
-        "ui_locales_supported": ["de", "en", "fr"],
+        "ui_locales_supported": ["de", "en", "fr", "it", "fi", "sv"],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

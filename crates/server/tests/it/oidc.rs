@@ -1437,7 +1437,7 @@ async fn logout_redirects_only_to_registered_uris() {
 }
 
 #[tokio::test]
-async fn pages_speak_german_and_french() {
+async fn pages_speak_six_languages() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
     let (id, _) = register(&s, &k, confidential()).await;
@@ -1464,6 +1464,20 @@ async fn pages_speak_german_and_french() {
         ))
         .await;
     assert!(fr.body.contains("Mot de passe"), "{}", fr.body);
+    for (lang, word) in [("it", "Accedi"), ("fi", "Salasana"), ("sv", "Lösenord")] {
+        let p = b
+            .get(&authorize_url(
+                &s,
+                &id,
+                &[("scope", "openid"), ("ui_locales", lang)],
+            ))
+            .await;
+        assert!(
+            p.body.contains(word) && p.body.contains(&format!("lang=\"{lang}\"")),
+            "{lang}: {}",
+            p.body
+        );
+    }
 }
 
 /// Federation: the organisation's own provider is a second Carebridge server acting as a plain
