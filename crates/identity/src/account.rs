@@ -114,6 +114,12 @@ pub async fn forgot_page(
     )
 }
 
+impl crate::web::Csrf for ForgotForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ForgotForm {
     csrf: Option<String>,
@@ -129,14 +135,12 @@ pub async fn forgot(
     headers: HeaderMap,
     form: Result<Form<ForgotForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+    let f = match web::posted(&headers, form, lang(&headers, None)) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let l = lang(&headers, f.lang.as_deref());
     let t = l.texts();
-    if !web::csrf_ok(&headers, f.csrf.as_deref()) {
-        return pages::message(StatusCode::FORBIDDEN, l, t.error_title, t.csrf);
-    }
     if !ctx.attempt(ip) {
         return pages::message(StatusCode::TOO_MANY_REQUESTS, l, t.error_title, t.too_many);
     }
@@ -235,6 +239,12 @@ pub async fn password_form(
     }
 }
 
+impl crate::web::Csrf for PasswordForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct PasswordForm {
     csrf: Option<String>,
@@ -251,14 +261,12 @@ pub async fn set_password(
     headers: HeaderMap,
     form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+    let f = match web::posted(&headers, form, lang(&headers, None)) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let l = lang(&headers, f.lang.as_deref());
     let t = l.texts();
-    if !web::csrf_ok(&headers, f.csrf.as_deref()) {
-        return pages::message(StatusCode::FORBIDDEN, l, t.error_title, t.csrf);
-    }
     let token = f.token.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     let r: Result<Response, ApiError> = async {

@@ -480,7 +480,7 @@ async fn authorize_inner(
                     lang: lang.code(),
                     title: t.consent_title,
                     csrf: &csrf,
-                    next: &r.next(true).replace("&prompt=consent", ""),
+                    next: &r.next(true),
                     client_name: &client.name,
                     scopes: scopes
                         .iter()
@@ -525,17 +525,18 @@ async fn consented(s: &AppState, m: &Membership, client: &Client) -> Result<Vec<
         .unwrap_or_default())
 }
 
+impl crate::web::Csrf for LoginForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     csrf: Option<String>,
     next: Option<String>,
     login: Option<String>,
     password: Option<String>,
-}
-
-fn csrf_page(lang: Lang) -> Response {
-    let t = lang.texts();
-    pages::message(StatusCode::FORBIDDEN, lang, t.error_title, t.csrf)
 }
 
 /// `POST /oauth2/login`: checks the password and starts a session, then continues at `next`.
@@ -548,17 +549,10 @@ pub async fn login(
 ) -> Response {
     let lang = lang_of(&headers, None);
     let t = lang.texts();
-    let Ok(Form(f)) = form else {
-        return pages::message(
-            StatusCode::BAD_REQUEST,
-            lang,
-            t.error_title,
-            "The form could not be read.",
-        );
+    let f = match web::posted(&headers, form, lang) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    if !web::csrf_ok(&headers, f.csrf.as_deref()) {
-        return csrf_page(lang);
-    }
     let next = f.next.unwrap_or_default();
     if !web::next_ok(&next) {
         return pages::message(
@@ -631,6 +625,12 @@ async fn login_inner(
     Ok(Ok(cookie))
 }
 
+impl crate::web::Csrf for ConsentForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ConsentForm {
     csrf: Option<String>,
@@ -646,17 +646,10 @@ pub async fn consent(
 ) -> Response {
     let lang = lang_of(&headers, None);
     let t = lang.texts();
-    let Ok(Form(f)) = form else {
-        return pages::message(
-            StatusCode::BAD_REQUEST,
-            lang,
-            t.error_title,
-            "The form could not be read.",
-        );
+    let f = match web::posted(&headers, form, lang) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    if !web::csrf_ok(&headers, f.csrf.as_deref()) {
-        return csrf_page(lang);
-    }
     let next = f.next.unwrap_or_default();
     let Some(query) = next
         .strip_prefix("/oauth2/authorize?")

@@ -247,6 +247,12 @@ pub async fn page(
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
+impl crate::web::Csrf for DeviceForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct DeviceForm {
     csrf: Option<String>,
@@ -265,17 +271,10 @@ pub async fn decide(
 ) -> Response {
     let l = lang(&headers);
     let t = l.texts();
-    let Ok(Form(f)) = form else {
-        return pages::message(
-            StatusCode::BAD_REQUEST,
-            l,
-            t.error_title,
-            "The form could not be read.",
-        );
+    let f = match web::posted(&headers, form, l) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    if !web::csrf_ok(&headers, f.csrf.as_deref()) {
-        return pages::message(StatusCode::FORBIDDEN, l, t.error_title, t.csrf);
-    }
     if !ctx.attempt(ip) {
         return pages::message(StatusCode::TOO_MANY_REQUESTS, l, t.error_title, t.too_many);
     }

@@ -226,6 +226,12 @@ pub async fn page(
     ))
 }
 
+impl crate::web::Csrf for CodeForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct CodeForm {
     csrf: Option<String>,
@@ -245,7 +251,6 @@ struct Pending {
 async fn pending(
     s: &AppState,
     headers: &HeaderMap,
-    csrf: Option<&str>,
     next: Option<String>,
 ) -> Result<Result<Pending, Response>, ApiError> {
     let lang = Lang::pick(
@@ -255,14 +260,6 @@ async fn pending(
             .and_then(|v| v.to_str().ok()),
     );
     let t = lang.texts();
-    if !web::csrf_ok(headers, csrf) {
-        return Ok(Err(pages::message(
-            StatusCode::FORBIDDEN,
-            lang,
-            t.error_title,
-            t.csrf,
-        )));
-    }
     let next = next.unwrap_or_default();
     if !web::next_ok(&next) {
         return Ok(Err(pages::message(
@@ -340,10 +337,17 @@ pub async fn verify(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+    let lang = Lang::pick(
+        None,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let f = match web::posted(&headers, form, lang) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let p = match pending(&s, &headers, f.csrf.as_deref(), f.next).await {
+    let p = match pending(&s, &headers, f.next).await {
         Ok(Ok(p)) => p,
         Ok(Err(r)) => return r,
         Err(e) => return e.into_response(),
@@ -453,10 +457,17 @@ pub async fn resend(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+    let lang = Lang::pick(
+        None,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let f = match web::posted(&headers, form, lang) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let p = match pending(&s, &headers, f.csrf.as_deref(), f.next).await {
+    let p = match pending(&s, &headers, f.next).await {
         Ok(Ok(p)) => p,
         Ok(Err(r)) => return r,
         Err(e) => return e.into_response(),
@@ -492,10 +503,17 @@ pub async fn enrol(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+    let lang = Lang::pick(
+        None,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let f = match web::posted(&headers, form, lang) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let p = match pending(&s, &headers, f.csrf.as_deref(), f.next).await {
+    let p = match pending(&s, &headers, f.next).await {
         Ok(Ok(p)) => p,
         Ok(Err(r)) => return r,
         Err(e) => return e.into_response(),

@@ -67,6 +67,40 @@ pub fn csrf_ok(headers: &HeaderMap, field: Option<&str>) -> bool {
     }
 }
 
+/// A form of the sign-in pages: it carries the CSRF token.
+pub trait Csrf {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A posted sign-in form: parsed, with a CSRF token matching the cookie; otherwise the page
+/// that says what is wrong (400 unreadable, 403 CSRF). The error is the response itself, as
+/// for axum's own rejections.
+#[allow(clippy::result_large_err)]
+pub fn posted<F: Csrf>(
+    headers: &HeaderMap,
+    form: Result<axum::extract::Form<F>, axum::extract::rejection::FormRejection>,
+    lang: crate::i18n::Lang,
+) -> Result<F, axum::response::Response> {
+    let t = lang.texts();
+    let Ok(axum::extract::Form(f)) = form else {
+        return Err(crate::pages::message(
+            axum::http::StatusCode::BAD_REQUEST,
+            lang,
+            t.error_title,
+            "The form could not be read.",
+        ));
+    };
+    if !csrf_ok(headers, f.csrf()) {
+        return Err(crate::pages::message(
+            axum::http::StatusCode::FORBIDDEN,
+            lang,
+            t.error_title,
+            t.csrf,
+        ));
+    }
+    Ok(f)
+}
+
 /// Whether `next` is one of our own continuation targets: a path on this server under
 /// `/oauth2/authorize?` or `/oauth2/device?`, never another host (the fixed path prefix means
 /// whatever follows is a query string of our own endpoint).

@@ -85,6 +85,31 @@ async fn code_for(s: &TestServer, b: &Browser, url: &str, login: &str) -> Page {
     r
 }
 
+/// Signs `login` in through the pages for a confidential client and exchanges the code.
+async fn tokens_for(
+    s: &TestServer,
+    b: &Browser,
+    id: &str,
+    secret: &str,
+    scope: &str,
+    login: &str,
+) -> Value {
+    let r = code_for(s, b, &authorize_url(s, id, &[("scope", scope)]), login).await;
+    let code = params(r.location.as_deref().unwrap())["code"].clone();
+    let (st, t) = token(
+        s,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    t
+}
+
 async fn token(
     s: &TestServer,
     basic: Option<(&str, &str)>,
@@ -1184,22 +1209,13 @@ async fn admin_signs_a_person_out_everywhere() {
         .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(
+    let t = tokens_for(
         &s,
         &b,
-        &authorize_url(&s, &id, &[("scope", "openid duties:read")]),
+        &id,
+        &secret,
+        "openid duties:read",
         "vera@example.org",
-    )
-    .await;
-    let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(
-        &s,
-        Some((&id, &secret)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-        ],
     )
     .await;
     let (st, _) = s
@@ -1312,24 +1328,7 @@ async fn portal_tokens_are_refused_by_the_api_and_foreign_tokens_by_introspectio
             .map(String::as_str),
         Some("invalid_scope")
     );
-    let r = code_for(
-        &s,
-        &b,
-        &authorize_url(&s, &id, &[("scope", "openid portal")]),
-        "vera@example.org",
-    )
-    .await;
-    let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(
-        &s,
-        Some((&id, &secret)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-        ],
-    )
-    .await;
+    let t = tokens_for(&s, &b, &id, &secret, "openid portal", "vera@example.org").await;
     let at = t["access_token"].as_str().unwrap();
     let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(at)
         .unwrap()
@@ -1393,24 +1392,7 @@ async fn logout_redirects_only_to_registered_uris() {
         .await;
     let (id, secret) = register(&s, &k, confidential()).await;
     let b = Browser::new(&s);
-    let r = code_for(
-        &s,
-        &b,
-        &authorize_url(&s, &id, &[("scope", "openid")]),
-        "vera@example.org",
-    )
-    .await;
-    let code = params(r.location.as_deref().unwrap())["code"].clone();
-    let (_, t) = token(
-        &s,
-        Some((&id, &secret)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-        ],
-    )
-    .await;
+    let t = tokens_for(&s, &b, &id, &secret, "openid", "vera@example.org").await;
     let idt = t["id_token"].as_str().unwrap();
     let mut u = url::Url::parse(&s.url("/oauth2/logout")).unwrap();
     u.query_pairs_mut()
