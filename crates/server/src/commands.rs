@@ -273,3 +273,31 @@ pub async fn client_create(
     tx.commit().await?;
     Ok(c)
 }
+
+/// The app settings of an organisation (what discovery publishes).
+pub async fn app_settings_get(
+    db: &Db,
+    org: &str,
+) -> anyhow::Result<carebridge_proto::org::AppSettings> {
+    let o = resolve(db, org).await?;
+    let mut c = db.read().await?;
+    let j: String = carebridge_store::run!(&mut c, c => carebridge_store::sqlx::query_scalar("SELECT settings FROM organisations WHERE id = $1")
+        .bind(o.id.0).fetch_one(c).await)?;
+    Ok(serde_json::from_str(&j).unwrap_or_default())
+}
+
+/// Replaces the app settings from a JSON document (validated like the API, audited as the CLI).
+pub async fn app_settings_set(
+    db: &Db,
+    org: &str,
+    json: &str,
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::org::AppSettings> {
+    let o = resolve(db, org).await?;
+    let input: carebridge_proto::org::AppSettings = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("the settings file is not valid: {e}"))?;
+    let checked = carebridge_backend::discovery::check(input).map_err(|v| explain(v.into()))?;
+    carebridge_backend::discovery::save(db, &cli(), &o, checked, now)
+        .await
+        .map_err(explain)
+}

@@ -213,6 +213,14 @@ enum OrgCmd {
         #[arg(long)]
         contact_email: Option<String>,
     },
+    /// Show the app settings that discovery publishes, or replace them with a JSON file
+    /// (`--set settings.json`; the same document as `PUT /api/v1/orgs/{org}/app-settings`).
+    Settings {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -384,6 +392,20 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             )
             .await?;
             println!("created organisation {} ({})", o.slug, o.id);
+        }
+        Command::Org {
+            cmd: OrgCmd::Settings { org, set },
+        } => {
+            let db = open_db(&config, None).await?;
+            let json = match set {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    commands::app_settings_set(&db, &org, &text, clock.now()).await?
+                }
+                None => commands::app_settings_get(&db, &org).await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Admin {
             cmd:

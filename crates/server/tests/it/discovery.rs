@@ -183,3 +183,46 @@ async fn the_demo_organisation_is_discoverable() {
     assert_eq!(st, 200);
     assert_eq!(doc["languages"], json!(["de", "fr", "it", "en"]));
 }
+
+#[tokio::test]
+async fn operators_set_app_settings_from_the_command_line() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let db = &s.running.state.db;
+    let now = carebridge_testkit::t0();
+    let bad = carebridge_server::commands::app_settings_set(
+        db,
+        "acme",
+        r#"{"branding": {"primary_color": "blue"}}"#,
+        now,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("/branding/primary_color"), "{bad}");
+    let bad = carebridge_server::commands::app_settings_set(db, "acme", "{not json", now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("not valid"), "{bad}");
+    carebridge_server::commands::app_settings_set(
+        db,
+        "acme",
+        r#"{"languages": ["it", "de"], "portal_url": "https://portal.example/acme"}"#,
+        now,
+    )
+    .await
+    .unwrap();
+    let (_, _, doc) = public(&s, "/discovery/acme", &[]).await;
+    assert_eq!(doc["languages"], json!(["it", "de"]));
+    assert_eq!(
+        carebridge_server::commands::app_settings_get(db, "acme")
+            .await
+            .unwrap()
+            .portal_url
+            .as_deref(),
+        Some("https://portal.example/acme")
+    );
+    let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit").await;
+    assert!(log.to_string().contains("system:cli"), "{log}");
+}
