@@ -76,7 +76,10 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     housekeeping: tokio::task::JoinHandle<()>,
-    notifier: Option<tokio::task::JoinHandle<()>>,
+    notifier: Option<(
+        tokio::task::JoinHandle<()>,
+        Arc<carebridge_notify::Notifier>,
+    )>,
 }
 
 impl Running {
@@ -87,8 +90,17 @@ impl Running {
         }
         let r = self.task.await.context("server task")?;
         self.housekeeping.abort();
-        if let Some(n) = &self.notifier {
-            n.abort();
+        if let Some((task, n)) = &self.notifier {
+            // Drain: what is due now goes out before the process ends (bounded).
+            task.abort();
+            let drain = carebridge_notify::run_once(&self.state.db, n, self.state.now());
+            match tokio::time::timeout(Duration::from_secs(10), drain).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "draining the outbox failed"),
+                Err(_) => tracing::warn!(
+                    "draining the outbox took too long; the rest goes out at the next start"
+                ),
+                Ok(Ok(_)) => {}
+            }
         }
         self.state.db.close().await;
         r
@@ -125,7 +137,8 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
             sms_webhook_url: config.sms_webhook_url.clone(),
         })
         .context("setting up e-mail and SMS delivery")?;
-        Some(tokio::spawn(notify_loop(state.clone(), n)))
+        let n = Arc::new(n);
+        Some((tokio::spawn(notify_loop(state.clone(), n.clone())), n))
     } else {
         None
     };
@@ -213,7 +226,7 @@ pub async fn housekeeping_step(db: &Db, now: carebridge_domain::Timestamp) -> an
 }
 
 /// Delivers the outbox twice a second (e-mail, SMS, or the development sink).
-async fn notify_loop(state: AppState, n: carebridge_notify::Notifier) {
+async fn notify_loop(state: AppState, n: Arc<carebridge_notify::Notifier>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;

@@ -240,3 +240,44 @@ async fn sms_codes_go_to_the_gateway_and_without_one_to_the_sink() {
     let invite = r.iter().find(|m| m.channel == "email").unwrap();
     assert!(invite.body.contains("/account/password?token="));
 }
+
+#[tokio::test]
+async fn shutdown_drains_what_is_due() {
+    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let g = g.clone();
+            async move {
+                g.lock().await.push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = TestServer::start_with(|c| c.sms_webhook_url = Some(gw)).await;
+    // Queued right before the stop (the worker ticks every 500 ms; the drain must not wait).
+    let db = s.running.state.db.clone();
+    let mut tx = db.begin().await.unwrap();
+    carebridge_store::outbox::enqueue(
+        &mut tx,
+        uuid::Uuid::new_v4(),
+        None,
+        carebridge_store::outbox::Channel::Sms,
+        "+41790000000",
+        None,
+        "bye",
+        "test",
+        carebridge_testkit::t0().as_millisecond(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    s.stop().await;
+    let sent = got.lock().await.clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["text"], "bye");
+}
