@@ -33,6 +33,8 @@ impl Default for Options {
 /// Shared state of the identity endpoints.
 pub struct Ctx {
     pub keys: KeyCache,
+    /// Batches refresh-token rotations (started on first use, on this server's database).
+    pub rotator: crate::grants::Rotator,
     pub provision: Option<crate::upstream::Provisioner>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Failed client authentications per source address …
@@ -48,6 +50,7 @@ impl Ctx {
         let per_minute = NonZeroU32::new(o.signin_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Arc::new(Ctx {
             keys: KeyCache::default(),
+            rotator: crate::grants::Rotator::default(),
             provision: o.provision.clone(),
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             client_failures: RateLimiter::keyed(Quota::per_minute(per_minute)),

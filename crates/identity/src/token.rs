@@ -428,7 +428,7 @@ pub async fn token(
                     "refresh_token is required",
                 );
             };
-            match grants::refresh(&s.db, rt, &c.client_id, now).await {
+            match grants::refresh(&s.db, &ctx.rotator, rt, &c.client_id, now).await {
                 Ok(i) => {
                     // A refresh may narrow the scopes, never widen them.
                     let scopes = match form.get("scope") {

@@ -1886,3 +1886,47 @@ async fn behind_a_trusted_proxy_the_limit_is_per_real_caller() {
         "another caller behind the proxy is not"
     );
 }
+
+#[tokio::test]
+async fn concurrent_use_of_one_refresh_token_is_reuse() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    s.member(&k, "acme", "volunteer", "vera@example.org", None, PW)
+        .await;
+    let (id, secret) = register(&s, &k, confidential()).await;
+    let b = Browser::new(&s);
+    let t = tokens_for(
+        &s,
+        &b,
+        &id,
+        &secret,
+        "openid offline_access",
+        "vera@example.org",
+    )
+    .await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let f = [("grant_type", "refresh_token"), ("refresh_token", rt)];
+    let ((s1, a), (s2, b2)) = tokio::join!(
+        token(&s, Some((&id, &secret)), &f),
+        token(&s, Some((&id, &secret)), &f)
+    );
+    let mut statuses = [s1, s2];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{a} {b2}");
+    // The loser was a reuse: the winner's new refresh token is dead too.
+    let winner = if s1 == 200 { a } else { b2 };
+    let (st, e) = token(
+        &s,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", winner["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+}
