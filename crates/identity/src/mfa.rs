@@ -329,6 +329,28 @@ fn recovery_norm(c: &str) -> String {
         .to_lowercase()
 }
 
+/// A posted second-factor form (parsed, CSRF checked) with its pending sign-in; or the page to
+/// show instead.
+#[allow(clippy::result_large_err)]
+async fn posted_code(
+    s: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
+) -> Result<(Pending, CodeForm), Response> {
+    let lang = Lang::pick(
+        None,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut f = web::posted(headers, form, lang)?;
+    match pending(s, headers, f.next.take()).await {
+        Ok(Ok(p)) => Ok((p, f)),
+        Ok(Err(r)) => Err(r),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
 /// `POST /oauth2/mfa`: checks a TOTP, recovery or SMS code.
 pub async fn verify(
     State(s): State<AppState>,
@@ -337,20 +359,9 @@ pub async fn verify(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let lang = Lang::pick(
-        None,
-        headers
-            .get(axum::http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let f = match web::posted(&headers, form, lang) {
-        Ok(f) => f,
+    let (p, f) = match posted_code(&s, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let p = match pending(&s, &headers, f.next).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(r)) => return r,
-        Err(e) => return e.into_response(),
     };
     let t = p.lang.texts();
     if !ctx.attempt(ip) {
@@ -457,20 +468,9 @@ pub async fn resend(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let lang = Lang::pick(
-        None,
-        headers
-            .get(axum::http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let f = match web::posted(&headers, form, lang) {
-        Ok(f) => f,
+    let (p, _) = match posted_code(&s, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let p = match pending(&s, &headers, f.next).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(r)) => return r,
-        Err(e) => return e.into_response(),
     };
     let t = p.lang.texts();
     let now = s.now();
@@ -503,20 +503,9 @@ pub async fn enrol(
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let lang = Lang::pick(
-        None,
-        headers
-            .get(axum::http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let f = match web::posted(&headers, form, lang) {
-        Ok(f) => f,
+    let (p, f) = match posted_code(&s, &headers, form).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let p = match pending(&s, &headers, f.next).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(r)) => return r,
-        Err(e) => return e.into_response(),
     };
     let code: String = f
         .code

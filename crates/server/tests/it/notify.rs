@@ -69,6 +69,26 @@ async fn smtp_server() -> (
     (child, port, rx)
 }
 
+/// A local SMS gateway that records the JSON it is sent: `(url, what it got)`.
+async fn sms_gateway() -> (String, std::sync::Arc<tokio::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let g = g.clone();
+            async move {
+                g.lock().await.push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (gw, got)
+}
+
 async fn rows(s: &TestServer) -> Vec<carebridge_notify::Listed> {
     carebridge_notify::list(&s.running.state.db, 50)
         .await
@@ -170,21 +190,7 @@ async fn a_down_smtp_server_means_retries_with_back_off_not_loss() {
 #[tokio::test]
 async fn sms_codes_go_to_the_gateway_and_without_one_to_the_sink() {
     // A gateway that records what it is sent.
-    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/send",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let g = g.clone();
-            async move {
-                g.lock().await.push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = format!("http://{}/send", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (gw, got) = sms_gateway().await;
     let s = TestServer::start_with(|c| c.sms_webhook_url = Some(gw)).await;
     let k = s.org("acme").await;
     // An SMS second factor for a client: the code goes out through the gateway.
@@ -243,21 +249,7 @@ async fn sms_codes_go_to_the_gateway_and_without_one_to_the_sink() {
 
 #[tokio::test]
 async fn shutdown_drains_what_is_due() {
-    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/send",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let g = g.clone();
-            async move {
-                g.lock().await.push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = format!("http://{}/send", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (gw, got) = sms_gateway().await;
     let s = TestServer::start_with(|c| c.sms_webhook_url = Some(gw)).await;
     // Queued right before the stop (the worker ticks every 500 ms; the drain must not wait).
     let db = s.running.state.db.clone();
