@@ -309,16 +309,7 @@ async fn index(
         ))
         .into());
     }
-    let esc: String = q
-        .chars()
-        .flat_map(|ch| {
-            if "\\%_".contains(ch) {
-                vec!['\\', ch]
-            } else {
-                vec![ch]
-            }
-        })
-        .collect();
+    let esc = carebridge_store::like_escape(&q);
     let pattern = format!("%{esc}%");
     let mut c = s.db.read().await?;
     let rows: Vec<(Uuid, String, String)> = run!(&mut c, c => sqlx::query_as(

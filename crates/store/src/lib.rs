@@ -53,6 +53,19 @@ macro_rules! exec {
 pub mod orgs;
 pub mod rosters;
 
+/// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern, so outside input matches
+/// literally on both backends.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// `($from), ($from+1), …`: a `VALUES` list of `n` placeholders. Drive a lookup of many ids as
 /// `FROM (VALUES …) m CROSS JOIN t WHERE t.id = m.column1 AND t.org_id = $1`: with
 /// `t.id IN (…) AND t.org_id = $1` SQLite prefers an `(org_id, …)` index and walks the whole
@@ -63,4 +76,13 @@ pub fn id_values(from: usize, n: usize) -> String {
         .map(|i| format!("(${i})"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod like_tests {
+    #[test]
+    fn like_wildcards_become_literal() {
+        assert_eq!(super::like_escape(r"50%_a\b"), r"50\%\_a\\b");
+        assert_eq!(super::like_escape("plain"), "plain");
+    }
 }
