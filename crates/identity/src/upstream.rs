@@ -336,7 +336,7 @@ async fn link(
     let Some(email) = verified_email else {
         return Ok(None);
     };
-    let esc = carebridge_store::like_escape(&email);
+    let esc = carebridge_store::like_escape(email);
     let pattern = format!("%\"value\":\"{esc}\"%");
     let rows: Vec<(Uuid, Option<Uuid>)> = run!(&mut c, c => sqlx::query_as(
         "SELECT id, account_id FROM people WHERE org_id = $1 AND active AND lower(emails) LIKE $2 ESCAPE '\\' LIMIT 2")
