@@ -14,7 +14,11 @@ pub const SCOPES: &[&str] = &[
     "duties:read",
     "chat",
     "portal",
+    "portal:erp",
 ];
+
+/// Scopes only a client may hold for itself (client credentials), never a person's grant.
+pub const CLIENT_ONLY_SCOPES: &[&str] = &["portal:erp"];
 
 /// Grant types a client can be allowed.
 pub const GRANTS: &[&str] = &[
@@ -147,7 +151,13 @@ pub fn grant_scopes(requested: &str, allowed: &[String], with_user: bool) -> Opt
         return Some(
             allowed
                 .iter()
-                .filter(|s| with_user || (*s != "openid" && *s != "offline_access"))
+                .filter(|s| {
+                    if with_user {
+                        !CLIENT_ONLY_SCOPES.contains(&s.as_str())
+                    } else {
+                        *s != "openid" && *s != "offline_access"
+                    }
+                })
                 .cloned()
                 .collect(),
         );
@@ -156,6 +166,7 @@ pub fn grant_scopes(requested: &str, allowed: &[String], with_user: bool) -> Opt
     for w in words {
         if !allowed.iter().any(|a| a == w)
             || (!with_user && (w == "openid" || w == "offline_access"))
+            || (with_user && CLIENT_ONLY_SCOPES.contains(&w))
         {
             return None;
         }
@@ -177,7 +188,7 @@ const API_SCOPES: &[&str] = &["directory:read", "duties:read", "chat"];
 /// else Carebridge's APIs. A token is never valid for both, so a portal (run by someone else)
 /// cannot replay it against the APIs; asking for both is an error.
 pub fn audience(scopes: &[String]) -> Result<&'static str, &'static str> {
-    let portal = scopes.iter().any(|s| s == "portal");
+    let portal = scopes.iter().any(|s| s == "portal" || s == "portal:erp");
     let api = scopes.iter().any(|s| API_SCOPES.contains(&s.as_str()));
     match (portal, api) {
         (true, true) => Err(
@@ -259,12 +270,19 @@ mod tests {
         assert_eq!(grant_scopes("chat", &allowed, false), None);
         assert_eq!(grant_scopes("openid", &allowed, false), None);
         assert_eq!(grant_scopes("openid", &allowed, true), Some(s(&["openid"])));
+        // The ERP feed scope is for a client itself, never for a person's sign-in.
+        let erp = s(&["openid", "portal", "portal:erp"]);
+        assert_eq!(grant_scopes("portal:erp", &erp, true), None);
+        assert_eq!(grant_scopes("", &erp, true), Some(s(&["openid", "portal"])));
+        assert_eq!(grant_scopes("portal:erp", &erp, false), Some(s(&["portal:erp"])));
     }
 
     #[test]
     fn portal_tokens_are_for_the_portal_only() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(audience(&v(&["openid", "portal"])), Ok(PORTAL_AUDIENCE));
+        assert_eq!(audience(&v(&["portal:erp"])), Ok(PORTAL_AUDIENCE));
+        assert!(audience(&v(&["portal:erp", "directory:read"])).is_err());
         assert_eq!(audience(&v(&["openid", "duties:read"])), Ok(API_AUDIENCE));
         assert_eq!(audience(&v(&["openid"])), Ok(API_AUDIENCE));
         assert!(audience(&v(&["portal", "chat"])).is_err());

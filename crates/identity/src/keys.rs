@@ -130,6 +130,11 @@ pub enum TokenError {
     Invalid(String),
 }
 
+/// The `kid` in a token's header, if it has one (to pick, or fetch, the key before verifying).
+pub fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid)
+}
+
 /// Verifies a token against the published keys: `EdDSA` only, known `kid`, signature, the
 /// given issuer and audience, and `exp` after `now` (the clock is a parameter, as everywhere).
 pub fn verify<T: DeserializeOwned>(

@@ -493,6 +493,10 @@ async fn client_credentials(
             "a requested scope is not allowed for this client",
         );
     };
+    let aud = match audience(&scopes) {
+        Ok(a) => a,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", why),
+    };
     let now = s.now();
     let key = match cache.get(&s.db).await {
         Ok(k) => k,
@@ -502,7 +506,7 @@ async fn client_credentials(
     let claims = json!({
         "iss": s.base_url(),
         "sub": c.client_id,
-        "aud": API_AUDIENCE,
+        "aud": aud,
         "exp": now.as_second() + ACCESS_TOKEN_TTL_S,
         "iat": now.as_second(),
         "jti": carebridge_domain::ids::new_v7(now).to_string(),

@@ -8,6 +8,7 @@ pub mod directory;
 pub mod duties;
 pub mod identity;
 pub mod org;
+pub mod portal;
 pub mod problem;
 
 use serde::{Deserialize, Deserializer, Serialize};

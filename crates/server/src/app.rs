@@ -23,7 +23,14 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::Config;
 
 /// The roles a process can run.
-pub const ROLES: &[&str] = &["identity", "backend", "directory", "duties", "notify"];
+pub const ROLES: &[&str] = &[
+    "identity",
+    "backend",
+    "directory",
+    "duties",
+    "portal",
+    "notify",
+];
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -121,6 +128,16 @@ pub fn router(config: &Config, state: AppState) -> Router {
         })
         .merge(if config.roles.iter().any(|r| r == "duties") {
             carebridge_duties::http::public_router()
+        } else {
+            Router::new()
+        })
+        .merge(if config.roles.iter().any(|r| r == "portal") {
+            carebridge_portal::http::router(
+                config
+                    .identity_issuer
+                    .as_ref()
+                    .map(|i| i.trim_end_matches('/').to_string()),
+            )
         } else {
             Router::new()
         })
@@ -277,8 +294,11 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
             .insert(carebridge_web::ClientAddr(addr));
     }
     // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields);
-    // discovery refuses any credential itself (apps must never send their token there).
-    if req.uri().path().starts_with("/oauth2/") || req.uri().path().starts_with("/discovery") {
+    // discovery refuses any credential itself (apps must never send their token there); the
+    // portal checks its tokens itself against the identity provider's published keys.
+    let path = req.uri().path();
+    if path.starts_with("/oauth2/") || path.starts_with("/discovery") || path.starts_with("/portal/")
+    {
         return next.run(req).await;
     }
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {

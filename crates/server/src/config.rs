@@ -22,8 +22,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
     pub public_url: Option<String>,
-    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `notify`
-    /// (default: all).
+    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `portal`,
+    /// `notify` (default: all).
     pub roles: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
@@ -52,6 +52,10 @@ pub struct Config {
     /// SMS gateway webhook: Carebridge POSTs `{"to": "+41…", "text": "…"}` as JSON. Unset:
     /// SMS stay in the development sink.
     pub sms_webhook_url: Option<String>,
+    /// The portal role only: the identity provider whose access tokens it accepts (its `iss`,
+    /// e.g. `https://id.example.ch`); its keys are fetched from the provider's discovery
+    /// document. Unset: this server's own `public_url` (identity runs in the same process).
+    pub identity_issuer: Option<String>,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Carebridge <no-reply@localhost>".into(),
             sms_webhook_url: None,
+            identity_issuer: None,
         }
     }
 }
@@ -110,6 +115,18 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be 'text' or 'json'".into());
+        }
+        let runs = |r: &str| self.roles.iter().any(|x| x == r);
+        if runs("portal") && !runs("identity") && self.identity_issuer.is_none() {
+            return Err(
+                "the portal without the identity role needs identity_issuer (--identity-issuer https://…)"
+                    .into(),
+            );
+        }
+        if let Some(i) = &self.identity_issuer
+            && !(i.starts_with("https://") || i.starts_with("http://"))
+        {
+            return Err("identity_issuer must be an http(s) URL".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());

@@ -35,9 +35,13 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:443.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Comma-separated roles to run (identity, backend, directory, duties); default all.
+        /// Comma-separated roles to run (identity, backend, directory, duties, portal, notify);
+        /// default all.
         #[arg(long, value_delimiter = ',')]
         roles: Option<Vec<String>>,
+        /// The identity provider whose tokens the portal accepts (when identity runs elsewhere).
+        #[arg(long)]
+        identity_issuer: Option<String>,
         /// Load the demo organisation if it is missing.
         #[arg(long)]
         demo: bool,
@@ -94,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         cmd: DutiesCmd,
     },
+    /// The customer portal: the ERP feed from CSV files, and its OpenAPI contract.
+    Portal {
+        #[command(subcommand)]
+        cmd: PortalCmd,
+    },
     /// Consistent copy of the embedded SQLite database, safe while the server runs.
     Backup { file: PathBuf },
     /// Benchmark the real server (see `carebridge bench --help`).
@@ -134,6 +143,23 @@ enum OutboxCmd {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum PortalCmd {
+    /// Upsert clients, appointments or links from a CSV file (header row with the JSON feed's
+    /// field names); checks every row first and writes all or nothing.
+    Import {
+        /// The organisation's id (the `org` claim of its tokens).
+        #[arg(long)]
+        org: uuid::Uuid,
+        /// `clients`, `appointments` or `links`.
+        #[arg(long)]
+        kind: String,
+        file: PathBuf,
+    },
+    /// Print the `portal/v1` OpenAPI contract.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +330,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve {
         listen: None,
         roles: None,
+        identity_issuer: None,
         demo: false,
         log_format: None,
         tls_cert: None,
@@ -313,6 +340,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Serve {
             listen,
             roles,
+            identity_issuer,
             demo,
             log_format,
             tls_cert,
@@ -323,6 +351,9 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             }
             if let Some(r) = roles {
                 config.roles = r;
+            }
+            if identity_issuer.is_some() {
+                config.identity_issuer = identity_issuer;
             }
             if let Some(f) = log_format {
                 config.log_format = f;
@@ -519,6 +550,59 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                         println!("    {line}");
                     }
                 }
+            }
+        }
+        Command::Portal {
+            cmd: PortalCmd::Openapi,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&carebridge_portal::http::openapi())?
+            );
+        }
+        Command::Portal {
+            cmd: PortalCmd::Import { org, kind, file },
+        } => {
+            use carebridge_portal::import::{self, Kind, Rows};
+            let Some(k) = Kind::parse(&kind) else {
+                eprintln!("--kind must be clients, appointments or links");
+                return Ok(std::process::ExitCode::from(2));
+            };
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rows = match import::parse(k, &bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprint!("{}: nothing imported:\n{e}", file.display());
+                    return Ok(std::process::ExitCode::from(1));
+                }
+            };
+            let db = open_db(&config, None).await?;
+            let erp = carebridge_portal::auth::Erp {
+                org,
+                client_id: "cli".into(),
+            };
+            let now = clock.now();
+            let r = match rows {
+                Rows::Clients(x) => carebridge_portal::service::upsert_clients(&db, &erp, x, now).await,
+                Rows::Appointments(x) => {
+                    carebridge_portal::service::upsert_appointments(&db, &erp, x, now).await
+                }
+                Rows::Links(x) => carebridge_portal::service::upsert_links(&db, &erp, x, now).await,
+            };
+            match r {
+                Ok(rep) => println!(
+                    "created {}, updated {}, unchanged {}",
+                    rep.created, rep.updated, rep.unchanged
+                ),
+                Err(carebridge_web::ServiceError::Invalid(v)) => {
+                    eprintln!("{}: nothing imported (item numbers count from 0, the header is line 1, so item N is on line N+2):", file.display());
+                    for x in v.0 {
+                        eprintln!("  {}: {}", x.pointer, x.message);
+                    }
+                    return Ok(std::process::ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Command::Keys {

@@ -48,10 +48,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_notify.sql"),
         include_str!("../migrations/postgres/0006_notify.sql"),
     ),
+    (
+        7,
+        "portal",
+        include_str!("../migrations/sqlite/0007_portal.sql"),
+        include_str!("../migrations/postgres/0007_portal.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 6;
+pub const LATEST: i64 = 7;
 
 #[derive(Debug)]
 struct Embedded(Backend);

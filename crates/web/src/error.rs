@@ -70,6 +70,12 @@ pub enum ApiError {
     /// No such route.
     RouteNotFound,
     MethodNotAllowed,
+    /// A service this one depends on is not reachable (e.g. the identity provider whose keys
+    /// the portal needs); the detail says which.
+    Unavailable {
+        code: &'static str,
+        detail: String,
+    },
     /// Unexpected failure; the cause is logged, never shown.
     Internal(String),
 }
@@ -276,6 +282,13 @@ impl ApiError {
                 Some("no such route".into()),
                 vec![],
             ),
+            ApiError::Unavailable { code, detail } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                "Service unavailable",
+                Some(detail.clone()),
+                vec![],
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -304,6 +317,7 @@ impl IntoResponse for ApiError {
             let cause = match &self {
                 ApiError::Service(e) => e.to_string(),
                 ApiError::Internal(s) => s.clone(),
+                ApiError::Unavailable { detail, .. } => detail.clone(),
                 _ => String::new(),
             };
             tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), code, error = %cause, "request failed");
