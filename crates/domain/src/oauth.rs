@@ -274,7 +274,10 @@ mod tests {
         let erp = s(&["openid", "portal", "portal:erp"]);
         assert_eq!(grant_scopes("portal:erp", &erp, true), None);
         assert_eq!(grant_scopes("", &erp, true), Some(s(&["openid", "portal"])));
-        assert_eq!(grant_scopes("portal:erp", &erp, false), Some(s(&["portal:erp"])));
+        assert_eq!(
+            grant_scopes("portal:erp", &erp, false),
+            Some(s(&["portal:erp"]))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Form, State};
@@ -34,21 +34,27 @@ pub const ACCESS_TOKEN_TTL_S: i64 = 600;
 /// is picked up within this time; the retired key stays published far longer).
 const KEY_REFRESH: Duration = Duration::from_secs(30);
 
-/// The active signing key, loaded once per [`KEY_REFRESH`] instead of once per token.
+/// The active signing key, loaded once per [`KEY_REFRESH`] (of the server's clock) instead of
+/// once per token.
 #[derive(Default)]
 pub struct KeyCache {
-    inner: RwLock<Option<(Arc<SigningKey>, Instant)>>,
+    inner: RwLock<Option<(Arc<SigningKey>, carebridge_domain::Timestamp)>>,
 }
 
 impl KeyCache {
-    pub async fn get(&self, db: &Db) -> Result<Arc<SigningKey>, StoreError> {
+    pub async fn get(
+        &self,
+        db: &Db,
+        now: carebridge_domain::Timestamp,
+    ) -> Result<Arc<SigningKey>, StoreError> {
         if let Some((k, at)) = self.inner.read().await.as_ref()
-            && at.elapsed() < KEY_REFRESH
+            && now >= *at
+            && now.duration_since(*at).unsigned_abs() < KEY_REFRESH
         {
             return Ok(k.clone());
         }
         let k = Arc::new(keys::active(db).await?);
-        *self.inner.write().await = Some((k.clone(), Instant::now()));
+        *self.inner.write().await = Some((k.clone(), now));
         Ok(k)
     }
 }
@@ -306,7 +312,7 @@ async fn person_tokens(
 ) -> Response {
     let now = s.now();
     let issuer = s.base_url();
-    let key = match cache.get(&s.db).await {
+    let key = match cache.get(&s.db, s.now()).await {
         Ok(k) => k,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -498,7 +504,7 @@ async fn client_credentials(
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", why),
     };
     let now = s.now();
-    let key = match cache.get(&s.db).await {
+    let key = match cache.get(&s.db, s.now()).await {
         Ok(k) => k,
         Err(e) => return ApiError::from(e).into_response(),
     };

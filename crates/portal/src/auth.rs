@@ -83,7 +83,10 @@ async fn claims(parts: &Parts, s: &AppState) -> Result<Claims, ApiError> {
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| unauthorized("send an access token as Authorization: Bearer <token>"))?;
     let kid = carebridge_identity::keys::kid_of(token);
@@ -148,8 +151,8 @@ impl FromRequestParts<AppState> for Caller {
             }
             .into());
         }
-        let subject =
-            Uuid::parse_str(&c.sub).map_err(|_| unauthorized("the token's subject is not a person"))?;
+        let subject = Uuid::parse_str(&c.sub)
+            .map_err(|_| unauthorized("the token's subject is not a person"))?;
         Ok(Caller {
             subject,
             org: org_of(&c)?,

@@ -30,7 +30,10 @@ pub fn calendar(name: &str, items: &[Appointment], now: Timestamp) -> String {
             .add_property("DTSTART", utc(a.starts_at))
             .add_property("DTEND", utc(a.ends_at))
             .add_property("DTSTAMP", utc(now))
-            .description(&format!("{} {}–{} ({}){carer}", a.date, a.from, a.to, a.status));
+            .description(&format!(
+                "{} {}–{} ({}){carer}",
+                a.date, a.from, a.to, a.status
+            ));
         cal.push(ev.done());
     }
     cal.done().to_string()

@@ -103,7 +103,10 @@ pub fn parse(kind: Kind, bytes: &[u8]) -> Result<Rows, FileErrors> {
         FileErrors(vec![(
             0,
             String::new(),
-            format!("the file is not UTF-8 (byte {}): save it as CSV UTF-8", e.valid_up_to()),
+            format!(
+                "the file is not UTF-8 (byte {}): save it as CSV UTF-8",
+                e.valid_up_to()
+            ),
         )])
     })?;
     let mut r = csv::ReaderBuilder::new()

@@ -176,7 +176,9 @@ pub fn ed25519_keys(set: &Value) -> Vec<(String, String)> {
                 .filter(|k| {
                     k.get("kty").and_then(Value::as_str) == Some("OKP")
                         && k.get("crv").and_then(Value::as_str) == Some("Ed25519")
-                        && k.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig")
+                        && k.get("use")
+                            .and_then(Value::as_str)
+                            .is_none_or(|u| u == "sig")
                 })
                 .filter_map(|k| {
                     Some((

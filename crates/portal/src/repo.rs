@@ -19,15 +19,15 @@ pub async fn org(x: &mut impl Exec, org: Uuid) -> Result<Option<OrgRow>, StoreEr
     let r: Option<(String, Option<String>, String, String, bool)> = run!(x, c => sqlx::query_as(
         "SELECT name, contact_email, language, time_zone, show_photos FROM portal_orgs WHERE org_id = $1")
         .bind(org).fetch_optional(c).await)?;
-    Ok(
-        r.map(|(name, contact_email, language, time_zone, show_photos)| OrgRow {
+    Ok(r.map(
+        |(name, contact_email, language, time_zone, show_photos)| OrgRow {
             name,
             contact_email,
             language,
             time_zone,
             show_photos,
-        }),
-    )
+        },
+    ))
 }
 
 pub async fn put_org(tx: &mut Tx, org: Uuid, o: &OrgRow, now: i64) -> Result<(), StoreError> {
@@ -130,7 +130,8 @@ pub struct LinkRow {
     pub family_name: String,
 }
 
-const LINK_COLS: &str = "l.id, l.client_id, l.relation, l.appointments, l.messages, c.given_name, c.family_name";
+const LINK_COLS: &str =
+    "l.id, l.client_id, l.relation, l.appointments, l.messages, c.given_name, c.family_name";
 
 type LinkTuple = (Uuid, Uuid, String, bool, bool, String, String);
 
@@ -448,7 +449,8 @@ pub async fn requests_of_client(
     let sql = format!(
         "{REQUEST_SELECT} WHERE r.org_id = $1 AND r.client_id = $2 ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
     );
-    let rows: Vec<RequestTuple> = run!(x, c => sqlx::query_as(&sql).bind(org).bind(client).bind(limit).fetch_all(c).await)?;
+    let rows: Vec<RequestTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(client).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(request_row).collect())
 }
 
@@ -561,7 +563,8 @@ pub async fn messages_of_client(
     let sql = format!(
         "{MESSAGE_SELECT} WHERE m.org_id = $1 AND m.client_id = $2 ORDER BY m.created_at DESC, m.id DESC LIMIT $3"
     );
-    let rows: Vec<MessageTuple> = run!(x, c => sqlx::query_as(&sql).bind(org).bind(client).bind(limit).fetch_all(c).await)?;
+    let rows: Vec<MessageTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(client).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(message_row).collect())
 }
 
@@ -576,7 +579,8 @@ pub async fn inbox(
         "{MESSAGE_SELECT} WHERE m.org_id = $1 AND m.direction = 'to_organisation' AND m.created_at > $2 \
          ORDER BY m.created_at, m.id LIMIT $3"
     );
-    let rows: Vec<MessageTuple> = run!(x, c => sqlx::query_as(&sql).bind(org).bind(since).bind(limit).fetch_all(c).await)?;
+    let rows: Vec<MessageTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(since).bind(limit).fetch_all(c).await)?;
     Ok(rows.into_iter().map(message_row).collect())
 }
 

@@ -14,9 +14,9 @@ use std::collections::{HashMap, HashSet};
 use carebridge_domain::Timestamp;
 use carebridge_domain::validate::{Violations, bounded_text};
 use carebridge_proto::portal::{
-    AnswerRequest, Appointment, AppointmentsQuery, Carer, CreateMessage, CreateRequest, ErpAppointment,
-    ErpClient, ErpLink, ErpMessage, ErpReply, ErpRequest, LinkPermissions, Message, PortalClient,
-    PortalMe, PortalSettings, Request, RequestState, UpsertReport,
+    AnswerRequest, Appointment, AppointmentsQuery, Carer, CreateMessage, CreateRequest,
+    ErpAppointment, ErpClient, ErpLink, ErpMessage, ErpReply, ErpRequest, LinkPermissions, Message,
+    PortalClient, PortalMe, PortalSettings, Request, RequestState, UpsertReport,
 };
 use carebridge_store::{Db, StoreError, outbox};
 use carebridge_web::ServiceError;
@@ -345,23 +345,20 @@ pub async fn messages(
 }
 
 fn message_text(v: &mut Violations, subject: &str, body: &str) -> (String, String) {
-    (
-        bounded_text(v, "/subject", subject, 1, 200),
-        {
-            let b = body.trim();
-            let n = b.chars().count();
-            if n == 0 {
-                v.push("/body", "required", "must not be empty");
-            } else if n > 10_000 {
-                v.push(
-                    "/body",
-                    "too_long",
-                    format!("must have at most 10000 characters, has {n}"),
-                );
-            }
-            b.to_string()
-        },
-    )
+    (bounded_text(v, "/subject", subject, 1, 200), {
+        let b = body.trim();
+        let n = b.chars().count();
+        if n == 0 {
+            v.push("/body", "required", "must not be empty");
+        } else if n > 10_000 {
+            v.push(
+                "/body",
+                "too_long",
+                format!("must have at most 10000 characters, has {n}"),
+            );
+        }
+        b.to_string()
+    })
 }
 
 /// A message to the organisation: stored, and e-mailed to the organisation's contact address
@@ -607,13 +604,7 @@ pub async fn upsert_clients(
             id: Uuid::nil(),
             erp_id: erp_key(&mut v, &format!("/{i}/id"), &c.id),
             given_name: bounded_text(&mut v, &format!("/{i}/given_name"), &c.given_name, 1, 100),
-            family_name: bounded_text(
-                &mut v,
-                &format!("/{i}/family_name"),
-                &c.family_name,
-                1,
-                100,
-            ),
+            family_name: bounded_text(&mut v, &format!("/{i}/family_name"), &c.family_name, 1, 100),
             active: c.active,
         })
         .collect();
@@ -650,9 +641,13 @@ pub async fn upsert_clients(
     Ok(report)
 }
 
-fn optional_text(v: &mut Violations, pointer: &str, s: &Option<String>, max: usize) -> Option<String> {
-    s.as_deref()
-        .map(|x| bounded_text(v, pointer, x, 1, max))
+fn optional_text(
+    v: &mut Violations,
+    pointer: &str,
+    s: &Option<String>,
+    max: usize,
+) -> Option<String> {
+    s.as_deref().map(|x| bounded_text(v, pointer, x, 1, max))
 }
 
 /// Upserts appointments by the ERP's id; all or nothing. A visit whose time or carer changes
@@ -681,10 +676,18 @@ pub async fn upsert_appointments(
             if a.end <= a.start {
                 v.push(format!("/{i}/end"), "invalid_window", "must be after start");
             } else if a.end.as_millisecond() - a.start.as_millisecond() > DAY_MS {
-                v.push(format!("/{i}/end"), "too_long", "a visit lasts at most 24 hours");
+                v.push(
+                    format!("/{i}/end"),
+                    "too_long",
+                    "a visit lasts at most 24 hours",
+                );
             }
             if let Some(u) = &a.carer_photo_url {
-                carebridge_domain::org::check_https_url(&mut v, &format!("/{i}/carer_photo_url"), u);
+                carebridge_domain::org::check_https_url(
+                    &mut v,
+                    &format!("/{i}/carer_photo_url"),
+                    u,
+                );
             }
             Checked {
                 erp_id: erp_key(&mut v, &format!("/{i}/id"), &a.id),
@@ -692,7 +695,12 @@ pub async fn upsert_appointments(
                 starts_at: a.start.as_millisecond(),
                 ends_at: a.end.as_millisecond(),
                 service: bounded_text(&mut v, &format!("/{i}/service"), &a.service, 1, 200),
-                carer: optional_text(&mut v, &format!("/{i}/carer_first_name"), &a.carer_first_name, 100),
+                carer: optional_text(
+                    &mut v,
+                    &format!("/{i}/carer_first_name"),
+                    &a.carer_first_name,
+                    100,
+                ),
                 photo: a.carer_photo_url.clone(),
                 cancelled: a.cancelled,
             }
@@ -713,7 +721,10 @@ pub async fn upsert_appointments(
             v.push(
                 format!("/{i}/client"),
                 "unknown_client",
-                format!("no client with ERP id `{}`: send it to /erp/clients first", a.client),
+                format!(
+                    "no client with ERP id `{}`: send it to /erp/clients first",
+                    a.client
+                ),
             );
         }
     }
@@ -783,7 +794,11 @@ pub async fn upsert_links(
     let mut seen = HashSet::new();
     for (i, l) in items.iter().enumerate() {
         if !matches!(l.relation.as_str(), "self" | "relative") {
-            v.push(format!("/{i}/relation"), "invalid_relation", "`self` or `relative`");
+            v.push(
+                format!("/{i}/relation"),
+                "invalid_relation",
+                "`self` or `relative`",
+            );
         }
         if !seen.insert((l.client.as_str(), l.subject)) {
             v.push(

@@ -84,7 +84,10 @@ impl Texts {
         };
         (
             format!("{}: {subject}", self.subject),
-            format!("{who} {}:\n\n{subject}\n\n{body}\n\n-- \n{}\n", self.intro, self.footer),
+            format!(
+                "{who} {}:\n\n{subject}\n\n{body}\n\n-- \n{}\n",
+                self.intro, self.footer
+            ),
         )
     }
 }

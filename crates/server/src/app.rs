@@ -297,7 +297,9 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
     // discovery refuses any credential itself (apps must never send their token there); the
     // portal checks its tokens itself against the identity provider's published keys.
     let path = req.uri().path();
-    if path.starts_with("/oauth2/") || path.starts_with("/discovery") || path.starts_with("/portal/")
+    if path.starts_with("/oauth2/")
+        || path.starts_with("/discovery")
+        || path.starts_with("/portal/")
     {
         return next.run(req).await;
     }

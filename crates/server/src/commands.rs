@@ -301,3 +301,48 @@ pub async fn app_settings_set(
         .await
         .map_err(explain)
 }
+
+/// `carebridge portal import`: a CSV file of the ERP feed, checked whole, then upserted in one
+/// transaction. The error lists every bad line (parse errors) or item (rule violations; item
+/// `/N` is on line N+2).
+pub async fn portal_import(
+    db: &Db,
+    org: uuid::Uuid,
+    kind: &str,
+    bytes: &[u8],
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::portal::UpsertReport> {
+    use carebridge_portal::import::{self, Kind, Rows};
+    use carebridge_portal::service;
+    let Some(k) = Kind::parse(kind) else {
+        bail!("the kind must be clients, appointments or links");
+    };
+    let rows = import::parse(k, bytes).map_err(|e| anyhow::anyhow!("nothing imported:\n{e}"))?;
+    let erp = carebridge_portal::auth::Erp {
+        org,
+        client_id: "cli".into(),
+    };
+    let r = match rows {
+        Rows::Clients(x) => service::upsert_clients(db, &erp, x, now).await,
+        Rows::Appointments(x) => service::upsert_appointments(db, &erp, x, now).await,
+        Rows::Links(x) => service::upsert_links(db, &erp, x, now).await,
+    };
+    r.map_err(|e| match e {
+        ServiceError::Invalid(v) => {
+            let lines: Vec<String> =
+                v.0.iter()
+                    .map(|x| {
+                        let mut parts = x.pointer.trim_start_matches('/').splitn(2, '/');
+                        let item = parts.next().and_then(|n| n.parse::<u64>().ok());
+                        let field = parts.next().unwrap_or("");
+                        match item {
+                            Some(n) => format!("line {}, column {field}: {}", n + 2, x.message),
+                            None => format!("{}: {}", x.pointer, x.message),
+                        }
+                    })
+                    .collect();
+            anyhow::anyhow!("nothing imported:\n{}", lines.join("\n"))
+        }
+        e => anyhow::anyhow!(e),
+    })
+}

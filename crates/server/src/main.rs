@@ -563,46 +563,18 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Portal {
             cmd: PortalCmd::Import { org, kind, file },
         } => {
-            use carebridge_portal::import::{self, Kind, Rows};
-            let Some(k) = Kind::parse(&kind) else {
-                eprintln!("--kind must be clients, appointments or links");
-                return Ok(std::process::ExitCode::from(2));
-            };
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let rows = match import::parse(k, &bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprint!("{}: nothing imported:\n{e}", file.display());
-                    return Ok(std::process::ExitCode::from(1));
-                }
-            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let db = open_db(&config, None).await?;
-            let erp = carebridge_portal::auth::Erp {
-                org,
-                client_id: "cli".into(),
-            };
-            let now = clock.now();
-            let r = match rows {
-                Rows::Clients(x) => carebridge_portal::service::upsert_clients(&db, &erp, x, now).await,
-                Rows::Appointments(x) => {
-                    carebridge_portal::service::upsert_appointments(&db, &erp, x, now).await
-                }
-                Rows::Links(x) => carebridge_portal::service::upsert_links(&db, &erp, x, now).await,
-            };
-            match r {
-                Ok(rep) => println!(
+            match commands::portal_import(&db, org, &kind, &bytes, clock.now()).await {
+                Ok(r) => println!(
                     "created {}, updated {}, unchanged {}",
-                    rep.created, rep.updated, rep.unchanged
+                    r.created, r.updated, r.unchanged
                 ),
-                Err(carebridge_web::ServiceError::Invalid(v)) => {
-                    eprintln!("{}: nothing imported (item numbers count from 0, the header is line 1, so item N is on line N+2):", file.display());
-                    for x in v.0 {
-                        eprintln!("  {}: {}", x.pointer, x.message);
-                    }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
                     return Ok(std::process::ExitCode::from(1));
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         Command::Keys {

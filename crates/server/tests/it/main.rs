@@ -14,4 +14,5 @@ mod notify;
 mod oauth;
 mod oidc;
 mod ops;
+mod portal;
 mod secrets;
