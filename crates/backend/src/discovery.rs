@@ -32,7 +32,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The public routes (outside `/api/v1`).
-pub fn public_router() -> axum::Router<AppState> {
+/// Where the other roles of this deployment are, as discovery tells apps.
+#[derive(Clone, Debug, Default)]
+pub struct Deployment {
+    /// The identity provider's issuer when it runs elsewhere; `None`: this server.
+    pub issuer: Option<String>,
+    /// Whether this server runs the `portal` role (then it is the default portal URL).
+    pub portal_here: bool,
+}
+
+pub fn public_router(d: Deployment) -> axum::Router<AppState> {
     axum::Router::new()
         .route("/discovery", axum::routing::get(index))
         .route("/discovery/{org}", axum::routing::get(document))
@@ -40,6 +49,7 @@ pub fn public_router() -> axum::Router<AppState> {
             "/discovery/{org}/settings",
             axum::routing::get(app_settings),
         )
+        .layer(axum::Extension(std::sync::Arc::new(d)))
 }
 
 /// Checks app settings; returns them normalised.
@@ -241,6 +251,7 @@ async fn org_of(db: &Db, org: &str) -> Result<OrgRef, ApiError> {
 /// `GET /discovery/{org}`.
 async fn document(
     State(s): State<AppState>,
+    axum::Extension(d): axum::Extension<std::sync::Arc<Deployment>>,
     headers: HeaderMap,
     axum::extract::Path(org): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
@@ -260,9 +271,12 @@ async fn document(
         org_id: o.id.0,
         slug: o.slug.clone(),
         name,
-        issuer: base,
+        issuer: d.issuer.clone().unwrap_or_else(|| base.clone()),
         client_id: "carebridge-app".into(),
-        portal_url: settings.portal_url.clone(),
+        portal_url: settings
+            .portal_url
+            .clone()
+            .or_else(|| d.portal_here.then(|| base.clone())),
         chat_url,
         features,
         languages: if settings.languages.is_empty() {

@@ -61,11 +61,20 @@ pub fn check_color(v: &mut Violations, pointer: &str, c: &str) {
     }
 }
 
-/// A public URL for apps: absolute `https`, at most 2,000 characters.
+/// A public URL for apps: absolute `https` (or `http` on a loopback host, for development), at
+/// most 2,000 characters.
 pub fn check_https_url(v: &mut Violations, pointer: &str, u: &str) {
+    let loopback = |r: &str| {
+        ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| {
+            r.strip_prefix(h)
+                .is_some_and(|x| x.is_empty() || x.starts_with(':') || x.starts_with('/'))
+        })
+    };
     let ok = u.len() <= 2000
-        && u.strip_prefix("https://")
+        && (u
+            .strip_prefix("https://")
             .is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+            || u.strip_prefix("http://").is_some_and(loopback))
         && !u.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
         v.push(pointer, "invalid_url", "an absolute https URL");

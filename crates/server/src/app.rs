@@ -122,7 +122,16 @@ pub fn router(config: &Config, state: AppState) -> Router {
             Router::new()
         })
         .merge(if config.roles.iter().any(|r| r == "backend") {
-            carebridge_backend::discovery::public_router()
+            carebridge_backend::discovery::public_router(
+                carebridge_backend::discovery::Deployment {
+                    issuer: config
+                        .identity_issuer
+                        .as_ref()
+                        .filter(|_| !config.roles.iter().any(|r| r == "identity"))
+                        .map(|i| i.trim_end_matches('/').to_string()),
+                    portal_here: config.roles.iter().any(|r| r == "portal"),
+                },
+            )
         } else {
             Router::new()
         })

@@ -52,9 +52,9 @@ pub struct Config {
     /// SMS gateway webhook: Carebridge POSTs `{"to": "+41…", "text": "…"}` as JSON. Unset:
     /// SMS stay in the development sink.
     pub sms_webhook_url: Option<String>,
-    /// The portal role only: the identity provider whose access tokens it accepts (its `iss`,
-    /// e.g. `https://id.example.ch`); its keys are fetched from the provider's discovery
-    /// document. Unset: this server's own `public_url` (identity runs in the same process).
+    /// When the identity role runs elsewhere: its issuer URL (e.g. `https://id.example.ch`).
+    /// The portal accepts that provider's tokens (keys from its discovery document) and the
+    /// backend's discovery documents name it. Unset: this server's own `public_url`.
     pub identity_issuer: Option<String>,
 }
 

@@ -127,7 +127,12 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     } else {
         None
     };
-    let setup_token = setup::prepare(&state.db, state.now()).await?;
+    // Setting up the first organisation and its administrator is the identity role's job.
+    let setup_token = if config.roles.iter().any(|r| r == "identity") {
+        setup::prepare(&state.db, state.now()).await?
+    } else {
+        None
+    };
     let app = app::router(&config, state.clone());
     let housekeeping = tokio::spawn(housekeeping_loop(state.clone()));
     let notifier = if config.roles.iter().any(|r| r == "notify") {

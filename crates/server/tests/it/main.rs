@@ -16,3 +16,4 @@ mod oidc;
 mod ops;
 mod portal;
 mod secrets;
+mod seed000;
