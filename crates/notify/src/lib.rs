@@ -1,5 +1,10 @@
 //! The `notify` role: delivers the outbox (`store::outbox`) — e-mail over SMTP (`lettre`) and
-//! SMS through an HTTP gateway (a JSON webhook `{"to", "text"}`).
+//! SMS through an HTTP gateway: a generic JSON webhook (`{"to", "text"}`) or Twilio's Messages
+//! API (form-encoded `To`, `From`, `Body` with HTTP Basic account SID and auth token).
+//!
+//! Metrics (Prometheus, `/metrics`): `outbox_delivered_total`, `outbox_failed_total` (retries
+//! scheduled), `outbox_dead_total` and `outbox_sink_total` by channel, and the gauge
+//! `outbox_waiting` (pending or in flight).
 //!
 //! A worker claims due rows one at a time with a compare-and-swap (`pending` → `sending`
 //! with a lease in `next_attempt_at`), sends, and marks them `sent` (the body is erased: it
@@ -32,13 +37,43 @@ pub struct Transports {
     pub mail_from: String,
     /// The SMS gateway: POST `{"to": "+41…", "text": "…"}` as JSON.
     pub sms_webhook_url: Option<String>,
+    /// Or Twilio (takes precedence over the webhook).
+    pub twilio: Option<Twilio>,
+}
+
+/// Twilio's Messages API.
+#[derive(Clone, Default)]
+pub struct Twilio {
+    pub account_sid: String,
+    pub auth_token: String,
+    /// The sender: a Twilio number in E.164 or an alphanumeric sender id.
+    pub from: String,
+    /// `https://api.twilio.com` unless testing.
+    pub api_base: String,
+}
+
+impl std::fmt::Debug for Twilio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Twilio")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+/// How SMS leave.
+enum SmsGateway {
+    Webhook(String),
+    Twilio(Twilio),
 }
 
 /// The ready transports.
 pub struct Notifier {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Option<Mailbox>,
-    sms: Option<String>,
+    sms: Option<SmsGateway>,
     http: reqwest::Client,
 }
 
@@ -73,7 +108,11 @@ impl Notifier {
         Ok(Notifier {
             smtp,
             from,
-            sms: t.sms_webhook_url.clone(),
+            sms: match (&t.twilio, &t.sms_webhook_url) {
+                (Some(tw), _) => Some(SmsGateway::Twilio(tw.clone())),
+                (None, Some(u)) => Some(SmsGateway::Webhook(u.clone())),
+                (None, None) => None,
+            },
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
                 .build()
@@ -105,16 +144,23 @@ impl Notifier {
                 Ok(true)
             }
             "sms" => {
-                let Some(url) = &self.sms else {
-                    return Ok(false);
+                let req = match &self.sms {
+                    None => return Ok(false),
+                    Some(SmsGateway::Webhook(url)) => self
+                        .http
+                        .post(url)
+                        .json(&serde_json::json!({"to": to, "text": body})),
+                    Some(SmsGateway::Twilio(t)) => self
+                        .http
+                        .post(format!(
+                            "{}/2010-04-01/Accounts/{}/Messages.json",
+                            t.api_base.trim_end_matches('/'),
+                            t.account_sid
+                        ))
+                        .basic_auth(&t.account_sid, Some(&t.auth_token))
+                        .form(&[("To", to), ("From", t.from.as_str()), ("Body", body)]),
                 };
-                let r = self
-                    .http
-                    .post(url)
-                    .json(&serde_json::json!({"to": to, "text": body}))
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
+                let r = req.send().await.map_err(|e| e.without_url().to_string())?;
                 if !r.status().is_success() {
                     return Err(format!("gateway answered {}", r.status()));
                 }
@@ -165,6 +211,13 @@ pub async fn run_once(db: &Db, n: &Notifier, now: Timestamp) -> Result<usize, St
             .bind(ms).fetch_all(c).await)?
     };
     let mut handled = 0;
+    {
+        let mut c = db.read().await?;
+        let waiting: i64 = run!(&mut c, c => sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending') + (SELECT COUNT(*) FROM outbox WHERE state = 'sending')")
+            .fetch_one(c).await)?;
+        metrics::gauge!("outbox_waiting").set(waiting as f64);
+    }
     for (seq, channel, to, subject, body, purpose, attempts) in due {
         let mut w = db.write().await?;
         let claimed = exec!(&mut w, c => sqlx::query(
@@ -181,10 +234,13 @@ pub async fn run_once(db: &Db, n: &Notifier, now: Timestamp) -> Result<usize, St
             Ok(true) => {
                 exec!(&mut w, c => sqlx::query("UPDATE outbox SET state = 'sent', sent_at = $2, body = '', attempts = attempts + 1, last_error = NULL WHERE seq = $1")
                     .bind(seq).bind(ms).execute(c).await)?;
+                metrics::counter!("outbox_delivered_total", "channel" => channel.clone())
+                    .increment(1);
                 tracing::info!(seq, channel = %channel, purpose = %purpose, "message delivered");
             }
             Ok(false) => {
                 exec!(&mut w, c => sqlx::query("UPDATE outbox SET state = 'sink', next_attempt_at = NULL WHERE seq = $1").bind(seq).execute(c).await)?;
+                metrics::counter!("outbox_sink_total", "channel" => channel.clone()).increment(1);
                 tracing::info!(seq, channel = %channel, purpose = %purpose, to = %mask(&to), text = %mask(&body),
                     "no transport configured: message kept in the development sink (carebridge outbox list)");
             }
@@ -197,6 +253,13 @@ pub async fn run_once(db: &Db, n: &Notifier, now: Timestamp) -> Result<usize, St
                 };
                 exec!(&mut w, c => sqlx::query("UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5 WHERE seq = $1")
                     .bind(seq).bind(state).bind(tries).bind(next).bind(&e).execute(c).await)?;
+                if state == "dead" {
+                    metrics::counter!("outbox_dead_total", "channel" => channel.clone())
+                        .increment(1);
+                } else {
+                    metrics::counter!("outbox_failed_total", "channel" => channel.clone())
+                        .increment(1);
+                }
                 tracing::warn!(seq, channel = %channel, purpose = %purpose, attempts = tries, error = %e, "delivery failed");
             }
         }

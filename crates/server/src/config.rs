@@ -52,10 +52,40 @@ pub struct Config {
     /// SMS gateway webhook: Carebridge POSTs `{"to": "+41…", "text": "…"}` as JSON. Unset:
     /// SMS stay in the development sink.
     pub sms_webhook_url: Option<String>,
+    /// SMS through Twilio's Messages API instead (`[sms_twilio]` with `account_sid`,
+    /// `auth_token`, `from`; `api_base` only for tests).
+    pub sms_twilio: Option<TwilioConfig>,
     /// When the identity role runs elsewhere: its issuer URL (e.g. `https://id.example.ch`).
     /// The portal accepts that provider's tokens (keys from its discovery document) and the
     /// backend's discovery documents name it. Unset: this server's own `public_url`.
     pub identity_issuer: Option<String>,
+}
+
+/// `[sms_twilio]`: the account that sends SMS. The auth token is a secret (never logged).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    /// A Twilio number in E.164 or an alphanumeric sender id.
+    pub from: String,
+    #[serde(default = "twilio_api")]
+    pub api_base: String,
+}
+
+fn twilio_api() -> String {
+    "https://api.twilio.com".into()
+}
+
+impl std::fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -77,6 +107,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Carebridge <no-reply@localhost>".into(),
             sms_webhook_url: None,
+            sms_twilio: None,
             identity_issuer: None,
         }
     }

@@ -140,6 +140,15 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
             smtp_url: config.smtp_url.clone(),
             mail_from: config.mail_from.clone(),
             sms_webhook_url: config.sms_webhook_url.clone(),
+            twilio: config
+                .sms_twilio
+                .as_ref()
+                .map(|t| carebridge_notify::Twilio {
+                    account_sid: t.account_sid.clone(),
+                    auth_token: t.auth_token.clone(),
+                    from: t.from.clone(),
+                    api_base: t.api_base.clone(),
+                }),
         })
         .context("setting up e-mail and SMS delivery")?;
         let n = Arc::new(n);

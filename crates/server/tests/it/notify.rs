@@ -273,3 +273,97 @@ async fn shutdown_drains_what_is_due() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["text"], "bye");
 }
+
+#[tokio::test]
+async fn sms_through_twilio_in_its_own_request_format_and_delivery_metrics() {
+    // A stand-in for api.twilio.com that records the form and the credentials it gets.
+    type Got = std::sync::Arc<tokio::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+    let got: Got = Default::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/AC0123/Messages.json",
+        axum::routing::post(
+            move |h: axum::http::HeaderMap,
+                  axum::extract::Form(f): axum::extract::Form<Vec<(String, String)>>| {
+                let g = g.clone();
+                async move {
+                    let auth = h["authorization"].to_str().unwrap().to_string();
+                    g.lock().await.push((auth, f));
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(serde_json::json!({"sid": "SM1", "status": "queued"})),
+                    )
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = TestServer::start_with(|c| {
+        c.sms_twilio = Some(carebridge_server::config::TwilioConfig {
+            account_sid: "AC0123".into(),
+            auth_token: "tw-secret".into(),
+            from: "+41445550000".into(),
+            api_base: base,
+        })
+    })
+    .await;
+    let mut tx = s.running.state.db.begin().await.unwrap();
+    carebridge_store::outbox::enqueue(
+        &mut tx,
+        uuid::Uuid::new_v4(),
+        None,
+        carebridge_store::outbox::Channel::Sms,
+        "+41791234567",
+        None,
+        "Ihr Code: 123456",
+        "test",
+        carebridge_testkit::t0().as_millisecond(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    wait_for(&s, |r| r.iter().any(|m| m.state == "sent")).await;
+    let sent = got.lock().await.clone();
+    assert_eq!(sent.len(), 1);
+    use base64::Engine;
+    assert_eq!(
+        sent[0].0,
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("AC0123:tw-secret")
+        )
+    );
+    let form: std::collections::HashMap<_, _> = sent[0].1.iter().cloned().collect();
+    assert_eq!(form["To"], "+41791234567");
+    assert_eq!(form["From"], "+41445550000");
+    assert_eq!(form["Body"], "Ihr Code: 123456");
+    // Delivery shows in the metrics.
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("outbox_delivered_total{channel=\"sms\"}")),
+        "{m}"
+    );
+    assert!(m.contains("outbox_waiting"), "{m}");
+    // The auth token is not in the config's debug form.
+    let dbg = format!(
+        "{:?}",
+        carebridge_server::config::TwilioConfig {
+            account_sid: "AC0123".into(),
+            auth_token: "tw-secret".into(),
+            from: "x".into(),
+            api_base: "y".into(),
+        }
+    );
+    assert!(!dbg.contains("tw-secret"), "{dbg}");
+}
