@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod duty;
 pub mod ids;
+pub mod notices;
 pub mod oauth;
 pub mod org;
 pub mod person;

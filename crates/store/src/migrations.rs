@@ -54,10 +54,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_portal.sql"),
         include_str!("../migrations/postgres/0007_portal.sql"),
     ),
+    (
+        8,
+        "chat_notices",
+        include_str!("../migrations/sqlite/0008_chat_notices.sql"),
+        include_str!("../migrations/postgres/0008_chat_notices.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -49,7 +49,65 @@ pub async fn emit(tx: &mut Tx, org: Uuid, duty: Uuid, now_ms: i64) -> Result<i64
         })).collect::<Vec<_>>(),
     });
     events::append(tx, org, TOPIC, duty, &payload.to_string(), now_ms).await?;
+    if chat && state != "cancelled" {
+        tell_chat_open(tx, org, duty, now_ms).await?;
+    }
     Ok(version)
+}
+
+/// E-mails everyone on the roster of a duty whose chat is on and who has not been told yet
+/// (in their language, else the organisation's), and remembers that they were told.
+async fn tell_chat_open(tx: &mut Tx, org: Uuid, duty: Uuid, now_ms: i64) -> Result<(), StoreError> {
+    let untold: Vec<(Uuid, String, Option<String>)> = run!(tx, c => sqlx::query_as(
+        "SELECT a.person_id, p.emails, p.language FROM assignments a JOIN people p ON p.id = a.person_id \
+         LEFT JOIN chat_notices n ON n.duty_id = a.duty_id AND n.person_id = a.person_id \
+         WHERE a.org_id = $1 AND a.duty_id = $2 AND a.status = 'confirmed' AND n.person_id IS NULL")
+        .bind(org).bind(duty).fetch_all(c).await)?;
+    if untold.is_empty() {
+        return Ok(());
+    }
+    let (title, starts, zone, org_lang): (String, i64, String, String) = run!(tx, c => sqlx::query_as(
+        "SELECT d.title, d.starts_at, d.time_zone, o.default_language FROM duties d JOIN organisations o ON o.id = d.org_id \
+         WHERE d.org_id = $1 AND d.id = $2")
+        .bind(org).bind(duty).fetch_one(c).await)?;
+    let when = jiff::Timestamp::from_millisecond(starts)
+        .ok()
+        .zip(jiff::tz::TimeZone::get(&zone).ok())
+        .map(|(t, z)| t.to_zoned(z).strftime("%Y-%m-%d %H:%M (%Z)").to_string())
+        .unwrap_or_default();
+    for (person, emails, lang) in untold {
+        exec!(tx, c => sqlx::query(
+            "INSERT INTO chat_notices (duty_id, person_id, org_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(duty).bind(person).bind(org).bind(now_ms).execute(c).await)?;
+        let email = serde_json::from_str::<Vec<serde_json::Value>>(&emails)
+            .ok()
+            .and_then(|v| {
+                v.iter()
+                    .find_map(|c| c.get("value").and_then(|x| x.as_str()).map(str::to_string))
+            });
+        let Some(email) = email else { continue };
+        let (subject, body) = carebridge_domain::notices::chat_activated(
+            lang.as_deref().unwrap_or(&org_lang),
+            &title,
+            &when,
+        );
+        let id = carebridge_domain::ids::new_v7(
+            jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        );
+        crate::outbox::enqueue(
+            tx,
+            id,
+            Some(org),
+            crate::outbox::Channel::Email,
+            &email,
+            Some(&subject),
+            &body,
+            "chat_activated",
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Takes `person` off every duty that ends after `from_ms` (all duties with `i64::MIN`):

@@ -1053,3 +1053,82 @@ async fn demo_organisation_has_duties_with_rosters() {
     let (st, v) = s.get(&key, "/api/v1/orgs/demo/audit/verify").await;
     assert_eq!((st, v["ok"].as_bool()), (200, Some(true)), "{v}");
 }
+
+#[tokio::test]
+async fn rostered_people_are_told_once_when_the_chat_opens_in_their_language() {
+    let w = world().await;
+    let k = &w.admin;
+    let person = |given: &str, email: &str, lang: &str| {
+        json!({"given_name": given, "family_name": "Muster", "unit_ids": [w.unit_a], "language": lang,
+               "emails": [{"value": email, "type": "work"}]})
+    };
+    let mut ids = vec![];
+    for (g, e, l) in [
+        ("Anna", "anna@example.org", "de"),
+        ("Bea", "bea@example.org", "fr"),
+        ("Cem", "cem@example.org", "fi"),
+    ] {
+        let (st, p) =
+            w.s.post(k, "/api/v1/orgs/acme/people", &person(g, e, l))
+                .await;
+        assert_eq!(st, 201, "{p}");
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    w.s.put(
+        k,
+        "/api/v1/orgs/acme/features/chat",
+        &json!({"enabled": true}),
+    )
+    .await;
+    let d = w
+        .duty(
+            k,
+            json!({"unit_id": w.unit_a, "title": "Sanitätsdienst Stadtlauf", "starts_at": at(2, 0),
+                   "ends_at": at(2, 6), "time_zone": "Europe/Zurich"}),
+        )
+        .await;
+    let assign = format!(
+        "/api/v1/orgs/acme/duties/{}/assignments",
+        d["id"].as_str().unwrap()
+    );
+    // Without the chat nobody is told.
+    w.s.post(k, &assign, &json!({"person_id": ids[0]})).await;
+    assert!(w.s.outbox("anna@example.org").await.is_empty());
+    // The chat switched on with the next assignment: both on the roster are told.
+    let (st, _) =
+        w.s.post(k, &assign, &json!({"person_id": ids[1], "chat": true}))
+            .await;
+    assert_eq!(st, 201);
+    let anna = w.s.outbox("anna@example.org").await;
+    assert_eq!(anna.len(), 1);
+    assert_eq!(anna[0].purpose, "chat_activated");
+    assert!(
+        anna[0]
+            .subject
+            .as_deref()
+            .unwrap()
+            .starts_with("Chat zu Ihrem Einsatz"),
+        "{anna:?}"
+    );
+    assert!(anna[0].body.contains("Sanitätsdienst Stadtlauf"));
+    let bea = w.s.outbox("bea@example.org").await;
+    assert!(
+        bea[0]
+            .subject
+            .as_deref()
+            .unwrap()
+            .starts_with("Le chat de votre intervention")
+    );
+    // Someone joining later is told too; nobody twice.
+    w.s.post(k, &assign, &json!({"person_id": ids[2]})).await;
+    assert_eq!(w.s.outbox("cem@example.org").await.len(), 1);
+    assert!(
+        w.s.outbox("cem@example.org").await[0]
+            .subject
+            .as_deref()
+            .unwrap()
+            .starts_with("Tehtäväsi chat")
+    );
+    assert_eq!(w.s.outbox("anna@example.org").await.len(), 1);
+    assert_eq!(w.s.outbox("bea@example.org").await.len(), 1);
+}
