@@ -31,7 +31,8 @@ pub struct BenchArgs {
     /// `people` (lookup and search), `duties` (my duties, week view, save assignment) or
     /// `tokens` (client-credentials grant under concurrent load), `refresh` (refresh grant with
     /// rotation, concurrent chains) or `signin` (password sign-in against Argon2id alone, and
-    /// the latency of other requests meanwhile).
+    /// the latency of other requests meanwhile), `portal` (ERP feed throughput, appointments
+    /// under concurrent load).
     #[arg(long, default_value = "people")]
     pub scenario: String,
     /// Concurrent requests (the `tokens` scenario).
@@ -241,7 +242,10 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         "tokens" => return crate::bench_tokens::run(args, config).await,
         "refresh" => return crate::bench_identity::refresh(args, config).await,
         "signin" => return crate::bench_identity::signin(args, config).await,
-        other => bail!("unknown scenario '{other}': people, duties, tokens, refresh or signin"),
+        "portal" => return crate::bench_portal::run(args, config).await,
+        other => {
+            bail!("unknown scenario '{other}': people, duties, tokens, refresh, signin or portal")
+        }
     }
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();
