@@ -295,24 +295,43 @@ pub async fn appointments_by_erp(
     Ok(out)
 }
 
-pub async fn upsert_appointment(
+/// Writes new and changed appointments, many rows per statement (an upsert on the ERP key).
+pub async fn upsert_appointments(
     tx: &mut Tx,
     org: Uuid,
-    a: &AppointmentRow,
-    insert: bool,
+    rows: &[AppointmentRow],
     now: i64,
 ) -> Result<(), StoreError> {
-    let sql = if insert {
-        "INSERT INTO portal_appointments (org_id, id, erp_id, client_id, starts_at, ends_at, service, carer_name, carer_photo_url, status, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-    } else {
-        "UPDATE portal_appointments SET erp_id = $3, client_id = $4, starts_at = $5, ends_at = $6, service = $7, \
-         carer_name = $8, carer_photo_url = $9, status = $10, updated_at = $11 WHERE org_id = $1 AND id = $2"
-    };
-    exec!(tx, c => sqlx::query(sql)
-        .bind(org).bind(a.id).bind(&a.erp_id).bind(a.client_id).bind(a.starts_at).bind(a.ends_at)
-        .bind(&a.service).bind(&a.carer_name).bind(&a.carer_photo_url).bind(&a.status).bind(now)
-        .execute(c).await)?;
+    const COLS: usize = 11;
+    for chunk in rows.chunks(500) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * COLS;
+                format!(
+                    "({})",
+                    (1..=COLS)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO portal_appointments (org_id, id, erp_id, client_id, starts_at, ends_at, service, carer_name, carer_photo_url, status, updated_at) \
+             VALUES {} ON CONFLICT (org_id, erp_id) DO UPDATE SET client_id = excluded.client_id, starts_at = excluded.starts_at, \
+             ends_at = excluded.ends_at, service = excluded.service, carer_name = excluded.carer_name, \
+             carer_photo_url = excluded.carer_photo_url, status = excluded.status, updated_at = excluded.updated_at",
+            values.join(", ")
+        );
+        exec!(tx, c => {
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q.bind(org).bind(a.id).bind(&a.erp_id).bind(a.client_id).bind(a.starts_at).bind(a.ends_at)
+                    .bind(&a.service).bind(&a.carer_name).bind(&a.carer_photo_url).bind(&a.status).bind(now);
+            }
+            q.execute(c).await
+        })?;
+    }
     Ok(())
 }
 

@@ -738,6 +738,7 @@ pub async fn upsert_appointments(
             .collect();
     let mut report = UpsertReport::default();
     let ms = now.as_millisecond();
+    let mut writes = Vec::new();
     for a in checked {
         let client_id = clients.get(&a.client).copied().unwrap_or_default();
         let mut row = AppointmentRow {
@@ -767,18 +768,19 @@ pub async fn upsert_appointments(
                 if *old == row {
                     report.unchanged += 1;
                 } else {
-                    repo::upsert_appointment(&mut tx, erp.org, &row, false, ms).await?;
+                    writes.push(row);
                     report.updated += 1;
                 }
             }
             None => {
                 row.id = new_id(now);
                 row.status = if a.cancelled { "cancelled" } else { "planned" }.into();
-                repo::upsert_appointment(&mut tx, erp.org, &row, true, ms).await?;
+                writes.push(row);
                 report.created += 1;
             }
         }
     }
+    repo::upsert_appointments(&mut tx, erp.org, &writes, ms).await?;
     tx.commit().await?;
     Ok(report)
 }

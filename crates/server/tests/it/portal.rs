@@ -548,6 +548,27 @@ async fn wrong_tokens_and_bad_feeds_are_refused_and_write_nothing() {
         parts[1]
     );
     assert_eq!(s.get(&none, "/portal/v1/me").await.0, 401);
+    // The same claims and key id, signed by a key the issuer never published.
+    let header = jsonwebtoken::decode_header(&w.clara).unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&w.clara)
+        .unwrap()
+        .claims;
+    let doc =
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .unwrap();
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(doc.as_ref()),
+    )
+    .unwrap();
+    let (st, p) = s.get(&forged, "/portal/v1/me").await;
+    assert_eq!(st, 401, "{p}");
+    assert_eq!(
+        s.get(&w.clara, "/portal/v1/me").await.0,
+        200,
+        "the real one still works"
+    );
     // Expired: the portal's clock runs past the token's ten minutes.
     s.clock.advance(std::time::Duration::from_secs(601));
     let (st, p) = s.get(&w.clara, "/portal/v1/me").await;
