@@ -72,7 +72,9 @@ pub async fn clients_by_erp(
             list(2, chunk.len())
         );
         let rows: Vec<(Uuid, String, String, String, bool)> = run!(x, c => {
-            let mut q = sqlx::query_as(&sql).bind(org);
+            // Not prepared: PostgreSQL plans each lookup with its real values (a cached generic
+            // plan made while the table was empty would scan it).
+            let mut q = sqlx::query_as(&sql).persistent(false).bind(org);
             for e in chunk {
                 q = q.bind(*e);
             }
@@ -284,7 +286,9 @@ pub async fn appointments_by_erp(
             list(2, chunk.len())
         );
         let rows: Vec<AppointmentTuple> = run!(x, c => {
-            let mut q = sqlx::query_as(&sql).bind(org);
+            // Not prepared: PostgreSQL plans each lookup with its real values (a cached generic
+            // plan made while the table was empty would scan it).
+            let mut q = sqlx::query_as(&sql).persistent(false).bind(org);
             for e in chunk {
                 q = q.bind(*e);
             }
@@ -326,7 +330,7 @@ pub async fn upsert_appointments(
             values.join(", ")
         );
         exec!(tx, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(false);
             for a in chunk {
                 q = q.bind(org).bind(a.id).bind(&a.erp_id).bind(a.client_id).bind(a.starts_at).bind(a.ends_at)
                     .bind(&a.service).bind(&a.carer_name).bind(&a.carer_photo_url).bind(&a.status).bind(now);

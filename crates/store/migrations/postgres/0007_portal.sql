@@ -52,7 +52,7 @@ CREATE TABLE portal_appointments (
     updated_at       BIGINT NOT NULL,
     UNIQUE (org_id, erp_id)
 );
-CREATE INDEX portal_appointments_client ON portal_appointments (client_id, starts_at);
+CREATE INDEX portal_appointments_client ON portal_appointments (org_id, client_id, starts_at);
 
 CREATE TABLE portal_requests (
     id              UUID PRIMARY KEY,
@@ -70,6 +70,7 @@ CREATE TABLE portal_requests (
 );
 CREATE INDEX portal_requests_org_state ON portal_requests (org_id, state, created_at);
 CREATE INDEX portal_requests_appointment ON portal_requests (appointment_id, created_at);
+CREATE INDEX portal_requests_client ON portal_requests (org_id, client_id, created_at);
 
 CREATE TABLE portal_messages (
     id          UUID PRIMARY KEY,
@@ -81,7 +82,7 @@ CREATE TABLE portal_messages (
     body        TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
-CREATE INDEX portal_messages_client ON portal_messages (client_id, created_at);
+CREATE INDEX portal_messages_client ON portal_messages (org_id, client_id, created_at);
 CREATE INDEX portal_messages_org ON portal_messages (org_id, created_at);
 
 CREATE TABLE portal_feeds (
