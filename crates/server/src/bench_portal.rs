@@ -196,7 +196,6 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
                 (t.clone(), url(cid))
             })
             .collect();
-        let one = one.clone();
         tasks.push(tokio::spawn(async move {
             let mut v = Vec::with_capacity(mine.len());
             for (t, u) in mine {

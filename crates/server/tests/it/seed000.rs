@@ -279,6 +279,8 @@ async fn seed_000_the_token_never_reaches_the_backend() {
         .await
         .unwrap();
     let erp_token = t["access_token"].as_str().expect("ERP token").to_string();
+    // Real processes run on the wall clock.
+    #[allow(clippy::disallowed_methods)]
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(26);
     for (path, body) in [
         (
