@@ -52,6 +52,19 @@ async fn no_secret_in_the_logs_of_a_real_server() {
             token = t.trim().to_string();
         }
     }
+    // From here on, drain both pipes in the background: a server whose log pipe is full blocks
+    // on its next log line.
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
     let password = "Sup3r-secret horse battery";
     let http = reqwest::Client::new();
     let r: Value = http
@@ -309,14 +322,8 @@ async fn no_secret_in_the_logs_of_a_real_server() {
         .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful shutdown on SIGTERM exits 0");
-    out.read_to_string(&mut printed).unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    printed.push_str(&out_thread.join().unwrap());
+    let logs = err_thread.join().unwrap();
     let all = format!("{printed}{logs}");
     assert!(all.contains("request"), "the request log is there: {all}");
     // `cbk_<id>_<secret>`: the secret may contain '_' itself.
