@@ -7,6 +7,7 @@ pub mod app;
 pub mod bench;
 mod bench_duties;
 mod bench_identity;
+mod bench_import;
 mod bench_portal;
 mod bench_tokens;
 pub mod commands;

@@ -1,0 +1,854 @@
+//! Reading people from the files organisations have: CSV as Excel and other tools write it.
+//!
+//! - Encoding: UTF-8 (with or without BOM), UTF-16 LE/BE with BOM, and otherwise Windows-1252
+//!   (a superset of ISO-8859-1, what Excel writes in German, Swiss and Finnish locales), decoded
+//!   with `encoding_rs`.
+//! - Delimiter `,`, `;` or tab, detected from the header line (outside quotes); quoted fields
+//!   may hold delimiters, quotes (`""`) and line breaks (the `csv` crate).
+//! - Headers are matched to fields by built-in aliases in English, German, French, Italian,
+//!   Finnish and Swedish, case and accents ignored (`Vorname`, `Prénom`, `Etunimi`, `Förnamn` →
+//!   given name), or by an explicit mapping that wins over the aliases.
+//! - Every row becomes a [`PersonInput`] checked by the same rules as the API
+//!   (`PersonInput::validate`: E.164 phones in the organisation's region, e-mail syntax, bounded
+//!   texts); a failure is reported as line, column, value and reason.
+//!
+//! Nothing here writes; the apply step takes the [`Parsed`] rows.
+
+use std::borrow::Cow;
+
+use carebridge_domain::person::{Address, Contact, PersonDraft, PersonInput};
+use carebridge_domain::search::fold;
+
+/// A target of a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    ExternalId,
+    GivenName,
+    FamilyName,
+    Kind,
+    Language,
+    Email,
+    Mobile,
+    Phone,
+    Street,
+    PostalCode,
+    Locality,
+    Country,
+    Unit,
+    Groups,
+    Skills,
+    Roles,
+    /// A column to leave out.
+    Ignore,
+}
+
+impl Field {
+    /// The field's name in explicit mappings (`--map "Handy=mobile"`) and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::ExternalId => "external_id",
+            Field::GivenName => "given_name",
+            Field::FamilyName => "family_name",
+            Field::Kind => "kind",
+            Field::Language => "language",
+            Field::Email => "email",
+            Field::Mobile => "mobile",
+            Field::Phone => "phone",
+            Field::Street => "street",
+            Field::PostalCode => "postal_code",
+            Field::Locality => "locality",
+            Field::Country => "country",
+            Field::Unit => "unit",
+            Field::Groups => "groups",
+            Field::Skills => "skills",
+            Field::Roles => "roles",
+            Field::Ignore => "ignore",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Field> {
+        ALL.iter().copied().find(|f| f.name() == s.trim())
+    }
+
+    /// Fields that may appear in several columns (each adds a value).
+    fn repeats(self) -> bool {
+        matches!(
+            self,
+            Field::Email | Field::Mobile | Field::Phone | Field::Ignore
+        )
+    }
+}
+
+const ALL: &[Field] = &[
+    Field::ExternalId,
+    Field::GivenName,
+    Field::FamilyName,
+    Field::Kind,
+    Field::Language,
+    Field::Email,
+    Field::Mobile,
+    Field::Phone,
+    Field::Street,
+    Field::PostalCode,
+    Field::Locality,
+    Field::Country,
+    Field::Unit,
+    Field::Groups,
+    Field::Skills,
+    Field::Roles,
+    Field::Ignore,
+];
+
+/// Header aliases (folded: lower case, no accents, letters and digits only).
+const ALIASES: &[(Field, &[&str])] = &[
+    (
+        Field::ExternalId,
+        &[
+            "externalid",
+            "externalkey",
+            "externekennung",
+            "id",
+            "key",
+            "erpid",
+            "hrid",
+            "employeenumber",
+            "employeeid",
+            "staffnumber",
+            "personalnummer",
+            "personalnr",
+            "mitarbeiternummer",
+            "matricule",
+            "numeroemploye",
+            "identifiantexterne",
+            "matricola",
+            "numeromatricola",
+            "henkilonumero",
+            "tyontekijanumero",
+            "anstallningsnummer",
+            "personnummer",
+        ],
+    ),
+    (
+        Field::GivenName,
+        &[
+            "givenname",
+            "firstname",
+            "forename",
+            "vorname",
+            "prenom",
+            "nome",
+            "etunimi",
+            "fornamn",
+        ],
+    ),
+    (
+        Field::FamilyName,
+        &[
+            "familyname",
+            "lastname",
+            "surname",
+            "name",
+            "nachname",
+            "familienname",
+            "nom",
+            "nomdefamille",
+            "cognome",
+            "sukunimi",
+            "efternamn",
+        ],
+    ),
+    (
+        Field::Kind,
+        &[
+            "kind",
+            "persontype",
+            "personentyp",
+            "typ",
+            "typedepersonne",
+            "tipo",
+            "tyyppi",
+        ],
+    ),
+    (
+        Field::Language,
+        &["language", "sprache", "langue", "lingua", "kieli", "sprak"],
+    ),
+    (
+        Field::Email,
+        &[
+            "email",
+            "emailaddress",
+            "mail",
+            "emailadresse",
+            "adresseemail",
+            "courriel",
+            "indirizzoemail",
+            "posta",
+            "sahkoposti",
+            "sahkopostiosoite",
+            "epost",
+            "epostadress",
+            "email1",
+            "email2",
+            "email3",
+        ],
+    ),
+    (
+        Field::Mobile,
+        &[
+            "mobile",
+            "mobilephone",
+            "mobilenumber",
+            "cellphone",
+            "handy",
+            "natel",
+            "mobil",
+            "mobiltelefon",
+            "handynummer",
+            "portable",
+            "telephoneportable",
+            "cellulare",
+            "telefonocellulare",
+            "matkapuhelin",
+            "kannykka",
+            "mobilnummer",
+        ],
+    ),
+    (
+        Field::Phone,
+        &[
+            "phone",
+            "telephone",
+            "phonenumber",
+            "telefon",
+            "telefonnummer",
+            "festnetz",
+            "telefono",
+            "puhelin",
+            "puhelinnumero",
+            "phone2",
+            "telefon2",
+        ],
+    ),
+    (
+        Field::Street,
+        &[
+            "street",
+            "address",
+            "streetaddress",
+            "strasse",
+            "adresse",
+            "rue",
+            "via",
+            "indirizzo",
+            "katuosoite",
+            "osoite",
+            "gatuadress",
+            "adress",
+        ],
+    ),
+    (
+        Field::PostalCode,
+        &[
+            "postalcode",
+            "postcode",
+            "zip",
+            "zipcode",
+            "plz",
+            "postleitzahl",
+            "npa",
+            "codepostal",
+            "cap",
+            "postinumero",
+            "postnummer",
+        ],
+    ),
+    (
+        Field::Locality,
+        &[
+            "locality",
+            "city",
+            "town",
+            "ort",
+            "wohnort",
+            "stadt",
+            "ville",
+            "localite",
+            "localita",
+            "citta",
+            "comune",
+            "kaupunki",
+            "postitoimipaikka",
+            "paikkakunta",
+            "postort",
+        ],
+    ),
+    (
+        Field::Country,
+        &["country", "land", "pays", "paese", "nazione", "maa"],
+    ),
+    (
+        Field::Unit,
+        &[
+            "unit",
+            "team",
+            "department",
+            "einheit",
+            "organisationseinheit",
+            "abteilung",
+            "unite",
+            "equipe",
+            "service",
+            "unita",
+            "reparto",
+            "squadra",
+            "yksikko",
+            "tiimi",
+            "enhet",
+            "avdelning",
+        ],
+    ),
+    (
+        Field::Groups,
+        &[
+            "groups", "group", "gruppen", "gruppe", "groupes", "groupe", "gruppi", "gruppo",
+            "ryhmat", "ryhma", "grupper", "grupp",
+        ],
+    ),
+    (
+        Field::Skills,
+        &[
+            "skills",
+            "skill",
+            "qualifications",
+            "qualifikationen",
+            "fahigkeiten",
+            "kompetenzen",
+            "competences",
+            "qualifications",
+            "competenze",
+            "qualifiche",
+            "taidot",
+            "patevyydet",
+            "kompetenser",
+            "fardigheter",
+        ],
+    ),
+    (
+        Field::Roles,
+        &[
+            "roles", "role", "rollen", "rolle", "ruoli", "ruolo", "roolit", "rooli", "roller",
+            "roll",
+        ],
+    ),
+];
+
+fn key(header: &str) -> String {
+    fold(header)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// The field a header means by the built-in aliases.
+pub fn guess(header: &str) -> Option<Field> {
+    let k = key(header);
+    ALIASES
+        .iter()
+        .find(|(_, names)| names.contains(&k.as_str()))
+        .map(|(f, _)| *f)
+}
+
+/// One problem in a file: where (line 1 is the header; 0 is the file itself), which column,
+/// what value, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+fn file_error(reason: impl Into<String>) -> RowError {
+    RowError {
+        line: 0,
+        column: String::new(),
+        value: String::new(),
+        reason: reason.into(),
+    }
+}
+
+/// The text of a file: by BOM (UTF-8, UTF-16 LE/BE), else UTF-8 when it is valid, else
+/// Windows-1252.
+pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    if let Some((enc, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, _) = enc.decode_without_bom_handling(&bytes[bom..]);
+        return text;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => {
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+        }
+    }
+}
+
+/// The delimiter of the header line (`;`, tab or `,`; outside quotes), `,` when none appears.
+pub fn delimiter(text: &str) -> u8 {
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '\n' | '\r' if !quoted => break,
+            ';' if !quoted => counts[0] += 1,
+            '\t' if !quoted => counts[1] += 1,
+            ',' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let best = (0..3).max_by_key(|&i| (counts[i], i)).unwrap_or(2);
+    if counts[best] == 0 {
+        b','
+    } else {
+        [b';', b'\t', b','][best]
+    }
+}
+
+/// Which field each column feeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub headers: Vec<String>,
+    pub fields: Vec<Field>,
+}
+
+/// Maps headers: explicit `(header, field)` pairs first, then the aliases. Unknown headers,
+/// fields named twice (other than e-mail and phone columns) and a missing name column are
+/// errors.
+pub fn map_headers(
+    headers: &[String],
+    explicit: &[(String, Field)],
+) -> Result<Mapping, Vec<RowError>> {
+    let mut errors = Vec::new();
+    let mut fields = Vec::with_capacity(headers.len());
+    for h in headers {
+        let f = explicit
+            .iter()
+            .find(|(name, _)| key(name) == key(h))
+            .map(|(_, f)| *f)
+            .or_else(|| guess(h));
+        match f {
+            Some(f) => {
+                if !f.repeats() && fields.contains(&f) {
+                    errors.push(RowError {
+                        line: 1,
+                        column: h.clone(),
+                        value: h.clone(),
+                        reason: format!("a second column for {}", f.name()),
+                    });
+                }
+                fields.push(f);
+            }
+            None => {
+                errors.push(RowError {
+                    line: 1,
+                    column: h.clone(),
+                    value: h.clone(),
+                    reason:
+                        "unknown column: map it (e.g. --map \"<header>=given_name\") or to `ignore`"
+                            .into(),
+                });
+                fields.push(Field::Ignore);
+            }
+        }
+    }
+    for need in [Field::GivenName, Field::FamilyName] {
+        if !fields.contains(&need) {
+            errors.push(RowError {
+                line: 1,
+                column: String::new(),
+                value: String::new(),
+                reason: format!("no column for {}", need.name()),
+            });
+        }
+    }
+    for (h, _) in explicit {
+        if !headers.iter().any(|x| key(x) == key(h)) {
+            errors.push(RowError {
+                line: 1,
+                column: h.clone(),
+                value: String::new(),
+                reason: "the mapping names a column the file does not have".into(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(Mapping {
+            headers: headers.to_vec(),
+            fields,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A checked row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub line: u64,
+    pub person: PersonDraft,
+    /// Unit path, e.g. `Region Nord/Team 3`.
+    pub unit: Option<String>,
+    pub roles: Vec<String>,
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(['|', ',', ';'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads a whole file: every good row, and every error (with `skip`-mode callers using the
+/// good rows, all-or-nothing callers refusing when there is any error).
+pub fn read(
+    bytes: &[u8],
+    explicit: &[(String, Field)],
+    region: &str,
+) -> (Option<Mapping>, Vec<Parsed>, Vec<RowError>) {
+    let text = decode(bytes);
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delimiter(&text))
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = match r.headers() {
+        Ok(h) => h.iter().map(|c| c.trim().to_string()).collect(),
+        Err(e) => return (None, vec![], vec![file_error(e.to_string())]),
+    };
+    if headers.iter().all(String::is_empty) {
+        return (None, vec![], vec![file_error("the file has no header row")]);
+    }
+    let mapping = match map_headers(&headers, explicit) {
+        Ok(m) => m,
+        Err(e) => return (None, vec![], e),
+    };
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    // Line numbers from byte offsets (the reader's own count is off with CRLF line ends),
+    // counted incrementally so a large file stays linear.
+    let (mut at_byte, mut at_line) = (0usize, 1u64);
+    let mut line_of = |byte: u64| {
+        let mut b = (byte as usize).min(text.len());
+        // A record after a CRLF starts at its LF.
+        while b < text.len() && matches!(text.as_bytes()[b], b'\r' | b'\n') {
+            b += 1;
+        }
+        if b >= at_byte {
+            at_line += text.as_bytes()[at_byte..b]
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count() as u64;
+            at_byte = b;
+        }
+        at_line
+    };
+    for rec in r.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| line_of(p.byte()));
+                errors.push(RowError {
+                    line,
+                    column: String::new(),
+                    value: String::new(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| line_of(p.byte()));
+        if rec.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        if rec.len() > headers.len() {
+            errors.push(RowError {
+                line,
+                column: String::new(),
+                value: String::new(),
+                reason: format!("{} fields, the header has {}", rec.len(), headers.len()),
+            });
+            continue;
+        }
+        match row(&mapping, line, &rec, region) {
+            Ok(p) => rows.push(p),
+            Err(e) => errors.extend(e),
+        }
+    }
+    (Some(mapping), rows, errors)
+}
+
+/// One record → a checked person; the violations' pointers are turned back into columns.
+fn row(
+    m: &Mapping,
+    line: u64,
+    rec: &csv::StringRecord,
+    region: &str,
+) -> Result<Parsed, Vec<RowError>> {
+    let mut input = PersonInput {
+        kind: "staff".into(),
+        ..Default::default()
+    };
+    let mut address = Address::default();
+    let mut unit = None;
+    let mut roles = Vec::new();
+    // Which column each e-mail and phone came from, for error messages.
+    let (mut email_cols, mut phone_cols) = (Vec::new(), Vec::new());
+    for (i, cell) in rec.iter().enumerate() {
+        // Line breaks inside a cell (an address typed over two lines) become ", ".
+        let joined;
+        let v = if cell.contains(['\r', '\n']) {
+            joined = cell
+                .split(['\r', '\n'])
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            joined.as_str()
+        } else {
+            cell.trim()
+        };
+        if v.is_empty() {
+            continue;
+        }
+        let f = m.fields.get(i).copied().unwrap_or(Field::Ignore);
+        match f {
+            Field::ExternalId => input.external_id = Some(v.into()),
+            Field::GivenName => input.given_name = v.into(),
+            Field::FamilyName => input.family_name = v.into(),
+            Field::Kind => input.kind = v.to_lowercase(),
+            Field::Language => input.language = Some(v.to_lowercase()),
+            Field::Email => {
+                for e in list(v) {
+                    input.emails.push(Contact {
+                        value: e,
+                        kind: "work".into(),
+                    });
+                    email_cols.push(i);
+                }
+            }
+            Field::Mobile | Field::Phone => {
+                input.phones.push(Contact {
+                    value: v.into(),
+                    kind: if f == Field::Mobile { "mobile" } else { "work" }.into(),
+                });
+                phone_cols.push(i);
+            }
+            Field::Street => address.street = Some(v.into()),
+            Field::PostalCode => address.postal_code = Some(v.into()),
+            Field::Locality => address.locality = Some(v.into()),
+            Field::Country => address.country = Some(v.into()),
+            Field::Unit => unit = Some(v.to_string()),
+            Field::Groups => input.groups = list(v),
+            Field::Skills => input.skills = list(v),
+            Field::Roles => roles = list(v),
+            Field::Ignore => {}
+        }
+    }
+    if !address.is_empty() {
+        input.address = Some(address);
+    }
+    match input.validate(region) {
+        Ok(person) => Ok(Parsed {
+            line,
+            person,
+            unit,
+            roles,
+        }),
+        Err(v) => {
+            let mut out: Vec<(usize, RowError)> =
+                v.0.into_iter()
+                    .map(|x| {
+                        let col = column_of(m, &x.pointer, &email_cols, &phone_cols);
+                        let e = RowError {
+                            line,
+                            value: col
+                                .and_then(|c| rec.get(c))
+                                .unwrap_or("")
+                                .trim()
+                                .to_string(),
+                            column: col
+                                .and_then(|c| m.headers.get(c))
+                                .cloned()
+                                .unwrap_or_else(|| x.pointer.clone()),
+                            reason: x.message,
+                        };
+                        (col.unwrap_or(usize::MAX), e)
+                    })
+                    .collect();
+            // In the file's column order.
+            out.sort_by_key(|(c, _)| *c);
+            Err(out.into_iter().map(|(_, e)| e).collect())
+        }
+    }
+}
+
+/// The column a violation's JSON pointer came from.
+fn column_of(m: &Mapping, pointer: &str, emails: &[usize], phones: &[usize]) -> Option<usize> {
+    let mut parts = pointer.trim_start_matches('/').split('/');
+    let head = parts.next()?;
+    let nth = |cols: &[usize]| {
+        parts
+            .clone()
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| cols.get(n).copied())
+    };
+    let field = match head {
+        "emails" => return nth(emails),
+        "phones" => return nth(phones),
+        "given_name" => Field::GivenName,
+        "family_name" => Field::FamilyName,
+        "kind" => Field::Kind,
+        "language" => Field::Language,
+        "external_id" => Field::ExternalId,
+        "groups" => Field::Groups,
+        "skills" => Field::Skills,
+        "address" => match parts.next()? {
+            "street" => Field::Street,
+            "postal_code" => Field::PostalCode,
+            "locality" => Field::Locality,
+            _ => Field::Country,
+        },
+        _ => return None,
+    };
+    m.fields.iter().position(|f| *f == field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_ch(bytes: &[u8]) -> (Vec<Parsed>, Vec<RowError>) {
+        let (_, rows, errors) = read(bytes, &[], "CH");
+        (rows, errors)
+    }
+
+    #[test]
+    fn german_excel_export_in_windows_1252_with_semicolons() {
+        // "Vorname;Nachname;Handy;E-Mail;Einheit\r\nJürg;Müller;079 123 45 67;…" as Windows-1252.
+        let text = "Vorname;Nachname;Handy;E-Mail;Einheit;Fähigkeiten\r\nJ\u{fc}rg;M\u{fc}ller;079 123 45 67;jm@example.ch;Region Nord/Team 3;\"Fahrer, Sanit\u{e4}ter\"\r\n";
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+        let (rows, errors) = read_ch(&bytes);
+        assert_eq!(errors, vec![]);
+        let p = &rows[0].person;
+        assert_eq!(p.given_name, "Jürg");
+        assert_eq!(p.family_name, "Müller");
+        assert_eq!(p.phones[0].value, "+41791234567");
+        assert_eq!(p.skills, ["Fahrer", "Sanitäter"]);
+        assert_eq!(rows[0].unit.as_deref(), Some("Region Nord/Team 3"));
+        assert_eq!(rows[0].line, 2);
+    }
+
+    #[test]
+    fn utf16_with_bom_tabs_and_quoted_newlines() {
+        let text = "Etunimi\tSukunimi\tSähköposti\tOsoite\nAino\tVirtanen\taino@example.fi\t\"Katu 1\nA 5\"\n";
+        let mut bytes = vec![0xFF, 0xFE];
+        for u in text.encode_utf16() {
+            bytes.extend(u.to_le_bytes());
+        }
+        let (rows, errors) = read_ch(&bytes);
+        assert_eq!(errors, vec![]);
+        assert_eq!(rows[0].person.given_name, "Aino");
+        assert_eq!(
+            rows[0].person.address.street.as_deref(),
+            Some("Katu 1, A 5")
+        );
+    }
+
+    #[test]
+    fn aliases_in_six_languages() {
+        for (h, f) in [
+            ("Vorname", Field::GivenName),
+            ("Prénom", Field::GivenName),
+            ("Nome", Field::GivenName),
+            ("Etunimi", Field::GivenName),
+            ("Förnamn", Field::GivenName),
+            ("First name", Field::GivenName),
+            ("Nachname", Field::FamilyName),
+            ("Nom de famille", Field::FamilyName),
+            ("Cognome", Field::FamilyName),
+            ("Efternamn", Field::FamilyName),
+            ("Natel", Field::Mobile),
+            ("Téléphone portable", Field::Mobile),
+            ("E-Mail", Field::Email),
+            ("Courriel", Field::Email),
+            ("PLZ", Field::PostalCode),
+            ("Postinumero", Field::PostalCode),
+            ("Personalnummer", Field::ExternalId),
+        ] {
+            assert_eq!(guess(h), Some(f), "{h}");
+        }
+        assert_eq!(guess("Lieblingsfarbe"), None);
+    }
+
+    #[test]
+    fn every_bad_cell_is_named_by_line_column_and_value() {
+        let f = "First name,Last name,Mobile,Email\nAnna,,0791234567,anna@example.ch\nBeat,Bauer,12,beat@\n";
+        let (rows, errors) = read_ch(f.as_bytes());
+        assert!(rows.is_empty());
+        let got: Vec<(u64, &str, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.column.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "Last name", ""),
+                (3, "Mobile", "12"),
+                (3, "Email", "beat@")
+            ],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn explicit_mapping_wins_and_unknown_headers_are_refused() {
+        let f = "Rufname,Name,Farbe\nAnna,Muster,blau\n";
+        let (m, _, e) = read(f.as_bytes(), &[], "CH");
+        assert!(m.is_none());
+        assert_eq!(e.len(), 3, "{e:?}"); // Rufname and Farbe unknown, no given name
+        let map = vec![
+            ("Rufname".to_string(), Field::GivenName),
+            ("Name".to_string(), Field::FamilyName),
+            ("Farbe".to_string(), Field::Ignore),
+        ];
+        let (_, rows, e) = read(f.as_bytes(), &map, "CH");
+        assert_eq!(e, vec![]);
+        assert_eq!(rows[0].person.family_name, "Muster");
+    }
+
+    #[test]
+    fn delimiters() {
+        assert_eq!(delimiter("a;b;c\n1,2"), b';');
+        assert_eq!(delimiter("a\tb\n"), b'\t');
+        assert_eq!(delimiter("\"x;y\",b,c\n"), b',');
+        assert_eq!(delimiter("single\n"), b',');
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        #[test]
+        fn no_input_makes_the_reader_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = read(&bytes, &[], "CH");
+        }
+
+        #[test]
+        fn no_csv_like_text_makes_it_panic(s in "[a-zA-Zäö0-9 ;,\t\"\n\r+@./|-]{0,300}") {
+            let with_header = format!("Vorname;Nachname;Handy;E-Mail;Einheit\n{s}");
+            let _ = read(with_header.as_bytes(), &[], "CH");
+        }
+    }
+}
