@@ -42,6 +42,14 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(requests))
         .routes(routes!(messages, send_message))
         .routes(routes!(create_feed, revoke_feed))
+        .merge(erp_api())
+}
+
+/// The largest ERP feed body: [`service::MAX_FEED_ITEMS`] items of a few hundred bytes each.
+pub const ERP_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+fn erp_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(erp_clients))
         .routes(routes!(erp_appointments))
@@ -49,6 +57,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(erp_requests))
         .routes(routes!(erp_answer))
         .routes(routes!(erp_inbox, erp_reply))
+        .layer(axum::extract::DefaultBodyLimit::max(ERP_BODY_LIMIT))
 }
 
 /// The `portal/v1` contract.

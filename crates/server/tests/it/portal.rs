@@ -619,6 +619,18 @@ async fn wrong_tokens_and_bad_feeds_are_refused_and_write_nothing() {
         .await;
     assert_eq!(st, 422);
     assert_eq!(p["errors"].as_array().unwrap().len(), 4, "{p}");
+    // Too many items in one call: a clear 422 (the body itself, ~2.6 MB, is accepted).
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"id": format!("X{i}"), "given_name": "Viele", "family_name": "Klienten"}))
+        .collect();
+    let (st, p) = s
+        .put(&erp, "/portal/v1/erp/clients", &Value::Array(many))
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["code"].as_str()),
+        (422, Some("too_many_items")),
+        "{p}"
+    );
     // Nothing of it was written: a full re-send of the good feed is unchanged.
     let (_, r) = s
         .put(
