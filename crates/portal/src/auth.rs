@@ -100,6 +100,10 @@ async fn claims(parts: &Parts, s: &AppState) -> Result<Claims, ApiError> {
                 code: "issuer_unavailable",
                 detail: e.to_string(),
             },
+            JwksError::Refreshing => ApiError::Unavailable {
+                code: "issuer_keys_refreshing",
+                detail: e.to_string(),
+            },
         })?;
     verify_with::<Claims>(
         token,

@@ -48,6 +48,10 @@ pub enum JwksError {
         "the identity provider {0} is unreachable and the cached keys have expired; try again later"
     )]
     Unavailable(String),
+    #[error(
+        "the token names a signing key the portal fetched moments ago without finding it; try again in 10 seconds"
+    )]
+    Refreshing,
 }
 
 impl Jwks {
@@ -107,13 +111,22 @@ impl Jwks {
         }
         if may_try {
             self.refresh(now_ms).await;
+        } else {
+            // A fetch may be under way (ours to wait for, not to repeat).
+            drop(self.fetching.lock().await);
         }
         let (keys, fetched, _) = self.read();
-        if fetched.is_some_and(|f| now_ms - f < MAX_AGE_MS) {
-            Ok(keys)
-        } else {
-            Err(JwksError::Unavailable(self.issuer.clone()))
+        if !fetched.is_some_and(|f| now_ms - f < MAX_AGE_MS) {
+            return Err(JwksError::Unavailable(self.issuer.clone()));
         }
+        let known = kid.is_some_and(|k| keys.iter().any(|(id, _)| id == k));
+        if !known && kid.is_some() && !may_try {
+            // The key may be brand new (a rotation right after our last fetch) and the rate
+            // limit kept us from fetching for this token: "try again shortly", not "invalid".
+            // When this request did fetch, an unknown key is refused as such (401).
+            return Err(JwksError::Refreshing);
+        }
+        Ok(keys)
     }
 
     /// One fetch at a time; a caller that waited for another's fetch does not fetch again.

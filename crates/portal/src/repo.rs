@@ -631,6 +631,20 @@ pub async fn revoke_feeds(tx: &mut Tx, org: Uuid, link: Uuid, now: i64) -> Resul
     .map_err(StoreError::from)
 }
 
+/// Revokes the feeds of every link of a client (the client was deactivated).
+pub async fn revoke_client_feeds(
+    tx: &mut Tx,
+    org: Uuid,
+    client: Uuid,
+    now: i64,
+) -> Result<u64, StoreError> {
+    exec!(tx, c => sqlx::query(
+        "UPDATE portal_feeds SET revoked_at = $3 WHERE org_id = $1 AND revoked_at IS NULL \
+         AND link_id IN (SELECT id FROM portal_links WHERE org_id = $1 AND client_id = $2)")
+        .bind(org).bind(client).bind(now).execute(c).await)
+    .map_err(StoreError::from)
+}
+
 /// A live feed by id: `(org, digest, client)`, only while its link is live, allows appointments
 /// and its client is active.
 pub async fn feed(

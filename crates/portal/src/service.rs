@@ -105,11 +105,14 @@ fn bound(v: &mut Violations, pointer: &str, s: &str, tz: &TimeZone, end: bool) -
     if let Ok(d) = s.parse::<jiff::civil::Date>()
         && s.len() == 10
     {
-        let day = if end { d.tomorrow().ok()? } else { d };
-        return day
-            .to_zoned(tz.clone())
-            .ok()
+        let day = if end { d.tomorrow().ok() } else { Some(d) };
+        let at = day
+            .and_then(|d| d.to_zoned(tz.clone()).ok())
             .map(|z| z.timestamp().as_millisecond());
+        if at.is_none() {
+            v.push(pointer, "invalid_date", "the date is out of range");
+        }
+        return at;
     }
     match s.parse::<Timestamp>() {
         Ok(t) => Some(t.as_millisecond()),
@@ -297,7 +300,16 @@ pub async fn create_request(
         client_erp_id: String::new(),
         appointment_erp_id: a.erp_id,
     };
-    repo::insert_request(&mut tx, caller.org, &r, caller.subject).await?;
+    match repo::insert_request(&mut tx, caller.org, &r, caller.subject).await {
+        Err(StoreError::Unique { .. }) => {
+            return Err(ServiceError::Conflict {
+                code: "request_open",
+                detail: "there is an open request for this visit already; wait for the answer"
+                    .into(),
+            });
+        }
+        r => r?,
+    }
     tx.commit().await?;
     Ok(request_out(r))
 }
@@ -348,7 +360,15 @@ fn message_text(v: &mut Violations, subject: &str, body: &str) -> (String, Strin
     (bounded_text(v, "/subject", subject, 1, 200), {
         let b = body.trim();
         let n = b.chars().count();
-        if n == 0 {
+        if b.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            v.push(
+                "/body",
+                "control_characters",
+                "must not contain control characters other than line breaks and tabs",
+            );
+        } else if n == 0 {
             v.push("/body", "required", "must not be empty");
         } else if n > 10_000 {
             v.push(
@@ -627,6 +647,10 @@ pub async fn upsert_clients(
                     report.unchanged += 1;
                 } else {
                     repo::update_client(&mut tx, erp.org, &c, ms).await?;
+                    if old.active && !c.active {
+                        // Calendar URLs die with the client; reactivating it does not revive them.
+                        repo::revoke_client_feeds(&mut tx, erp.org, c.id, ms).await?;
+                    }
                     report.updated += 1;
                 }
             }
@@ -739,6 +763,12 @@ pub async fn upsert_appointments(
     let mut report = UpsertReport::default();
     let ms = now.as_millisecond();
     let mut writes = Vec::new();
+    let mut moved_clients: Vec<String> = Vec::new();
+    let positions: HashMap<String, usize> = checked
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.erp_id.clone(), i))
+        .collect();
     for a in checked {
         let client_id = clients.get(&a.client).copied().unwrap_or_default();
         let mut row = AppointmentRow {
@@ -753,6 +783,9 @@ pub async fn upsert_appointments(
             status: String::new(),
         };
         match existing.get(&row.erp_id) {
+            Some(old) if old.client_id != row.client_id => {
+                moved_clients.push(row.erp_id.clone());
+            }
             Some(old) => {
                 row.id = old.id;
                 let moved = old.starts_at != row.starts_at
@@ -779,6 +812,22 @@ pub async fn upsert_appointments(
                 report.created += 1;
             }
         }
+    }
+    if !moved_clients.is_empty() {
+        let mut v = Violations::new();
+        for id in moved_clients {
+            v.push(
+                format!(
+                    "/{}/client",
+                    positions.get(&id).copied().unwrap_or_default()
+                ),
+                "client_changed",
+                format!(
+                    "visit `{id}` belongs to another client: cancel it and send a new visit instead"
+                ),
+            );
+        }
+        return Err(v.into());
     }
     repo::upsert_appointments(&mut tx, erp.org, &writes, ms).await?;
     tx.commit().await?;
@@ -842,6 +891,11 @@ pub async fn upsert_links(
                     let revoked_at = if l.active { None } else { Some(ms) };
                     repo::update_link(&mut tx, erp.org, id, &l.relation, perms, revoked_at, ms)
                         .await?;
+                    if !l.active || !l.appointments {
+                        // Calendar URLs die with the link (or its appointments permission);
+                        // granting it again later does not revive them.
+                        repo::revoke_feeds(&mut tx, erp.org, id, ms).await?;
+                    }
                     report.updated += 1;
                 }
             }

@@ -79,7 +79,7 @@ pub struct Appointment {
     /// The kind of service, e.g. "Grundpflege".
     pub service: String,
     pub carer: Option<Carer>,
-    /// `planned`, `changed` (time moved since first planned) or `cancelled`.
+    /// `planned`, `changed` (time or carer changed since first planned) or `cancelled`.
     pub status: String,
     pub request: Option<RequestState>,
 }

@@ -145,6 +145,7 @@ pub fn router(config: &Config, state: AppState) -> Router {
                 config
                     .identity_issuer
                     .as_ref()
+                    .filter(|_| !config.roles.iter().any(|r| r == "identity"))
                     .map(|i| i.trim_end_matches('/').to_string()),
             )
         } else {

@@ -283,6 +283,23 @@ async fn clients_and_relatives_see_what_their_link_allows() {
     // Another client's id: not found, for the client and the relative.
     let (_, all) = s.get(&w.erp, "/portal/v1/erp/requests?state=all").await;
     assert_eq!(all, json!([]));
+    let k2 = {
+        let mut c = s.running.state.db.read().await.unwrap();
+        carebridge_portal::repo::clients_by_erp(&mut c, w.org.parse().unwrap(), &["K2"])
+            .await
+            .unwrap()[0]
+            .id
+    };
+    for who in [&w.clara, &w.rita] {
+        let (st, _) = s
+            .get(who, &format!("/portal/v1/clients/{k2}/appointments"))
+            .await;
+        assert_eq!(st, 404, "another client's real id");
+        let (st, _) = s
+            .get(who, &format!("/portal/v1/clients/{k2}/messages"))
+            .await;
+        assert_eq!(st, 404);
+    }
     let other = uuid::Uuid::new_v4();
     let (st, p) = s
         .get(
@@ -292,6 +309,24 @@ async fn clients_and_relatives_see_what_their_link_allows() {
         .await;
     assert_eq!((st, p["code"].as_str()), (404, Some("not_found")));
 
+    let (st, p) = s
+        .get(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/appointments?from=9999-12-31"),
+        )
+        .await;
+    assert_eq!(st, 422, "{p}");
+    let (st, p) = s
+        .get(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/appointments?to=9999-12-31"),
+        )
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["code"].as_str()),
+        (422, Some("invalid_date")),
+        "{p}"
+    );
     // Requests: move A1; a second request waits for the answer; a cancelled visit takes none.
     let path = format!("/portal/v1/clients/{k1}/appointments/{a1}/requests");
     let (st, p) = s
@@ -491,7 +526,8 @@ async fn calendar_feed_per_link_is_revocable() {
                 && e.property_value("STATUS") == Some("CANCELLED"))
     );
     // A forged secret, then revocation: not found.
-    let forged = format!("{}_AAAA.ics", url.rsplit_once('_').unwrap().0);
+    let (dir, file) = url.rsplit_once('/').unwrap();
+    let forged = format!("{dir}/{}_AAAA.ics", file.split_once('_').unwrap().0);
     assert_eq!(s.http.get(&forged).send().await.unwrap().status(), 404);
     assert_eq!(
         s.delete(&w.clara, &format!("/portal/v1/clients/{k1}/calendar-feed"))
@@ -500,6 +536,38 @@ async fn calendar_feed_per_link_is_revocable() {
         204
     );
     assert_eq!(s.http.get(&url).send().await.unwrap().status(), 404);
+    // A revoked link takes its calendar URL along, and granting the link again does not
+    // revive it.
+    let (_, f) = s
+        .post(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/calendar-feed"),
+            &Value::Null,
+        )
+        .await;
+    let url = f["url"].as_str().unwrap().to_string();
+    assert_eq!(s.http.get(&url).send().await.unwrap().status(), 200);
+    for active in [false, true] {
+        let (st, _) = s
+            .put(&w.erp, "/portal/v1/erp/links",
+                &json!([{"client": "K1", "subject": w.clara_id, "relation": "self", "active": active}]))
+            .await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            s.http.get(&url).send().await.unwrap().status(),
+            404,
+            "active: {active}"
+        );
+    }
+    // Re-sending the same link state is unchanged.
+    let (_, r) = s
+        .put(
+            &w.erp,
+            "/portal/v1/erp/links",
+            &json!([{"client": "K1", "subject": w.clara_id, "relation": "self"}]),
+        )
+        .await;
+    assert_eq!(r["unchanged"], 1);
 }
 
 #[tokio::test]
@@ -570,10 +638,60 @@ async fn wrong_tokens_and_bad_feeds_are_refused_and_write_nothing() {
         "the real one still works"
     );
     // Expired: the portal's clock runs past the token's ten minutes.
+    // Acme has a request and a message (for the isolation checks below).
+    let k1 = s.get(&w.clara, "/portal/v1/clients").await.1[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a1 = s
+        .get(&w.clara, &format!("/portal/v1/clients/{k1}/appointments"))
+        .await
+        .1[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, req) = s
+        .post(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/appointments/{a1}/requests"),
+            &json!({"kind": "cancel", "reason": "Ferien"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{req}");
+    let (st, p) = s
+        .post(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/messages"),
+            &json!({"subject": "Hallo", "body": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["code"].as_str()),
+        (422, Some("control_characters")),
+        "{p}"
+    );
+    let (st, _) = s
+        .post(
+            &w.clara,
+            &format!("/portal/v1/clients/{k1}/messages"),
+            &json!({"subject": "Hallo", "body": "Zeile 1\nZeile 2"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    // A visit cannot move to another client.
+    let (st, p) = s
+        .put(&w.erp, "/portal/v1/erp/appointments", &json!([
+            {"id": "A1", "client": "K2", "start": at(s, 48), "end": at(s, 49), "service": "Grundpflege"}]))
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["code"].as_str()),
+        (422, Some("client_changed")),
+        "{p}"
+    );
     s.clock.advance(std::time::Duration::from_secs(601));
     let (st, p) = s.get(&w.clara, "/portal/v1/me").await;
     assert_eq!(st, 401, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+    assert!(p["detail"].as_str().unwrap().ends_with(": expired"), "{p}");
     let erp = erp_token(s, &clients_again(&w).await, "portal:erp").await;
 
     let before = s.get(&erp, "/portal/v1/erp/requests?state=all").await.1;
@@ -646,6 +764,18 @@ async fn wrong_tokens_and_bad_feeds_are_refused_and_write_nothing() {
         s.get(&erp, "/portal/v1/erp/settings").await.1["name"],
         "Spitex Acme"
     );
+    let (_, r) = s
+        .put(
+            &erp,
+            "/portal/v1/erp/appointments",
+            &json!([
+            {"id": "A9", "client": "K1", "start": at(s, 5), "end": at(s, 6), "service": "Pflege"}]),
+        )
+        .await;
+    assert_eq!(
+        r["created"], 1,
+        "A9 of the refused feed was not written: {r}"
+    );
     assert_eq!(
         s.get(&erp, "/portal/v1/erp/requests?state=all").await.1,
         before
@@ -656,6 +786,30 @@ async fn wrong_tokens_and_bad_feeds_are_refused_and_write_nothing() {
     let (beta_erp, _) = clients(s, &kb, "beta").await;
     let beta = erp_token(s, &beta_erp, "portal:erp").await;
     assert_eq!(s.get(&beta, "/portal/v1/erp/messages").await.1, json!([]));
+    assert_eq!(
+        s.get(&erp, "/portal/v1/erp/messages")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.get(&beta, "/portal/v1/erp/requests?state=all").await.1,
+        json!([])
+    );
+    let (st, _) = s
+        .post(
+            &beta,
+            &format!(
+                "/portal/v1/erp/requests/{}/answer",
+                req["id"].as_str().unwrap()
+            ),
+            &json!({"state": "declined"}),
+        )
+        .await;
+    assert_eq!(st, 404, "another organisation's request");
     assert_eq!(s.get(&beta, "/portal/v1/erp/settings").await.0, 404);
     let (_, r) = s
         .put(

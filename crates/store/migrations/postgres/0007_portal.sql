@@ -71,6 +71,8 @@ CREATE TABLE portal_requests (
 CREATE INDEX portal_requests_org_state ON portal_requests (org_id, state, created_at);
 CREATE INDEX portal_requests_appointment ON portal_requests (appointment_id, created_at);
 CREATE INDEX portal_requests_client ON portal_requests (org_id, client_id, created_at);
+-- One open request per visit, also under concurrent requests.
+CREATE UNIQUE INDEX portal_requests_one_open ON portal_requests (appointment_id) WHERE state = 'open';
 
 CREATE TABLE portal_messages (
     id          UUID PRIMARY KEY,
