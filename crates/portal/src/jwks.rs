@@ -116,7 +116,7 @@ impl Jwks {
             drop(self.fetching.lock().await);
         }
         let (keys, fetched, _) = self.read();
-        if !fetched.is_some_and(|f| now_ms - f < MAX_AGE_MS) {
+        if fetched.is_none_or(|f| now_ms - f >= MAX_AGE_MS) {
             return Err(JwksError::Unavailable(self.issuer.clone()));
         }
         let known = kid.is_some_and(|k| keys.iter().any(|(id, _)| id == k));
