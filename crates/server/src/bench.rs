@@ -212,6 +212,32 @@ pub(crate) async fn spawn_server(
     Ok((child, base, pid, client))
 }
 
+/// The benchmark organisation `slug`: the existing one, or a new one (region CH, German).
+pub(crate) async fn ensure_org(
+    db: &Db,
+    slug: &str,
+    name: &str,
+    now: carebridge_domain::Timestamp,
+) -> anyhow::Result<carebridge_domain::OrgId> {
+    Ok(match crate::commands::resolve(db, slug).await {
+        Ok(o) => o.id,
+        Err(_) => crate::commands::org_create(
+            db,
+            CreateOrg {
+                slug: slug.into(),
+                name: name.into(),
+                default_region: "CH".into(),
+                default_language: "de".into(),
+                contact_email: None,
+            },
+            now,
+        )
+        .await?
+        .id
+        .into(),
+    })
+}
+
 pub(crate) fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use carebridge_domain::{Clock, OrgId, PersonId, SystemClock};
 use carebridge_proto::identity::CreateOAuthClient;
-use carebridge_proto::org::CreateOrg;
 
 use crate::bench::{BenchArgs, percentiles, rss_kib, spawn_server};
 use crate::config::Config;
@@ -23,24 +22,7 @@ const SLUG: &str = "bench-identity";
 const PASSWORD: &str = "bench password that is long";
 
 async fn org(db: &carebridge_store::Db) -> anyhow::Result<OrgId> {
-    let now = SystemClock.now();
-    Ok(match crate::commands::resolve(db, SLUG).await {
-        Ok(o) => o.id,
-        Err(_) => crate::commands::org_create(
-            db,
-            CreateOrg {
-                slug: SLUG.into(),
-                name: "Bench identity".into(),
-                default_region: "CH".into(),
-                default_language: "de".into(),
-                contact_email: None,
-            },
-            now,
-        )
-        .await?
-        .id
-        .into(),
-    })
+    crate::bench::ensure_org(db, SLUG, "Bench identity", SystemClock.now()).await
 }
 
 /// A person with an account and password (an org admin, created as the CLI does).

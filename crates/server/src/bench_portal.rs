@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use carebridge_domain::auth::{Actor, Source};
 use carebridge_domain::{Clock, SystemClock};
 use carebridge_proto::identity::CreateOAuthClient;
-use carebridge_proto::org::CreateOrg;
 use serde_json::{Value, json};
 
 use crate::bench::{BenchArgs, percentiles, rss_kib, spawn_server};
@@ -27,23 +26,7 @@ const CHUNK: usize = 5_000;
 pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();
-    let org = match crate::commands::resolve(&db, SLUG).await {
-        Ok(o) => o.id,
-        Err(_) => crate::commands::org_create(
-            &db,
-            CreateOrg {
-                slug: SLUG.into(),
-                name: "Bench portal".into(),
-                default_region: "CH".into(),
-                default_language: "de".into(),
-                contact_email: None,
-            },
-            now,
-        )
-        .await?
-        .id
-        .into(),
-    };
+    let org = crate::bench::ensure_org(&db, SLUG, "Bench portal", now).await?;
     let mut tx = db.begin().await?;
     let created = carebridge_identity::clients::create_in(
         &mut tx,

@@ -10,7 +10,6 @@ use anyhow::bail;
 use carebridge_domain::auth::{Actor, Source};
 use carebridge_domain::{Clock, SystemClock};
 use carebridge_proto::identity::CreateOAuthClient;
-use carebridge_proto::org::CreateOrg;
 
 use crate::bench::{BenchArgs, percentiles, rss_kib, spawn_server};
 use crate::config::Config;
@@ -20,23 +19,7 @@ const SLUG: &str = "bench-tokens";
 pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
     let db = crate::open_db(&config, None).await?;
     let now = SystemClock.now();
-    let org = match crate::commands::resolve(&db, SLUG).await {
-        Ok(o) => o.id,
-        Err(_) => crate::commands::org_create(
-            &db,
-            CreateOrg {
-                slug: SLUG.into(),
-                name: "Bench tokens".into(),
-                default_region: "CH".into(),
-                default_language: "de".into(),
-                contact_email: None,
-            },
-            now,
-        )
-        .await?
-        .id
-        .into(),
-    };
+    let org = crate::bench::ensure_org(&db, SLUG, "Bench tokens", now).await?;
     let mut tx = db.begin().await?;
     let created = carebridge_identity::clients::create_in(
         &mut tx,
