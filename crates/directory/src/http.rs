@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
-    CreatePerson, CreateRoleAssignment, CreateUnit, PeopleQuery, Person, RoleAssignment,
+    CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, PeopleQuery,
+    Person, RoleAssignment,
     RolesQuery, Unit, UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
@@ -18,7 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::service::{people, roles, units};
+use crate::service::{import, people, roles, units};
+
+/// The largest import upload: 100,000 rows of a few hundred bytes, with room to spare.
+pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,6 +30,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_unit, update_unit, delete_unit))
         .routes(routes!(list_people, create_person))
         .routes(routes!(get_person, update_person, delete_person))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(import_people))
+                .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
         .routes(routes!(list_roles, create_role))
         .routes(routes!(get_role, delete_role))
 }
@@ -129,6 +138,39 @@ async fn delete_unit(
 }
 
 // ---- people ------------------------------------------------------------------------------
+
+/// Import people from a CSV or XLSX file (the request body, detected by content). A dry run
+/// reports what would happen; otherwise the changes are applied in one transaction: all or
+/// nothing, or with `skip_bad_rows` the good rows. The report lists every bad row (line,
+/// column, value, reason). A `roles` column needs `roles:write` as well.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/people/import", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ImportOptions),
+    request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8, UTF-16 with BOM or Windows-1252; `,` `;` or tab) or XLSX"),
+    responses((status = 200, body = ImportReport, description = "dry run, or applied"),
+        (status = 422, body = ImportReport, description = "not applied: the file has errors")),
+    security(("bearer" = [])))]
+async fn import_people(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<ImportOptions>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, axum::Json<ImportReport>), ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let req = import::Request {
+        bytes: body.to_vec(),
+        options: q,
+        may_assign_roles: require(&p, &o, Permission::RolesWrite).is_ok(),
+    };
+    let report = import::run(&s.db, &actor(p), &o, req, s.now(), &|_| {}).await?;
+    let status = if report.dry_run || report.applied {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, axum::Json(report)))
+}
 
 /// Search and filter people, in name order.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/people", tag = "people",

@@ -12,7 +12,10 @@
 //!   (`PersonInput::validate`: E.164 phones in the organisation's region, e-mail syntax, bounded
 //!   texts); a failure is reported as line, column, value and reason.
 //!
-//! Nothing here writes; the apply step takes the [`Parsed`] rows.
+//! XLSX workbooks (detected by content) are read through `calamine`, first sheet or a named
+//! one; whole-number cells as integers, dates as ISO dates.
+//!
+//! Nothing here writes; `service::import` applies the [`Parsed`] rows.
 
 use std::borrow::Cow;
 
@@ -417,6 +420,35 @@ pub fn delimiter(text: &str) -> u8 {
     }
 }
 
+/// Parses an explicit mapping: `Header=field` pairs separated by `;` or new lines.
+pub fn parse_map(s: &str) -> Result<Vec<(String, Field)>, Vec<RowError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for part in s.split([';', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+        match part.rsplit_once('=') {
+            Some((h, f)) => match Field::parse(f) {
+                Some(f) => out.push((h.trim().to_string(), f)),
+                None => errors.push(RowError {
+                    line: 0,
+                    column: h.trim().to_string(),
+                    value: f.trim().to_string(),
+                    reason: format!(
+                        "unknown field; one of: {}",
+                        ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                }),
+            },
+            None => errors.push(RowError {
+                line: 0,
+                column: String::new(),
+                value: part.to_string(),
+                reason: "a mapping is `Header=field`".into(),
+            }),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
 /// Which field each column feeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
@@ -512,6 +544,42 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The format of an uploaded file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    /// By content: an XLSX file is a ZIP archive (`PK\x03\x04`); anything else is read as CSV.
+    pub fn detect(bytes: &[u8]) -> Format {
+        if bytes.starts_with(b"PK\x03\x04") {
+            Format::Xlsx
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+/// How to read a file.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Explicit `(header, field)` pairs; they win over the aliases.
+    pub map: Vec<(String, Field)>,
+    /// XLSX: the sheet to read (default: the first).
+    pub sheet: Option<String>,
+}
+
+/// What the reader hands on, record by record.
+#[derive(Debug)]
+pub enum Item {
+    /// The columns, before any row.
+    Header(Mapping),
+    Row(Parsed),
+    Errors(Vec<RowError>),
+}
+
 /// Reads a whole file: every good row, and every error (with `skip`-mode callers using the
 /// good rows, all-or-nothing callers refusing when there is any error).
 pub fn read(
@@ -519,6 +587,78 @@ pub fn read(
     explicit: &[(String, Field)],
     region: &str,
 ) -> (Option<Mapping>, Vec<Parsed>, Vec<RowError>) {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let opts = ReadOptions {
+        map: explicit.to_vec(),
+        sheet: None,
+    };
+    let m = read_each(bytes, &opts, region, |item, _| match item {
+        Item::Row(p) => rows.push(p),
+        Item::Errors(e) => errors.extend(e),
+        Item::Header(_) => {}
+    });
+    match m {
+        Ok(m) => (Some(m), rows, errors),
+        Err(e) => (None, vec![], e),
+    }
+}
+
+/// Streams a file (CSV or XLSX, detected by content) record by record into `each`, with the
+/// fraction of the file read so far; returns the mapping, or the file-level errors (nothing
+/// was handed on then).
+pub fn read_each(
+    bytes: &[u8],
+    opts: &ReadOptions,
+    region: &str,
+    each: impl FnMut(Item, f64),
+) -> Result<Mapping, Vec<RowError>> {
+    match Format::detect(bytes) {
+        Format::Csv => read_csv(bytes, opts, region, each),
+        Format::Xlsx => read_xlsx(bytes, opts, region, each),
+    }
+}
+
+fn mapping_of(headers: &[String], explicit: &[(String, Field)]) -> Result<Mapping, Vec<RowError>> {
+    if headers.iter().all(String::is_empty) {
+        return Err(vec![file_error("the file has no header row")]);
+    }
+    map_headers(headers, explicit)
+}
+
+fn check_record(
+    mapping: &Mapping,
+    line: u64,
+    rec: &csv::StringRecord,
+    region: &str,
+) -> Option<Item> {
+    if rec.iter().all(|c| c.trim().is_empty()) {
+        return None;
+    }
+    if rec.len() > mapping.headers.len() {
+        return Some(Item::Errors(vec![RowError {
+            line,
+            column: String::new(),
+            value: String::new(),
+            reason: format!(
+                "{} fields, the header has {}",
+                rec.len(),
+                mapping.headers.len()
+            ),
+        }]));
+    }
+    Some(match row(mapping, line, rec, region) {
+        Ok(p) => Item::Row(p),
+        Err(e) => Item::Errors(e),
+    })
+}
+
+fn read_csv(
+    bytes: &[u8],
+    opts: &ReadOptions,
+    region: &str,
+    mut each: impl FnMut(Item, f64),
+) -> Result<Mapping, Vec<RowError>> {
     let text = decode(bytes);
     let mut r = csv::ReaderBuilder::new()
         .delimiter(delimiter(&text))
@@ -526,17 +666,11 @@ pub fn read(
         .from_reader(text.as_bytes());
     let headers: Vec<String> = match r.headers() {
         Ok(h) => h.iter().map(|c| c.trim().to_string()).collect(),
-        Err(e) => return (None, vec![], vec![file_error(e.to_string())]),
+        Err(e) => return Err(vec![file_error(e.to_string())]),
     };
-    if headers.iter().all(String::is_empty) {
-        return (None, vec![], vec![file_error("the file has no header row")]);
-    }
-    let mapping = match map_headers(&headers, explicit) {
-        Ok(m) => m,
-        Err(e) => return (None, vec![], e),
-    };
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
+    let mapping = mapping_of(&headers, &opts.map)?;
+    each(Item::Header(mapping.clone()), 0.0);
+    let total = text.len().max(1) as f64;
     // Line numbers from byte offsets (the reader's own count is off with CRLF line ends),
     // counted incrementally so a large file stays linear.
     let (mut at_byte, mut at_line) = (0usize, 1u64);
@@ -553,41 +687,109 @@ pub fn read(
                 .count() as u64;
             at_byte = b;
         }
-        at_line
+        (at_line, b as f64 / total)
     };
     for rec in r.records() {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_of(p.byte()));
-                errors.push(RowError {
-                    line,
-                    column: String::new(),
-                    value: String::new(),
-                    reason: e.to_string(),
-                });
+                let (line, done) = e.position().map_or((0, 0.0), |p| line_of(p.byte()));
+                each(
+                    Item::Errors(vec![RowError {
+                        line,
+                        column: String::new(),
+                        value: String::new(),
+                        reason: e.to_string(),
+                    }]),
+                    done,
+                );
                 continue;
             }
         };
-        let line = rec.position().map_or(0, |p| line_of(p.byte()));
-        if rec.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
-        if rec.len() > headers.len() {
-            errors.push(RowError {
-                line,
-                column: String::new(),
-                value: String::new(),
-                reason: format!("{} fields, the header has {}", rec.len(), headers.len()),
-            });
-            continue;
-        }
-        match row(&mapping, line, &rec, region) {
-            Ok(p) => rows.push(p),
-            Err(e) => errors.extend(e),
+        let (line, done) = rec.position().map_or((0, 0.0), |p| line_of(p.byte()));
+        if let Some(item) = check_record(&mapping, line, &rec, region) {
+            each(item, done);
         }
     }
-    (Some(mapping), rows, errors)
+    Ok(mapping)
+}
+
+/// A cell as text the way a person reads it in Excel: whole numbers without `.0` (phone and
+/// employee numbers are often stored as numbers), dates as ISO dates.
+fn cell_text(c: &calamine::Data) -> String {
+    use calamine::Data;
+    match c {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(d) if d.is_datetime() => {
+            let (y, mo, da, h, mi, se, _) = d.to_ymd_hms_milli();
+            if (h, mi, se) == (0, 0, 0) {
+                format!("{y:04}-{mo:02}-{da:02}")
+            } else {
+                format!("{y:04}-{mo:02}-{da:02}T{h:02}:{mi:02}:{se:02}")
+            }
+        }
+        Data::DateTime(d) => d.as_f64().to_string(),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => format!("#{e:?}"),
+    }
+}
+
+fn read_xlsx(
+    bytes: &[u8],
+    opts: &ReadOptions,
+    region: &str,
+    mut each: impl FnMut(Item, f64),
+) -> Result<Mapping, Vec<RowError>> {
+    use calamine::Reader;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes))
+        .map_err(|e| vec![file_error(format!("not a readable XLSX file: {e}"))])?;
+    let names = book.sheet_names();
+    let name = match &opts.sheet {
+        Some(want) => names
+            .iter()
+            .find(|n| fold(n) == fold(want))
+            .cloned()
+            .ok_or_else(|| {
+                vec![file_error(format!(
+                    "the workbook has no sheet '{want}' (it has: {})",
+                    names.join(", ")
+                ))]
+            })?,
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| vec![file_error("the workbook has no sheet")])?,
+    };
+    let range = book
+        .worksheet_range(&name)
+        .map_err(|e| vec![file_error(format!("sheet '{name}': {e}"))])?;
+    // Line numbers are the sheet's row numbers (the used range may start below row 1).
+    let first_row = u64::from(range.start().map_or(0, |(r, _)| r)) + 1;
+    let mut rows = range.rows();
+    let headers: Vec<String> = rows
+        .next()
+        .map(|r| r.iter().map(|c| cell_text(c).trim().to_string()).collect())
+        .unwrap_or_default();
+    let mapping = mapping_of(&headers, &opts.map)?;
+    each(Item::Header(mapping.clone()), 0.0);
+    let total = range.height().max(1) as f64;
+    for (i, r) in rows.enumerate() {
+        let mut cells: Vec<String> = r.iter().map(cell_text).collect();
+        while cells.last().is_some_and(String::is_empty) {
+            cells.pop();
+        }
+        let rec = csv::StringRecord::from(cells);
+        let line = first_row + 1 + i as u64;
+        if let Some(item) = check_record(&mapping, line, &rec, region) {
+            each(item, (i + 2) as f64 / total);
+        }
+    }
+    Ok(mapping)
 }
 
 /// One record → a checked person; the violations' pointers are turned back into columns.

@@ -208,3 +208,85 @@ pub struct RolesQuery {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
+
+/// How an import matches rows to people who exist.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMatch {
+    /// By external key (employee number) when the row has one, else by e-mail.
+    #[default]
+    Auto,
+    ExternalId,
+    Email,
+}
+
+/// Options of a people import (query string of the upload; flags of `carebridge import`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportOptions {
+    /// Only report what would happen; write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Apply the good rows and report the bad ones (default: any bad row applies nothing).
+    #[serde(default)]
+    pub skip_bad_rows: bool,
+    /// Create units named in the file that do not exist (default: a row error).
+    #[serde(default)]
+    pub create_units: bool,
+    #[serde(default, rename = "match")]
+    #[param(rename = "match")]
+    pub match_by: ImportMatch,
+    /// Full sync: deactivate active people in this unit path's subtree (e.g. `Region Nord`)
+    /// who are not in the file.
+    #[serde(default)]
+    pub deactivate_missing: Option<String>,
+    /// XLSX: the sheet to read (default: the first).
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// Explicit column mapping, `Header=field` pairs separated by `;`
+    /// (fields: external_id, given_name, family_name, kind, language, email, mobile, phone,
+    /// street, postal_code, locality, country, unit, groups, skills, roles, ignore).
+    #[serde(default)]
+    pub map: Option<String>,
+}
+
+/// One problem in an imported file. Line 1 is the header row; line 0 is the file itself.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportError {
+    pub line: u64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Which field a column of the file was read into.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportColumn {
+    pub header: String,
+    pub field: String,
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    /// True when the changes were committed.
+    pub applied: bool,
+    /// Data rows read (good and bad).
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deactivated: u64,
+    /// Bad rows left out (skip mode) or that stopped the import.
+    pub bad_rows: u64,
+    /// Role assignments added.
+    pub roles_assigned: u64,
+    /// Unit paths created (or to be created).
+    pub units_created: Vec<String>,
+    pub columns: Vec<ImportColumn>,
+    /// The first 1,000 problems, in file order.
+    pub errors: Vec<ImportError>,
+    pub errors_total: u64,
+}

@@ -346,3 +346,79 @@ pub async fn portal_import(
         e => anyhow::anyhow!(e),
     })
 }
+
+/// `carebridge import`: a people file through the same service as the upload endpoint, with a
+/// progress bar on the terminal.
+pub async fn import_people(
+    db: &Db,
+    org: &str,
+    bytes: Vec<u8>,
+    options: carebridge_proto::directory::ImportOptions,
+    show_progress: bool,
+    now: Timestamp,
+) -> anyhow::Result<carebridge_proto::directory::ImportReport> {
+    use carebridge_directory::service::import;
+    let o = resolve(db, org).await?;
+    let bar = if show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = {
+        let bar = bar.clone();
+        move |f: f64| bar.set_position((f * 1000.0) as u64)
+    };
+    let req = import::Request {
+        bytes,
+        options,
+        may_assign_roles: true,
+    };
+    let r = import::run(db, &cli(), &o, req, now, &progress)
+        .await
+        .map_err(explain);
+    bar.finish_and_clear();
+    r
+}
+
+/// The import report for a terminal.
+pub fn describe_import(r: &carebridge_proto::directory::ImportReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verb = if r.dry_run {
+        "dry run, nothing written"
+    } else if r.applied {
+        "applied"
+    } else {
+        "NOT applied (the file has errors; fix them or use --skip-bad-rows)"
+    };
+    let _ = writeln!(
+        out,
+        "{} rows: {} created, {} updated, {} unchanged, {} deactivated, {} bad; {} roles assigned — {verb}",
+        r.rows, r.created, r.updated, r.unchanged, r.deactivated, r.bad_rows, r.roles_assigned
+    );
+    if !r.units_created.is_empty() {
+        let _ = writeln!(out, "units created: {}", r.units_created.join(", "));
+    }
+    for e in &r.errors {
+        let _ = if e.line == 0 {
+            writeln!(out, "file: {}", e.reason)
+        } else if e.column.is_empty() {
+            writeln!(out, "line {}: {}", e.line, e.reason)
+        } else {
+            writeln!(
+                out,
+                "line {}, column {}, value {:?}: {}",
+                e.line, e.column, e.value, e.reason
+            )
+        };
+    }
+    if r.errors_total > r.errors.len() as u64 {
+        let _ = writeln!(out, "… and {} more", r.errors_total - r.errors.len() as u64);
+    }
+    out
+}

@@ -103,6 +103,39 @@ enum Command {
         #[command(subcommand)]
         cmd: PortalCmd,
     },
+    /// Import people from a CSV or XLSX file: match by external key or e-mail, create, update,
+    /// optionally deactivate who is missing; all or nothing unless --skip-bad-rows.
+    Import {
+        /// The organisation (slug or id).
+        #[arg(long)]
+        org: String,
+        /// The file (CSV in UTF-8, UTF-16 with BOM or Windows-1252; or XLSX).
+        file: PathBuf,
+        /// Report what would happen, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply the good rows and report the bad ones.
+        #[arg(long)]
+        skip_bad_rows: bool,
+        /// Create units named in the file that do not exist yet.
+        #[arg(long)]
+        create_units: bool,
+        /// auto (external key, else e-mail), external_id or email.
+        #[arg(long = "match", default_value = "auto")]
+        match_by: String,
+        /// Full sync: deactivate active people under this unit path who are not in the file.
+        #[arg(long)]
+        deactivate_missing: Option<String>,
+        /// XLSX: the sheet to read (default: the first).
+        #[arg(long)]
+        sheet: Option<String>,
+        /// Column mapping `Header=field` (repeatable), e.g. --map "Rufname=given_name".
+        #[arg(long)]
+        map: Vec<String>,
+        /// Print the report as JSON (the upload endpoint's format).
+        #[arg(long)]
+        json: bool,
+    },
     /// Consistent copy of the embedded SQLite database, safe while the server runs.
     Backup { file: PathBuf },
     /// Benchmark the real server (see `carebridge bench --help`).
@@ -391,6 +424,46 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Migrate => {
             open_db(&config, None).await?;
             println!("migrations applied");
+        }
+        Command::Import {
+            org,
+            file,
+            dry_run,
+            skip_bad_rows,
+            create_units,
+            match_by,
+            deactivate_missing,
+            sheet,
+            map,
+            json,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let match_by = match match_by.as_str() {
+                "auto" => carebridge_proto::directory::ImportMatch::Auto,
+                "external_id" => carebridge_proto::directory::ImportMatch::ExternalId,
+                "email" => carebridge_proto::directory::ImportMatch::Email,
+                other => anyhow::bail!("--match must be auto, external_id or email, not '{other}'"),
+            };
+            let options = carebridge_proto::directory::ImportOptions {
+                dry_run,
+                skip_bad_rows,
+                create_units,
+                match_by,
+                deactivate_missing,
+                sheet,
+                map: (!map.is_empty()).then(|| map.join(";")),
+            };
+            let db = open_db(&config, None).await?;
+            let report = commands::import_people(&db, &org, bytes, options, !json, clock.now()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", commands::describe_import(&report));
+            }
+            if !(report.dry_run || report.applied) {
+                return Ok(std::process::ExitCode::from(1));
+            }
         }
         Command::Demo => {
             let db = open_db(&config, None).await?;

@@ -46,6 +46,93 @@ pub async fn append(
     })
 }
 
+/// Appends many events to `org`'s chain within `tx` in three statements (bulk paths: one head
+/// update, one multi-row insert), with the same hashes [`append`] would give one by one.
+pub async fn append_many(
+    tx: &mut Tx,
+    org: OrgId,
+    at: Timestamp,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    use crate::bulk::{Col, Rows, insert};
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let g = genesis(org);
+    exec!(tx, c => sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING")
+        .bind(org.0).bind(&g).execute(c).await)?;
+    let n = entries.len() as i64;
+    let (last, mut prev): (i64, String) = run!(tx, c => sqlx::query_as(
+        "UPDATE audit_heads SET seq = seq + $2 WHERE org_id = $1 RETURNING seq, hash")
+        .bind(org.0).bind(n).fetch_one(c).await)?;
+    let at_ms = at.as_millisecond();
+    let mut rows = Rows::new();
+    for (i, e) in entries.iter().enumerate() {
+        let seq = last - n + 1 + i as i64;
+        let hash = chain_hash(org, &prev, seq, at_ms, e);
+        rows.uuid(org.0)
+            .int(seq)
+            .int(at_ms)
+            .text(&e.actor)
+            .text(&e.action)
+            .text(&e.target_type)
+            .text(&e.target_id)
+            .opt_text(e.before_digest.as_deref())
+            .opt_text(e.after_digest.as_deref())
+            .text(&e.source)
+            .text(&prev)
+            .text(&hash)
+            .end();
+        prev = hash;
+    }
+    exec!(tx, c => sqlx::query("UPDATE audit_heads SET hash = $2 WHERE org_id = $1")
+        .bind(org.0).bind(&prev).execute(c).await)?;
+    insert(
+        tx,
+        "audit_events",
+        &[
+            ("org_id", Col::Uuid),
+            ("seq", Col::Int),
+            ("at", Col::Int),
+            ("actor", Col::Text),
+            ("action", Col::Text),
+            ("target_type", Col::Text),
+            ("target_id", Col::Text),
+            ("before_digest", Col::Text),
+            ("after_digest", Col::Text),
+            ("source", Col::Text),
+            ("prev_hash", Col::Text),
+            ("hash", Col::Text),
+        ],
+        rows,
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+/// The audit entry of a change by `actor` (digests of the before/after states as JSON).
+pub fn entry<B: serde::Serialize, A: serde::Serialize>(
+    actor: &carebridge_domain::auth::Actor,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    before: Option<&B>,
+    after: Option<&A>,
+) -> AuditEntry {
+    use carebridge_domain::audit::digest;
+    let d = |v: Option<Vec<u8>>| v.map(|b| digest(&b));
+    AuditEntry {
+        actor: actor.principal.audit_label(),
+        action: action.to_string(),
+        target_type: target_type.to_string(),
+        target_id: target_id.to_string(),
+        before_digest: d(before.and_then(|b| serde_json::to_vec(b).ok())),
+        after_digest: d(after.and_then(|a| serde_json::to_vec(a).ok())),
+        source: actor.source.as_str().to_string(),
+    }
+}
+
 type Row = (
     i64,
     i64,
@@ -134,16 +221,6 @@ pub async fn record<B: serde::Serialize, A: serde::Serialize>(
     after: Option<&A>,
     at: Timestamp,
 ) -> Result<AuditRecord, StoreError> {
-    use carebridge_domain::audit::digest;
-    let d = |v: Option<Vec<u8>>| v.map(|b| digest(&b));
-    let entry = AuditEntry {
-        actor: actor.principal.audit_label(),
-        action: action.to_string(),
-        target_type: target_type.to_string(),
-        target_id: target_id.to_string(),
-        before_digest: d(before.and_then(|b| serde_json::to_vec(b).ok())),
-        after_digest: d(after.and_then(|a| serde_json::to_vec(a).ok())),
-        source: actor.source.as_str().to_string(),
-    };
+    let entry = entry(actor, action, target_type, target_id, before, after);
     append(tx, org, at, &entry).await
 }

@@ -11,6 +11,7 @@
 //! - timestamps are stored as BIGINT milliseconds since the epoch, ids as UUID (BLOB on SQLite).
 
 pub mod audit;
+pub mod bulk;
 mod db;
 pub mod error;
 pub mod events;

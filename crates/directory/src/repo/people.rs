@@ -451,3 +451,213 @@ pub async fn set_account(
         .bind(org.0).bind(id).bind(account).execute(c).await)?;
     Ok(())
 }
+
+// ---- bulk (import) --------------------------------------------------------------------------
+
+/// Every person of the organisation with units and labels (the import's view of what exists).
+/// Three set queries, no per-person round trips.
+pub async fn all(x: &mut impl Exec, org: OrgId) -> Result<Vec<Person>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM people p WHERE p.org_id = $1 ORDER BY p.id");
+    let rows: Vec<PersonRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).fetch_all(c).await)?;
+    let mut people = rows
+        .into_iter()
+        .map(person)
+        .collect::<Result<Vec<_>, _>>()?;
+    let index: std::collections::HashMap<Uuid, usize> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id, i))
+        .collect();
+    let units: Vec<(Uuid, Uuid, String)> = run!(x, c => sqlx::query_as(
+        "SELECT pu.person_id, u.id, u.name FROM person_units pu JOIN units u ON u.id = pu.unit_id \
+         WHERE pu.org_id = $1 ORDER BY u.name")
+        .bind(org.0).fetch_all(c).await)?;
+    for (pid, id, name) in units {
+        if let Some(&i) = index.get(&pid) {
+            people[i].units.push(UnitRef { id, name });
+        }
+    }
+    let labels: Vec<(Uuid, String, String)> = run!(x, c => sqlx::query_as(
+        "SELECT pl.person_id, l.kind, l.name FROM person_labels pl JOIN labels l ON l.id = pl.label_id \
+         WHERE pl.org_id = $1 ORDER BY l.name_key")
+        .bind(org.0).fetch_all(c).await)?;
+    for (pid, kind, name) in labels {
+        if let Some(&i) = index.get(&pid) {
+            match kind.as_str() {
+                "group" => people[i].groups.push(name),
+                _ => people[i].skills.push(name),
+            }
+        }
+    }
+    Ok(people)
+}
+
+/// Labels of the organisation: `(id, kind, name_key)`.
+pub async fn all_labels(
+    x: &mut impl Exec,
+    org: OrgId,
+) -> Result<Vec<(Uuid, String, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as("SELECT id, kind, name_key FROM labels WHERE org_id = $1")
+        .bind(org.0).fetch_all(c).await)?)
+}
+
+/// Creates labels `(id, kind, name)` in one statement.
+pub async fn insert_labels(
+    tx: &mut Tx,
+    org: OrgId,
+    labels: &[(Uuid, &str, &str)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    use carebridge_store::bulk::{Col, Rows, insert};
+    let mut rows = Rows::new();
+    for (id, kind, name) in labels {
+        rows.uuid(*id)
+            .uuid(org.0)
+            .text(kind)
+            .text(name)
+            .text(&carebridge_domain::search::fold(name))
+            .int(now_ms)
+            .end();
+    }
+    insert(
+        tx,
+        "labels",
+        &[
+            ("id", Col::Uuid),
+            ("org_id", Col::Uuid),
+            ("kind", Col::Text),
+            ("name", Col::Text),
+            ("name_key", Col::Text),
+            ("created_at", Col::Int),
+        ],
+        rows,
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+/// A person's derived rows, for [`write_many`].
+pub struct Links<'a> {
+    pub person: &'a Person,
+    pub sort_key: String,
+    pub tokens: Vec<String>,
+    pub units: Vec<Uuid>,
+    pub labels: Vec<Uuid>,
+}
+
+const PERSON_COLS: &[(&str, carebridge_store::bulk::Col)] = {
+    use carebridge_store::bulk::Col;
+    &[
+        ("id", Col::Uuid),
+        ("kind", Col::Text),
+        ("given_name", Col::Text),
+        ("family_name", Col::Text),
+        ("sort_key", Col::Text),
+        ("external_id", Col::Text),
+        ("language", Col::Text),
+        ("emails", Col::Text),
+        ("phones", Col::Text),
+        ("address", Col::Text),
+        ("active", Col::Bool),
+        ("version", Col::Int),
+        ("updated_at", Col::Int),
+    ]
+};
+
+fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &str) {
+    rows.uuid(p.id)
+        .text(&p.kind)
+        .text(&p.given_name)
+        .text(&p.family_name)
+        .text(sort_key)
+        .opt_text(p.external_id.as_deref())
+        .opt_text(p.language.as_deref())
+        .text(&to_json(&p.emails))
+        .text(&to_json(&p.phones))
+        .text(&to_json(&p.address))
+        .bool(p.active)
+        .int(p.version)
+        .int(p.updated_at.as_millisecond());
+}
+
+/// Inserts new people (`created`) and overwrites changed ones (`updated`, each with the version
+/// it was read at), then replaces the derived rows (tokens, units, labels) of both, in a few
+/// set statements. Returns false when an updated person changed since it was read.
+pub async fn write_many(
+    tx: &mut Tx,
+    org: OrgId,
+    created: &[Links<'_>],
+    updated: &[(Links<'_>, i64)],
+) -> Result<bool, StoreError> {
+    use carebridge_store::bulk::{self, Col, Rows};
+    if !created.is_empty() {
+        let mut rows = Rows::new();
+        for l in created {
+            person_cells(&mut rows, l.person, &l.sort_key);
+            rows.uuid(org.0).int(l.person.created_at.as_millisecond()).end();
+        }
+        let mut cols = PERSON_COLS.to_vec();
+        cols.push(("org_id", Col::Uuid));
+        cols.push(("created_at", Col::Int));
+        bulk::insert(tx, "people", &cols, rows, "").await?;
+    }
+    if !updated.is_empty() {
+        let mut rows = Rows::new();
+        for (l, expected) in updated {
+            person_cells(&mut rows, l.person, &l.sort_key);
+            rows.int(*expected).end();
+        }
+        let n = bulk::update(
+            tx,
+            "people",
+            org.0,
+            PERSON_COLS,
+            Some(("version", Col::Int)),
+            rows,
+        )
+        .await?;
+        if n != updated.len() as u64 {
+            return Ok(false);
+        }
+        let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
+        for table in ["person_tokens", "person_units", "person_labels"] {
+            bulk::delete_in(tx, table, org.0, "person_id", &ids).await?;
+        }
+    }
+    let all = created.iter().chain(updated.iter().map(|(l, _)| l));
+    let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
+    for l in all {
+        for t in &l.tokens {
+            tokens
+                .uuid(org.0)
+                .text(t)
+                .text(&l.sort_key)
+                .uuid(l.person.id)
+                .end();
+        }
+        for u in &l.units {
+            units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
+        }
+        for x in &l.labels {
+            labels.uuid(l.person.id).uuid(*x).uuid(org.0).end();
+        }
+    }
+    bulk::insert(
+        tx,
+        "person_tokens",
+        &[
+            ("org_id", Col::Uuid),
+            ("token", Col::Text),
+            ("sort_key", Col::Text),
+            ("person_id", Col::Uuid),
+        ],
+        tokens,
+        "",
+    )
+    .await?;
+    let link = |col: &'static str| [("person_id", Col::Uuid), (col, Col::Uuid), ("org_id", Col::Uuid)];
+    bulk::insert(tx, "person_units", &link("unit_id"), units, "").await?;
+    bulk::insert(tx, "person_labels", &link("label_id"), labels, "").await?;
+    Ok(true)
+}

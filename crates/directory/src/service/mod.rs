@@ -1,6 +1,7 @@
-//! Directory rules: every path (API, CLI, set-up, demo, later import and SCIM) calls these
+//! Directory rules: every path (API, CLI, set-up, demo, import, later SCIM) calls these
 //! functions, so validation and audit are the same whatever the source.
 
+pub mod import;
 pub mod people;
 pub mod roles;
 pub mod units;

@@ -1,0 +1,935 @@
+//! Applying a people import (CSV or XLSX): match each row to a person who exists (external key,
+//! else e-mail), work out created / updated / unchanged, optionally deactivate the people of a
+//! unit who are missing from the file, and write it all in one transaction.
+//!
+//! Shape of a run:
+//! - a blocking thread reads and checks the file ([`crate::import::read_each`]: decoding, CSV or
+//!   XLSX, phone and e-mail normalisation — the CPU-heavy part) and hands rows on in chunks
+//!   through a bounded channel, so reading overlaps writing and memory does not grow with the
+//!   file;
+//! - this task matches each chunk against the organisation's people (read once, in three set
+//!   queries) and writes it with set statements (`repo::people::write_many`,
+//!   `audit::append_many`): a few statements per chunk, not per row.
+//!
+//! Rules:
+//! - only the file's columns change a person; a column the file lacks keeps what is stored; an
+//!   empty cell in a mapped column clears the field (except the external key, which is never
+//!   cleared by an import);
+//! - the unit column replaces the person's unit memberships, groups and skills columns replace
+//!   those lists; roles are only ever added;
+//! - a row whose person would not change writes nothing and no audit event, so re-importing a
+//!   file is a no-op;
+//! - a person listed in the file is active (a deactivated one is reactivated);
+//! - any bad row stops the whole import unless `skip_bad_rows`; a dry run writes nothing but
+//!   reports exactly what an apply would do.
+
+use std::collections::{HashMap, HashSet};
+
+use carebridge_domain::auth::Actor;
+use carebridge_domain::person::PersonDraft;
+use carebridge_domain::role::Role;
+use carebridge_domain::search::{fold, person_tokens, sort_key};
+use carebridge_domain::{PersonId, RoleAssignmentId, Timestamp, new_v7};
+use carebridge_proto::directory::{
+    Address, Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions,
+    ImportReport, Person, RoleAssignment, UnitRef,
+};
+use carebridge_domain::audit::AuditEntry;
+use carebridge_store::audit;
+use carebridge_store::orgs::OrgRef;
+use carebridge_store::{Db, Exec, Tx, rosters, run, sqlx};
+use carebridge_web::ServiceError;
+use uuid::Uuid;
+
+use crate::import::{Field, Item, Mapping, Parsed, ReadOptions, RowError, parse_map, read_each};
+use crate::repo::people::{self as repo, Links};
+use crate::repo::roles as roles_repo;
+
+/// Rows handed from the reader to the writer at a time.
+const CHUNK: usize = 2_000;
+/// Problems listed in a report (all are counted).
+const MAX_ERRORS: usize = 1_000;
+
+/// What the reader thread sends.
+enum Msg {
+    Header(Mapping),
+    Items(Vec<Item>, f64),
+    Done(Result<(), Vec<RowError>>),
+}
+
+/// Where an import comes from and what it may do.
+pub struct Request {
+    pub bytes: Vec<u8>,
+    pub options: ImportOptions,
+    /// The caller may assign roles (a `roles` column needs it).
+    pub may_assign_roles: bool,
+}
+
+/// Runs an import; `progress` gets the fraction of the file done after every chunk.
+pub async fn run(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    req: Request,
+    now: Timestamp,
+    progress: &(dyn Fn(f64) + Send + Sync),
+) -> Result<ImportReport, ServiceError> {
+    let opts = req.options;
+    let mut report = ImportReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let map = match opts.map.as_deref().map(parse_map).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return Ok(with_errors(report, e)),
+    };
+    let read = ReadOptions {
+        map,
+        sheet: opts.sheet.clone(),
+    };
+    let region = org.default_region.clone();
+    let (send, mut recv) = tokio::sync::mpsc::channel::<Msg>(4);
+    let bytes = req.bytes;
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(CHUNK);
+        let mut last = 0.0;
+        let res = read_each(&bytes, &read, &region, |item, done| {
+            if let Item::Header(m) = item {
+                let _ = send.blocking_send(Msg::Header(m));
+                return;
+            }
+            buf.push(item);
+            last = done;
+            if buf.len() >= CHUNK {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+                let _ = send.blocking_send(Msg::Items(full, done));
+            }
+        });
+        if !buf.is_empty() {
+            let _ = send.blocking_send(Msg::Items(buf, last));
+        }
+        let _ = send.blocking_send(Msg::Done(res.map(|_| ())));
+    });
+
+    // The mapping (or the file-level errors) comes first.
+    let mapping = match recv.recv().await {
+        Some(Msg::Header(m)) => m,
+        Some(Msg::Done(Err(e))) => return Ok(with_errors(report, e)),
+        _ => {
+            return Ok(with_errors(
+                report,
+                vec![file_error("the file could not be read")],
+            ));
+        }
+    };
+    report.columns = mapping
+        .headers
+        .iter()
+        .zip(&mapping.fields)
+        .map(|(h, f)| ImportColumn {
+            header: h.clone(),
+            field: f.name().to_string(),
+        })
+        .collect();
+    if mapping.fields.contains(&Field::Roles) && !req.may_assign_roles {
+        return Ok(with_errors(
+            report,
+            vec![file_error(
+                "the file has a roles column; assigning roles needs the roles:write permission",
+            )],
+        ));
+    }
+
+    let mut tx = if opts.dry_run {
+        None
+    } else {
+        Some(db.begin().await?)
+    };
+    let mut state = match &mut tx {
+        Some(tx) => State::load(tx, org, &mapping, &opts, now).await?,
+        None => State::load(&mut db.read().await?, org, &mapping, &opts, now).await?,
+    };
+    if let Some(path) = &opts.deactivate_missing
+        && state.units.get(&path_key(path)).is_none()
+    {
+        return Ok(with_errors(
+            report,
+            vec![file_error(format!(
+                "deactivate_missing: no unit '{path}' in this organisation"
+            ))],
+        ));
+    }
+
+    let mut errors: Vec<RowError> = Vec::new();
+    let mut done_fraction = 0.0;
+    let mut read_result = Ok(());
+    while let Some(msg) = recv.recv().await {
+        match msg {
+            Msg::Header(_) => {}
+            Msg::Items(items, done) => {
+                let mut batch = Batch::default();
+                for item in items {
+                    match item {
+                        Item::Header(_) => {}
+                        Item::Errors(e) => {
+                            report.rows += 1;
+                            report.bad_rows += 1;
+                            errors.extend(e);
+                        }
+                        Item::Row(p) => {
+                            report.rows += 1;
+                            if let Err(e) = state
+                                .plan(&mut tx, actor, org, &p, &mut batch, &mut report, now)
+                                .await?
+                            {
+                                report.bad_rows += 1;
+                                errors.extend(e);
+                            }
+                        }
+                    }
+                }
+                // All or nothing: after the first bad row nothing more is written (the rest
+                // is still read, for the report).
+                let writing = opts.skip_bad_rows || errors.is_empty();
+                if let (Some(tx), true) = (&mut tx, writing) {
+                    state.write(tx, org, batch, now).await?;
+                }
+                done_fraction = done;
+                progress(done_fraction);
+            }
+            Msg::Done(r) => read_result = r,
+        }
+    }
+    let _ = reader.await;
+    if let Err(e) = read_result {
+        errors.extend(e);
+    }
+    if opts.deactivate_missing.is_some() && (opts.skip_bad_rows || errors.is_empty()) {
+        state
+            .deactivate_missing(&mut tx, actor, org, &mut report, now)
+            .await?;
+    }
+    progress(done_fraction.max(1.0));
+    let ok = opts.skip_bad_rows || errors.is_empty();
+    if let (Some(tx), true) = (tx, ok) {
+        tx.commit().await?;
+        report.applied = true;
+    }
+    Ok(with_errors(report, errors))
+}
+
+fn file_error(reason: impl Into<String>) -> RowError {
+    RowError {
+        line: 0,
+        column: String::new(),
+        value: String::new(),
+        reason: reason.into(),
+    }
+}
+
+fn with_errors(mut r: ImportReport, mut e: Vec<RowError>) -> ImportReport {
+    e.sort_by_key(|x| x.line);
+    r.errors_total = e.len() as u64;
+    r.errors = e
+        .into_iter()
+        .take(MAX_ERRORS)
+        .map(|e| ImportError {
+            line: e.line,
+            column: e.column,
+            value: e.value,
+            reason: e.reason,
+        })
+        .collect();
+    r
+}
+
+/// `Region Nord / Team 3` → `region nord/team 3`.
+fn path_key(path: &str) -> String {
+    path.split('/')
+        .map(|p| fold(p.trim()))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A unit as the import sees it.
+#[derive(Clone)]
+struct UnitInfo {
+    id: Uuid,
+    name: String,
+    /// Stored materialised path (`/id/id/`), for subtree tests.
+    stored_path: String,
+}
+
+/// Rows of one chunk, ready to write.
+#[derive(Default)]
+struct Batch {
+    created: Vec<Person>,
+    /// Changed people with the version they were read at.
+    updated: Vec<(Person, i64)>,
+    labels: Vec<(Uuid, &'static str, String)>,
+    roles: Vec<RoleAssignment>,
+    audit: Vec<AuditEntry>,
+}
+
+/// What the import knows while it runs.
+struct State {
+    has: HashSet<Field>,
+    match_by: ImportMatch,
+    create_units: bool,
+    deactivate_under: Option<String>,
+    people: Vec<Person>,
+    by_ext: HashMap<String, usize>,
+    /// Folded e-mail → person; `None` when several people share it.
+    by_email: HashMap<String, Option<usize>>,
+    /// People of `people` a row has already matched, with that row's line.
+    matched: HashMap<usize, u64>,
+    /// Keys of rows that created people, with their line.
+    new_keys: HashMap<String, u64>,
+    /// Folded unit path → unit.
+    units: HashMap<String, UnitInfo>,
+    /// `(kind, folded name)` → label id.
+    labels: HashMap<(&'static str, String), Uuid>,
+    /// `(person, role, unit)` assigned.
+    roles: HashSet<(Uuid, String, Option<Uuid>)>,
+}
+
+impl State {
+    async fn load(
+        x: &mut impl Exec,
+        org: &OrgRef,
+        mapping: &Mapping,
+        opts: &ImportOptions,
+        _now: Timestamp,
+    ) -> Result<State, ServiceError> {
+        let people = repo::all(x, org.id).await?;
+        let mut by_ext = HashMap::with_capacity(people.len());
+        let mut by_email: HashMap<String, Option<usize>> = HashMap::with_capacity(people.len());
+        for (i, p) in people.iter().enumerate() {
+            if let Some(x) = &p.external_id {
+                by_ext.insert(x.clone(), i);
+            }
+            for e in &p.emails {
+                by_email
+                    .entry(fold(&e.value))
+                    .and_modify(|v| {
+                        if *v != Some(i) {
+                            *v = None
+                        }
+                    })
+                    .or_insert(Some(i));
+            }
+        }
+        let rows: Vec<(Uuid, Option<Uuid>, String, String)> = run!(x, c => sqlx::query_as(
+            "SELECT id, parent_id, name, path FROM units WHERE org_id = $1 ORDER BY path")
+            .bind(org.id.0).fetch_all(c).await)?;
+        let mut key_of: HashMap<Uuid, String> = HashMap::new();
+        let mut units = HashMap::new();
+        // Parents sort before children (a parent's path is a prefix of its children's).
+        for (id, parent, name, stored_path) in rows {
+            let key = match parent.and_then(|p| key_of.get(&p)) {
+                Some(pk) => format!("{pk}/{}", fold(&name)),
+                None => fold(&name),
+            };
+            key_of.insert(id, key.clone());
+            units.insert(
+                key,
+                UnitInfo {
+                    id,
+                    name,
+                    stored_path,
+                },
+            );
+        }
+        let mut labels = HashMap::new();
+        for (id, kind, key) in repo::all_labels(x, org.id).await? {
+            let kind: &'static str = if kind == "group" { "group" } else { "skill" };
+            labels.insert((kind, key), id);
+        }
+        let roles: Vec<(Uuid, String, Option<Uuid>)> = run!(x, c => sqlx::query_as(
+            "SELECT person_id, role, unit_id FROM role_assignments WHERE org_id = $1")
+            .bind(org.id.0).fetch_all(c).await)?;
+        let deactivate_under = opts
+            .deactivate_missing
+            .as_deref()
+            .and_then(|p| units.get(&path_key(p)))
+            .map(|u: &UnitInfo| u.stored_path.clone());
+        Ok(State {
+            has: mapping.fields.iter().copied().collect(),
+            match_by: opts.match_by,
+            create_units: opts.create_units,
+            deactivate_under,
+            people,
+            by_ext,
+            by_email,
+            matched: HashMap::new(),
+            new_keys: HashMap::new(),
+            units,
+            labels,
+            roles: roles.into_iter().collect(),
+        })
+    }
+
+    /// The unit of a path, created (with missing parents) when allowed.
+    async fn unit(
+        &mut self,
+        tx: &mut Option<Tx>,
+        actor: &Actor,
+        org: &OrgRef,
+        path: &str,
+        report: &mut ImportReport,
+        now: Timestamp,
+    ) -> Result<Result<UnitInfo, String>, ServiceError> {
+        let key = path_key(path);
+        if key.is_empty() {
+            return Ok(Err("an empty unit path".into()));
+        }
+        if let Some(u) = self.units.get(&key) {
+            return Ok(Ok(u.clone()));
+        }
+        if !self.create_units {
+            return Ok(Err(
+                "no such unit (create it first, or import with create_units)".into(),
+            ));
+        }
+        let names: Vec<&str> = path
+            .split('/')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut parent: Option<UnitInfo> = None;
+        let mut k = String::new();
+        for name in names {
+            if !k.is_empty() {
+                k.push('/');
+            }
+            k.push_str(&fold(name));
+            if let Some(u) = self.units.get(&k) {
+                parent = Some(u.clone());
+                continue;
+            }
+            let info = match tx {
+                Some(tx) => {
+                    let input = CreateUnit {
+                        name: name.to_string(),
+                        parent_id: parent.as_ref().map(|p| p.id),
+                    };
+                    match crate::service::units::create_in(tx, actor, org, &input, now).await {
+                        Ok(u) => {
+                            let stored_path = format!(
+                                "/{}/",
+                                u.path
+                                    .iter()
+                                    .map(Uuid::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("/")
+                            );
+                            UnitInfo {
+                                id: u.id,
+                                name: u.name,
+                                stored_path,
+                            }
+                        }
+                        Err(ServiceError::Invalid(v)) => {
+                            let why = v
+                                .0
+                                .first()
+                                .map(|x| x.message.clone())
+                                .unwrap_or_default();
+                            return Ok(Err(format!("cannot create unit '{name}': {why}")));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {
+                    if let Err(v) = carebridge_domain::unit::check_name(name) {
+                        let why = v
+                            .0
+                            .first()
+                            .map(|x| x.message.clone())
+                            .unwrap_or_default();
+                        return Ok(Err(format!("cannot create unit '{name}': {why}")));
+                    }
+                    let id = new_v7(now);
+                    UnitInfo {
+                        id,
+                        name: name.to_string(),
+                        stored_path: format!(
+                            "{}{id}/",
+                            parent.as_ref().map_or("/", |p| p.stored_path.as_str())
+                        ),
+                    }
+                }
+            };
+            report.units_created.push(
+                path.split('/')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .take(k.matches('/').count() + 1)
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+            self.units.insert(k.clone(), info.clone());
+            parent = Some(info);
+        }
+        Ok(parent.ok_or_else(|| "an empty unit path".to_string()))
+    }
+
+    /// Plans one row into `batch`; `Ok(Err(_))` is a bad row.
+    async fn plan(
+        &mut self,
+        tx: &mut Option<Tx>,
+        actor: &Actor,
+        org: &OrgRef,
+        row: &Parsed,
+        batch: &mut Batch,
+        report: &mut ImportReport,
+        now: Timestamp,
+    ) -> Result<Result<(), Vec<RowError>>, ServiceError> {
+        let err = |column: Field, value: &str, reason: String| {
+            vec![RowError {
+                line: row.line,
+                column: column.name().to_string(),
+                value: value.to_string(),
+                reason,
+            }]
+        };
+        let d = &row.person;
+        // Unit.
+        let unit = match &row.unit {
+            Some(path) => match self.unit(tx, actor, org, path, report, now).await? {
+                Ok(u) => Some(u),
+                Err(why) => return Ok(Err(err(Field::Unit, path, why))),
+            },
+            None => None,
+        };
+        // Roles.
+        let mut roles = Vec::new();
+        for r in &row.roles {
+            let Some(role) = Role::parse(&fold(r)) else {
+                return Ok(Err(err(
+                    Field::Roles,
+                    r,
+                    "unknown role; one of org_admin, unit_admin, dispatcher, member, client, relative"
+                        .into(),
+                )));
+            };
+            let scope = match (role, &unit) {
+                (Role::OrgAdmin, _) => None,
+                (_, Some(u)) => Some(u.id),
+                (Role::UnitAdmin, None) => {
+                    return Ok(Err(err(
+                        Field::Roles,
+                        r,
+                        "unit_admin needs a unit in the row".into(),
+                    )));
+                }
+                (_, None) => None,
+            };
+            roles.push((role, scope));
+        }
+        // Match.
+        let ext = d.external_id.as_deref();
+        let email = d.emails.first().map(|e| fold(&e.value));
+        let found: Option<usize> = match (self.match_by, ext, &email) {
+            (ImportMatch::Email, _, None) | (ImportMatch::ExternalId, None, _) => {
+                let f = if self.match_by == ImportMatch::Email {
+                    Field::Email
+                } else {
+                    Field::ExternalId
+                };
+                return Ok(Err(err(
+                    f,
+                    "",
+                    format!("the import matches by {}; this row has none", f.name()),
+                )));
+            }
+            (ImportMatch::Auto | ImportMatch::ExternalId, Some(x), _) => {
+                self.by_ext.get(x).copied()
+            }
+            (_, _, Some(e)) => match self.by_email.get(e) {
+                Some(Some(i)) => Some(*i),
+                Some(None) => {
+                    return Ok(Err(err(
+                        Field::Email,
+                        e,
+                        "several people have this e-mail address; add an external key column"
+                            .into(),
+                    )));
+                }
+                None => None,
+            },
+            (_, None, None) => None,
+        };
+        // A person is named by one row only.
+        if let Some(i) = found {
+            if let Some(first) = self.matched.insert(i, row.line) {
+                self.matched.insert(i, first);
+                return Ok(Err(err(
+                    Field::GivenName,
+                    &d.given_name,
+                    format!("the same person as line {first}"),
+                )));
+            }
+        } else {
+            for k in [ext.map(|x| format!("x:{x}")), email.map(|e| format!("e:{e}"))]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(first) = self.new_keys.get(&k) {
+                    return Ok(Err(err(
+                        if k.starts_with("x:") {
+                            Field::ExternalId
+                        } else {
+                            Field::Email
+                        },
+                        &k[2..],
+                        format!("the same person as line {first}"),
+                    )));
+                }
+            }
+            for k in [
+                ext.map(|x| format!("x:{x}")),
+                d.emails.first().map(|e| format!("e:{}", fold(&e.value))),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.new_keys.insert(k, row.line);
+            }
+        }
+        // The person as it will be.
+        let cur = found.map(|i| &self.people[i]);
+        let mut next = match cur {
+            Some(c) => c.clone(),
+            None => Person {
+                id: PersonId::generate(now).0,
+                kind: "staff".into(),
+                given_name: String::new(),
+                family_name: String::new(),
+                external_id: None,
+                language: None,
+                emails: vec![],
+                phones: vec![],
+                address: Address::default(),
+                units: vec![],
+                groups: vec![],
+                skills: vec![],
+                active: true,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        self.merge(&mut next, d, cur.is_none());
+        if let Some(u) = &unit {
+            next.units = vec![UnitRef {
+                id: u.id,
+                name: u.name.clone(),
+            }];
+        }
+        next.active = true;
+        // Labels: stored names win over the file's spelling ("fahrer" is the label "Fahrer").
+        let mut label_ids = Vec::new();
+        for (kind, names) in [("group", &mut next.groups), ("skill", &mut next.skills)] {
+            let mut seen = HashSet::new();
+            names.retain(|n| seen.insert(fold(n)));
+            for n in names.iter() {
+                let key = (kind, fold(n));
+                let id = match self.labels.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = new_v7(now);
+                        self.labels.insert(key, id);
+                        batch.labels.push((id, kind, n.clone()));
+                        id
+                    }
+                };
+                label_ids.push(id);
+            }
+        }
+        let changed = match cur {
+            Some(c) => !same(c, &next),
+            None => true,
+        };
+        if changed {
+            match cur {
+                Some(c) => {
+                    let before = c.clone();
+                    next.version = c.version + 1;
+                    next.updated_at = now;
+                    let action = if c.active {
+                        "person.update"
+                    } else {
+                        "person.reactivate"
+                    };
+                    batch.audit.push(audit::entry(
+                        actor,
+                        action,
+                        "person",
+                        &next.id.to_string(),
+                        Some(&before),
+                        Some(&next),
+                    ));
+                    report.updated += 1;
+                    if let Some(i) = found {
+                        self.people[i] = next.clone();
+                    }
+                    batch.updated.push((next.clone(), before.version));
+                }
+                None => {
+                    batch.audit.push(audit::entry(
+                        actor,
+                        "person.create",
+                        "person",
+                        &next.id.to_string(),
+                        None::<&Person>,
+                        Some(&next),
+                    ));
+                    report.created += 1;
+                    batch.created.push(next.clone());
+                }
+            }
+        } else {
+            report.unchanged += 1;
+        }
+        for (role, unit) in roles {
+            if self
+                .roles
+                .insert((next.id, role.as_str().to_string(), unit))
+            {
+                let r = RoleAssignment {
+                    id: RoleAssignmentId::generate(now).0,
+                    person_id: next.id,
+                    role: role.as_str().to_string(),
+                    unit_id: unit,
+                    created_at: now,
+                };
+                batch.audit.push(audit::entry(
+                    actor,
+                    "role.assign",
+                    "role_assignment",
+                    &r.id.to_string(),
+                    None::<&RoleAssignment>,
+                    Some(&r),
+                ));
+                report.roles_assigned += 1;
+                batch.roles.push(r);
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Copies the file's columns of `d` onto `p`.
+    fn merge(&self, p: &mut Person, d: &PersonDraft, new: bool) {
+        let has = |f: Field| new || self.has.contains(&f);
+        let contacts = |c: &[carebridge_domain::person::Contact]| {
+            c.iter()
+                .map(|c| Contact {
+                    value: c.value.clone(),
+                    kind: c.kind.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        p.given_name = d.given_name.clone();
+        p.family_name = d.family_name.clone();
+        if self.has.contains(&Field::Kind) || new {
+            p.kind = d.kind.as_str().to_string();
+        }
+        if d.external_id.is_some() {
+            p.external_id = d.external_id.clone();
+        }
+        if has(Field::Language) {
+            p.language = d.language.clone();
+        }
+        if has(Field::Email) {
+            p.emails = contacts(&d.emails);
+        }
+        if has(Field::Mobile) || has(Field::Phone) {
+            p.phones = contacts(&d.phones);
+        }
+        if has(Field::Street) {
+            p.address.street = d.address.street.clone();
+        }
+        if has(Field::PostalCode) {
+            p.address.postal_code = d.address.postal_code.clone();
+        }
+        if has(Field::Locality) {
+            p.address.locality = d.address.locality.clone();
+        }
+        if has(Field::Country) {
+            p.address.country = d.address.country.clone();
+        }
+        if has(Field::Groups) {
+            p.groups = d.groups.clone();
+        }
+        if has(Field::Skills) {
+            p.skills = d.skills.clone();
+        }
+    }
+
+    /// Writes one chunk's plan.
+    async fn write(
+        &mut self,
+        tx: &mut Tx,
+        org: &OrgRef,
+        mut batch: Batch,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let labels: Vec<(Uuid, &str, &str)> = batch
+            .labels
+            .iter()
+            .map(|(id, k, n)| (*id, *k, n.as_str()))
+            .collect();
+        repo::insert_labels(tx, org.id, &labels, now.as_millisecond()).await?;
+        let links = |p: &Person, labels: &HashMap<(&'static str, String), Uuid>| {
+            let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
+            let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
+            let mut ids = Vec::new();
+            for (kind, list) in [("group", &p.groups), ("skill", &p.skills)] {
+                for n in list {
+                    if let Some(id) = labels.get(&(kind, fold(n))) {
+                        ids.push(*id);
+                    }
+                }
+            }
+            (
+                sort_key(&p.given_name, &p.family_name),
+                person_tokens(&p.given_name, &p.family_name, &emails, &phones),
+                p.units.iter().map(|u| u.id).collect::<Vec<_>>(),
+                ids,
+            )
+        };
+        let created: Vec<Links> = batch
+            .created
+            .iter()
+            .map(|p| {
+                let (sort_key, tokens, units, labels) = links(p, &self.labels);
+                Links {
+                    person: p,
+                    sort_key,
+                    tokens,
+                    units,
+                    labels,
+                }
+            })
+            .collect();
+        let updated: Vec<(Links, i64)> = batch
+            .updated
+            .iter()
+            .map(|(p, v)| {
+                let (sort_key, tokens, units, labels) = links(p, &self.labels);
+                (
+                    Links {
+                        person: p,
+                        sort_key,
+                        tokens,
+                        units,
+                        labels,
+                    },
+                    *v,
+                )
+            })
+            .collect();
+        if !repo::write_many(tx, org.id, &created, &updated).await? {
+            return Err(ServiceError::Conflict {
+                code: "changed_during_import",
+                detail: "people changed while the import ran; run it again".into(),
+            });
+        }
+        for r in batch.roles.drain(..) {
+            roles_repo::insert(tx, org.id, &r).await?;
+        }
+        audit::append_many(tx, org.id, now, &batch.audit).await?;
+        Ok(())
+    }
+
+    /// Full sync: deactivates active people under the chosen unit whom no row named.
+    async fn deactivate_missing(
+        &mut self,
+        tx: &mut Option<Tx>,
+        actor: &Actor,
+        org: &OrgRef,
+        report: &mut ImportReport,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let Some(under) = self.deactivate_under.clone() else {
+            return Ok(());
+        };
+        let paths: HashMap<Uuid, &str> = self
+            .units
+            .values()
+            .map(|u| (u.id, u.stored_path.as_str()))
+            .collect();
+        let mut batch = Batch::default();
+        for (i, p) in self.people.iter().enumerate() {
+            if !p.active || self.matched.contains_key(&i) {
+                continue;
+            }
+            let inside = p.units.iter().any(|u| {
+                paths
+                    .get(&u.id)
+                    .is_some_and(|path| path.starts_with(under.as_str()))
+            });
+            if !inside {
+                continue;
+            }
+            let mut next = p.clone();
+            next.active = false;
+            next.version += 1;
+            next.updated_at = now;
+            batch.audit.push(audit::entry(
+                actor,
+                "person.deactivate",
+                "person",
+                &p.id.to_string(),
+                Some(p),
+                Some(&next),
+            ));
+            batch.updated.push((next, p.version));
+            report.deactivated += 1;
+        }
+        if let Some(tx) = tx {
+            for (p, _) in &batch.updated {
+                // A deactivated person leaves every roster that has not ended yet.
+                rosters::remove_person(
+                    tx,
+                    org.id.0,
+                    p.id,
+                    now.as_millisecond(),
+                    now.as_millisecond(),
+                )
+                .await?;
+            }
+            self.write(tx, org, batch, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Equal as far as an import can tell: contact data, kind, activity, unit set, label sets.
+fn same(a: &Person, b: &Person) -> bool {
+    let units = |p: &Person| {
+        let mut v: Vec<Uuid> = p.units.iter().map(|u| u.id).collect();
+        v.sort();
+        v
+    };
+    let labels = |l: &[String]| {
+        let mut v: Vec<String> = l.iter().map(|s| fold(s)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    a.kind == b.kind
+        && a.given_name == b.given_name
+        && a.family_name == b.family_name
+        && a.external_id == b.external_id
+        && a.language == b.language
+        && a.emails == b.emails
+        && a.phones == b.phones
+        && a.address == b.address
+        && a.active == b.active
+        && units(a) == units(b)
+        && labels(&a.groups) == labels(&b.groups)
+        && labels(&a.skills) == labels(&b.skills)
+}
