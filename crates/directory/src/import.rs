@@ -1033,6 +1033,16 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_xlsx_is_a_file_error() {
+        let mut bytes = include_bytes!("../../server/tests/it/fixtures/people.xlsx").to_vec();
+        bytes.truncate(bytes.len() / 2);
+        let (m, _, e) = read(&bytes, &[], "CH");
+        assert!(m.is_none());
+        assert_eq!(e[0].line, 0);
+        assert!(e[0].reason.contains("XLSX"), "{e:?}");
+    }
+
+    #[test]
     fn delimiters() {
         assert_eq!(delimiter("a;b;c\n1,2"), b';');
         assert_eq!(delimiter("a\tb\n"), b'\t');
@@ -1045,6 +1055,14 @@ mod tests {
         #[test]
         fn no_input_makes_the_reader_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let _ = read(&bytes, &[], "CH");
+        }
+
+        #[test]
+        fn no_zip_like_bytes_make_the_xlsx_reader_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut bytes = b"PK\x03\x04".to_vec();
+            bytes.extend(tail);
+            let (_, rows, errors) = read(&bytes, &[], "CH");
+            proptest::prop_assert!(rows.is_empty() && !errors.is_empty());
         }
 
         #[test]

@@ -60,10 +60,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_chat_notices.sql"),
         include_str!("../migrations/postgres/0008_chat_notices.sql"),
     ),
+    (
+        9,
+        "token_index",
+        include_str!("../migrations/sqlite/0009_token_index.sql"),
+        include_str!("../migrations/postgres/0009_token_index.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 #[derive(Debug)]
 struct Embedded(Backend);

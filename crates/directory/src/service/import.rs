@@ -275,6 +275,8 @@ struct Batch {
 /// What the import knows while it runs.
 struct State {
     has: HashSet<Field>,
+    /// The file's header of each field (for error reports).
+    headers: std::sync::Arc<HashMap<Field, String>>,
     match_by: ImportMatch,
     create_units: bool,
     deactivate_under: Option<String>,
@@ -354,8 +356,13 @@ impl State {
             .as_deref()
             .and_then(|p| units.get(&path_key(p)))
             .map(|u: &UnitInfo| u.stored_path.clone());
+        let mut headers = HashMap::new();
+        for (h, f) in mapping.headers.iter().zip(&mapping.fields) {
+            headers.entry(*f).or_insert_with(|| h.clone());
+        }
         Ok(State {
             has: mapping.fields.iter().copied().collect(),
+            headers: std::sync::Arc::new(headers),
             match_by: opts.match_by,
             create_units: opts.create_units,
             deactivate_under,
@@ -368,6 +375,38 @@ impl State {
             labels,
             roles: roles.into_iter().collect(),
         })
+    }
+
+    /// Whether a unit path exists or may be created.
+    fn unit_ok(&self, path: &str) -> Result<(), String> {
+        let key = path_key(path);
+        if key.is_empty() {
+            return Err("an empty unit path".into());
+        }
+        if self.units.contains_key(&key) {
+            return Ok(());
+        }
+        if !self.create_units {
+            return Err("no such unit (create it first, or import with create_units)".into());
+        }
+        let names: Vec<&str> = path
+            .split('/')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if names.len() > carebridge_domain::unit::MAX_DEPTH {
+            return Err(format!(
+                "the unit tree has at most {} levels",
+                carebridge_domain::unit::MAX_DEPTH
+            ));
+        }
+        for n in names {
+            if let Err(v) = carebridge_domain::unit::check_name(n) {
+                let why = v.0.first().map(|x| x.message.clone()).unwrap_or_default();
+                return Err(format!("cannot create unit '{n}': {why}"));
+            }
+        }
+        Ok(())
     }
 
     /// The unit of a path, created (with missing parents) when allowed.
@@ -486,23 +525,19 @@ impl State {
         report: &mut ImportReport,
         now: Timestamp,
     ) -> Result<Result<(), Vec<RowError>>, ServiceError> {
+        let headers = self.headers.clone();
         let err = |column: Field, value: &str, reason: String| {
             vec![RowError {
                 line: row.line,
-                column: column.name().to_string(),
+                column: headers
+                    .get(&column)
+                    .cloned()
+                    .unwrap_or_else(|| column.name().to_string()),
                 value: value.to_string(),
                 reason,
             }]
         };
         let d = &row.person;
-        // Unit.
-        let unit = match &row.unit {
-            Some(path) => match self.unit(tx, actor, org, path, report, now).await? {
-                Ok(u) => Some(u),
-                Err(why) => return Ok(Err(err(Field::Unit, path, why))),
-            },
-            None => None,
-        };
         // Roles.
         let mut roles = Vec::new();
         for r in &row.roles {
@@ -514,19 +549,20 @@ impl State {
                         .into(),
                 )));
             };
-            let scope = match (role, &unit) {
-                (Role::OrgAdmin, _) => None,
-                (_, Some(u)) => Some(u.id),
-                (Role::UnitAdmin, None) => {
-                    return Ok(Err(err(
-                        Field::Roles,
-                        r,
-                        "unit_admin needs a unit in the row".into(),
-                    )));
-                }
-                (_, None) => None,
-            };
-            roles.push((role, scope));
+            if role == Role::UnitAdmin && row.unit.is_none() {
+                return Ok(Err(err(
+                    Field::Roles,
+                    r,
+                    "unit_admin needs a unit in the row".into(),
+                )));
+            }
+            roles.push(role);
+        }
+        // Unit: known, or creatable (created only once the row is known to be good).
+        if let Some(path) = &row.unit
+            && let Err(why) = self.unit_ok(path)
+        {
+            return Ok(Err(err(Field::Unit, path, why)));
         }
         // Match.
         let ext = d.external_id.as_deref();
@@ -562,42 +598,58 @@ impl State {
             (_, None, None) => None,
         };
         // A person is named by one row only.
-        if let Some(i) = found {
-            if let Some(first) = self.matched.insert(i, row.line) {
-                self.matched.insert(i, first);
-                return Ok(Err(err(
-                    Field::GivenName,
-                    &d.given_name,
-                    format!("the same person as line {first}"),
-                )));
-            }
-        } else {
-            for k in [ext.map(|x| format!("x:{x}")), email.map(|e| format!("e:{e}"))]
-                .into_iter()
-                .flatten()
-            {
-                if let Some(first) = self.new_keys.get(&k) {
-                    return Ok(Err(err(
-                        if k.starts_with("x:") {
-                            Field::ExternalId
-                        } else {
-                            Field::Email
-                        },
-                        &k[2..],
-                        format!("the same person as line {first}"),
-                    )));
+        if let Some(i) = found
+            && let Some(first) = self.matched.get(&i)
+        {
+            return Ok(Err(err(
+                Field::GivenName,
+                &d.given_name,
+                format!("the same person as line {first}"),
+            )));
+        }
+        let keys: Vec<String> = [
+            ext.map(|x| format!("x:{x}")),
+            email.as_ref().map(|e| format!("e:{e}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if found.is_none() {
+            for k in &keys {
+                if let Some(first) = self.new_keys.get(k) {
+                    let (f, v) = if k.starts_with("x:") {
+                        (Field::ExternalId, ext.unwrap_or(""))
+                    } else {
+                        (Field::Email, d.emails.first().map_or("", |e| e.value.as_str()))
+                    };
+                    return Ok(Err(err(f, v, format!("the same person as line {first}"))));
                 }
             }
-            for k in [
-                ext.map(|x| format!("x:{x}")),
-                d.emails.first().map(|e| format!("e:{}", fold(&e.value))),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                self.new_keys.insert(k, row.line);
+        }
+        let unit = match &row.unit {
+            Some(path) => match self.unit(tx, actor, org, path, report, now).await? {
+                Ok(u) => Some(u),
+                Err(why) => return Ok(Err(err(Field::Unit, path, why))),
+            },
+            None => None,
+        };
+        match found {
+            Some(i) => {
+                self.matched.insert(i, row.line);
+            }
+            None => {
+                for k in keys {
+                    self.new_keys.insert(k, row.line);
+                }
             }
         }
+        let roles: Vec<(Role, Option<Uuid>)> = roles
+            .into_iter()
+            .map(|role| match role {
+                Role::OrgAdmin => (role, None),
+                _ => (role, unit.as_ref().map(|u| u.id)),
+            })
+            .collect();
         // The person as it will be.
         let cur = found.map(|i| &self.people[i]);
         let mut next = match cur {
@@ -622,11 +674,14 @@ impl State {
             },
         };
         self.merge(&mut next, d, cur.is_none());
-        if let Some(u) = &unit {
-            next.units = vec![UnitRef {
-                id: u.id,
-                name: u.name.clone(),
-            }];
+        if self.has.contains(&Field::Unit) || cur.is_none() {
+            next.units = unit
+                .iter()
+                .map(|u| UnitRef {
+                    id: u.id,
+                    name: u.name.clone(),
+                })
+                .collect();
         }
         next.active = true;
         // Labels: stored names win over the file's spelling ("fahrer" is the label "Fahrer").

@@ -9,6 +9,7 @@ mod bad_input;
 mod directory;
 mod discovery;
 mod duties;
+mod import;
 mod isolation;
 mod notify;
 mod oauth;

@@ -1,0 +1,362 @@
+//! People import through the upload endpoint (and the CLI's code path): dry run, apply,
+//! re-import without writes, updates, bad rows (all or nothing, skip), full sync with
+//! deactivation, matching by e-mail, duplicates, roles, XLSX, column mapping.
+
+use carebridge_testkit::TestServer;
+use serde_json::Value;
+
+async fn upload(s: &TestServer, key: &str, query: &str, body: &[u8]) -> (u16, Value) {
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/orgs/acme/people/import?{query}")))
+        .bearer_auth(key)
+        .header("content-type", "text/csv")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    carebridge_testkit::read(r).await
+}
+
+async fn audit_len(s: &TestServer, key: &str) -> u64 {
+    let (st, v) = s.get(key, "/api/v1/orgs/acme/audit/verify").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    v["events_checked"].as_u64().unwrap()
+}
+
+async fn people(s: &TestServer, key: &str, q: &str) -> Vec<Value> {
+    let (st, v) = s
+        .get(key, &format!("/api/v1/orgs/acme/people?limit=100&{q}"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["items"].as_array().unwrap().clone()
+}
+
+/// As Excel writes a Swiss-German sheet: Windows-1252, `;`, CRLF.
+fn swiss(rows: &[&str]) -> Vec<u8> {
+    let mut text = String::from(
+        "Personalnummer;Vorname;Nachname;Handy;E-Mail;Einheit;Fähigkeiten\r\n",
+    );
+    for r in rows {
+        text.push_str(r);
+        text.push_str("\r\n");
+    }
+    encoding_rs::WINDOWS_1252.encode(&text).0.into_owned()
+}
+
+const THREE: &[&str] = &[
+    "P1;Jürg;Müller;079 123 45 67;jm@example.ch;Region Nord/Team 3;\"Fahrer, Sanitäter\"",
+    "P2;Anna;Keller;+41 79 765 43 21;ak@example.ch;Region Nord/Team 3;Sanitäter",
+    "P3;Léa;Rossi;078 111 22 33;lr@example.ch;Region Süd;",
+];
+
+#[tokio::test]
+async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let file = swiss(THREE);
+    let before = audit_len(&s, &k).await;
+
+    // Dry run: the full report, nothing written.
+    let (st, r) = upload(&s, &k, "dry_run=true&create_units=true", &file).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["dry_run"].clone(), r["applied"].clone(), r["created"].clone()),
+        (true.into(), false.into(), 3.into()),
+        "{r}"
+    );
+    assert_eq!(
+        r["units_created"],
+        serde_json::json!(["Region Nord", "Region Nord/Team 3", "Region Süd"])
+    );
+    assert_eq!(r["columns"][1]["field"], "given_name");
+    assert!(people(&s, &k, "").await.is_empty());
+    let (_, units) = s.get(&k, "/api/v1/orgs/acme/units").await;
+    assert_eq!(units["items"].as_array().unwrap().len(), 0);
+    assert_eq!(audit_len(&s, &k).await, before);
+
+    // Without create_units the unknown units are row errors and nothing is applied.
+    let (st, r) = upload(&s, &k, "", &file).await;
+    assert_eq!(st, 422, "{r}");
+    assert_eq!((r["applied"].clone(), r["errors_total"].clone()), (false.into(), 3.into()));
+    assert_eq!(r["errors"][0]["column"], "Einheit");
+    assert_eq!(r["errors"][0]["line"], 2);
+    assert!(people(&s, &k, "").await.is_empty());
+
+    // Apply.
+    let (st, r) = upload(&s, &k, "create_units=true", &file).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((r["applied"].clone(), r["created"].clone()), (true.into(), 3.into()));
+    let all = people(&s, &k, "").await;
+    assert_eq!(all.len(), 3);
+    let jm = all.iter().find(|p| p["external_id"] == "P1").unwrap();
+    assert_eq!(jm["phones"][0]["value"], "+41791234567");
+    assert_eq!(jm["skills"], serde_json::json!(["Fahrer", "Sanitäter"]));
+    assert_eq!(jm["units"][0]["name"], "Team 3");
+    // Searchable at once, by name and by phone.
+    assert_eq!(people(&s, &k, "q=müll").await.len(), 1);
+    assert_eq!(people(&s, &k, "q=%2B4179765").await[0]["external_id"], "P2");
+    assert_eq!(people(&s, &k, "skill=sanitater").await.len(), 2);
+    // One audit event per unit and person, and the chain still verifies.
+    let after = audit_len(&s, &k).await;
+    assert_eq!(after, before + 3 + 3);
+
+    // The same file again: all unchanged, no writes, no audit events.
+    let (st, r) = upload(&s, &k, "create_units=true", &file).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["unchanged"].clone(), r["created"].clone(), r["updated"].clone()),
+        (3.into(), 0.into(), 0.into()),
+        "{r}"
+    );
+    assert_eq!(audit_len(&s, &k).await, after);
+    let again = people(&s, &k, "").await;
+    assert_eq!(
+        again.iter().map(|p| p["version"].clone()).collect::<Vec<_>>(),
+        vec![Value::from(1); 3]
+    );
+
+    // One changed phone: one update (version 2, one audit event), two unchanged.
+    let mut changed = THREE.to_vec();
+    changed[1] = "P2;Anna;Keller;079 000 00 01;ak@example.ch;Region Nord/Team 3;Sanitäter";
+    let (st, r) = upload(&s, &k, "", &swiss(&changed)).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((r["updated"].clone(), r["unchanged"].clone()), (1.into(), 2.into()));
+    let anna = people(&s, &k, "q=keller").await;
+    assert_eq!(anna[0]["phones"][0]["value"], "+41790000001");
+    assert_eq!(anna[0]["version"], 2);
+    assert!(people(&s, &k, "q=%2B4179765").await.is_empty());
+    assert_eq!(audit_len(&s, &k).await, after + 1);
+}
+
+#[tokio::test]
+async fn bad_rows_stop_everything_unless_skipped() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let file = swiss(&[
+        "P1;Jürg;Müller;079 123 45 67;jm@example.ch;;",
+        "P2;Anna;;12;ak@;;",
+        "P3;Léa;Rossi;078 111 22 33;lr@example.ch;;",
+        "P1;Jürg;Doppelt;;;;",
+    ]);
+    let (st, r) = upload(&s, &k, "", &file).await;
+    assert_eq!(st, 422, "{r}");
+    let got: Vec<(u64, String, String)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["column"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "Nachname".into(), "".into()),
+            (3, "Handy".into(), "12".into()),
+            (3, "E-Mail".into(), "ak@".into()),
+            (5, "Personalnummer".into(), "P1".into()),
+        ],
+        "{r}"
+    );
+    assert!(
+        r["errors"][3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{r}"
+    );
+    assert_eq!((r["bad_rows"].clone(), r["rows"].clone()), (2.into(), 4.into()));
+    assert!(people(&s, &k, "").await.is_empty());
+
+    let (st, r) = upload(&s, &k, "skip_bad_rows=true", &file).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["applied"].clone(), r["created"].clone(), r["bad_rows"].clone()),
+        (true.into(), 2.into(), 2.into())
+    );
+    assert_eq!(people(&s, &k, "").await.len(), 2);
+}
+
+#[tokio::test]
+async fn full_sync_deactivates_who_is_missing_and_reactivates_who_returns() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, r) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200, "{r}");
+    // Someone outside the synced subtree is never touched.
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &serde_json::json!({"given_name": "Ueli", "family_name": "Extern"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, r) = upload(
+        &s,
+        &k,
+        "deactivate_missing=Region%20Nord",
+        &swiss(&THREE[..1]),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["deactivated"].clone(), r["unchanged"].clone()),
+        (1.into(), 1.into()),
+        "{r}"
+    );
+    let inactive = people(&s, &k, "active=false").await;
+    assert_eq!(inactive.len(), 1);
+    assert_eq!(inactive[0]["external_id"], "P2");
+    assert_eq!(people(&s, &k, "active=true").await.len(), 3);
+    // A dry run of the full file reports the reactivation without doing it.
+    let (_, r) = upload(&s, &k, "dry_run=true", &swiss(THREE)).await;
+    assert_eq!((r["updated"].clone(), r["unchanged"].clone()), (1.into(), 2.into()));
+    assert_eq!(people(&s, &k, "active=false").await.len(), 1);
+    let (_, r) = upload(&s, &k, "", &swiss(THREE)).await;
+    assert_eq!(r["updated"], 1, "{r}");
+    assert!(people(&s, &k, "active=false").await.is_empty());
+    // An unknown unit for the sync is a file error.
+    let (st, r) = upload(&s, &k, "deactivate_missing=Nirgendwo", &swiss(THREE)).await;
+    assert_eq!(st, 422);
+    assert_eq!(r["errors"][0]["line"], 0);
+}
+
+#[tokio::test]
+async fn rows_match_people_by_email_and_keep_what_the_file_lacks() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &serde_json::json!({"given_name": "Jurg", "family_name": "Muller", "kind": "volunteer",
+                "language": "fr", "emails": [{"value": "JM@example.ch", "type": "work"}],
+                "groups": ["Nachtdienst"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{p}");
+    let file = "First name,Last name,Email\nJürg,Müller,jm@EXAMPLE.ch\nNeu,Person,neu@example.ch\n";
+    let (st, r) = upload(&s, &k, "", file.as_bytes()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((r["updated"].clone(), r["created"].clone()), (1.into(), 1.into()), "{r}");
+    let (_, p) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(p["given_name"], "Jürg");
+    // Columns the file does not have keep their values.
+    assert_eq!(p["kind"], "volunteer");
+    assert_eq!(p["language"], "fr");
+    assert_eq!(p["groups"], serde_json::json!(["Nachtdienst"]));
+    assert_eq!(p["version"], 2);
+    // Matching only by external key: rows without one are refused.
+    let (st, r) = upload(&s, &k, "match=external_id", file.as_bytes()).await;
+    assert_eq!(st, 422, "{r}");
+    assert_eq!(r["errors_total"], 2);
+}
+
+#[tokio::test]
+async fn roles_need_roles_write_and_are_only_added() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let file = "Vorname;Nachname;E-Mail;Einheit;Rollen\nAnna;Admin;aa@example.ch;Nord;unit_admin\nBeat;Basis;bb@example.ch;;unit_admin\n";
+    let limited = s
+        .key("acme", &["directory:read", "directory:write", "audit:read"])
+        .await;
+    let (st, r) = upload(&s, &limited, "create_units=true", file.as_bytes()).await;
+    assert_eq!(st, 422, "{r}");
+    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("roles:write"));
+    let (st, r) = upload(&s, &k, "create_units=true", file.as_bytes()).await;
+    assert_eq!(st, 422, "{r}");
+    assert_eq!(r["errors"][0]["line"], 3);
+    assert_eq!(r["errors"][0]["column"], "Rollen");
+    let (st, r) = upload(&s, &k, "create_units=true&skip_bad_rows=true", file.as_bytes()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["roles_assigned"], 1);
+    let (_, roles) = s.get(&k, "/api/v1/orgs/acme/roles").await;
+    let ua: Vec<&Value> = roles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["role"] == "unit_admin")
+        .collect();
+    assert_eq!(ua.len(), 1);
+    assert!(ua[0]["unit_id"].is_string());
+    let (_, r) = upload(&s, &k, "skip_bad_rows=true", file.as_bytes()).await;
+    assert_eq!((r["roles_assigned"].clone(), r["unchanged"].clone()), (0.into(), 1.into()));
+}
+
+#[tokio::test]
+async fn xlsx_named_sheet_numbers_and_mapping() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let xlsx = include_bytes!("fixtures/people.xlsx");
+    // The first sheet has no name columns.
+    let (st, r) = upload(&s, &k, "dry_run=true", xlsx).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["errors"][0]["line"], 1, "{r}");
+    let (_, r) = upload(&s, &k, "dry_run=true&sheet=Nirgends", xlsx).await;
+    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("Personal"), "{r}");
+    // "Eintritt" is not a field: unknown until mapped away.
+    let (_, r) = upload(&s, &k, "dry_run=true&sheet=personal", xlsx).await;
+    assert_eq!(r["errors"][0]["column"], "Eintritt", "{r}");
+    let (st, r) = upload(
+        &s,
+        &k,
+        "sheet=personal&create_units=true&skip_bad_rows=true&map=Eintritt%3Dignore",
+        xlsx,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((r["created"].clone(), r["bad_rows"].clone()), (2.into(), 1.into()), "{r}");
+    let bad: Vec<(u64, &str, &str)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["column"].as_str().unwrap(),
+                e["value"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(bad, vec![(4, "Natel", "12"), (4, "E-Mail", "bf(at)example.ch")]);
+    let all = people(&s, &k, "").await;
+    // Employee numbers stored as numbers read as whole numbers; 791234567 (the 0 Excel drops)
+    // is a Swiss mobile number.
+    let jm = all.iter().find(|p| p["given_name"] == "Jürg").unwrap();
+    assert_eq!(jm["external_id"], "1001");
+    assert_eq!(jm["phones"][0]["value"], "+41791234567");
+    let ak = all.iter().find(|p| p["given_name"] == "Anna").unwrap();
+    assert_eq!(ak["external_id"], "1002");
+    // A bad mapping is refused before anything is read.
+    let (st, r) = upload(&s, &k, "map=Eintritt%3Dbirthday", xlsx).await;
+    assert_eq!(st, 422);
+    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("unknown field"));
+}
+
+#[tokio::test]
+async fn the_cli_reports_rows_and_errors_in_words() {
+    let s = TestServer::start().await;
+    let _k = s.org("acme").await;
+    let db = &s.running.state.db;
+    use carebridge_domain::Clock;
+    let opts = carebridge_proto::directory::ImportOptions {
+        create_units: true,
+        ..Default::default()
+    };
+    let file = swiss(&[THREE[0], "P9;X;;12;;;"]);
+    let r = carebridge_server::commands::import_people(db, "acme", file, opts, false, s.clock.now())
+        .await
+        .unwrap();
+    let text = carebridge_server::commands::describe_import(&r);
+    assert!(text.contains("NOT applied"), "{text}");
+    assert!(text.contains("line 3, column Handy, value \"12\""), "{text}");
+}
