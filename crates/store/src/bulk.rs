@@ -1,18 +1,26 @@
-//! Set-based writes for bulk paths (directory import, SCIM batches): many rows in one statement,
-//! passed as a single JSON parameter.
+//! Set-based writes for bulk paths (directory import, later SCIM batches): many rows per
+//! statement.
 //!
-//! Why JSON: a multi-row `VALUES` list needs one bind parameter per cell, and sqlx's SQLite
-//! driver looks parameters up by name in time quadratic in their number, so statements beyond a
-//! few hundred parameters get slower per row. One JSON array of row arrays is one parameter on
-//! both backends; SQLite unpacks it with `json_each`, PostgreSQL with `json_array_elements`.
-//! Each row is a JSON array whose positions follow the column list; ids are written as 32 hex
-//! digits (`unhex` on SQLite, where ids are 16-byte BLOBs; `::uuid` on PostgreSQL).
-
-use std::fmt::Write as _;
+//! - SQLite: multi-row `VALUES` lists with anonymous `?` placeholders, up to [`SQLITE_ROWS`]
+//!   rows per statement. Anonymous on purpose: for `$N` placeholders sqlx looks each one up by
+//!   name (`sqlite3_bind_parameter_name`, a linear scan), which is quadratic in the number of
+//!   parameters; for `?` it does not. (A single JSON parameter unpacked with `json_each` was
+//!   tried first: SQLite re-parses a row's JSON for every `->>`, which cost more than the
+//!   inserts.)
+//! - PostgreSQL: one array per column, unpacked with `UNNEST` (`$N::uuid[]`, …), so a
+//!   statement has as many parameters as columns whatever the row count.
+//!
+//! Rows are collected with [`Rows`]; each cell's type must match the column's [`Col`] (a
+//! mismatch is an error, not a panic).
 
 use uuid::Uuid;
 
-use crate::{Exec, Raw, StoreError, Tx, exec};
+use crate::{Exec, Raw, StoreError, Tx};
+
+/// Rows per SQLite statement (SQLite allows 32,766 parameters).
+pub const SQLITE_ROWS: usize = 500;
+/// Rows per PostgreSQL statement.
+pub const PG_ROWS: usize = 10_000;
 
 /// The SQL type of a column in a bulk statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +31,40 @@ pub enum Col {
     Bool,
 }
 
-/// Rows being collected as one JSON array (`[[…],[…]]`).
+impl Col {
+    fn pg_array(self) -> &'static str {
+        match self {
+            Col::Uuid => "uuid[]",
+            Col::Text => "text[]",
+            Col::Int => "bigint[]",
+            Col::Bool => "boolean[]",
+        }
+    }
+}
+
+/// One cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Null,
+    Uuid(Uuid),
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+/// Rows being collected, row by row, cell by cell.
 #[derive(Debug, Default)]
 pub struct Rows {
-    buf: String,
+    cells: Vec<Val>,
+    /// Cells in the first finished row (all rows must have as many).
+    width: Option<usize>,
+    in_row: usize,
     rows: usize,
-    in_row: bool,
-    cells: usize,
 }
 
 impl Rows {
     pub fn new() -> Self {
-        Self {
-            buf: String::from("["),
-            ..Default::default()
-        }
+        Self::default()
     }
 
     /// Number of finished rows.
@@ -49,102 +76,156 @@ impl Rows {
         self.rows == 0
     }
 
-    fn cell(&mut self) -> &mut String {
-        if !self.in_row {
-            if self.rows > 0 {
-                self.buf.push(',');
-            }
-            self.buf.push('[');
-            self.in_row = true;
-            self.cells = 0;
-        } else if self.cells > 0 {
-            self.buf.push(',');
-        }
-        self.cells += 1;
-        &mut self.buf
+    fn push(&mut self, v: Val) -> &mut Self {
+        self.cells.push(v);
+        self.in_row += 1;
+        self
     }
 
     pub fn uuid(&mut self, v: Uuid) -> &mut Self {
-        let b = self.cell();
-        let _ = write!(b, "\"{}\"", v.simple());
-        self
+        self.push(Val::Uuid(v))
     }
 
     pub fn opt_uuid(&mut self, v: Option<Uuid>) -> &mut Self {
-        match v {
-            Some(v) => self.uuid(v),
-            None => self.null(),
-        }
+        self.push(v.map_or(Val::Null, Val::Uuid))
     }
 
     pub fn text(&mut self, v: &str) -> &mut Self {
-        let b = self.cell();
-        // Writing a str as JSON cannot fail.
-        let escaped = serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
-        b.push_str(&escaped);
-        self
+        self.push(Val::Text(v.to_string()))
     }
 
     pub fn opt_text(&mut self, v: Option<&str>) -> &mut Self {
-        match v {
-            Some(v) => self.text(v),
-            None => self.null(),
-        }
+        self.push(v.map_or(Val::Null, |s| Val::Text(s.to_string())))
     }
 
     pub fn int(&mut self, v: i64) -> &mut Self {
-        let b = self.cell();
-        let _ = write!(b, "{v}");
-        self
+        self.push(Val::Int(v))
     }
 
     pub fn bool(&mut self, v: bool) -> &mut Self {
-        let b = self.cell();
-        b.push_str(if v { "true" } else { "false" });
-        self
+        self.push(Val::Bool(v))
     }
 
     pub fn null(&mut self) -> &mut Self {
-        self.cell().push_str("null");
-        self
+        self.push(Val::Null)
     }
 
     /// Ends the current row.
     pub fn end(&mut self) -> &mut Self {
-        if self.in_row {
-            self.buf.push(']');
-            self.in_row = false;
+        if self.in_row > 0 {
+            if self.width.is_none() {
+                self.width = Some(self.in_row);
+            }
             self.rows += 1;
+            self.in_row = 0;
         }
         self
     }
 
-    /// The JSON document (ends an open row).
-    pub fn finish(mut self) -> String {
+    /// The rows, checked against the columns.
+    fn checked(mut self, cols: &[Col]) -> Result<Vec<Val>, StoreError> {
         self.end();
-        self.buf.push(']');
-        self.buf
+        let w = cols.len();
+        if self.cells.len() != self.rows * w {
+            return Err(StoreError::Corrupt(format!(
+                "bulk rows: {} cells for {} rows of {w} columns",
+                self.cells.len(),
+                self.rows
+            )));
+        }
+        for (i, v) in self.cells.iter().enumerate() {
+            let ok = matches!(
+                (v, cols[i % w]),
+                (Val::Null, _)
+                    | (Val::Uuid(_), Col::Uuid)
+                    | (Val::Text(_), Col::Text)
+                    | (Val::Int(_), Col::Int)
+                    | (Val::Bool(_), Col::Bool)
+            );
+            if !ok {
+                return Err(StoreError::Corrupt(format!(
+                    "bulk rows: cell {i} is {v:?}, the column is {:?}",
+                    cols[i % w]
+                )));
+            }
+        }
+        Ok(self.cells)
     }
 }
 
-fn sqlite_expr(i: usize, t: Col) -> String {
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_sqlite<'q>(mut q: SqliteQuery<'q>, cells: &'q [Val]) -> SqliteQuery<'q> {
+    for v in cells {
+        q = match v {
+            Val::Null => q.bind(None::<String>),
+            Val::Uuid(u) => q.bind(*u),
+            Val::Text(s) => q.bind(s.as_str()),
+            Val::Int(i) => q.bind(*i),
+            Val::Bool(b) => q.bind(*b),
+        };
+    }
+    q
+}
+
+fn values_list(rows: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; rows].join(", ")
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds column `c` of `cells` (rows of `width`) as one array.
+fn bind_pg_column<'q>(q: PgQuery<'q>, cells: &[Val], width: usize, c: usize, t: Col) -> PgQuery<'q> {
+    let column = cells.iter().skip(c).step_by(width);
     match t {
-        Col::Uuid => format!("unhex(j.value->>{i})"),
-        _ => format!("j.value->>{i}"),
+        Col::Uuid => q.bind(
+            column
+                .map(|v| match v {
+                    Val::Uuid(u) => Some(*u),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Col::Text => q.bind(
+            column
+                .map(|v| match v {
+                    Val::Text(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Col::Int => q.bind(
+            column
+                .map(|v| match v {
+                    Val::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Col::Bool => q.bind(
+            column
+                .map(|v| match v {
+                    Val::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
-fn pg_expr(i: usize, t: Col) -> String {
-    match t {
-        Col::Uuid => format!("(j->>{i})::uuid"),
-        Col::Text => format!("j->>{i}"),
-        Col::Int => format!("(j->>{i})::bigint"),
-        Col::Bool => format!("(j->>{i})::boolean"),
-    }
+fn unnest(from: usize, cols: &[(&str, Col)]) -> String {
+    let args = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| format!("${}::{}", from + i, t.pg_array()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("UNNEST({args})")
 }
 
-/// `INSERT INTO table (cols) SELECT … FROM <rows>` with `suffix` appended (e.g.
-/// `ON CONFLICT DO NOTHING`). Returns the rows inserted.
+/// `INSERT INTO table (cols) VALUES …` with `suffix` appended (e.g. `ON CONFLICT DO NOTHING`).
+/// Returns the rows inserted.
 pub async fn insert(
     tx: &mut Tx,
     table: &str,
@@ -155,48 +236,45 @@ pub async fn insert(
     if rows.is_empty() {
         return Ok(0);
     }
+    let types: Vec<Col> = cols.iter().map(|c| c.1).collect();
+    let cells = rows.checked(&types)?;
+    let w = cols.len();
     let names = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
-    let json = rows.finish();
+    let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
-            let exprs = cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| sqlite_expr(i, c.1))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO {table} ({names}) SELECT {exprs} FROM json_each($1) j WHERE true {suffix}"
-            );
-            Ok(sqlx::query(&sql)
-                .bind(json)
-                .execute(c)
-                .await?
-                .rows_affected())
+            for chunk in cells.chunks(SQLITE_ROWS * w) {
+                let sql = format!(
+                    "INSERT INTO {table} ({names}) VALUES {} {suffix}",
+                    values_list(chunk.len() / w, w)
+                );
+                n += bind_sqlite(sqlx::query(&sql), chunk)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+            }
         }
         Raw::Postgres(c) => {
-            let exprs = cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| pg_expr(i, c.1))
-                .collect::<Vec<_>>()
-                .join(", ");
             let sql = format!(
-                "INSERT INTO {table} ({names}) SELECT {exprs} FROM json_array_elements($1::json) j {suffix}"
+                "INSERT INTO {table} ({names}) SELECT * FROM {} {suffix}",
+                unnest(1, cols)
             );
-            Ok(sqlx::query(&sql)
-                .bind(json)
-                .execute(c)
-                .await?
-                .rows_affected())
+            for chunk in cells.chunks(PG_ROWS * w) {
+                let mut q = sqlx::query(&sql);
+                for (i, (_, t)) in cols.iter().enumerate() {
+                    q = bind_pg_column(q, chunk, w, i, *t);
+                }
+                n += q.execute(&mut *c).await?.rows_affected();
+            }
         }
     }
+    Ok(n)
 }
 
-/// `UPDATE table SET col = row value, … WHERE org_id = $org AND key = row key [AND check = row
-/// value]` for every row. `key` is the first column of `cols`; `check` (optional) names a
-/// further column compared instead of set (e.g. the expected version). Returns the rows
-/// updated, so callers detect rows changed meanwhile.
+/// For every row: `UPDATE table SET col = value, … WHERE org_id = $org AND key = row key [AND
+/// check = row value]`. `key` is the first column of `cols`; `check` (optional) is a further
+/// column compared, not set (e.g. the version read). Returns the rows updated, so callers
+/// detect rows changed meanwhile.
 pub async fn update(
     tx: &mut Tx,
     table: &str,
@@ -205,39 +283,62 @@ pub async fn update(
     check: Option<(&str, Col)>,
     rows: Rows,
 ) -> Result<u64, StoreError> {
-    if rows.is_empty() {
+    if rows.is_empty() || cols.is_empty() {
         return Ok(0);
     }
-    let json = rows.finish();
-    let Some(((key, key_t), sets)) = cols.split_first() else {
-        return Ok(0);
-    };
-    let sqlite = matches!(Exec::raw(&mut *tx), Raw::Sqlite(_));
-    let expr = |i: usize, t: Col| {
-        if sqlite {
-            sqlite_expr(i, t)
-        } else {
-            pg_expr(i, t)
-        }
-    };
-    let set = sets
+    let mut all = cols.to_vec();
+    if let Some(c) = check {
+        all.push(c);
+    }
+    let types: Vec<Col> = all.iter().map(|c| c.1).collect();
+    let cells = rows.checked(&types)?;
+    let w = all.len();
+    let set = cols
         .iter()
         .enumerate()
-        .map(|(i, (name, t))| format!("{name} = {}", expr(i + 1, *t)))
+        .skip(1)
+        .map(|(i, (name, _))| format!("{name} = v.c{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut cond = format!("{table}.{key} = {}", expr(0, *key_t));
-    if let Some((name, t)) = check {
-        cond += &format!(" AND {table}.{name} = {}", expr(cols.len(), t));
+    let key = cols[0].0;
+    let mut cond = format!("{table}.{key} = v.c0");
+    if let Some((name, _)) = check {
+        cond += &format!(" AND {table}.{name} = v.c{}", cols.len());
     }
-    let from = if sqlite {
-        "json_each($2) j"
-    } else {
-        "json_array_elements($2::json) j"
-    };
-    let sql =
-        format!("UPDATE {table} SET {set} FROM {from} WHERE {table}.org_id = $1 AND {cond}");
-    Ok(exec!(tx, c => sqlx::query(&sql).bind(org).bind(&json).execute(c).await)?)
+    let aliases = (0..w).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", ");
+    let mut n = 0;
+    match Exec::raw(&mut *tx) {
+        Raw::Sqlite(c) => {
+            for chunk in cells.chunks(SQLITE_ROWS * w) {
+                // The CTE names the VALUES columns; `+org_id` keeps SQLite from choosing an
+                // organisation-wide index over the primary key.
+                let sql = format!(
+                    "WITH v ({aliases}) AS (VALUES {}) UPDATE {table} SET {set} FROM v \
+                     WHERE {cond} AND +{table}.org_id = ?",
+                    values_list(chunk.len() / w, w)
+                );
+                n += bind_sqlite(sqlx::query(&sql), chunk)
+                    .bind(org)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        Raw::Postgres(c) => {
+            let sql = format!(
+                "UPDATE {table} SET {set} FROM {} AS v ({aliases}) WHERE {table}.org_id = $1 AND {cond}",
+                unnest(2, &all)
+            );
+            for chunk in cells.chunks(PG_ROWS * w) {
+                let mut q = sqlx::query(&sql).bind(org);
+                for (i, (_, t)) in all.iter().enumerate() {
+                    q = bind_pg_column(q, chunk, w, i, *t);
+                }
+                n += q.execute(&mut *c).await?.rows_affected();
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// `DELETE FROM table WHERE org_id = $org AND col IN (ids)`.
@@ -251,36 +352,33 @@ pub async fn delete_in(
     if ids.is_empty() {
         return Ok(0);
     }
+    let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
-            let mut json = String::from("[");
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
+            for chunk in ids.chunks(SQLITE_ROWS) {
+                // `+org_id`: the id list drives the plan, not an organisation-wide index.
+                let sql = format!(
+                    "DELETE FROM {table} WHERE {col} IN ({}) AND +org_id = ?",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
                 }
-                let _ = write!(json, "\"{}\"", id.simple());
+                n += q.bind(org).execute(&mut *c).await?.rows_affected();
             }
-            json.push(']');
-            let sql = format!(
-                "DELETE FROM {table} WHERE org_id = $1 AND {col} IN (SELECT unhex(value) FROM json_each($2))"
-            );
-            Ok(sqlx::query(&sql)
-                .bind(org)
-                .bind(json)
-                .execute(c)
-                .await?
-                .rows_affected())
         }
         Raw::Postgres(c) => {
             let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND {col} = ANY($2)");
-            Ok(sqlx::query(&sql)
+            n += sqlx::query(&sql)
                 .bind(org)
                 .bind(ids)
-                .execute(c)
+                .execute(&mut *c)
                 .await?
-                .rows_affected())
+                .rows_affected();
         }
     }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -288,18 +386,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_are_json_arrays() {
+    fn rows_are_checked_against_the_columns() {
         let mut r = Rows::new();
-        r.uuid(Uuid::nil()).text("a\"b").int(3).end();
-        r.bool(true).null().opt_text(Some("x")).end();
-        let v: serde_json::Value = serde_json::from_str(&r.finish()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!([
-                ["00000000000000000000000000000000", "a\"b", 3],
-                [true, null, "x"]
-            ])
-        );
-        assert_eq!(Rows::new().finish(), "[]");
+        r.uuid(Uuid::nil()).text("a'b").int(3).end();
+        r.null().opt_text(None).int(4).end();
+        let cells = r.checked(&[Col::Uuid, Col::Text, Col::Int]).unwrap();
+        assert_eq!(cells.len(), 6);
+        let mut r = Rows::new();
+        r.uuid(Uuid::nil()).text("x").end();
+        assert!(r.checked(&[Col::Uuid, Col::Int]).is_err());
+        let mut r = Rows::new();
+        r.uuid(Uuid::nil()).end();
+        assert!(r.checked(&[Col::Uuid, Col::Int]).is_err());
+    }
+
+    #[test]
+    fn sqlite_values_lists() {
+        assert_eq!(values_list(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 }
