@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
     CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, PeopleQuery,
-    Person, RoleAssignment,
-    RolesQuery, Unit, UpdatePerson, UpdateUnit,
+    Person, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};

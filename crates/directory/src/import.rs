@@ -424,7 +424,11 @@ pub fn delimiter(text: &str) -> u8 {
 pub fn parse_map(s: &str) -> Result<Vec<(String, Field)>, Vec<RowError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for part in s.split([';', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+    for part in s
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         match part.rsplit_once('=') {
             Some((h, f)) => match Field::parse(f) {
                 Some(f) => out.push((h.trim().to_string(), f)),
@@ -446,7 +450,11 @@ pub fn parse_map(s: &str) -> Result<Vec<(String, Field)>, Vec<RowError>> {
             }),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Which field each column feeds.
@@ -571,8 +579,9 @@ pub struct ReadOptions {
     pub sheet: Option<String>,
 }
 
-/// What the reader hands on, record by record.
+/// What the reader hands on, record by record (rows are the common case: not boxed).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Item {
     /// The columns, before any row.
     Header(Mapping),

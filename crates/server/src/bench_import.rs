@@ -91,7 +91,15 @@ async fn end_to_end(bytes: &[u8], n: usize, config: &crate::config::Config) -> a
         };
         let start = Instant::now();
         let file = std::fs::read(&path)?;
-        let r = crate::commands::import_people(&db, &slug, file, options.clone(), false, SystemClock.now()).await?;
+        let r = crate::commands::import_people(
+            &db,
+            &slug,
+            file,
+            options.clone(),
+            false,
+            SystemClock.now(),
+        )
+        .await?;
         let secs = start.elapsed().as_secs_f64();
         anyhow::ensure!(r.applied && r.created == n as u64, "{r:?}");
         println!(
@@ -103,9 +111,13 @@ async fn end_to_end(bytes: &[u8], n: usize, config: &crate::config::Config) -> a
         );
         let start = Instant::now();
         let file = std::fs::read(&path)?;
-        let r = crate::commands::import_people(&db, &slug, file, options, false, SystemClock.now()).await?;
+        let r = crate::commands::import_people(&db, &slug, file, options, false, SystemClock.now())
+            .await?;
         let secs = start.elapsed().as_secs_f64();
-        anyhow::ensure!(r.applied && r.unchanged == n as u64 && r.created + r.updated == 0, "{r:?}");
+        anyhow::ensure!(
+            r.applied && r.unchanged == n as u64 && r.created + r.updated == 0,
+            "{r:?}"
+        );
         println!(
             "run {round}: the same file again ({n} unchanged, nothing written): {:.0} ms, {:.0} rows/s",
             secs * 1000.0,

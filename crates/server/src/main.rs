@@ -455,7 +455,8 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 map: (!map.is_empty()).then(|| map.join(";")),
             };
             let db = open_db(&config, None).await?;
-            let report = commands::import_people(&db, &org, bytes, options, !json, clock.now()).await?;
+            let report =
+                commands::import_people(&db, &org, bytes, options, !json, clock.now()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

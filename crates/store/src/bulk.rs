@@ -176,7 +176,13 @@ fn values_list(rows: usize, width: usize) -> String {
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds column `c` of `cells` (rows of `width`) as one array.
-fn bind_pg_column<'q>(q: PgQuery<'q>, cells: &[Val], width: usize, c: usize, t: Col) -> PgQuery<'q> {
+fn bind_pg_column<'q>(
+    q: PgQuery<'q>,
+    cells: &[Val],
+    width: usize,
+    c: usize,
+    t: Col,
+) -> PgQuery<'q> {
     let column = cells.iter().skip(c).step_by(width);
     match t {
         Col::Uuid => q.bind(
@@ -305,7 +311,10 @@ pub async fn update(
     if let Some((name, _)) = check {
         cond += &format!(" AND {table}.{name} = v.c{}", cols.len());
     }
-    let aliases = (0..w).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", ");
+    let aliases = (0..w)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {

@@ -463,11 +463,8 @@ pub async fn all(x: &mut impl Exec, org: OrgId) -> Result<Vec<Person>, StoreErro
         .into_iter()
         .map(person)
         .collect::<Result<Vec<_>, _>>()?;
-    let index: std::collections::HashMap<Uuid, usize> = people
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id, i))
-        .collect();
+    let index: std::collections::HashMap<Uuid, usize> =
+        people.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
     let units: Vec<(Uuid, Uuid, String)> = run!(x, c => sqlx::query_as(
         "SELECT pu.person_id, u.id, u.name FROM person_units pu JOIN units u ON u.id = pu.unit_id \
          WHERE pu.org_id = $1 ORDER BY u.name")
@@ -497,8 +494,10 @@ pub async fn all_labels(
     x: &mut impl Exec,
     org: OrgId,
 ) -> Result<Vec<(Uuid, String, String)>, StoreError> {
-    Ok(run!(x, c => sqlx::query_as("SELECT id, kind, name_key FROM labels WHERE org_id = $1")
-        .bind(org.0).fetch_all(c).await)?)
+    Ok(
+        run!(x, c => sqlx::query_as("SELECT id, kind, name_key FROM labels WHERE org_id = $1")
+        .bind(org.0).fetch_all(c).await)?,
+    )
 }
 
 /// Creates labels `(id, kind, name)` in one statement.
@@ -595,7 +594,9 @@ pub async fn write_many(
         let mut rows = Rows::new();
         for l in created {
             person_cells(&mut rows, l.person, &l.sort_key);
-            rows.uuid(org.0).int(l.person.created_at.as_millisecond()).end();
+            rows.uuid(org.0)
+                .int(l.person.created_at.as_millisecond())
+                .end();
         }
         let mut cols = PERSON_COLS.to_vec();
         cols.push(("org_id", Col::Uuid));
@@ -656,7 +657,13 @@ pub async fn write_many(
         "",
     )
     .await?;
-    let link = |col: &'static str| [("person_id", Col::Uuid), (col, Col::Uuid), ("org_id", Col::Uuid)];
+    let link = |col: &'static str| {
+        [
+            ("person_id", Col::Uuid),
+            (col, Col::Uuid),
+            ("org_id", Col::Uuid),
+        ]
+    };
     bulk::insert(tx, "person_units", &link("unit_id"), units, "").await?;
     bulk::insert(tx, "person_labels", &link("label_id"), labels, "").await?;
     Ok(true)

@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use carebridge_domain::audit::AuditEntry;
 use carebridge_domain::auth::Actor;
 use carebridge_domain::person::PersonDraft;
 use carebridge_domain::role::Role;
@@ -34,7 +35,6 @@ use carebridge_proto::directory::{
     Address, Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions,
     ImportReport, Person, RoleAssignment, UnitRef,
 };
-use carebridge_domain::audit::AuditEntry;
 use carebridge_store::audit;
 use carebridge_store::orgs::OrgRef;
 use carebridge_store::{Db, Exec, Tx, rosters, run, sqlx};
@@ -150,7 +150,7 @@ pub async fn run(
         None => State::load(&mut db.read().await?, org, &mapping, &opts, now).await?,
     };
     if let Some(path) = &opts.deactivate_missing
-        && state.units.get(&path_key(path)).is_none()
+        && !state.units.contains_key(&path_key(path))
     {
         return Ok(with_errors(
             report,
@@ -470,11 +470,7 @@ impl State {
                             }
                         }
                         Err(ServiceError::Invalid(v)) => {
-                            let why = v
-                                .0
-                                .first()
-                                .map(|x| x.message.clone())
-                                .unwrap_or_default();
+                            let why = v.0.first().map(|x| x.message.clone()).unwrap_or_default();
                             return Ok(Err(format!("cannot create unit '{name}': {why}")));
                         }
                         Err(e) => return Err(e),
@@ -482,11 +478,7 @@ impl State {
                 }
                 None => {
                     if let Err(v) = carebridge_domain::unit::check_name(name) {
-                        let why = v
-                            .0
-                            .first()
-                            .map(|x| x.message.clone())
-                            .unwrap_or_default();
+                        let why = v.0.first().map(|x| x.message.clone()).unwrap_or_default();
                         return Ok(Err(format!("cannot create unit '{name}': {why}")));
                     }
                     let id = new_v7(now);
@@ -620,7 +612,10 @@ impl State {
                     let (f, v) = if k.starts_with("x:") {
                         (Field::ExternalId, ext.unwrap_or(""))
                     } else {
-                        (Field::Email, d.emails.first().map_or("", |e| e.value.as_str()))
+                        (
+                            Field::Email,
+                            d.emails.first().map_or("", |e| e.value.as_str()),
+                        )
                     };
                     return Ok(Err(err(f, v, format!("the same person as line {first}"))));
                 }

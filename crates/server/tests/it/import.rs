@@ -35,9 +35,8 @@ async fn people(s: &TestServer, key: &str, q: &str) -> Vec<Value> {
 
 /// As Excel writes a Swiss-German sheet: Windows-1252, `;`, CRLF.
 fn swiss(rows: &[&str]) -> Vec<u8> {
-    let mut text = String::from(
-        "Personalnummer;Vorname;Nachname;Handy;E-Mail;Einheit;Fähigkeiten\r\n",
-    );
+    let mut text =
+        String::from("Personalnummer;Vorname;Nachname;Handy;E-Mail;Einheit;Fähigkeiten\r\n");
     for r in rows {
         text.push_str(r);
         text.push_str("\r\n");
@@ -62,7 +61,11 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     let (st, r) = upload(&s, &k, "dry_run=true&create_units=true", &file).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(
-        (r["dry_run"].clone(), r["applied"].clone(), r["created"].clone()),
+        (
+            r["dry_run"].clone(),
+            r["applied"].clone(),
+            r["created"].clone()
+        ),
         (true.into(), false.into(), 3.into()),
         "{r}"
     );
@@ -79,7 +82,10 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     // Without create_units the unknown units are row errors and nothing is applied.
     let (st, r) = upload(&s, &k, "", &file).await;
     assert_eq!(st, 422, "{r}");
-    assert_eq!((r["applied"].clone(), r["errors_total"].clone()), (false.into(), 3.into()));
+    assert_eq!(
+        (r["applied"].clone(), r["errors_total"].clone()),
+        (false.into(), 3.into())
+    );
     assert_eq!(r["errors"][0]["column"], "Einheit");
     assert_eq!(r["errors"][0]["line"], 2);
     assert!(people(&s, &k, "").await.is_empty());
@@ -87,7 +93,10 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     // Apply.
     let (st, r) = upload(&s, &k, "create_units=true", &file).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((r["applied"].clone(), r["created"].clone()), (true.into(), 3.into()));
+    assert_eq!(
+        (r["applied"].clone(), r["created"].clone()),
+        (true.into(), 3.into())
+    );
     let all = people(&s, &k, "").await;
     assert_eq!(all.len(), 3);
     let jm = all.iter().find(|p| p["external_id"] == "P1").unwrap();
@@ -106,14 +115,21 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     let (st, r) = upload(&s, &k, "create_units=true", &file).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(
-        (r["unchanged"].clone(), r["created"].clone(), r["updated"].clone()),
+        (
+            r["unchanged"].clone(),
+            r["created"].clone(),
+            r["updated"].clone()
+        ),
         (3.into(), 0.into(), 0.into()),
         "{r}"
     );
     assert_eq!(audit_len(&s, &k).await, after);
     let again = people(&s, &k, "").await;
     assert_eq!(
-        again.iter().map(|p| p["version"].clone()).collect::<Vec<_>>(),
+        again
+            .iter()
+            .map(|p| p["version"].clone())
+            .collect::<Vec<_>>(),
         vec![Value::from(1); 3]
     );
 
@@ -122,7 +138,10 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     changed[1] = "P2;Anna;Keller;079 000 00 01;ak@example.ch;Region Nord/Team 3;Sanitäter";
     let (st, r) = upload(&s, &k, "", &swiss(&changed)).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((r["updated"].clone(), r["unchanged"].clone()), (1.into(), 2.into()));
+    assert_eq!(
+        (r["updated"].clone(), r["unchanged"].clone()),
+        (1.into(), 2.into())
+    );
     let anna = people(&s, &k, "q=keller").await;
     assert_eq!(anna[0]["phones"][0]["value"], "+41790000001");
     assert_eq!(anna[0]["version"], 2);
@@ -171,13 +190,20 @@ async fn bad_rows_stop_everything_unless_skipped() {
             .contains("line 2"),
         "{r}"
     );
-    assert_eq!((r["bad_rows"].clone(), r["rows"].clone()), (2.into(), 4.into()));
+    assert_eq!(
+        (r["bad_rows"].clone(), r["rows"].clone()),
+        (2.into(), 4.into())
+    );
     assert!(people(&s, &k, "").await.is_empty());
 
     let (st, r) = upload(&s, &k, "skip_bad_rows=true", &file).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(
-        (r["applied"].clone(), r["created"].clone(), r["bad_rows"].clone()),
+        (
+            r["applied"].clone(),
+            r["created"].clone(),
+            r["bad_rows"].clone()
+        ),
         (true.into(), 2.into(), 2.into())
     );
     assert_eq!(people(&s, &k, "").await.len(), 2);
@@ -217,7 +243,10 @@ async fn full_sync_deactivates_who_is_missing_and_reactivates_who_returns() {
     assert_eq!(people(&s, &k, "active=true").await.len(), 3);
     // A dry run of the full file reports the reactivation without doing it.
     let (_, r) = upload(&s, &k, "dry_run=true", &swiss(THREE)).await;
-    assert_eq!((r["updated"].clone(), r["unchanged"].clone()), (1.into(), 2.into()));
+    assert_eq!(
+        (r["updated"].clone(), r["unchanged"].clone()),
+        (1.into(), 2.into())
+    );
     assert_eq!(people(&s, &k, "active=false").await.len(), 1);
     let (_, r) = upload(&s, &k, "", &swiss(THREE)).await;
     assert_eq!(r["updated"], 1, "{r}");
@@ -245,9 +274,16 @@ async fn rows_match_people_by_email_and_keep_what_the_file_lacks() {
     let file = "First name,Last name,Email\nJürg,Müller,jm@EXAMPLE.ch\nNeu,Person,neu@example.ch\n";
     let (st, r) = upload(&s, &k, "", file.as_bytes()).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((r["updated"].clone(), r["created"].clone()), (1.into(), 1.into()), "{r}");
+    assert_eq!(
+        (r["updated"].clone(), r["created"].clone()),
+        (1.into(), 1.into()),
+        "{r}"
+    );
     let (_, p) = s
-        .get(&k, &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()))
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()),
+        )
         .await;
     assert_eq!(p["given_name"], "Jürg");
     // Columns the file does not have keep their values.
@@ -271,12 +307,23 @@ async fn roles_need_roles_write_and_are_only_added() {
         .await;
     let (st, r) = upload(&s, &limited, "create_units=true", file.as_bytes()).await;
     assert_eq!(st, 422, "{r}");
-    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("roles:write"));
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("roles:write")
+    );
     let (st, r) = upload(&s, &k, "create_units=true", file.as_bytes()).await;
     assert_eq!(st, 422, "{r}");
     assert_eq!(r["errors"][0]["line"], 3);
     assert_eq!(r["errors"][0]["column"], "Rollen");
-    let (st, r) = upload(&s, &k, "create_units=true&skip_bad_rows=true", file.as_bytes()).await;
+    let (st, r) = upload(
+        &s,
+        &k,
+        "create_units=true&skip_bad_rows=true",
+        file.as_bytes(),
+    )
+    .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["roles_assigned"], 1);
     let (_, roles) = s.get(&k, "/api/v1/orgs/acme/roles").await;
@@ -289,7 +336,10 @@ async fn roles_need_roles_write_and_are_only_added() {
     assert_eq!(ua.len(), 1);
     assert!(ua[0]["unit_id"].is_string());
     let (_, r) = upload(&s, &k, "skip_bad_rows=true", file.as_bytes()).await;
-    assert_eq!((r["roles_assigned"].clone(), r["unchanged"].clone()), (0.into(), 1.into()));
+    assert_eq!(
+        (r["roles_assigned"].clone(), r["unchanged"].clone()),
+        (0.into(), 1.into())
+    );
 }
 
 #[tokio::test]
@@ -302,7 +352,13 @@ async fn xlsx_named_sheet_numbers_and_mapping() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["errors"][0]["line"], 1, "{r}");
     let (_, r) = upload(&s, &k, "dry_run=true&sheet=Nirgends", xlsx).await;
-    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("Personal"), "{r}");
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Personal"),
+        "{r}"
+    );
     // "Eintritt" is not a field: unknown until mapped away.
     let (_, r) = upload(&s, &k, "dry_run=true&sheet=personal", xlsx).await;
     assert_eq!(r["errors"][0]["column"], "Eintritt", "{r}");
@@ -314,7 +370,11 @@ async fn xlsx_named_sheet_numbers_and_mapping() {
     )
     .await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((r["created"].clone(), r["bad_rows"].clone()), (2.into(), 1.into()), "{r}");
+    assert_eq!(
+        (r["created"].clone(), r["bad_rows"].clone()),
+        (2.into(), 1.into()),
+        "{r}"
+    );
     let bad: Vec<(u64, &str, &str)> = r["errors"]
         .as_array()
         .unwrap()
@@ -327,7 +387,10 @@ async fn xlsx_named_sheet_numbers_and_mapping() {
             )
         })
         .collect();
-    assert_eq!(bad, vec![(4, "Natel", "12"), (4, "E-Mail", "bf(at)example.ch")]);
+    assert_eq!(
+        bad,
+        vec![(4, "Natel", "12"), (4, "E-Mail", "bf(at)example.ch")]
+    );
     let all = people(&s, &k, "").await;
     // Employee numbers stored as numbers read as whole numbers; 791234567 (the 0 Excel drops)
     // is a Swiss mobile number.
@@ -339,7 +402,12 @@ async fn xlsx_named_sheet_numbers_and_mapping() {
     // A bad mapping is refused before anything is read.
     let (st, r) = upload(&s, &k, "map=Eintritt%3Dbirthday", xlsx).await;
     assert_eq!(st, 422);
-    assert!(r["errors"][0]["reason"].as_str().unwrap().contains("unknown field"));
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field")
+    );
 }
 
 #[tokio::test]
@@ -353,10 +421,14 @@ async fn the_cli_reports_rows_and_errors_in_words() {
         ..Default::default()
     };
     let file = swiss(&[THREE[0], "P9;X;;12;;;"]);
-    let r = carebridge_server::commands::import_people(db, "acme", file, opts, false, s.clock.now())
-        .await
-        .unwrap();
+    let r =
+        carebridge_server::commands::import_people(db, "acme", file, opts, false, s.clock.now())
+            .await
+            .unwrap();
     let text = carebridge_server::commands::describe_import(&r);
     assert!(text.contains("NOT applied"), "{text}");
-    assert!(text.contains("line 3, column Handy, value \"12\""), "{text}");
+    assert!(
+        text.contains("line 3, column Handy, value \"12\""),
+        "{text}"
+    );
 }
