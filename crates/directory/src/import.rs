@@ -644,7 +644,12 @@ fn check_record(
     if rec.iter().all(|c| c.trim().is_empty()) {
         return None;
     }
-    if rec.len() > mapping.headers.len() {
+    if rec.len() > mapping.headers.len()
+        && rec
+            .iter()
+            .skip(mapping.headers.len())
+            .any(|c| !c.trim().is_empty())
+    {
         return Some(Item::Errors(vec![RowError {
             line,
             column: String::new(),
@@ -723,6 +728,9 @@ fn read_csv(
     Ok(mapping)
 }
 
+/// The widest sheet read (columns A to IV).
+const MAX_COLUMNS: usize = 256;
+
 /// A cell as text the way a person reads it in Excel: whole numbers without `.0` (phone and
 /// employee numbers are often stored as numbers), dates as ISO dates.
 fn cell_text(c: &calamine::Data) -> String {
@@ -774,28 +782,50 @@ fn read_xlsx(
             .cloned()
             .ok_or_else(|| vec![file_error("the workbook has no sheet")])?,
     };
-    let range = book
-        .worksheet_range(&name)
+    // Cells one by one: a sparse sheet (A1 and XFD1048576) must not become a dense range of
+    // billions of cells. Columns beyond MAX_COLUMNS are refused; rows are kept as read.
+    let mut cells = book
+        .worksheet_cells_reader(&name)
         .map_err(|e| vec![file_error(format!("sheet '{name}': {e}"))])?;
-    // Line numbers are the sheet's row numbers (the used range may start below row 1).
-    let first_row = u64::from(range.start().map_or(0, |(r, _)| r)) + 1;
-    let mut rows = range.rows();
-    let headers: Vec<String> = rows
-        .next()
-        .map(|r| r.iter().map(|c| cell_text(c).trim().to_string()).collect())
-        .unwrap_or_default();
+    let mut rows: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    loop {
+        let cell = match cells.next_cell() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(vec![file_error(format!("sheet '{name}': {e}"))]),
+        };
+        let (r, c) = cell.get_position();
+        let text = cell_text(&calamine::Data::from(cell.get_value().clone()));
+        if text.is_empty() {
+            continue;
+        }
+        if c as usize >= MAX_COLUMNS {
+            return Err(vec![file_error(format!(
+                "sheet '{name}' has a value in column {} (at most {MAX_COLUMNS} columns are read)",
+                c + 1
+            ))]);
+        }
+        let row = rows.entry(r).or_default();
+        if row.len() <= c as usize {
+            row.resize(c as usize + 1, String::new());
+        }
+        row[c as usize] = text;
+    }
+    drop(cells);
+    let mut rows = rows.into_iter();
+    let Some((_, header)) = rows.next() else {
+        return Err(vec![file_error(format!("sheet '{name}' is empty"))]);
+    };
+    let headers: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
     let mapping = mapping_of(&headers, &opts.map)?;
     each(Item::Header(mapping.clone()), 0.0);
-    let total = range.height().max(1) as f64;
-    for (i, r) in rows.enumerate() {
-        let mut cells: Vec<String> = r.iter().map(cell_text).collect();
-        while cells.last().is_some_and(String::is_empty) {
-            cells.pop();
-        }
+    let total = rows.len().max(1) as f64;
+    for (i, (r, cells)) in rows.enumerate() {
+        // Line numbers are the sheet's row numbers.
+        let line = u64::from(r) + 1;
         let rec = csv::StringRecord::from(cells);
-        let line = first_row + 1 + i as u64;
         if let Some(item) = check_record(&mapping, line, &rec, region) {
-            each(item, (i + 2) as f64 / total);
+            each(item, (i + 1) as f64 / total);
         }
     }
     Ok(mapping)
@@ -1049,6 +1079,23 @@ mod tests {
         assert!(m.is_none());
         assert_eq!(e[0].line, 0);
         assert!(e[0].reason.contains("XLSX"), "{e:?}");
+    }
+
+    #[test]
+    fn a_sparse_sheet_is_not_made_dense() {
+        // A1:B2 and one value in XFD1048576: read cell by cell, refused by its column.
+        let bytes = include_bytes!("../../server/tests/it/fixtures/sparse.xlsx");
+        let (m, rows, e) = read(bytes, &[], "CH");
+        assert!(m.is_none() && rows.is_empty());
+        assert!(e[0].reason.contains("column 16384"), "{e:?}");
+    }
+
+    #[test]
+    fn empty_fields_after_the_last_column_are_fine() {
+        let (rows, errors) = read_ch(b"Vorname;Nachname\nAnna;Muster;\nBeat;Frei;;x\n");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 3);
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn tokens(s: &str) -> Vec<String> {
 
 /// All search tokens of a person: each name word, the full name, each e-mail (its local part is
 /// a prefix of it, so prefix search finds `a.mueller` without a token of its own), each phone
-/// number with and without `+`.
+/// number as its E.164 digits without `+` (queries are brought to that form by
+/// [`query_words_in`]).
 pub fn person_tokens(
     given: &str,
     family: &str,
@@ -63,7 +64,6 @@ pub fn person_tokens(
         out.push(fold(e));
     }
     for p in phones {
-        out.push(p.clone());
         out.push(p.trim_start_matches('+').to_string());
     }
     out.sort();
@@ -75,6 +75,13 @@ pub fn person_tokens(
 /// The words of a search query, folded; phone-like input loses its spaces so `+41 79 123`
 /// matches the E.164 form.
 pub fn query_words(q: &str) -> Vec<String> {
+    query_words_in(q, "")
+}
+
+/// [`query_words`] for an organisation in `region` (ISO country, e.g. `CH`): a phone-like query
+/// becomes E.164 digits without `+` — `+41 79…` and `0041 79…` → `4179…`, and a national
+/// number `079 123` → `4179123` with the region's calling code.
+pub fn query_words_in(q: &str, region: &str) -> Vec<String> {
     let trimmed = q.trim();
     let phone_like = !trimmed.is_empty()
         && trimmed
@@ -82,11 +89,20 @@ pub fn query_words(q: &str) -> Vec<String> {
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '/'))
         && trimmed.chars().any(|c| c.is_ascii_digit());
     if phone_like {
-        let digits: String = trimmed
-            .chars()
-            .filter(|c| c.is_ascii_digit() || *c == '+')
-            .collect();
-        return vec![digits];
+        let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        let international = if trimmed.starts_with('+') {
+            digits
+        } else if let Some(rest) = digits.strip_prefix("00") {
+            rest.to_string()
+        } else if let (Some(rest), Some(m)) = (
+            digits.strip_prefix('0'),
+            phonenumber::metadata::DATABASE.by_id(region),
+        ) {
+            format!("{}{rest}", m.country_code())
+        } else {
+            digits
+        };
+        return vec![international];
     }
     let mut w = tokens(trimmed);
     w.truncate(5);
@@ -120,7 +136,12 @@ mod tests {
 
     #[test]
     fn phone_queries_lose_spaces() {
-        assert_eq!(query_words("+41 79 123"), vec!["+4179123"]);
+        assert_eq!(query_words("+41 79 123"), vec!["4179123"]);
+        assert_eq!(query_words_in("0041 79 123", "CH"), vec!["4179123"]);
+        assert_eq!(query_words_in("079 123", "CH"), vec!["4179123"]);
+        assert_eq!(query_words_in("040 123", "FI"), vec!["35840123"]);
+        assert_eq!(query_words_in("4179", "CH"), vec!["4179"]);
+        assert_eq!(query_words_in("079", "XX"), vec!["079"]);
         assert_eq!(query_words("anna Müller"), vec!["anna", "muller"]);
     }
 
@@ -133,13 +154,7 @@ mod tests {
             &["+41791234567".into()],
         );
         assert!(!t.contains(&"a.mueller".to_string()), "{t:?}");
-        for want in [
-            "anna-lena",
-            "muller",
-            "a.mueller@example.ch",
-            "+41791234567",
-            "41791234567",
-        ] {
+        for want in ["anna-lena", "muller", "a.mueller@example.ch", "41791234567"] {
             assert!(t.contains(&want.to_string()), "{want} in {t:?}");
         }
     }

@@ -60,6 +60,8 @@ pub struct Rows {
     width: Option<usize>,
     in_row: usize,
     rows: usize,
+    /// A row had another width than the first.
+    ragged: bool,
 }
 
 impl Rows {
@@ -113,8 +115,10 @@ impl Rows {
     /// Ends the current row.
     pub fn end(&mut self) -> &mut Self {
         if self.in_row > 0 {
-            if self.width.is_none() {
-                self.width = Some(self.in_row);
+            match self.width {
+                None => self.width = Some(self.in_row),
+                Some(w) if w != self.in_row => self.ragged = true,
+                Some(_) => {}
             }
             self.rows += 1;
             self.in_row = 0;
@@ -126,7 +130,7 @@ impl Rows {
     fn checked(mut self, cols: &[Col]) -> Result<Vec<Val>, StoreError> {
         self.end();
         let w = cols.len();
-        if self.cells.len() != self.rows * w {
+        if self.ragged || self.cells.len() != self.rows * w {
             return Err(StoreError::Corrupt(format!(
                 "bulk rows: {} cells for {} rows of {w} columns",
                 self.cells.len(),
@@ -407,6 +411,11 @@ mod tests {
         let mut r = Rows::new();
         r.uuid(Uuid::nil()).end();
         assert!(r.checked(&[Col::Uuid, Col::Int]).is_err());
+        // Rows of 1 and 3 cells make 4 cells: two rows of two, but ragged.
+        let mut r = Rows::new();
+        r.int(1).end();
+        r.int(2).int(3).int(4).end();
+        assert!(r.checked(&[Col::Int, Col::Int]).is_err());
     }
 
     #[test]

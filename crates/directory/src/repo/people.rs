@@ -626,17 +626,25 @@ pub async fn write_many(
             bulk::delete_in(tx, table, org.0, "person_id", &ids).await?;
         }
     }
-    let all = created.iter().chain(updated.iter().map(|(l, _)| l));
+    let all: Vec<&Links> = created
+        .iter()
+        .chain(updated.iter().map(|(l, _)| l))
+        .collect();
+    // Tokens in key order: each index page is then visited once per chunk.
+    let mut keyed: Vec<(&str, &str, Uuid)> = all
+        .iter()
+        .flat_map(|l| {
+            l.tokens
+                .iter()
+                .map(move |t| (t.as_str(), l.sort_key.as_str(), l.person.id))
+        })
+        .collect();
+    keyed.sort_unstable();
     let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
-    for l in all {
-        for t in &l.tokens {
-            tokens
-                .uuid(org.0)
-                .text(t)
-                .text(&l.sort_key)
-                .uuid(l.person.id)
-                .end();
-        }
+    for (t, sk, id) in keyed {
+        tokens.uuid(org.0).text(t).text(sk).uuid(id).end();
+    }
+    for l in &all {
         for u in &l.units {
             units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
         }

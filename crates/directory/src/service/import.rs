@@ -93,16 +93,21 @@ pub async fn run(
     let reader = tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(CHUNK);
         let mut last = 0.0;
+        // When the writer has gone (error, client gone), the rest of the file is skipped.
+        let mut gone = false;
         let res = read_each(&bytes, &read, &region, |item, done| {
+            if gone {
+                return;
+            }
             if let Item::Header(m) = item {
-                let _ = send.blocking_send(Msg::Header(m));
+                gone = send.blocking_send(Msg::Header(m)).is_err();
                 return;
             }
             buf.push(item);
             last = done;
             if buf.len() >= CHUNK {
                 let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
-                let _ = send.blocking_send(Msg::Items(full, done));
+                gone = send.blocking_send(Msg::Items(full, done)).is_err();
             }
         });
         if !buf.is_empty() {
@@ -160,9 +165,14 @@ pub async fn run(
         ));
     }
 
+    // The first MAX_ERRORS problems are kept, all are counted (a file of bad rows must not
+    // fill the memory).
     let mut errors: Vec<RowError> = Vec::new();
+    let mut errors_total: u64 = 0;
+    let mut fatal = false;
     let mut done_fraction = 0.0;
-    let mut read_result = Ok(());
+    // Only the reader's own end message says the whole file was read.
+    let mut read_result = Err(vec![file_error("the file could not be read to the end")]);
     while let Some(msg) = recv.recv().await {
         match msg {
             Msg::Header(_) => {}
@@ -174,7 +184,7 @@ pub async fn run(
                         Item::Errors(e) => {
                             report.rows += 1;
                             report.bad_rows += 1;
-                            errors.extend(e);
+                            keep(&mut errors, &mut errors_total, e);
                         }
                         Item::Row(p) => {
                             report.rows += 1;
@@ -183,14 +193,14 @@ pub async fn run(
                                 .await?
                             {
                                 report.bad_rows += 1;
-                                errors.extend(e);
+                                keep(&mut errors, &mut errors_total, e);
                             }
                         }
                     }
                 }
                 // All or nothing: after the first bad row nothing more is written (the rest
                 // is still read, for the report).
-                let writing = opts.skip_bad_rows || errors.is_empty();
+                let writing = opts.skip_bad_rows || errors_total == 0;
                 if let (Some(tx), true) = (&mut tx, writing) {
                     state.write(tx, org, batch, now).await?;
                 }
@@ -200,22 +210,44 @@ pub async fn run(
             Msg::Done(r) => read_result = r,
         }
     }
-    let _ = reader.await;
-    if let Err(e) = read_result {
-        errors.extend(e);
+    if reader.await.is_err() {
+        read_result = Err(vec![file_error("the file could not be read to the end")]);
     }
-    if opts.deactivate_missing.is_some() && (opts.skip_bad_rows || errors.is_empty()) {
-        state
-            .deactivate_missing(&mut tx, actor, org, &mut report, now)
-            .await?;
+    if let Err(e) = read_result {
+        errors_total += e.len() as u64;
+        errors.extend(e);
+        // Not even skip mode applies a file that was not read to the end.
+        fatal = true;
+    }
+    if opts.deactivate_missing.is_some() && !fatal {
+        if errors_total == 0 {
+            state
+                .deactivate_missing(&mut tx, actor, org, &mut report, now)
+                .await?;
+        } else {
+            // A bad row may name someone who is still there: deactivating "the missing" would
+            // hit them.
+            errors_total += 1;
+            errors.push(file_error(
+                "nobody was deactivated: with bad rows in the file, who is missing is not known",
+            ));
+        }
     }
     progress(done_fraction.max(1.0));
-    let ok = opts.skip_bad_rows || errors.is_empty();
+    let ok = !fatal && (opts.skip_bad_rows || errors_total == 0);
     if let (Some(tx), true) = (tx, ok) {
         tx.commit().await?;
         report.applied = true;
     }
-    Ok(with_errors(report, errors))
+    let mut report = with_errors(report, errors);
+    report.errors_total = errors_total;
+    Ok(report)
+}
+
+fn keep(errors: &mut Vec<RowError>, total: &mut u64, new: Vec<RowError>) {
+    *total += new.len() as u64;
+    let room = MAX_ERRORS.saturating_sub(errors.len());
+    errors.extend(new.into_iter().take(room));
 }
 
 fn file_error(reason: impl Into<String>) -> RowError {
@@ -288,6 +320,8 @@ struct State {
     matched: HashMap<usize, u64>,
     /// Keys of rows that created people, with their line.
     new_keys: HashMap<String, u64>,
+    /// External keys of the rows so far, with their line.
+    seen_ext: HashMap<String, u64>,
     /// Folded unit path → unit.
     units: HashMap<String, UnitInfo>,
     /// `(kind, folded name)` → label id.
@@ -371,6 +405,7 @@ impl State {
             by_email,
             matched: HashMap::new(),
             new_keys: HashMap::new(),
+            seen_ext: HashMap::new(),
             units,
             labels,
             roles: roles.into_iter().collect(),
@@ -559,6 +594,17 @@ impl State {
         // Match.
         let ext = d.external_id.as_deref();
         let email = d.emails.first().map(|e| fold(&e.value));
+        let by_email = |e: &String| -> Result<Option<usize>, Vec<RowError>> {
+            match self.by_email.get(e) {
+                Some(Some(i)) => Ok(Some(*i)),
+                Some(None) => Err(err(
+                    Field::Email,
+                    e,
+                    "several people have this e-mail address; add an external key column".into(),
+                )),
+                None => Ok(None),
+            }
+        };
         let found: Option<usize> = match (self.match_by, ext, &email) {
             (ImportMatch::Email, _, None) | (ImportMatch::ExternalId, None, _) => {
                 let f = if self.match_by == ImportMatch::Email {
@@ -572,23 +618,61 @@ impl State {
                     format!("the import matches by {}; this row has none", f.name()),
                 )));
             }
-            (ImportMatch::Auto | ImportMatch::ExternalId, Some(x), _) => {
-                self.by_ext.get(x).copied()
-            }
-            (_, _, Some(e)) => match self.by_email.get(e) {
-                Some(Some(i)) => Some(*i),
-                Some(None) => {
-                    return Ok(Err(err(
-                        Field::Email,
-                        e,
-                        "several people have this e-mail address; add an external key column"
-                            .into(),
-                    )));
-                }
-                None => None,
+            (ImportMatch::ExternalId, Some(x), _) => self.by_ext.get(x).copied(),
+            (ImportMatch::Auto, Some(x), _) => match self.by_ext.get(x) {
+                Some(i) => Some(*i),
+                // A key not seen yet: the person may exist without one (entered by hand);
+                // then the e-mail finds them and they take the file's key.
+                None => match email.as_ref().map(by_email).transpose() {
+                    Err(e) => return Ok(Err(e)),
+                    Ok(Some(Some(i))) => match &self.people[i].external_id {
+                        None => Some(i),
+                        Some(other) => {
+                            return Ok(Err(err(
+                                Field::Email,
+                                d.emails.first().map_or("", |e| e.value.as_str()),
+                                format!(
+                                    "this e-mail belongs to the person with external key {other}"
+                                ),
+                            )));
+                        }
+                    },
+                    Ok(_) => None,
+                },
             },
-            (_, None, None) => None,
+            (_, _, Some(e)) => match by_email(e) {
+                Ok(i) => i,
+                Err(e) => return Ok(Err(e)),
+            },
+            (_, None, None) => {
+                return Ok(Err(err(
+                    Field::GivenName,
+                    &d.given_name,
+                    "neither an external key nor an e-mail: a later import could not find this \
+                     person again (add an external key or e-mail column)"
+                        .into(),
+                )));
+            }
         };
+        // An external key names one person.
+        if let Some(x) = ext {
+            if let Some(first) = self.seen_ext.get(x) {
+                return Ok(Err(err(
+                    Field::ExternalId,
+                    x,
+                    format!("the same external key as line {first}"),
+                )));
+            }
+            if let Some(&j) = self.by_ext.get(x)
+                && Some(j) != found
+            {
+                return Ok(Err(err(
+                    Field::ExternalId,
+                    x,
+                    "another person has this external key".into(),
+                )));
+            }
+        }
         // A person is named by one row only.
         if let Some(i) = found
             && let Some(first) = self.matched.get(&i)
@@ -599,13 +683,7 @@ impl State {
                 format!("the same person as line {first}"),
             )));
         }
-        let keys: Vec<String> = [
-            ext.map(|x| format!("x:{x}")),
-            email.as_ref().map(|e| format!("e:{e}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let keys: Vec<String> = email.iter().map(|e| format!("e:{e}")).collect();
         if found.is_none() {
             for k in &keys {
                 if let Some(first) = self.new_keys.get(k) {
@@ -628,6 +706,9 @@ impl State {
             },
             None => None,
         };
+        if let Some(x) = ext {
+            self.seen_ext.insert(x.to_string(), row.line);
+        }
         match found {
             Some(i) => {
                 self.matched.insert(i, row.line);
@@ -796,7 +877,21 @@ impl State {
             p.emails = contacts(&d.emails);
         }
         if has(Field::Mobile) || has(Field::Phone) {
-            p.phones = contacts(&d.phones);
+            // Stored numbers of a kind the file has no column for stay (a file with only a
+            // mobile column keeps the landline).
+            let from_file: Vec<&str> = [(Field::Mobile, "mobile"), (Field::Phone, "work")]
+                .into_iter()
+                .filter(|(f, _)| has(*f))
+                .map(|(_, k)| k)
+                .collect();
+            let mut phones: Vec<Contact> = p
+                .phones
+                .iter()
+                .filter(|c| !from_file.contains(&c.kind.as_str()))
+                .cloned()
+                .collect();
+            phones.extend(contacts(&d.phones));
+            p.phones = phones;
         }
         if has(Field::Street) {
             p.address.street = d.address.street.clone();
@@ -916,11 +1011,14 @@ impl State {
             if !p.active || self.matched.contains_key(&i) {
                 continue;
             }
-            let inside = p.units.iter().any(|u| {
-                paths
-                    .get(&u.id)
-                    .is_some_and(|path| path.starts_with(under.as_str()))
-            });
+            // Only people whose every unit is in the subtree: someone who also belongs
+            // elsewhere stays active.
+            let inside = !p.units.is_empty()
+                && p.units.iter().all(|u| {
+                    paths
+                        .get(&u.id)
+                        .is_some_and(|path| path.starts_with(under.as_str()))
+                });
             if !inside {
                 continue;
             }

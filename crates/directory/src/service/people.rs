@@ -3,7 +3,7 @@
 
 use carebridge_domain::auth::Actor;
 use carebridge_domain::person::{Contact as DContact, PersonDraft, PersonInput};
-use carebridge_domain::search::{fold, person_tokens, query_words, sort_key};
+use carebridge_domain::search::{fold, person_tokens, query_words_in, sort_key};
 use carebridge_domain::{PersonId, Timestamp, UnitId, Violations, new_v7};
 use carebridge_proto::Page;
 use carebridge_proto::directory::{
@@ -251,7 +251,11 @@ pub async fn list(
         )));
     }
     let filter = repo::Filter {
-        words: q.q.as_deref().map(query_words).unwrap_or_default(),
+        words: q
+            .q
+            .as_deref()
+            .map(|q| query_words_in(q, &org.default_region))
+            .unwrap_or_default(),
         unit_path,
         group_key: q.group.as_deref().map(fold),
         skill_key: q.skill.as_deref().map(fold),

@@ -106,6 +106,11 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     // Searchable at once, by name and by phone.
     assert_eq!(people(&s, &k, "q=müll").await.len(), 1);
     assert_eq!(people(&s, &k, "q=%2B4179765").await[0]["external_id"], "P2");
+    // National format, in the organisation's region (CH).
+    assert_eq!(
+        people(&s, &k, "q=079%20765%2043").await[0]["external_id"],
+        "P2"
+    );
     assert_eq!(people(&s, &k, "skill=sanitater").await.len(), 2);
     // One audit event per unit and person, and the chain still verifies.
     let after = audit_len(&s, &k).await;
@@ -431,4 +436,97 @@ async fn the_cli_reports_rows_and_errors_in_words() {
         text.contains("line 3, column Handy, value \"12\""),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_full_sync_with_bad_rows_deactivates_nobody() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, _) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200);
+    // P2's row has a typo: P2 is not "missing", so nobody may be deactivated.
+    let file = swiss(&[
+        THREE[0],
+        "P2;Anna;Keller;12;ak@example.ch;Region Nord/Team 3;",
+    ]);
+    let (st, r) = upload(
+        &s,
+        &k,
+        "skip_bad_rows=true&deactivate_missing=Region%20Nord",
+        &file,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["deactivated"].clone(), r["bad_rows"].clone()),
+        (0.into(), 1.into())
+    );
+    assert!(
+        r["errors"].as_array().unwrap().iter().any(|e| e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nobody was deactivated")),
+        "{r}"
+    );
+    assert!(people(&s, &k, "active=false").await.is_empty());
+}
+
+#[tokio::test]
+async fn keys_stay_unique_and_rows_must_be_findable_again() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, _) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200);
+    // Matching by e-mail, a row may not give a person another person's key.
+    let file = "Personalnummer,Vorname,Nachname,E-Mail\nP2,Jürg,Müller,jm@example.ch\n";
+    let (st, r) = upload(&s, &k, "match=email", file.as_bytes()).await;
+    assert_eq!(st, 422, "{r}");
+    assert_eq!(
+        r["errors"][0]["reason"],
+        "another person has this external key"
+    );
+    // The same key twice in a file.
+    let file = "Personalnummer,Vorname,Nachname,E-Mail\nN1,A,B,a@example.ch\nN1,C,D,c@example.ch\n";
+    let (_, r) = upload(&s, &k, "dry_run=true", file.as_bytes()).await;
+    assert_eq!(r["errors"][0]["line"], 3, "{r}");
+    // Neither key nor e-mail: a re-import would create the person again.
+    let file = "Vorname,Nachname\nOhne,Schlüssel\n";
+    let (st, r) = upload(&s, &k, "", file.as_bytes()).await;
+    assert_eq!(st, 422, "{r}");
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("neither")
+    );
+    // A person entered by hand (no key) is found by e-mail and takes the file's key.
+    let (_, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &serde_json::json!({"given_name": "Hand", "family_name": "Erfasst",
+                "emails": [{"value": "he@example.ch"}],
+                "phones": [{"value": "044 123 45 67", "type": "work"}]}),
+        )
+        .await;
+    let file = "Personalnummer;Vorname;Nachname;E-Mail;Handy\nH1;Hand;Erfasst;he@example.ch;079 222 33 44\n";
+    let (st, r) = upload(&s, &k, "", file.as_bytes()).await;
+    assert_eq!((st, r["updated"].clone()), (200, 1.into()), "{r}");
+    let (_, p) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", p["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(p["external_id"], "H1");
+    // Only a mobile column: the work number stays.
+    let phones: Vec<&str> = p["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(phones, vec!["+41441234567", "+41792223344"]);
+    let (_, r) = upload(&s, &k, "", file.as_bytes()).await;
+    assert_eq!(r["unchanged"], 1, "{r}");
 }
