@@ -630,19 +630,17 @@ pub async fn write_many(
         .iter()
         .chain(updated.iter().map(|(l, _)| l))
         .collect();
-    // Tokens in key order: each index page is then visited once per chunk.
-    let mut keyed: Vec<(&str, &str, Uuid)> = all
-        .iter()
-        .flat_map(|l| {
-            l.tokens
-                .iter()
-                .map(move |t| (t.as_str(), l.sort_key.as_str(), l.person.id))
-        })
-        .collect();
-    keyed.sort_unstable();
+    // In person order (ids are time-ordered): the per-person token index is then appended to.
     let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
-    for (t, sk, id) in keyed {
-        tokens.uuid(org.0).text(t).text(sk).uuid(id).end();
+    for l in &all {
+        for t in &l.tokens {
+            tokens
+                .uuid(org.0)
+                .text(t)
+                .text(&l.sort_key)
+                .uuid(l.person.id)
+                .end();
+        }
     }
     for l in &all {
         for u in &l.units {
