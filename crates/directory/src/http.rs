@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
     CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, PeopleQuery,
-    Person, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
+    Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_unit, update_unit, delete_unit))
         .routes(routes!(list_people, create_person))
         .routes(routes!(get_person, update_person, delete_person))
+        .routes(routes!(export_person))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(import_people))
@@ -222,6 +223,25 @@ async fn get_person(
     let x = people::get(&s.db, &o, person).await?;
     let v = x.version;
     Ok(Tagged(x, v))
+}
+
+/// Everything the organisation holds about a person, as one JSON document (GDPR access and
+/// portability): contact data, units, groups, skills, roles, sign-in account (without
+/// secrets), duties and the history of changes. The export is itself audited.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}/export", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
+    responses((status = 200, body = PersonExport), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn export_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<axum::Json<PersonExport>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    require(&p, &o, Permission::AuditRead)?;
+    Ok(axum::Json(
+        people::export(&s.db, &actor(p), &o, person, s.now()).await?,
+    ))
 }
 
 /// Change a person; `active: false` deactivates.

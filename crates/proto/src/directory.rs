@@ -290,3 +290,54 @@ pub struct ImportReport {
     pub errors: Vec<ImportError>,
     pub errors_total: u64,
 }
+
+/// Everything the organisation holds about one person (GDPR Art. 15 / 20), as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PersonExport {
+    #[schema(value_type = String, format = DateTime)]
+    pub exported_at: jiff::Timestamp,
+    /// The organisation (slug).
+    pub organisation: String,
+    pub person: Person,
+    pub roles: Vec<RoleAssignment>,
+    /// The sign-in account, when the person has one (never its password hash or secrets).
+    pub account: Option<ExportedAccount>,
+    /// Duties the person is or was on.
+    pub duties: Vec<ExportedAssignment>,
+    /// Changes recorded about the person (the audit log's entries whose target is the person).
+    pub history: Vec<ExportedEvent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ExportedAccount {
+    pub login: String,
+    pub phone: Option<String>,
+    pub has_password: bool,
+    pub authenticator_app: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ExportedAssignment {
+    pub duty_id: Uuid,
+    pub title: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub ends_at: jiff::Timestamp,
+    pub role: String,
+    pub status: String,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ExportedEvent {
+    pub seq: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: jiff::Timestamp,
+    pub action: String,
+    /// Who made the change (`api_key:…`, `person:…`, `system:…`).
+    pub actor: String,
+    pub source: String,
+}

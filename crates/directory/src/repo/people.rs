@@ -674,3 +674,44 @@ pub async fn write_many(
     bulk::insert(tx, "person_labels", &link("label_id"), labels, "").await?;
     Ok(true)
 }
+
+// ---- export (GDPR) --------------------------------------------------------------------------
+
+/// The person's sign-in account: `(login, phone, has password, authenticator app, created)`.
+pub async fn account_of(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Uuid,
+) -> Result<Option<(String, Option<String>, bool, bool, i64)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT a.login, a.phone, a.password_hash IS NOT NULL, a.totp_confirmed_at IS NOT NULL, a.created_at \
+         FROM people p JOIN accounts a ON a.id = p.account_id WHERE p.org_id = $1 AND p.id = $2")
+        .bind(org.0).bind(person).fetch_optional(c).await)?)
+}
+
+/// The person's duty assignments, oldest first:
+/// `(duty, title, starts, ends, role, status, note)`.
+pub async fn assignments_of(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Uuid,
+) -> Result<Vec<(Uuid, String, i64, i64, String, String, Option<String>)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT d.id, d.title, d.starts_at, d.ends_at, a.role, a.status, a.note FROM assignments a \
+         JOIN duties d ON d.id = a.duty_id WHERE a.org_id = $1 AND d.org_id = $1 AND a.person_id = $2 \
+         ORDER BY a.starts_at, d.id")
+        .bind(org.0).bind(person).fetch_all(c).await)?)
+}
+
+/// Audit entries whose target is the person: `(seq, at, action, actor, source)`. Reads the
+/// organisation's log (no index on the target): an export is a rare, deliberate act.
+pub async fn history_of(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Uuid,
+) -> Result<Vec<(i64, i64, String, String, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT seq, at, action, actor, source FROM audit_events \
+         WHERE org_id = $1 AND target_type = 'person' AND target_id = $2 ORDER BY seq")
+        .bind(org.0).bind(person.to_string()).fetch_all(c).await)?)
+}

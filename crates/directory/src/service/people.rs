@@ -428,3 +428,80 @@ pub async fn delete(
     tx.commit().await?;
     Ok(())
 }
+
+/// Everything held about one person, for the person (GDPR access and portability). The export
+/// itself is audited (`person.export`): who took whose data, when.
+pub async fn export(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    now: Timestamp,
+) -> Result<carebridge_proto::directory::PersonExport, ServiceError> {
+    use carebridge_domain::time::from_millis;
+    use carebridge_proto::directory::{
+        ExportedAccount, ExportedAssignment, ExportedEvent, PersonExport,
+    };
+    let mut tx = db.begin().await?;
+    let person = repo::get(&mut tx, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)?;
+    let roles = crate::repo::roles::of_person(&mut tx, org.id, id).await?;
+    let account = repo::account_of(&mut tx, org.id, id).await?.map(
+        |(login, phone, has_password, authenticator_app, created)| ExportedAccount {
+            login,
+            phone,
+            has_password,
+            authenticator_app,
+            created_at: from_millis(created),
+        },
+    );
+    let duties = repo::assignments_of(&mut tx, org.id, id)
+        .await?
+        .into_iter()
+        .map(
+            |(duty_id, title, starts, ends, role, status, note)| ExportedAssignment {
+                duty_id,
+                title,
+                starts_at: from_millis(starts),
+                ends_at: from_millis(ends),
+                role,
+                status,
+                note,
+            },
+        )
+        .collect();
+    let history = repo::history_of(&mut tx, org.id, id)
+        .await?
+        .into_iter()
+        .map(|(seq, at, action, actor, source)| ExportedEvent {
+            seq,
+            at: from_millis(at),
+            action,
+            actor,
+            source,
+        })
+        .collect();
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "person.export",
+        "person",
+        &id.to_string(),
+        None::<&Person>,
+        None::<&Person>,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(PersonExport {
+        exported_at: now,
+        organisation: org.slug.clone(),
+        person,
+        roles,
+        account,
+        duties,
+        history,
+    })
+}

@@ -480,3 +480,75 @@ async fn search_matches_a_reference_model() {
         }
     }
 }
+
+/// GDPR export: everything held about a person in one document, itself audited; only for
+/// admins who may also read the audit log; another organisation's person is not found.
+#[tokio::test]
+async fn a_person_export_holds_everything_and_is_audited() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let id = s
+        .member(
+            &k,
+            "acme",
+            "staff",
+            "eva@example.ch",
+            Some("079 555 66 77"),
+            "lange-passphrase-eva",
+        )
+        .await;
+    let (st, p) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{id}"),
+            "\"1\"",
+            &json!({"skills": ["Fahrerin"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": id, "role": "dispatcher"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, x) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{id}/export"))
+        .await;
+    assert_eq!(st, 200, "{x}");
+    assert_eq!(x["organisation"], "acme");
+    assert_eq!(x["person"]["skills"], json!(["Fahrerin"]));
+    assert_eq!(x["person"]["phones"][0]["value"], "+41795556677");
+    assert_eq!(x["roles"][0]["role"], "dispatcher");
+    assert_eq!(x["account"]["login"], "eva@example.ch");
+    assert_eq!(x["account"]["has_password"], true);
+    assert!(!x.to_string().contains("argon2"), "no password hash in {x}");
+    let actions: Vec<&str> = x["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["person.create", "person.invite", "person.update"],
+        "{x}"
+    );
+    // The export is in the log.
+    let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit?limit=5").await;
+    assert_eq!(log["items"][0]["action"], "person.export", "{log}");
+    // Without audit:read, no export.
+    let limited = s.key("acme", &["directory:read", "directory:write"]).await;
+    let (st, _) = s
+        .get(&limited, &format!("/api/v1/orgs/acme/people/{id}/export"))
+        .await;
+    assert_eq!(st, 403);
+    // Another organisation's admin cannot reach the person.
+    let other = s.org("other").await;
+    let (st, _) = s
+        .get(&other, &format!("/api/v1/orgs/other/people/{id}/export"))
+        .await;
+    assert_eq!(st, 404);
+}
