@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_people, create_person))
         .routes(routes!(get_person, update_person, delete_person))
         .routes(routes!(export_person))
+        .routes(routes!(erase_person))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(import_people))
@@ -242,6 +243,23 @@ async fn export_person(
     Ok(axum::Json(
         people::export(&s.db, &actor(p), &o, person, s.now()).await?,
     ))
+}
+
+/// Erase a person (GDPR): the person, their memberships, roles, duty assignments, sign-in
+/// grants and consents, their account when no other organisation uses it, and messages sent to
+/// them. The audit log keeps only a tombstone (id, who, when).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/people/{person}/erase", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn erase_person(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    people::erase(&s.db, &actor(p), &o, person, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Change a person; `active: false` deactivates.

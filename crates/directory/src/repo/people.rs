@@ -715,3 +715,77 @@ pub async fn history_of(
          WHERE org_id = $1 AND target_type = 'person' AND target_id = $2 ORDER BY seq")
         .bind(org.0).bind(person.to_string()).fetch_all(c).await)?)
 }
+
+// ---- erasure (GDPR) -------------------------------------------------------------------------
+// A person's sign-in rows live in identity's tables but hang off the person (and their
+// account); removing a person must remove them, or the foreign keys refuse the delete.
+
+/// The person's account id.
+pub async fn account_id(
+    x: &mut impl Exec,
+    org: OrgId,
+    person: Uuid,
+) -> Result<Option<Uuid>, StoreError> {
+    let v: Option<Option<Uuid>> = run!(x, c => sqlx::query_scalar(
+        "SELECT account_id FROM people WHERE org_id = $1 AND id = $2")
+        .bind(org.0).bind(person).fetch_optional(c).await)?;
+    Ok(v.flatten())
+}
+
+/// Removes the person's authorization codes, token grants (their tokens stop working at
+/// once: every use checks the grant), consents and device-flow approvals.
+pub async fn detach_identity(tx: &mut Tx, org: OrgId, person: Uuid) -> Result<(), StoreError> {
+    for table in ["auth_codes", "token_grants", "consents", "device_codes"] {
+        let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND person_id = $2");
+        exec!(tx, c => sqlx::query(&sql).bind(org.0).bind(person).execute(c).await)?;
+    }
+    Ok(())
+}
+
+/// Deletes a sign-in account and everything hanging off it, when no person (of any
+/// organisation) uses it any more. Returns whether it was deleted.
+pub async fn erase_account_if_unused(tx: &mut Tx, account: Uuid) -> Result<bool, StoreError> {
+    let users: i64 = run!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM people WHERE account_id = $1")
+        .bind(account).fetch_one(c).await)?;
+    if users > 0 {
+        return Ok(false);
+    }
+    for sql in [
+        "DELETE FROM otp_challenges WHERE session_id IN (SELECT id FROM sessions WHERE account_id = $1)",
+        "DELETE FROM auth_codes WHERE session_id IN (SELECT id FROM sessions WHERE account_id = $1)",
+        "DELETE FROM sessions WHERE account_id = $1",
+        "DELETE FROM recovery_codes WHERE account_id = $1",
+        "DELETE FROM action_links WHERE account_id = $1",
+        "DELETE FROM accounts WHERE id = $1",
+    ] {
+        exec!(tx, c => sqlx::query(sql).bind(account).execute(c).await)?;
+    }
+    Ok(true)
+}
+
+/// The account's login and phone (to find messages sent to them).
+pub async fn account_addresses(
+    x: &mut impl Exec,
+    account: Uuid,
+) -> Result<Vec<String>, StoreError> {
+    let r: Option<(String, Option<String>)> = run!(x, c => sqlx::query_as(
+        "SELECT login, phone FROM accounts WHERE id = $1").bind(account).fetch_optional(c).await)?;
+    Ok(r.map(|(l, p)| std::iter::once(l).chain(p).collect())
+        .unwrap_or_default())
+}
+
+/// Deletes outbox messages to these addresses sent for this organisation (or for no
+/// organisation, i.e. the account's own mail such as reset links).
+pub async fn erase_messages(
+    tx: &mut Tx,
+    org: OrgId,
+    addresses: &[String],
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for a in addresses {
+        n += exec!(tx, c => sqlx::query(
+            "DELETE FROM outbox WHERE recipient = $1 AND (org_id = $2 OR org_id IS NULL)")
+            .bind(a).bind(org.0).execute(c).await)?;
+    }
+    Ok(n)
+}

@@ -412,6 +412,7 @@ pub async fn delete(
         });
     }
     rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
+    repo::detach_identity(&mut tx, org.id, id).await?;
     repo::delete(&mut tx, org.id, PersonId(id)).await?;
     audit::record(
         &mut tx,
@@ -504,4 +505,54 @@ pub async fn export(
         duties,
         history,
     })
+}
+
+/// Erases a person (GDPR): what `delete` removes, and also their sign-in account when no other
+/// organisation's person uses it (sessions, recovery codes, links), and the messages sent to
+/// their addresses. The audit log keeps a tombstone without digests: the person's id, who
+/// erased them and when — nothing derived from their data.
+pub async fn erase(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    let cur = repo::get(&mut tx, org.id, PersonId(id))
+        .await?
+        .ok_or(NOT_FOUND)?;
+    let account = repo::account_id(&mut tx, org.id, id).await?;
+    let mut addresses: Vec<String> = cur
+        .emails
+        .iter()
+        .chain(&cur.phones)
+        .map(|c| c.value.clone())
+        .collect();
+    if let Some(a) = account {
+        addresses.extend(repo::account_addresses(&mut tx, a).await?);
+    }
+    addresses.sort();
+    addresses.dedup();
+    rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
+    repo::detach_identity(&mut tx, org.id, id).await?;
+    repo::delete(&mut tx, org.id, PersonId(id)).await?;
+    if let Some(a) = account {
+        repo::erase_account_if_unused(&mut tx, a).await?;
+    }
+    repo::erase_messages(&mut tx, org.id, &addresses).await?;
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "person.erase",
+        "person",
+        &id.to_string(),
+        None::<&Person>,
+        None::<&Person>,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -552,3 +552,117 @@ async fn a_person_export_holds_everything_and_is_audited() {
         .await;
     assert_eq!(st, 404);
 }
+
+/// Puts a token grant and a consent on `person` and a session on their account, as a sign-in
+/// through an app would.
+async fn signed_in(s: &TestServer, person: &str) {
+    use carebridge_store::{exec, run, sqlx};
+    let db = s.running.state.db.clone();
+    let pid = uuid::Uuid::parse_str(person).unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let (org, account): (uuid::Uuid, Option<uuid::Uuid>) = run!(&mut tx, c => sqlx::query_as(
+        "SELECT org_id, account_id FROM people WHERE id = $1").bind(pid).fetch_one(c).await)
+    .unwrap();
+    let session = uuid::Uuid::new_v4();
+    if let Some(a) = account {
+        exec!(&mut tx, c => sqlx::query(
+            "INSERT INTO sessions (id, account_id, secret_digest, amr, auth_time, user_agent, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, 'pwd', 0, 'test', 0, 0, 9999999999999)")
+            .bind(session).bind(a).bind(vec![0u8; 32]).execute(c).await)
+        .unwrap();
+    }
+    exec!(&mut tx, c => sqlx::query(
+        "INSERT INTO token_grants (id, org_id, person_id, client_id, scopes, auth_time, amr, generation, created_at, last_used_at, expires_at) \
+         VALUES ($1, $2, $3, 'carebridge-app', 'openid', 0, 'pwd', 0, 0, 0, 9999999999999)")
+        .bind(uuid::Uuid::new_v4()).bind(org).bind(pid).execute(c).await)
+    .unwrap();
+    exec!(&mut tx, c => sqlx::query(
+        "INSERT INTO consents (person_id, client_id, org_id, scopes, granted_at) VALUES ($1, 'some-app', $2, 'openid', 0)")
+        .bind(pid).bind(org).execute(c).await)
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn count(s: &TestServer, sql: &str, arg: &str) -> i64 {
+    use carebridge_store::{run, sqlx};
+    let mut c = s.running.state.db.read().await.unwrap();
+    run!(&mut c, c => sqlx::query_scalar(sql).bind(arg).fetch_one(c).await).unwrap()
+}
+
+/// Deleting a person who has signed in works (their grants go with them); erasing also removes
+/// their account, sessions and messages, and leaves an audit tombstone without digests.
+#[tokio::test]
+async fn delete_and_erase_people_who_signed_in() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let eva = s
+        .member(
+            &k,
+            "acme",
+            "staff",
+            "eva@example.ch",
+            None,
+            "lange-passphrase-eva",
+        )
+        .await;
+    let max = s
+        .member(
+            &k,
+            "acme",
+            "staff",
+            "max@example.ch",
+            None,
+            "lange-passphrase-max",
+        )
+        .await;
+    signed_in(&s, &eva).await;
+    signed_in(&s, &max).await;
+    assert!(!s.outbox("eva@example.ch").await.is_empty());
+
+    // Delete: the person and their grants go, the account stays.
+    let (st, body) = s
+        .delete(&k, &format!("/api/v1/orgs/acme/people/{max}"))
+        .await;
+    assert_eq!(st, 204, "{body}");
+    let accounts = "SELECT COUNT(*) FROM accounts WHERE login = $1";
+    assert_eq!(count(&s, accounts, "max@example.ch").await, 1);
+
+    // Erase: the person, the account with its session, the messages.
+    let (st, body) = s
+        .post(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{eva}/erase"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    assert_eq!(count(&s, accounts, "eva@example.ch").await, 0);
+    assert!(s.outbox("eva@example.ch").await.is_empty());
+    let (st, _) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{eva}/export"))
+        .await;
+    assert_eq!(st, 404);
+    let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit?limit=1").await;
+    let e = &log["items"][0];
+    assert_eq!(
+        (
+            e["action"].as_str(),
+            e["target_id"].as_str(),
+            e["before_digest"].as_str(),
+            e["after_digest"].as_str()
+        ),
+        (Some("person.erase"), Some(eva.as_str()), None, None),
+        "{log}"
+    );
+    let (_, v) = s.get(&k, "/api/v1/orgs/acme/audit/verify").await;
+    assert_eq!(v["ok"], true);
+    // Erasing again: not found.
+    let (st, _) = s
+        .post(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{eva}/erase"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(st, 404);
+}
