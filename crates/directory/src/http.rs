@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
-    CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, PeopleQuery,
-    Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
+    CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, Label, LabelInput,
+    PeopleQuery, Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::service::labels::{self, Kind};
 use crate::service::{import, people, roles, units};
 
 /// The largest import upload: 100,000 rows of a few hundred bytes, with room to spare.
@@ -36,6 +37,10 @@ pub fn router() -> OpenApiRouter<AppState> {
                 .routes(routes!(import_people))
                 .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
+        .routes(routes!(list_groups, create_group))
+        .routes(routes!(get_group, rename_group, delete_group))
+        .routes(routes!(list_skills, create_skill))
+        .routes(routes!(get_skill, rename_skill, delete_skill))
         .routes(routes!(list_roles, create_role))
         .routes(routes!(get_role, delete_role))
 }
@@ -137,6 +142,120 @@ async fn delete_unit(
     units::delete(&s.db, &actor(p), &o, unit, version, s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// ---- groups and skills ---------------------------------------------------------------------
+
+/// Handlers of one label kind (groups, skills): the same five, on their own paths.
+macro_rules! label_api {
+    ($kind:expr, $tag:literal, $coll:literal, $item:literal, $param:literal,
+     $list:ident, $create:ident, $get:ident, $rename:ident, $delete:ident) => {
+        /// The organisation's list, in name order, with member counts.
+        #[utoipa::path(get, path = $coll, tag = $tag,
+            params(("org" = String, Path, description = "slug or id"), PageQuery),
+            responses((status = 200, body = Page<Label>)), security(("bearer" = [])))]
+        async fn $list(
+            State(s): State<AppState>,
+            Auth(p): Auth,
+            OrgPath(o): OrgPath,
+            Path(_org): Path<String>,
+            Query(q): Query<PageQuery>,
+        ) -> Result<axum::Json<Page<Label>>, ApiError> {
+            let limit = page_limit(q.limit)?;
+            require(&p, &o, Permission::DirectoryRead)?;
+            Ok(axum::Json(
+                labels::list(&s.db, &o, $kind, &s.cursor, q.cursor.as_deref(), limit).await?,
+            ))
+        }
+
+        /// Create one (409 `name_taken` when the name exists, ignoring case and accents).
+        #[utoipa::path(post, path = $coll, tag = $tag, request_body = LabelInput,
+            params(("org" = String, Path, description = "slug or id")),
+            responses((status = 201, body = Label), (status = 409, body = Problem), (status = 422, body = Problem)),
+            security(("bearer" = [])))]
+        async fn $create(
+            State(s): State<AppState>,
+            Auth(p): Auth,
+            OrgPath(o): OrgPath,
+            Path(_org): Path<String>,
+            body: Json<LabelInput>,
+        ) -> Result<(StatusCode, axum::Json<Label>), ApiError> {
+            require(&p, &o, Permission::DirectoryWrite)?;
+            let l = labels::create(&s.db, &actor(p), &o, $kind, body.value, s.now()).await?;
+            Ok((StatusCode::CREATED, axum::Json(l)))
+        }
+
+        #[utoipa::path(get, path = $item, tag = $tag,
+            params(("org" = String, Path, description = "slug or id"), ($param = Uuid, Path)),
+            responses((status = 200, body = Label), (status = 404, body = Problem)), security(("bearer" = [])))]
+        async fn $get(
+            State(s): State<AppState>,
+            Auth(p): Auth,
+            OrgPath(o): OrgPath,
+            Path((_org, id)): Path<(String, Uuid)>,
+        ) -> Result<axum::Json<Label>, ApiError> {
+            require(&p, &o, Permission::DirectoryRead)?;
+            Ok(axum::Json(labels::get(&s.db, &o, $kind, id).await?))
+        }
+
+        /// Rename; every member shows the new name (and gets a new version).
+        #[utoipa::path(patch, path = $item, tag = $tag, request_body = LabelInput,
+            params(("org" = String, Path, description = "slug or id"), ($param = Uuid, Path)),
+            responses((status = 200, body = Label), (status = 404, body = Problem), (status = 409, body = Problem)),
+            security(("bearer" = [])))]
+        async fn $rename(
+            State(s): State<AppState>,
+            Auth(p): Auth,
+            OrgPath(o): OrgPath,
+            Path((_org, id)): Path<(String, Uuid)>,
+            body: Json<LabelInput>,
+        ) -> Result<axum::Json<Label>, ApiError> {
+            require(&p, &o, Permission::DirectoryWrite)?;
+            Ok(axum::Json(
+                labels::rename(&s.db, &actor(p), &o, $kind, id, body.value, s.now()).await?,
+            ))
+        }
+
+        /// Delete; members lose it.
+        #[utoipa::path(delete, path = $item, tag = $tag,
+            params(("org" = String, Path, description = "slug or id"), ($param = Uuid, Path)),
+            responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+        async fn $delete(
+            State(s): State<AppState>,
+            Auth(p): Auth,
+            OrgPath(o): OrgPath,
+            Path((_org, id)): Path<(String, Uuid)>,
+        ) -> Result<StatusCode, ApiError> {
+            require(&p, &o, Permission::DirectoryWrite)?;
+            labels::delete(&s.db, &actor(p), &o, $kind, id, s.now()).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+    };
+}
+
+label_api!(
+    Kind::Group,
+    "groups",
+    "/api/v1/orgs/{org}/groups",
+    "/api/v1/orgs/{org}/groups/{group}",
+    "group",
+    list_groups,
+    create_group,
+    get_group,
+    rename_group,
+    delete_group
+);
+label_api!(
+    Kind::Skill,
+    "skills",
+    "/api/v1/orgs/{org}/skills",
+    "/api/v1/orgs/{org}/skills/{skill}",
+    "skill",
+    list_skills,
+    create_skill,
+    get_skill,
+    rename_skill,
+    delete_skill
+);
 
 // ---- people ------------------------------------------------------------------------------
 

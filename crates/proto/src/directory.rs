@@ -341,3 +341,21 @@ pub struct ExportedEvent {
     pub actor: String,
     pub source: String,
 }
+
+/// A group or a skill of the organisation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Label {
+    pub id: Uuid,
+    pub name: String,
+    /// People who have it.
+    pub members: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+/// A group's or skill's name (create, rename).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelInput {
+    pub name: String,
+}

@@ -2,6 +2,7 @@
 //! functions, so validation and audit are the same whatever the source.
 
 pub mod import;
+pub mod labels;
 pub mod people;
 pub mod roles;
 pub mod units;

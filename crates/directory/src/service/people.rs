@@ -115,6 +115,9 @@ async fn write_links(
         })
         .await?,
     );
+    // "Sanitäter" and "Sanitater" are one label (folded key): link it once.
+    let mut seen = std::collections::HashSet::new();
+    labels.retain(|l| seen.insert(*l));
     repo::set_links(
         tx,
         org.id,

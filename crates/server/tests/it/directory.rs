@@ -666,3 +666,115 @@ async fn delete_and_erase_people_who_signed_in() {
         .await;
     assert_eq!(st, 404);
 }
+
+/// Groups and skills as resources: counts, rename (members follow, versions move), delete,
+/// duplicates by folded name, other organisations' ids not found.
+#[tokio::test]
+async fn groups_and_skills_crud() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let anna = person(
+        &s,
+        &k,
+        json!({"given_name": "Anna", "family_name": "A", "groups": ["Nachtdienst"],
+               "skills": ["Sanitäter", "sanitater"]}),
+    )
+    .await;
+    assert_eq!(anna["skills"], json!(["Sanitäter"]), "{anna}");
+    person(
+        &s,
+        &k,
+        json!({"given_name": "Beat", "family_name": "B", "groups": ["nachtdienst", "Tag"]}),
+    )
+    .await;
+    let (st, groups) = s.get(&k, "/api/v1/orgs/acme/groups").await;
+    assert_eq!(st, 200, "{groups}");
+    let got: Vec<(&str, i64)> = groups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), g["members"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("Nachtdienst", 2), ("Tag", 1)]);
+    let night = groups["items"][0]["id"].as_str().unwrap().to_string();
+    // Paging.
+    let (_, p1) = s.get(&k, "/api/v1/orgs/acme/groups?limit=1").await;
+    let c = p1["next_cursor"].as_str().unwrap();
+    let (_, p2) = s
+        .get(&k, &format!("/api/v1/orgs/acme/groups?limit=1&cursor={c}"))
+        .await;
+    assert_eq!(p2["items"][0]["name"], "Tag");
+    // Create: a folded duplicate is refused.
+    let (st, b) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/skills",
+            &json!({"name": "SANITATER"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (409, Some("name_taken")), "{b}");
+    let (st, fahrer) = s
+        .post(&k, "/api/v1/orgs/acme/skills", &json!({"name": "Fahrer"}))
+        .await;
+    assert_eq!((st, fahrer["members"].as_i64()), (201, Some(0)), "{fahrer}");
+    let (st, b) = s
+        .post(&k, "/api/v1/orgs/acme/skills", &json!({"name": " "}))
+        .await;
+    assert_eq!(st, 422, "{b}");
+    // Rename: members show the new name with a new version.
+    let (st, r) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/groups/{night}"),
+            "\"1\"",
+            &json!({"name": "Nachtwache"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let (_, a) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", anna["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        (a["groups"].clone(), a["version"].clone()),
+        (json!(["Nachtwache"]), json!(2))
+    );
+    let (st, b) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/groups/{night}"),
+            "\"1\"",
+            &json!({"name": "tag"}),
+        )
+        .await;
+    assert_eq!(st, 409, "{b}");
+    // Another organisation cannot see or touch it.
+    let other = s.org("other").await;
+    let (st, _) = s
+        .delete(&other, &format!("/api/v1/orgs/other/groups/{night}"))
+        .await;
+    assert_eq!(st, 404);
+    // Delete: members lose it.
+    let (st, _) = s
+        .delete(&k, &format!("/api/v1/orgs/acme/groups/{night}"))
+        .await;
+    assert_eq!(st, 204);
+    let (_, a) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", anna["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        (a["groups"].clone(), a["version"].clone()),
+        (json!([]), json!(3))
+    );
+    let (st, _) = s
+        .get(&k, &format!("/api/v1/orgs/acme/groups/{night}"))
+        .await;
+    assert_eq!(st, 404);
+    let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit?limit=1").await;
+    assert_eq!(log["items"][0]["action"], "group.delete");
+}

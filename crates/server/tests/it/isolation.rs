@@ -51,6 +51,12 @@ async fn no_route_crosses_organisations() {
         )
         .await;
     assert_eq!(st, 201, "{client}");
+    let (_, group) = s
+        .post(&ka, "/api/v1/orgs/alpha/groups", &json!({"name": "Nacht"}))
+        .await;
+    let (_, skill) = s
+        .post(&ka, "/api/v1/orgs/alpha/skills", &json!({"name": "Fahrer"}))
+        .await;
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
@@ -81,6 +87,8 @@ async fn no_route_crosses_organisations() {
                 .replace("{duty}", duty["id"].as_str().unwrap())
                 .replace("{qualification}", qual["id"].as_str().unwrap())
                 .replace("{feature}", "chat")
+                .replace("{group}", group["id"].as_str().unwrap())
+                .replace("{skill}", skill["id"].as_str().unwrap())
                 .replace("{client}", client["client"]["id"].as_str().unwrap())
                 .replace(
                     "{client_id}",
