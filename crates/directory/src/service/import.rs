@@ -32,8 +32,8 @@ use carebridge_domain::role::Role;
 use carebridge_domain::search::{fold, person_tokens, sort_key};
 use carebridge_domain::{PersonId, RoleAssignmentId, Timestamp, new_v7};
 use carebridge_proto::directory::{
-    Address, Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions,
-    ImportReport, Person, RoleAssignment, UnitRef,
+    Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions, ImportReport,
+    Person, RoleAssignment, UnitRef,
 };
 use carebridge_store::audit;
 use carebridge_store::orgs::OrgRef;
@@ -730,24 +730,7 @@ impl State {
         let cur = found.map(|i| &self.people[i]);
         let mut next = match cur {
             Some(c) => c.clone(),
-            None => Person {
-                id: PersonId::generate(now).0,
-                kind: "staff".into(),
-                given_name: String::new(),
-                family_name: String::new(),
-                external_id: None,
-                language: None,
-                emails: vec![],
-                phones: vec![],
-                address: Address::default(),
-                units: vec![],
-                groups: vec![],
-                skills: vec![],
-                active: true,
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            },
+            None => crate::service::people::blank(PersonId::generate(now), now),
         };
         self.merge(&mut next, d, cur.is_none());
         if self.has.contains(&Field::Unit) || cur.is_none() {
@@ -927,55 +910,11 @@ impl State {
             .map(|(id, k, n)| (*id, *k, n.as_str()))
             .collect();
         repo::insert_labels(tx, org.id, &labels, now.as_millisecond()).await?;
-        let links = |p: &Person, labels: &HashMap<(&'static str, String), Uuid>| {
-            let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
-            let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
-            let mut ids = Vec::new();
-            for (kind, list) in [("group", &p.groups), ("skill", &p.skills)] {
-                for n in list {
-                    if let Some(id) = labels.get(&(kind, fold(n))) {
-                        ids.push(*id);
-                    }
-                }
-            }
-            (
-                sort_key(&p.given_name, &p.family_name),
-                person_tokens(&p.given_name, &p.family_name, &emails, &phones),
-                p.units.iter().map(|u| u.id).collect::<Vec<_>>(),
-                ids,
-            )
-        };
-        let created: Vec<Links> = batch
-            .created
-            .iter()
-            .map(|p| {
-                let (sort_key, tokens, units, labels) = links(p, &self.labels);
-                Links {
-                    person: p,
-                    sort_key,
-                    tokens,
-                    units,
-                    labels,
-                }
-            })
-            .collect();
-        let updated: Vec<(Links, i64)> = batch
-            .updated
-            .iter()
-            .map(|(p, v)| {
-                let (sort_key, tokens, units, labels) = links(p, &self.labels);
-                (
-                    Links {
-                        person: p,
-                        sort_key,
-                        tokens,
-                        units,
-                        labels,
-                    },
-                    *v,
-                )
-            })
-            .collect();
+        let labels = &self.labels;
+        let links = |p| derived(p, labels);
+        let created: Vec<Links> = batch.created.iter().map(links).collect();
+        let updated: Vec<(Links, i64)> =
+            batch.updated.iter().map(|(p, v)| (links(p), *v)).collect();
         if !repo::write_many(tx, org.id, &created, &updated).await? {
             return Err(ServiceError::Conflict {
                 code: "changed_during_import",
@@ -1052,6 +991,27 @@ impl State {
             self.write(tx, org, batch, now).await?;
         }
         Ok(())
+    }
+}
+
+/// A person's derived rows: sort key, search tokens, unit and label ids.
+fn derived<'a>(p: &'a Person, labels: &HashMap<(&'static str, String), Uuid>) -> Links<'a> {
+    let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
+    let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
+    let mut ids = Vec::new();
+    for (kind, list) in [("group", &p.groups), ("skill", &p.skills)] {
+        for n in list {
+            if let Some(id) = labels.get(&(kind, fold(n))) {
+                ids.push(*id);
+            }
+        }
+    }
+    Links {
+        person: p,
+        sort_key: sort_key(&p.given_name, &p.family_name),
+        tokens: person_tokens(&p.given_name, &p.family_name, &emails, &phones),
+        units: p.units.iter().map(|u| u.id).collect(),
+        labels: ids,
     }
 }
 

@@ -146,6 +146,28 @@ fn input_of(c: &CreatePerson) -> PersonInput {
     }
 }
 
+/// A new, active person with no data yet (version 1), for the create paths to fill.
+pub(crate) fn blank(id: PersonId, now: Timestamp) -> Person {
+    Person {
+        id: id.0,
+        kind: "staff".into(),
+        given_name: String::new(),
+        family_name: String::new(),
+        external_id: None,
+        language: None,
+        emails: vec![],
+        phones: vec![],
+        address: Address::default(),
+        units: vec![],
+        groups: vec![],
+        skills: vec![],
+        active: true,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Creates a person inside `tx` (API, set-up, CLI, demo).
 pub async fn create_in(
     tx: &mut Tx,
@@ -166,24 +188,7 @@ pub async fn create_in(
         )));
     }
     let id = PersonId::generate(now);
-    let mut p = Person {
-        id: id.0,
-        kind: String::new(),
-        given_name: String::new(),
-        family_name: String::new(),
-        external_id: None,
-        language: None,
-        emails: vec![],
-        phones: vec![],
-        address: Address::default(),
-        units: vec![],
-        groups: vec![],
-        skills: vec![],
-        active: true,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut p = blank(id, now);
     apply(&mut p, &d);
     repo::insert(tx, org.id, &p, &sort_key(&p.given_name, &p.family_name)).await?;
     write_links(tx, org, &mut p, &units, now).await?;
