@@ -65,7 +65,50 @@ pub struct Request {
     pub may_assign_roles: bool,
 }
 
-/// Runs an import; `progress` gets the fraction of the file done after every chunk.
+/// Organisations with an import running in this process.
+static RUNNING: std::sync::Mutex<Vec<Uuid>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks an organisation's import as running until dropped.
+struct Running(Uuid);
+
+impl Running {
+    fn start(org: Uuid) -> Result<Running, ServiceError> {
+        let mut r = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.contains(&org) {
+            return Err(ServiceError::Conflict {
+                code: "import_running",
+                detail:
+                    "an import into this organisation is running; try again when it has finished"
+                        .into(),
+            });
+        }
+        r.push(org);
+        Ok(Running(org))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut r = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.retain(|o| *o != self.0);
+    }
+}
+
+/// Whether an import into `org` is running in this process.
+pub fn running(org: Uuid) -> bool {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&org)
+}
+
+/// Runs an import; `progress` gets the fraction of the file done after every chunk. One import
+/// per organisation at a time (per process): a second gets 409 `import_running` at once rather
+/// than waiting for the first one's transaction.
 pub async fn run(
     db: &Db,
     actor: &Actor,
@@ -74,6 +117,7 @@ pub async fn run(
     now: Timestamp,
     progress: &(dyn Fn(f64) + Send + Sync),
 ) -> Result<ImportReport, ServiceError> {
+    let _running = Running::start(org.id.0)?;
     let opts = req.options;
     let mut report = ImportReport {
         dry_run: opts.dry_run,

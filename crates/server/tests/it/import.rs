@@ -530,3 +530,58 @@ async fn keys_stay_unique_and_rows_must_be_findable_again() {
     let (_, r) = upload(&s, &k, "", file.as_bytes()).await;
     assert_eq!(r["unchanged"], 1, "{r}");
 }
+
+#[tokio::test]
+async fn a_second_import_into_the_same_organisation_is_refused_while_one_runs() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let mut text = String::from("Personalnummer;Vorname;Nachname\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("N{i};Vor{i};Nach{i}\n"));
+    }
+    let org = {
+        let (_, o) = s.get(&k, "/api/v1/orgs/acme").await;
+        uuid::Uuid::parse_str(o["id"].as_str().unwrap()).unwrap()
+    };
+    let big = text.into_bytes();
+    let first = {
+        let (url, k, big) = (
+            s.url("/api/v1/orgs/acme/people/import"),
+            k.clone(),
+            big.clone(),
+        );
+        let http = s.http.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(k)
+                .body(big)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // Wait (on the real clock: this is about a running process) until the first one runs.
+    let mut waited = 0;
+    while !carebridge_directory::service::import::running(org) && waited < 2000 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        waited += 1;
+    }
+    assert!(
+        carebridge_directory::service::import::running(org),
+        "the first import never showed as running"
+    );
+    // 20,000 rows take far longer than this request: it arrives while the first runs.
+    let (st, r) = upload(&s, &k, "dry_run=true", &swiss(THREE)).await;
+    assert_eq!(
+        (st, r["code"].as_str()),
+        (409, Some("import_running")),
+        "{r}"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    assert!(!carebridge_directory::service::import::running(org));
+    // After it, imports run again.
+    let (st, r) = upload(&s, &k, "dry_run=true&create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200, "{r}");
+}
