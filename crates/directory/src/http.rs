@@ -11,8 +11,8 @@ use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
 use carebridge_web::idem::Idem;
 use carebridge_web::{
-    ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, IfMatchOpt, Json, OrgPath, Path,
-    Query, Tagged, page_limit, require,
+    ApiError, AppState, Auth, Created, IdempotencyKey, IfMatch, IfMatchOpt, Json, Me, OrgPath,
+    Path, Query, Tagged, page_limit, require,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_people, create_person))
         .routes(routes!(get_person, update_person, delete_person))
         .routes(routes!(export_person))
+        .routes(routes!(export_me))
         .routes(routes!(erase_person))
         .merge(
             OpenApiRouter::new()
@@ -359,6 +360,25 @@ async fn export_person(
 ) -> Result<axum::Json<PersonExport>, ApiError> {
     require(&p, &o, Permission::DirectoryWrite)?;
     require(&p, &o, Permission::AuditRead)?;
+    Ok(axum::Json(
+        people::export(&s.db, &actor(p), &o, person, s.now()).await?,
+    ))
+}
+
+/// Everything the organisation holds about the signed-in person (their own GDPR access
+/// request, without going through an administrator). Audited like an admin's export.
+#[utoipa::path(get, path = "/api/v1/me/export", tag = "me",
+    responses((status = 200, body = PersonExport), (status = 403, body = Problem)), security(("bearer" = [])))]
+async fn export_me(
+    State(s): State<AppState>,
+    Me(p, o): Me,
+) -> Result<axum::Json<PersonExport>, ApiError> {
+    let Some((_, carebridge_domain::PersonId(person))) = p.person() else {
+        return Err(carebridge_web::ServiceError::Forbidden {
+            detail: "a personal credential is needed".into(),
+        }
+        .into());
+    };
     Ok(axum::Json(
         people::export(&s.db, &actor(p), &o, person, s.now()).await?,
     ))

@@ -539,6 +539,14 @@ async fn a_person_export_holds_everything_and_is_audited() {
     // The export is in the log.
     let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit?limit=5").await;
     assert_eq!(log["items"][0]["action"], "person.export", "{log}");
+    // The person asks for their own data.
+    let own = s.person_key(&k, "acme", &id, &["directory:read"]).await;
+    let (st, mine) = s.get(&own, "/api/v1/me/export").await;
+    assert_eq!(st, 200, "{mine}");
+    assert_eq!(mine["person"]["id"], x["person"]["id"]);
+    assert_eq!(mine["account"]["login"], "eva@example.ch");
+    let (st, _) = s.get(&k, "/api/v1/me/export").await;
+    assert_eq!(st, 403, "an organisation key is nobody's self");
     // Without audit:read, no export.
     let limited = s.key("acme", &["directory:read", "directory:write"]).await;
     let (st, _) = s
