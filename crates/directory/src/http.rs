@@ -4,8 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
-    CreatePerson, CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, Label, LabelInput,
-    PeopleQuery, Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdatePerson, UpdateUnit,
+    ChangesQuery, ContactChanges, ContactGrant, ContactGrantInput, CreatePerson,
+    CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, Label, LabelInput, PeopleQuery,
+    Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdateContactGrant, UpdatePerson,
+    UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
@@ -19,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::service::labels::{self, Kind};
-use crate::service::{import, people, roles, units};
+use crate::service::{access, feed, import, people, roles, units};
 
 /// The largest import upload: 100,000 rows of a few hundred bytes, with room to spare.
 pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -42,6 +44,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_group, rename_group, delete_group))
         .routes(routes!(list_skills, create_skill))
         .routes(routes!(get_skill, rename_skill, delete_skill))
+        .routes(routes!(list_grants, create_grant))
+        .routes(routes!(get_grant, update_grant, delete_grant))
+        .routes(routes!(contact_changes))
         .routes(routes!(list_roles, create_role))
         .routes(routes!(get_role, delete_role))
 }
@@ -293,7 +298,9 @@ async fn import_people(
     Ok((status, axum::Json(report)))
 }
 
-/// Search and filter people, in name order.
+/// Search and filter people, in name order: only the people the caller may see (everyone
+/// for organisation-wide readers; else themselves, their units' people as unit admin, and what
+/// contact grants open, with `fields` naming what is shown).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/people", tag = "people",
     params(("org" = String, Path, description = "slug or id"), PeopleQuery),
     responses((status = 200, body = Page<Person>)), security(("bearer" = [])))]
@@ -305,9 +312,8 @@ async fn list_people(
     Query(q): Query<PeopleQuery>,
 ) -> Result<axum::Json<Page<Person>>, ApiError> {
     let limit = page_limit(q.limit)?;
-    require(&p, &o, Permission::DirectoryRead)?;
     Ok(axum::Json(
-        people::list(&s.db, &o, &s.cursor, &q, limit).await?,
+        people::list(&s.db, &p, &o, &s.cursor, &q, limit).await?,
     ))
 }
 
@@ -322,7 +328,8 @@ async fn create_person(
     IdempotencyKey(key): IdempotencyKey,
     body: Json<CreatePerson>,
 ) -> Result<Created<Person>, ApiError> {
-    require(&p, &o, Permission::DirectoryWrite)?;
+    // Who may create where (organisation-wide, or unit admins in their subtrees) is the
+    // service's check.
     let idem = Idem::new(&p, &format!("POST {}/people", o.id), key, &body.digest);
     let outcome = people::create(&s.db, &actor(p), &o, body.value, idem, s.now()).await?;
     Ok(Created {
@@ -340,8 +347,7 @@ async fn get_person(
     OrgPath(o): OrgPath,
     Path((_org, person)): Path<(String, Uuid)>,
 ) -> Result<Tagged<Person>, ApiError> {
-    require(&p, &o, Permission::DirectoryRead)?;
-    let x = people::get(&s.db, &o, person).await?;
+    let x = people::get(&s.db, &p, &o, person).await?;
     let v = x.version;
     Ok(Tagged(x, v))
 }
@@ -401,7 +407,9 @@ async fn erase_person(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Change a person; `active: false` deactivates.
+/// Change a person; `active: false` deactivates. Organisation-wide writers change anyone, unit
+/// admins the people of their subtrees (adding or removing units inside them only), and a
+/// person with the `directory:write` scope their own phones, e-mails, address and language.
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/people/{person}", tag = "people", request_body = UpdatePerson,
     params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("If-Match" = String, Header)),
     responses((status = 200, body = Person), (status = 412, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
@@ -413,7 +421,6 @@ async fn update_person(
     IfMatch(version): IfMatch,
     body: Json<UpdatePerson>,
 ) -> Result<Tagged<Person>, ApiError> {
-    require(&p, &o, Permission::DirectoryWrite)?;
     let x = people::update(&s.db, &actor(p), &o, person, version, body.value, s.now()).await?;
     let v = x.version;
     Ok(Tagged(x, v))
@@ -432,6 +439,113 @@ async fn delete_person(
     require(&p, &o, Permission::DirectoryWrite)?;
     people::delete(&s.db, &actor(p), &o, person, version, s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- contact grants and the sync feed ------------------------------------------------------
+
+/// Contact grants ("members of unit/group X may see fields F of people in unit/group Y").
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/contact-grants", tag = "contact grants",
+    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    responses((status = 200, body = Page<ContactGrant>)), security(("bearer" = [])))]
+async fn list_grants(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<ContactGrant>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    require(&p, &o, Permission::DirectoryRead)?;
+    Ok(axum::Json(
+        access::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// Create a contact grant (audited). Both sides must exist: a unit (with its subtree) or a
+/// group.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/contact-grants", tag = "contact grants", request_body = ContactGrantInput,
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 201, body = ContactGrant), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_grant(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    body: Json<ContactGrantInput>,
+) -> Result<(StatusCode, Tagged<ContactGrant>), ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let g = access::create(&s.db, &actor(p), &o, body.value, s.now()).await?;
+    let v = g.version;
+    Ok((StatusCode::CREATED, Tagged(g, v)))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/contact-grants/{grant}", tag = "contact grants",
+    params(("org" = String, Path, description = "slug or id"), ("grant" = Uuid, Path)),
+    responses((status = 200, body = ContactGrant), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_grant(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<Tagged<ContactGrant>, ApiError> {
+    require(&p, &o, Permission::DirectoryRead)?;
+    let g = access::get(&s.db, &o, id).await?;
+    let v = g.version;
+    Ok(Tagged(g, v))
+}
+
+/// Change which fields a grant opens (audited).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/contact-grants/{grant}", tag = "contact grants", request_body = UpdateContactGrant,
+    params(("org" = String, Path, description = "slug or id"), ("grant" = Uuid, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = ContactGrant), (status = 412, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn update_grant(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+    IfMatch(version): IfMatch,
+    body: Json<UpdateContactGrant>,
+) -> Result<Tagged<ContactGrant>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let g = access::update(&s.db, &actor(p), &o, id, version, body.value, s.now()).await?;
+    let v = g.version;
+    Ok(Tagged(g, v))
+}
+
+/// Withdraw a contact grant (audited); the people it opened leave the viewers' lists and sync
+/// feeds.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/contact-grants/{grant}", tag = "contact grants",
+    params(("org" = String, Path, description = "slug or id"), ("grant" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn delete_grant(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+    IfMatchOpt(version): IfMatchOpt,
+) -> Result<StatusCode, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    access::delete(&s.db, &actor(p), &o, id, version, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The offline sync feed: the caller's upserts and removals of contacts they may see since
+/// `cursor` (a snapshot without one). Deactivated people, people who left the caller's view
+/// (a grant withdrawn, a move) and deleted people come as removals. Call again while `more`;
+/// start afresh when `reset`.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/contacts/changes", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ChangesQuery),
+    responses((status = 200, body = ContactChanges), (status = 400, body = Problem)), security(("bearer" = [])))]
+async fn contact_changes(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<ChangesQuery>,
+) -> Result<axum::Json<ContactChanges>, ApiError> {
+    Ok(axum::Json(
+        feed::changes(&s.db, &p, &o, &s.cursor, &q, s.now()).await?,
+    ))
 }
 
 // ---- role assignments --------------------------------------------------------------------

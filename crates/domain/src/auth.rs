@@ -202,11 +202,13 @@ pub enum Via {
 }
 
 impl Permission {
-    /// The permission an OAuth scope grants to a client-credentials token (`None` for scopes
-    /// that only mean something with a signed-in person).
+    /// The permission an OAuth scope grants to a token (`None` for scopes that only mean
+    /// something with a signed-in person). A person's token is further limited by their roles;
+    /// `directory:write` lets a person change their own contact data.
     pub fn of_scope(scope: &str) -> Option<Permission> {
         match scope {
             "directory:read" => Some(Permission::DirectoryRead),
+            "directory:write" => Some(Permission::DirectoryWrite),
             "duties:read" => Some(Permission::DutiesRead),
             _ => None,
         }

@@ -17,6 +17,7 @@ pub mod search;
 pub mod time;
 pub mod unit;
 pub mod validate;
+pub mod visibility;
 
 pub use ids::*;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -11,6 +11,7 @@ pub const SCOPES: &[&str] = &[
     "phone",
     "offline_access",
     "directory:read",
+    "directory:write",
     "duties:read",
     "chat",
     "portal",
@@ -182,7 +183,7 @@ pub const API_AUDIENCE: &str = "carebridge";
 /// The audience of tokens for the customer portal (which may run at the ERP vendor).
 pub const PORTAL_AUDIENCE: &str = "portal";
 /// Scopes that mean "Carebridge's APIs" and so cannot share a token with `portal`.
-const API_SCOPES: &[&str] = &["directory:read", "duties:read", "chat"];
+const API_SCOPES: &[&str] = &["directory:read", "directory:write", "duties:read", "chat"];
 
 /// The one audience a token with these scopes is for: the portal when `portal` is asked for,
 /// else Carebridge's APIs. A token is never valid for both, so a portal (run by someone else)
@@ -192,7 +193,7 @@ pub fn audience(scopes: &[String]) -> Result<&'static str, &'static str> {
     let api = scopes.iter().any(|s| API_SCOPES.contains(&s.as_str()));
     match (portal, api) {
         (true, true) => Err(
-            "the portal scope cannot be combined with directory:read, duties:read or chat: ask for two tokens",
+            "the portal scope cannot be combined with directory:read, directory:write, duties:read or chat: ask for two tokens",
         ),
         (true, false) => Ok(PORTAL_AUDIENCE),
         _ => Ok(API_AUDIENCE),

@@ -95,6 +95,11 @@ pub struct Person {
     pub created_at: jiff::Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: jiff::Timestamp,
+    /// Present when the caller sees this person through contact grants only: the fields shown
+    /// (`name`, `phones`, `emails`, `address`, `skills`, `groups`); the others are empty, and
+    /// `external_id` and `language` are hidden. Absent: the caller sees everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -358,4 +363,67 @@ pub struct Label {
 #[serde(deny_unknown_fields)]
 pub struct LabelInput {
     pub name: String,
+}
+
+/// One side of a contact grant: a unit (with every unit below it) or a group.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSide {
+    /// `unit` or `group`.
+    pub kind: String,
+    pub id: Uuid,
+}
+
+/// "Members of `viewer` may see `fields` of people in `target`."
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ContactGrant {
+    pub id: Uuid,
+    pub viewer: GrantSide,
+    pub target: GrantSide,
+    /// Some of `name`, `phones`, `emails`, `address`, `skills`, `groups`.
+    pub fields: Vec<String>,
+    pub version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: jiff::Timestamp,
+}
+
+/// A new contact grant.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactGrantInput {
+    pub viewer: GrantSide,
+    pub target: GrantSide,
+    pub fields: Vec<String>,
+}
+
+/// A grant's new field list.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateContactGrant {
+    pub fields: Vec<String>,
+}
+
+/// Query of the contacts sync feed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// The `next_cursor` of the previous answer; absent for a full snapshot.
+    pub cursor: Option<String>,
+    /// People considered per answer, 1 to 1000 (default 500).
+    pub limit: Option<u32>,
+}
+
+/// One answer of the contacts sync feed. Apply `removals` and `upserts` (by id) to the local
+/// copy; when `reset` is true, empty the local copy first. While `more` is true, call again at
+/// once with `next_cursor`; afterwards, keep `next_cursor` for the next sync.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContactChanges {
+    pub reset: bool,
+    pub upserts: Vec<Person>,
+    pub removals: Vec<Uuid>,
+    pub more: bool,
+    pub next_cursor: String,
 }

@@ -66,10 +66,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0009_token_index.sql"),
         include_str!("../migrations/postgres/0009_token_index.sql"),
     ),
+    (
+        10,
+        "contact_access",
+        include_str!("../migrations/sqlite/0010_contact_access.sql"),
+        include_str!("../migrations/postgres/0010_contact_access.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 9;
+pub const LATEST: i64 = 10;
 
 #[derive(Debug)]
 struct Embedded(Backend);

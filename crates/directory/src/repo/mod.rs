@@ -1,6 +1,8 @@
 //! SQL of the directory. Invariant: every statement filters by `org_id`; an id of another
 //! organisation behaves exactly like an id that does not exist.
 
+pub mod access;
+pub mod feed;
 pub mod labels;
 pub mod people;
 pub mod roles;

@@ -50,6 +50,7 @@ fn person(r: PersonRow) -> Result<Person, StoreError> {
         version: r.10,
         created_at: from_millis(r.11),
         updated_at: from_millis(r.12),
+        fields: None,
     })
 }
 
@@ -197,9 +198,47 @@ pub async fn get(
     Ok(v.pop())
 }
 
+/// People by id (any order; unknown ids are left out), with units and labels.
+pub async fn by_ids(
+    x: &mut impl Exec,
+    org: OrgId,
+    ids: &[Uuid],
+) -> Result<Vec<Person>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT {COLS} FROM (VALUES {}) m CROSS JOIN people p WHERE p.id = m.column1 AND p.org_id = $1",
+            carebridge_store::id_values(2, chunk.len())
+        );
+        let rows: Vec<PersonRow> = run!(x, c => {
+            let mut q = sqlx::query_as(&sql).bind(org.0);
+            for id in chunk { q = q.bind(*id); }
+            q.fetch_all(c).await
+        })?;
+        let mut people = rows
+            .into_iter()
+            .map(person)
+            .collect::<Result<Vec<_>, _>>()?;
+        attach(x, org, &mut people).await?;
+        out.extend(people);
+    }
+    Ok(out)
+}
+
+/// Who a restricted caller may see (`domain::visibility::Viewer` in SQL terms): themselves,
+/// and members of these units and groups.
+#[derive(Clone, Debug, Default)]
+pub struct Visible {
+    pub own: Option<Uuid>,
+    pub units: Vec<Uuid>,
+    pub groups: Vec<Uuid>,
+}
+
 /// Filters of a people listing (already normalised).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
+    /// `None`: everyone.
+    pub visible: Option<Visible>,
     /// Folded query words; each must prefix-match one of the person's tokens.
     pub words: Vec<String>,
     /// Path prefix of a unit subtree.
@@ -284,6 +323,7 @@ pub async fn page(
     let mut order = "p.sort_key, p.id";
     let mut words = f.words.iter();
     let others_filter = f.words.len() > 1
+        || f.visible.is_some()
         || f.active.is_some()
         || f.unit_path.is_some()
         || f.group_key.is_some()
@@ -366,6 +406,36 @@ pub async fn page(
     }
     if let Some(a) = f.active {
         sql += &format!(" AND p.active = {}", next(Arg::Bool(a), &mut args));
+    }
+    if let Some(v) = &f.visible {
+        // Inside the query, so pages, limits and cursors only ever see visible people.
+        let mut any = vec!["1 = 0".to_string()];
+        if let Some(own) = v.own {
+            any.push(format!("p.id = {}", next(Arg::Id(own), &mut args)));
+        }
+        if !v.units.is_empty() {
+            let ph: Vec<String> = v
+                .units
+                .iter()
+                .map(|u| next(Arg::Id(*u), &mut args))
+                .collect();
+            any.push(format!(
+                "EXISTS (SELECT 1 FROM person_units vu WHERE vu.person_id = p.id AND vu.org_id = $1 AND vu.unit_id IN ({}))",
+                ph.join(", ")
+            ));
+        }
+        if !v.groups.is_empty() {
+            let ph: Vec<String> = v
+                .groups
+                .iter()
+                .map(|g| next(Arg::Id(*g), &mut args))
+                .collect();
+            any.push(format!(
+                "EXISTS (SELECT 1 FROM person_labels vl WHERE vl.person_id = p.id AND vl.org_id = $1 AND vl.label_id IN ({}))",
+                ph.join(", ")
+            ));
+        }
+        sql += &format!(" AND ({})", any.join(" OR "));
     }
     if let Some(path) = &f.unit_path {
         let ph = next(Arg::Text(format!("{path}%")), &mut args);
@@ -561,10 +631,11 @@ const PERSON_COLS: &[(&str, carebridge_store::bulk::Col)] = {
         ("active", Col::Bool),
         ("version", Col::Int),
         ("updated_at", Col::Int),
+        ("change_seq", Col::Int),
     ]
 };
 
-fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &str) {
+fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &str, seq: i64) {
     rows.uuid(p.id)
         .text(&p.kind)
         .text(&p.given_name)
@@ -577,15 +648,18 @@ fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &
         .text(&to_json(&p.address))
         .bool(p.active)
         .int(p.version)
-        .int(p.updated_at.as_millisecond());
+        .int(p.updated_at.as_millisecond())
+        .int(seq);
 }
 
 /// Inserts new people (`created`) and overwrites changed ones (`updated`, each with the version
 /// it was read at), then replaces the derived rows (tokens, units, labels) of both, in a few
-/// set statements. Returns false when an updated person changed since it was read.
+/// set statements, marking them changed at `seq` (see `repo::feed`). Returns false when an
+/// updated person changed since it was read.
 pub async fn write_many(
     tx: &mut Tx,
     org: OrgId,
+    seq: i64,
     created: &[Links<'_>],
     updated: &[(Links<'_>, i64)],
 ) -> Result<bool, StoreError> {
@@ -593,20 +667,22 @@ pub async fn write_many(
     if !created.is_empty() {
         let mut rows = Rows::new();
         for l in created {
-            person_cells(&mut rows, l.person, &l.sort_key);
+            person_cells(&mut rows, l.person, &l.sort_key, seq);
             rows.uuid(org.0)
                 .int(l.person.created_at.as_millisecond())
+                .int(seq)
                 .end();
         }
         let mut cols = PERSON_COLS.to_vec();
         cols.push(("org_id", Col::Uuid));
         cols.push(("created_at", Col::Int));
+        cols.push(("created_seq", Col::Int));
         bulk::insert(tx, "people", &cols, rows, "").await?;
     }
     if !updated.is_empty() {
         let mut rows = Rows::new();
         for (l, expected) in updated {
-            person_cells(&mut rows, l.person, &l.sort_key);
+            person_cells(&mut rows, l.person, &l.sort_key, seq);
             rows.int(*expected).end();
         }
         let n = bulk::update(

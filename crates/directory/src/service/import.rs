@@ -959,7 +959,15 @@ impl State {
         let created: Vec<Links> = batch.created.iter().map(links).collect();
         let updated: Vec<(Links, i64)> =
             batch.updated.iter().map(|(p, v)| (links(p), *v)).collect();
-        if !repo::write_many(tx, org.id, &created, &updated).await? {
+        // For the sync feed: one change number per chunk, and the updated people's state
+        // before (their units, groups or activity may change).
+        let seq = crate::repo::feed::next_seq(tx, org.id).await?;
+        if !updated.is_empty() {
+            let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
+            let priors = crate::repo::feed::priors_now(tx, org.id, &ids).await?;
+            crate::repo::feed::log_priors(tx, org.id, seq, &priors).await?;
+        }
+        if !repo::write_many(tx, org.id, seq, &created, &updated).await? {
             return Err(ServiceError::Conflict {
                 code: "changed_during_import",
                 detail: "people changed while the import ran; run it again".into(),

@@ -13,7 +13,7 @@ use carebridge_store::{Db, audit};
 use carebridge_web::{CursorKey, ServiceError};
 use uuid::Uuid;
 
-use crate::repo::labels as repo;
+use crate::repo::{feed, labels as repo};
 
 /// Which list: `group` or `skill`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,9 @@ pub async fn rename(
     }
     repo::rename(&mut tx, org.id, id, &name, &key).await?;
     repo::touch_members(&mut tx, org.id, id, now.as_millisecond()).await?;
+    let members = feed::label_members(&mut tx, org.id, id).await?;
+    let seq = feed::next_seq(&mut tx, org.id).await?;
+    feed::touch(&mut tx, org.id, seq, &members, false).await?;
     let next = Label {
         name,
         ..cur.clone()
@@ -196,7 +199,16 @@ pub async fn delete(
     let (cur, _) = repo::get(&mut tx, org.id, kind.as_str(), id)
         .await?
         .ok_or_else(|| kind.not_found())?;
+    if kind == Kind::Group {
+        crate::service::access::check_unused(&mut tx, org, id, "group").await?;
+    }
     repo::touch_members(&mut tx, org.id, id, now.as_millisecond()).await?;
+    // For the sync feed: the members' groups change.
+    let members = feed::label_members(&mut tx, org.id, id).await?;
+    let seq = feed::next_seq(&mut tx, org.id).await?;
+    let priors = feed::priors_now(&mut tx, org.id, &members).await?;
+    feed::log_priors(&mut tx, org.id, seq, &priors).await?;
+    feed::touch(&mut tx, org.id, seq, &members, false).await?;
     repo::delete(&mut tx, org.id, id).await?;
     audit::record(
         &mut tx,

@@ -1,7 +1,7 @@
 //! People: create, read, search and filter, update (with optimistic concurrency), deactivate,
 //! delete. Contact data is validated and normalised by `domain::person` for every path.
 
-use carebridge_domain::auth::Actor;
+use carebridge_domain::auth::{Actor, Permission, Principal, Reach};
 use carebridge_domain::person::{Contact as DContact, PersonDraft, PersonInput};
 use carebridge_domain::search::{fold, person_tokens, query_words_in, sort_key};
 use carebridge_domain::{PersonId, Timestamp, UnitId, Violations, new_v7};
@@ -15,9 +15,31 @@ use carebridge_web::idem::{self, Idem, Outcome};
 use carebridge_web::{CursorKey, ServiceError};
 use uuid::Uuid;
 
-use crate::repo::{people as repo, units as units_repo};
+use crate::repo::{feed, people as repo, units as units_repo};
+use crate::service::access::{self, Edit};
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound { what: "person" };
+
+/// For the sync feed, before people change: a new change number, and their state before
+/// (`repo::feed`). Mark them with [`feed::touch`] after writing.
+async fn feed_before(tx: &mut Tx, org: &OrgRef, ids: &[Uuid]) -> Result<i64, ServiceError> {
+    let seq = feed::next_seq(tx, org.id).await?;
+    let priors = feed::priors_now(tx, org.id, ids).await?;
+    feed::log_priors(tx, org.id, seq, &priors).await?;
+    Ok(seq)
+}
+
+/// Unit paths by id (for unit admins' rights).
+async fn unit_paths(
+    x: &mut impl carebridge_store::Exec,
+    org: &OrgRef,
+) -> Result<std::collections::HashMap<Uuid, String>, ServiceError> {
+    Ok(crate::repo::access::tree(x, org.id)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.path))
+        .collect())
+}
 
 fn contacts_in(c: &[Contact]) -> Vec<DContact> {
     c.iter()
@@ -165,6 +187,7 @@ pub(crate) fn blank(id: PersonId, now: Timestamp) -> Person {
         version: 1,
         created_at: now,
         updated_at: now,
+        fields: None,
     }
 }
 
@@ -178,6 +201,31 @@ pub async fn create_in(
 ) -> Result<Person, ServiceError> {
     let d = input_of(input).validate(&org.default_region)?;
     let units = check_units(tx, org, &input.unit_ids, "/unit_ids").await?;
+    // Unit admins create people inside their subtrees only.
+    match actor.principal.reach(org.id, Permission::DirectoryWrite) {
+        Reach::All => {}
+        Reach::Units(roots) => {
+            let paths = unit_paths(tx, org).await?;
+            let inside = !units.is_empty()
+                && units.iter().all(|u| {
+                    paths
+                        .get(u)
+                        .is_some_and(|p| roots.iter().any(|r| p.starts_with(r.as_str())))
+                });
+            if !inside {
+                return Err(ServiceError::Forbidden {
+                    detail:
+                        "a unit admin creates people in units of their subtrees only (unit_ids)"
+                            .into(),
+                });
+            }
+        }
+        Reach::Nothing => {
+            return Err(ServiceError::Forbidden {
+                detail: "this credential lacks the 'directory:write' permission".into(),
+            });
+        }
+    }
     if let Some(x) = &d.external_id
         && repo::external_id_taken(tx, org.id, x, None).await?
     {
@@ -192,6 +240,8 @@ pub async fn create_in(
     apply(&mut p, &d);
     repo::insert(tx, org.id, &p, &sort_key(&p.given_name, &p.family_name)).await?;
     write_links(tx, org, &mut p, &units, now).await?;
+    let seq = feed::next_seq(tx, org.id).await?;
+    feed::touch(tx, org.id, seq, &[id.0], true).await?;
     let p = repo::get(tx, org.id, id).await?.ok_or(NOT_FOUND)?;
     audit::record(
         tx,
@@ -222,16 +272,28 @@ pub async fn create(
     .await
 }
 
-pub async fn get(db: &Db, org: &OrgRef, id: Uuid) -> Result<Person, ServiceError> {
+/// One person as the caller may see them (404 when they may not see them at all).
+pub async fn get(
+    db: &Db,
+    principal: &Principal,
+    org: &OrgRef,
+    id: Uuid,
+) -> Result<Person, ServiceError> {
     let mut c = db.read().await?;
-    repo::get(&mut c, org.id, PersonId(id))
+    let v = access::viewer(&mut c, principal, org).await?;
+    let p = repo::get(&mut c, org.id, PersonId(id))
         .await?
+        .ok_or(NOT_FOUND)?;
+    access::mask_all(&mut c, org, &v, vec![p])
+        .await?
+        .pop()
         .ok_or(NOT_FOUND)
 }
 
 /// Search and filter, in name order.
 pub async fn list(
     db: &Db,
+    principal: &Principal,
     org: &OrgRef,
     cursor: &CursorKey,
     q: &PeopleQuery,
@@ -239,6 +301,7 @@ pub async fn list(
 ) -> Result<Page<Person>, ServiceError> {
     let after: Option<(String, Uuid)> = cursor.decode_opt("people", q.cursor.as_deref())?;
     let mut c = db.read().await?;
+    let viewer = access::viewer(&mut c, principal, org).await?;
     let unit_path = match q.unit {
         Some(u) => match units_repo::get(&mut c, org.id, UnitId(u)).await? {
             Some(u) => Some(u.path),
@@ -268,11 +331,17 @@ pub async fn list(
         group_key: q.group.as_deref().map(fold),
         skill_key: q.skill.as_deref().map(fold),
         active: q.active,
+        visible: (!viewer.all).then(|| repo::Visible {
+            own: viewer.own,
+            units: viewer.unit_ids(),
+            groups: viewer.group_ids(),
+        }),
     };
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
     let page = cursor.page("people", rows, limit, |(p, key)| (key.clone(), p.id));
+    let items = page.items.into_iter().map(|(p, _)| p).collect();
     Ok(Page {
-        items: page.items.into_iter().map(|(p, _)| p).collect(),
+        items: access::mask_all(&mut c, org, &viewer, items).await?,
         next_cursor: page.next_cursor,
     })
 }
@@ -291,6 +360,31 @@ pub async fn update(
     let cur = repo::get(&mut tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
+    let paths = unit_paths(&mut tx, org).await?;
+    let path_of = |ids: &mut dyn Iterator<Item = Uuid>| -> Vec<String> {
+        ids.filter_map(|u| paths.get(&u).cloned()).collect()
+    };
+    let before_paths = path_of(&mut cur.units.iter().map(|u| u.id));
+    let right = match access::edit_right(&actor.principal, org, id, &before_paths) {
+        Ok(r) => r,
+        Err(e) => {
+            // Someone the caller may not even see is not found, not forbidden.
+            let v = access::viewer(&mut tx, &actor.principal, org).await?;
+            let m = feed::memberships(&mut tx, org.id, &[id]).await?;
+            return Err(
+                if v.fields(id, m.get(&id).unwrap_or(&Default::default()))
+                    .is_empty()
+                {
+                    NOT_FOUND
+                } else {
+                    e
+                },
+            );
+        }
+    };
+    if let Edit::OwnContact = right {
+        access::check_own_patch(&patch)?;
+    }
     if cur.version != if_match {
         return Err(ServiceError::VersionMismatch {
             current: cur.version,
@@ -325,6 +419,13 @@ pub async fn update(
         Some(ids) => check_units(&mut tx, org, ids, "/unit_ids").await?,
         None => cur.units.iter().map(|u| u.id).collect(),
     };
+    if let Edit::Units(roots) = &right {
+        access::check_units_within(
+            roots,
+            &before_paths,
+            &path_of(&mut unit_ids.iter().copied()),
+        )?;
+    }
     if let Some(x) = &d.external_id
         && repo::external_id_taken(&mut tx, org.id, x, Some(id)).await?
     {
@@ -351,6 +452,7 @@ pub async fn update(
     }
     next.version += 1;
     next.updated_at = now;
+    let seq = feed_before(&mut tx, org, &[id]).await?;
     if !repo::update(
         &mut tx,
         org.id,
@@ -365,6 +467,7 @@ pub async fn update(
         });
     }
     write_links(&mut tx, org, &mut next, &unit_ids, now).await?;
+    feed::touch(&mut tx, org.id, seq, &[id], false).await?;
     let next = repo::get(&mut tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
@@ -421,6 +524,7 @@ pub async fn delete(
     }
     rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
     repo::detach_identity(&mut tx, org.id, id).await?;
+    feed_before(&mut tx, org, &[id]).await?;
     repo::delete(&mut tx, org.id, PersonId(id)).await?;
     audit::record(
         &mut tx,
@@ -544,6 +648,7 @@ pub async fn erase(
     addresses.dedup();
     rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
     repo::detach_identity(&mut tx, org.id, id).await?;
+    feed_before(&mut tx, org, &[id]).await?;
     repo::delete(&mut tx, org.id, PersonId(id)).await?;
     if let Some(a) = account {
         repo::erase_account_if_unused(&mut tx, a).await?;

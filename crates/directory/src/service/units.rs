@@ -211,6 +211,11 @@ pub async fn update(
             current: cur.unit.version,
         });
     }
+    if next.name != cur.unit.name {
+        // Members show the unit's name: the sync feed sends them again.
+        let seq = crate::repo::feed::next_seq(&mut tx, org.id).await?;
+        crate::repo::feed::touch_unit_members(&mut tx, org.id, seq, id).await?;
+    }
     let action = if next.parent_id != cur.unit.parent_id {
         "unit.move"
     } else {
@@ -259,6 +264,7 @@ pub async fn delete(
             ),
         });
     }
+    crate::service::access::check_unused(&mut tx, org, id, "unit").await?;
     repo::delete(&mut tx, org.id, UnitId(id)).await?;
     audit::record(
         &mut tx,

@@ -57,6 +57,14 @@ async fn no_route_crosses_organisations() {
     let (_, skill) = s
         .post(&ka, "/api/v1/orgs/alpha/skills", &json!({"name": "Fahrer"}))
         .await;
+    let (st, grant) = s
+        .post(
+            &ka,
+            "/api/v1/orgs/alpha/contact-grants",
+            &json!({"viewer": {"kind": "group", "id": group["id"]}, "target": {"kind": "unit", "id": unit["id"]}, "fields": ["name"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{grant}");
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
@@ -89,6 +97,7 @@ async fn no_route_crosses_organisations() {
                 .replace("{feature}", "chat")
                 .replace("{group}", group["id"].as_str().unwrap())
                 .replace("{skill}", skill["id"].as_str().unwrap())
+                .replace("{grant}", grant["id"].as_str().unwrap())
                 .replace("{client}", client["client"]["id"].as_str().unwrap())
                 .replace(
                     "{client_id}",

@@ -1,0 +1,238 @@
+//! The offline sync feed of contacts (`GET /contacts/changes`): a caller's upserts and removals
+//! since their cursor, only ever of people they may see.
+//!
+//! A cursor (signed, so it cannot be forged) says what the client holds: the state of the
+//! organisation at change number `seq`, seen as viewer `viewer` (a digest of the rules, stored
+//! in `feed_viewers`). An answer is one page of a *pass* that brings the client to the head
+//! change number read when the pass began, as the caller's current viewer:
+//!
+//! - no cursor: every person, upserts of those visible (a snapshot);
+//! - same viewer as before: the people changed since `seq` and those deleted since;
+//! - another viewer (a grant, role or membership of the caller changed, or the unit tree
+//!   moved): every person, so that people who became visible come and those who no longer are
+//!   go.
+//!
+//! For each person looked at: the fields the current viewer sees now (nothing for deactivated
+//! or deleted people) and the fields the client's viewer saw at `seq` (the person's state then
+//! comes from `contact_log` when they changed since). Visible now and changed or differently visible:
+//! upsert; invisible now but visible then: removal. Removals name only people the client could
+//! see, so the feed does not leak the ids of others. When the caller's viewer changes in the
+//! middle of a pass, or the cursor belongs to someone else, or its viewer is gone, the answer
+//! starts again with `reset: true` and a snapshot.
+
+use std::collections::HashMap;
+
+use carebridge_domain::auth::Principal;
+use carebridge_domain::visibility::{Fields, Memberships, Viewer};
+use carebridge_domain::{Timestamp, Violations};
+use carebridge_proto::directory::{ChangesQuery, ContactChanges};
+use carebridge_store::Db;
+use carebridge_store::orgs::OrgRef;
+use carebridge_web::{CursorKey, ServiceError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::repo::{feed as repo, people as people_repo};
+use crate::service::access;
+
+const DEFAULT_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = 1000;
+
+/// What the client holds, and the pass under way.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cursor {
+    /// Whose cursor this is.
+    who: String,
+    /// The client holds the state at this change number (none yet: `None`).
+    seq: Option<i64>,
+    /// As seen by this viewer (digest).
+    viewer: String,
+    pass: Option<Pass>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pass {
+    /// The change number the pass brings the client to.
+    target: i64,
+    /// The viewer it brings the client to.
+    viewer: String,
+    /// Look at everyone (else only people changed since `seq`).
+    all: bool,
+    /// The last id looked at.
+    after: Uuid,
+}
+
+pub async fn changes(
+    db: &Db,
+    principal: &Principal,
+    org: &OrgRef,
+    key: &CursorKey,
+    q: &ChangesQuery,
+    now: Timestamp,
+) -> Result<ContactChanges, ServiceError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ServiceError::Invalid(Violations::single(
+            "/query/limit",
+            "out_of_range",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        )));
+    }
+    let given: Option<Cursor> = key.decode_opt("contacts", q.cursor.as_deref())?;
+    let mut c = db.read().await?;
+    // The head first: whatever is read afterwards is at least this new.
+    let head = repo::head(&mut c, org.id).await?;
+    let viewer = access::viewer(&mut c, principal, org).await?;
+    let digest = viewer.digest();
+    let who = access::viewer_key(principal);
+    let fresh = |reset: bool| {
+        (
+            reset,
+            None,
+            None,
+            Pass {
+                target: head,
+                viewer: digest.clone(),
+                all: true,
+                after: Uuid::nil(),
+            },
+        )
+    };
+    let (reset, from, old, pass): (bool, Option<i64>, Option<Viewer>, Pass) = match given {
+        None => fresh(false),
+        Some(cur) if cur.who != who => fresh(true),
+        Some(cur) => {
+            let old = match cur.seq {
+                Some(_) => repo::viewer(&mut c, org.id, &cur.viewer)
+                    .await?
+                    .and_then(|j| serde_json::from_str::<Viewer>(&j).ok()),
+                None => None,
+            };
+            match (cur.seq, old, cur.pass) {
+                // The viewer the client holds its state as is gone: start again.
+                (Some(_), None, _) => fresh(true),
+                (_, _, Some(p)) if p.viewer != digest => fresh(true),
+                (seq, old, Some(p)) => (false, seq, old, p),
+                (seq, old, None) => (
+                    false,
+                    seq,
+                    old,
+                    Pass {
+                        target: head,
+                        viewer: digest.clone(),
+                        all: cur.viewer != digest,
+                        after: Uuid::nil(),
+                    },
+                ),
+            }
+        }
+    };
+    let ids = repo::candidates(
+        &mut c,
+        org.id,
+        pass.all || from.is_none(),
+        from.unwrap_or(i64::MAX),
+        pass.after,
+        i64::from(limit),
+    )
+    .await?;
+    let seqs = repo::seqs(&mut c, org.id, &ids).await?;
+    let memberships = repo::memberships(&mut c, org.id, &ids).await?;
+    let priors = match from {
+        Some(f) => repo::priors_after(&mut c, org.id, f, &ids).await?,
+        None => HashMap::new(),
+    };
+    let none = Memberships::default();
+    let mut upserts: Vec<(Uuid, Fields)> = Vec::new();
+    let mut removals = Vec::new();
+    for id in &ids {
+        let current = seqs.get(id);
+        let now_m = current.map(|_| memberships.get(id).unwrap_or(&none));
+        let new_f = match (current, now_m) {
+            (Some((_, _, true)), Some(m)) => viewer.fields(*id, m),
+            _ => Fields::NONE,
+        };
+        // What the client's viewer saw at `from`: the logged state when the person changed
+        // since (every change but a rename of their unit or group logs it), else today's.
+        let old_f = match (from, &old) {
+            (Some(f), Some(ov)) => {
+                let then: Option<(&Memberships, bool)> = match priors.get(id) {
+                    Some(p) => p.as_ref().map(|p| (&p.memberships, p.active)),
+                    None => match (current, now_m) {
+                        (Some((_, created, active)), Some(m)) if *created <= f => {
+                            Some((m, *active))
+                        }
+                        _ => None,
+                    },
+                };
+                match then {
+                    Some((m, true)) => ov.fields(*id, m),
+                    _ => Fields::NONE,
+                }
+            }
+            _ => Fields::NONE,
+        };
+        let changed = match from {
+            None => true,
+            Some(f) => current.is_some_and(|(s, _, _)| *s > f),
+        };
+        if !new_f.is_empty() {
+            if changed || old_f != new_f {
+                upserts.push((*id, new_f));
+            }
+        } else if !old_f.is_empty() {
+            removals.push(*id);
+        }
+    }
+    let wanted: Vec<Uuid> = upserts.iter().map(|u| u.0).collect();
+    let mut people = people_repo::by_ids(&mut c, org.id, &wanted).await?;
+    let fields: HashMap<Uuid, Fields> = upserts.into_iter().collect();
+    people.sort_by_key(|p| p.id);
+    for p in &mut people {
+        access::mask(p, fields.get(&p.id).copied().unwrap_or(Fields::NONE));
+    }
+    drop(c);
+    if repo::viewer(&mut db.read().await?, org.id, &pass.viewer)
+        .await?
+        .is_none()
+    {
+        let json = serde_json::to_string(&viewer).map_err(|e| {
+            ServiceError::Store(carebridge_store::StoreError::Corrupt(format!(
+                "viewer json: {e}"
+            )))
+        })?;
+        let mut tx = db.begin().await?;
+        repo::save_viewer(&mut tx, org.id, &pass.viewer, &json, now.as_millisecond()).await?;
+        tx.commit().await?;
+    }
+    let more = ids.len() == limit as usize;
+    let next = if more {
+        Cursor {
+            who,
+            seq: from,
+            viewer: if from.is_some() {
+                old.as_ref().map(Viewer::digest).unwrap_or_default()
+            } else {
+                String::new()
+            },
+            pass: Some(Pass {
+                after: ids.last().copied().unwrap_or(pass.after),
+                ..pass
+            }),
+        }
+    } else {
+        Cursor {
+            who,
+            seq: Some(pass.target),
+            viewer: pass.viewer,
+            pass: None,
+        }
+    };
+    Ok(ContactChanges {
+        reset,
+        upserts: people,
+        removals,
+        more,
+        next_cursor: key.encode("contacts", &next),
+    })
+}
