@@ -9,4 +9,5 @@
 pub mod http;
 pub mod import;
 pub mod repo;
+pub mod scim;
 pub mod service;

@@ -99,6 +99,8 @@ pub enum Source {
     Demo,
     /// A sign-in through the organisation's own identity provider (just-in-time creation).
     Federation,
+    /// A SCIM client (provisioning from Entra ID and the like).
+    Scim,
 }
 
 impl Source {
@@ -109,6 +111,7 @@ impl Source {
             Source::Setup => "setup",
             Source::Demo => "demo",
             Source::Federation => "federation",
+            Source::Scim => "scim",
         }
     }
 }

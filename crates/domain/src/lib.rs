@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod org;
 pub mod person;
 pub mod role;
+pub mod scim;
 pub mod search;
 pub mod time;
 pub mod unit;

@@ -188,7 +188,8 @@ impl PersonInput {
     pub fn validate(&self, region: &str) -> Result<PersonDraft, Violations> {
         let mut v = Violations::new();
         let given_name = bounded_text(&mut v, "/given_name", &self.given_name, 1, 200);
-        let family_name = bounded_text(&mut v, "/family_name", &self.family_name, 1, 200);
+        // One name is a name (mononyms exist): the family name may be empty.
+        let family_name = bounded_text(&mut v, "/family_name", &self.family_name, 0, 200);
         let kind = PersonKind::parse(self.kind.trim()).unwrap_or_else(|| {
             v.push(
                 "/kind",

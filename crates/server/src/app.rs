@@ -113,6 +113,11 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::setup::pages())
+        .merge(if config.roles.iter().any(|r| r == "directory") {
+            carebridge_directory::scim::router()
+        } else {
+            Router::new()
+        })
         .merge(if config.roles.iter().any(|r| r == "identity") {
             carebridge_identity::http::public_router(&carebridge_identity::ctx::Options {
                 signin_per_minute: config.signin_per_minute,
@@ -324,7 +329,12 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
                 .or_else(|| s.strip_prefix("bearer "))
         })
         .map(str::trim);
+    // SCIM answers a missing or bad credential itself, in SCIM's error format.
+    let scim = path.starts_with("/scim/");
     let Some(token) = token else {
+        if scim {
+            return next.run(req).await;
+        }
         return ApiError::Unauthorized {
             detail: "use Authorization: Bearer <key>".into(),
         }
@@ -347,6 +357,7 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
             req.extensions_mut().insert(p);
             next.run(req).await
         }
+        Ok(None) if scim => next.run(req).await,
         Ok(None) => ApiError::Unauthorized {
             detail: "the credential is invalid, expired or revoked".into(),
         }

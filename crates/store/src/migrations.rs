@@ -72,10 +72,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_contact_access.sql"),
         include_str!("../migrations/postgres/0010_contact_access.sql"),
     ),
+    (
+        11,
+        "scim",
+        include_str!("../migrations/sqlite/0011_scim.sql"),
+        include_str!("../migrations/postgres/0011_scim.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 10;
+pub const LATEST: i64 = 11;
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -1,7 +1,10 @@
-//! Signed pagination cursors. A cursor is the position after the last row of a page, serialised
-//! and authenticated with an HMAC under a server key, so a tampered or foreign cursor is a clear
-//! 400 rather than a confusing page.
+//! Pagination cursors. A cursor is the position after the last row of a page, serialised and
+//! sealed (AES-256-GCM with a random nonce, the listing's name as associated data) under a key
+//! derived from the server's cursor secret: a tampered or foreign cursor is a clear 400 rather
+//! than a confusing page, and a caller cannot read what a position holds (a sort key may be a
+//! name the caller is not shown; a sync position names people the caller does not see).
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -12,7 +15,7 @@ use std::sync::Arc;
 
 use crate::error::ServiceError;
 
-/// The server's cursor-signing key (shared by every node through the database).
+/// The server's cursor key (shared by every node through the database).
 #[derive(Clone)]
 pub struct CursorKey(Arc<Vec<u8>>);
 
@@ -22,53 +25,58 @@ impl std::fmt::Debug for CursorKey {
     }
 }
 
-const TAG_LEN: usize = 16;
-
 impl CursorKey {
     pub fn new(key: Vec<u8>) -> Self {
         Self(Arc::new(key))
     }
 
-    fn mac(&self, kind: &str, payload: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut m = match <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
-            Ok(m) => m,
-            Err(_) => return Vec::new(),
-        };
-        m.update(kind.as_bytes());
-        m.update(&[0]);
-        m.update(payload);
-        m.finalize().into_bytes()[..TAG_LEN].to_vec()
+    /// The AEAD key: HMAC-SHA256 of a fixed label under the server secret.
+    fn sealing_key(&self) -> Option<LessSafeKey> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).ok()?;
+        m.update(b"carebridge cursor v2");
+        let k = m.finalize().into_bytes();
+        UnboundKey::new(&AES_256_GCM, &k).ok().map(LessSafeKey::new)
     }
 
     /// Encodes a position; `kind` binds the cursor to one listing (a people cursor is not a
     /// units cursor).
     pub fn encode<T: Serialize>(&self, kind: &str, pos: &T) -> String {
-        let payload = serde_json::to_vec(pos).unwrap_or_default();
-        let tag = self.mac(kind, &payload);
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        let mut data = serde_json::to_vec(pos).unwrap_or_default();
+        let mut nonce = [0u8; NONCE_LEN];
+        let sealed = self.sealing_key().is_some_and(|key| {
+            aws_lc_rs::rand::fill(&mut nonce).is_ok()
+                && key
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(kind.as_bytes()),
+                        &mut data,
+                    )
+                    .is_ok()
+        });
+        if !sealed {
+            // Never a readable cursor: an empty one decodes to an error.
+            return String::new();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        URL_SAFE_NO_PAD.encode(out)
     }
 
     /// Decodes and verifies a cursor of listing `kind`.
     pub fn decode<T: DeserializeOwned>(&self, kind: &str, cursor: &str) -> Result<T, ServiceError> {
         let bad = || ServiceError::BadCursor;
-        let (p, t) = cursor.split_once('.').ok_or_else(bad)?;
-        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
-        let tag = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
-        let want = self.mac(kind, &payload);
-        if want.is_empty()
-            || !bool::from(subtle::ConstantTimeEq::ct_eq(
-                want.as_slice(),
-                tag.as_slice(),
-            ))
-        {
+        let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+        if raw.len() < NONCE_LEN {
             return Err(bad());
         }
-        serde_json::from_slice(&payload).map_err(|_| bad())
+        let (n, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(n).map_err(|_| bad())?;
+        let key = self.sealing_key().ok_or_else(bad)?;
+        let mut buf = sealed.to_vec();
+        let plain = key
+            .open_in_place(nonce, Aad::from(kind.as_bytes()), &mut buf)
+            .map_err(|_| bad())?;
+        serde_json::from_slice(plain).map_err(|_| bad())
     }
 
     /// Cuts `limit + 1` fetched rows to a page of `limit` and encodes the position of the last
@@ -110,6 +118,14 @@ mod tests {
         let k = CursorKey::new(vec![7; 32]);
         let c = k.encode("people", &("müller", 42));
         let back: (String, i32) = k.decode("people", &c).unwrap();
+        // Sealed: the position cannot be read from the cursor.
+        let raw = URL_SAFE_NO_PAD.decode(&c).unwrap();
+        assert!(!raw.windows(7).any(|w| w == "müller".as_bytes()));
+        assert_ne!(
+            c,
+            k.encode("people", &("müller", 42)),
+            "a fresh nonce each time"
+        );
         assert_eq!(back, ("müller".to_string(), 42));
         assert!(k.decode::<(String, i32)>("units", &c).is_err());
         let mut t = c.clone();

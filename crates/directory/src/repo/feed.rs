@@ -30,6 +30,9 @@ pub struct Prior {
     pub memberships: Memberships,
     #[serde(rename = "a")]
     pub active: bool,
+    /// The person's `created_seq`.
+    #[serde(rename = "c", default)]
+    pub created: i64,
 }
 
 /// The current state of these people, to log before they change (`None`: no such person).
@@ -43,9 +46,10 @@ pub async fn priors_now(
     Ok(ids
         .iter()
         .map(|id| {
-            let p = seqs.get(id).map(|(_, _, active)| Prior {
+            let p = seqs.get(id).map(|(_, created, active)| Prior {
                 memberships: ms.remove(id).unwrap_or_default(),
                 active: *active,
+                created: *created,
             });
             (*id, p)
         })
@@ -223,15 +227,14 @@ pub async fn candidates(
     )
 }
 
-/// For each id with a log record after `from`: the state before the first such record
-/// (`None`: the person did not exist then).
-pub async fn priors_after(
+/// Each id's log records after `from`, in order: `(seq, state before that change)`.
+pub async fn priors_since(
     x: &mut impl Exec,
     org: OrgId,
     from: i64,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, Option<Prior>>, StoreError> {
-    let mut out = HashMap::new();
+) -> Result<HashMap<Uuid, Vec<(i64, Option<Prior>)>>, StoreError> {
+    let mut out: HashMap<Uuid, Vec<(i64, Option<Prior>)>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "SELECT person_id, seq, prior FROM contact_log WHERE org_id = $1 AND seq > $2 AND person_id IN ({}) \
@@ -243,10 +246,7 @@ pub async fn priors_after(
             for id in chunk { q = q.bind(*id); }
             q.fetch_all(c).await
         })?;
-        for (id, _, prior) in rows {
-            if out.contains_key(&id) {
-                continue;
-            }
+        for (id, seq, prior) in rows {
             let m = match prior {
                 Some(j) => Some(
                     serde_json::from_str::<Prior>(&j)
@@ -254,7 +254,7 @@ pub async fn priors_after(
                 ),
                 None => None,
             };
-            out.insert(id, m);
+            out.entry(id).or_default().push((seq, m));
         }
     }
     Ok(out)

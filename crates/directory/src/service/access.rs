@@ -443,6 +443,28 @@ pub async fn delete(
     Ok(())
 }
 
+/// Folded names of the groups on the viewer side of a grant (their members gain views).
+pub async fn grant_viewer_groups(
+    x: &mut impl Exec,
+    org: &OrgRef,
+) -> Result<std::collections::HashSet<String>, ServiceError> {
+    let ids: Vec<Uuid> = repo::all(x, org.id)
+        .await?
+        .into_iter()
+        .filter_map(|(_, g)| match g.viewer {
+            (Side::Group, id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let mut out = std::collections::HashSet::new();
+    for id in ids {
+        if let Some((_, key)) = crate::repo::labels::get(x, org.id, "group", id).await? {
+            out.insert(key);
+        }
+    }
+    Ok(out)
+}
+
 /// Refuses to delete a unit or group that grants still name.
 pub async fn check_unused(
     x: &mut impl Exec,

@@ -32,6 +32,7 @@ use carebridge_web::{CursorKey, ServiceError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::repo::feed::Prior;
 use crate::repo::{feed as repo, people as people_repo};
 use crate::service::access;
 
@@ -43,8 +44,11 @@ const MAX_LIMIT: u32 = 1000;
 struct Cursor {
     /// Whose cursor this is.
     who: String,
-    /// The client holds the state at this change number (none yet: `None`).
+    /// The client holds the state at this change number (none yet: `None`) …
     seq: Option<i64>,
+    /// … or, for people read while the pass that brought it there ran, any state up to this
+    /// one.
+    seen: i64,
     /// As seen by this viewer (digest).
     viewer: String,
     pass: Option<Pass>,
@@ -54,12 +58,56 @@ struct Cursor {
 struct Pass {
     /// The change number the pass brings the client to.
     target: i64,
+    /// The newest change number that may have been read during the pass.
+    seen: i64,
     /// The viewer it brings the client to.
     viewer: String,
     /// Look at everyone (else only people changed since `seq`).
     all: bool,
     /// The last id looked at.
     after: Uuid,
+}
+
+/// A person's state (memberships, active) and the change numbers during which it held.
+struct State<'a> {
+    memberships: &'a Memberships,
+    active: bool,
+    /// It began at this change number …
+    from: i64,
+    /// … and ended before this one (`None`: it is the current state).
+    until: Option<i64>,
+}
+
+/// Every state of a person from their change log after `from` and their current row (`None`:
+/// deleted).
+fn states<'a>(
+    logs: &'a [(i64, Option<Prior>)],
+    current: Option<(&'a Memberships, bool, i64)>,
+) -> Vec<State<'a>> {
+    let mut out = Vec::new();
+    let mut begin: Option<i64> = None;
+    for (seq, prior) in logs {
+        if let Some(p) = prior {
+            out.push(State {
+                memberships: &p.memberships,
+                active: p.active,
+                // The first logged state began at creation (or before `from`); later ones
+                // at the previous change.
+                from: begin.unwrap_or(p.created),
+                until: Some(*seq),
+            });
+        }
+        begin = Some(*seq);
+    }
+    if let Some((m, active, created)) = current {
+        out.push(State {
+            memberships: m,
+            active,
+            from: begin.unwrap_or(created),
+            until: None,
+        });
+    }
+    out
 }
 
 pub async fn changes(
@@ -89,18 +137,24 @@ pub async fn changes(
         (
             reset,
             None,
+            head,
             None,
             Pass {
                 target: head,
+                seen: head,
                 viewer: digest.clone(),
                 all: true,
                 after: Uuid::nil(),
             },
         )
     };
-    let (reset, from, old, pass): (bool, Option<i64>, Option<Viewer>, Pass) = match given {
+    // `from`/`seen`: the client's state; `old`: the viewer it holds it as.
+    type Start = (bool, Option<i64>, i64, Option<Viewer>, Pass);
+    let (reset, from, seen, old, mut pass): Start = match given {
         None => fresh(false),
         Some(cur) if cur.who != who => fresh(true),
+        // A database restored from a backup: the client knows more than the server.
+        Some(cur) if cur.seen > head => fresh(true),
         Some(cur) => {
             let old = match cur.seq {
                 Some(_) => repo::viewer(&mut c, org.id, &cur.viewer)
@@ -111,14 +165,17 @@ pub async fn changes(
             match (cur.seq, old, cur.pass) {
                 // The viewer the client holds its state as is gone: start again.
                 (Some(_), None, _) => fresh(true),
+                // The caller's view changed in the middle of a pass: start again.
                 (_, _, Some(p)) if p.viewer != digest => fresh(true),
-                (seq, old, Some(p)) => (false, seq, old, p),
+                (seq, old, Some(p)) => (false, seq, cur.seen, old, p),
                 (seq, old, None) => (
                     false,
                     seq,
+                    cur.seen,
                     old,
                     Pass {
                         target: head,
+                        seen: head,
                         viewer: digest.clone(),
                         all: cur.viewer != digest,
                         after: Uuid::nil(),
@@ -138,8 +195,8 @@ pub async fn changes(
     .await?;
     let seqs = repo::seqs(&mut c, org.id, &ids).await?;
     let memberships = repo::memberships(&mut c, org.id, &ids).await?;
-    let priors = match from {
-        Some(f) => repo::priors_after(&mut c, org.id, f, &ids).await?,
+    let logs = match from {
+        Some(f) => repo::priors_since(&mut c, org.id, f, &ids).await?,
         None => HashMap::new(),
     };
     let none = Memberships::default();
@@ -147,28 +204,25 @@ pub async fn changes(
     let mut removals = Vec::new();
     for id in &ids {
         let current = seqs.get(id);
-        let now_m = current.map(|_| memberships.get(id).unwrap_or(&none));
-        let new_f = match (current, now_m) {
-            (Some((_, _, true)), Some(m)) => viewer.fields(*id, m),
+        let now_m = memberships.get(id).unwrap_or(&none);
+        let new_f = match current {
+            Some((_, _, true)) => viewer.fields(*id, now_m),
             _ => Fields::NONE,
         };
-        // What the client's viewer saw at `from`: the logged state when the person changed
-        // since (every change but a rename of their unit or group logs it), else today's.
+        // What the client's viewer may have shown of them: any state that held at some point
+        // between the client's `from` and `seen` (people read during the last pass may be
+        // newer than its target).
         let old_f = match (from, &old) {
             (Some(f), Some(ov)) => {
-                let then: Option<(&Memberships, bool)> = match priors.get(id) {
-                    Some(p) => p.as_ref().map(|p| (&p.memberships, p.active)),
-                    None => match (current, now_m) {
-                        (Some((_, created, active)), Some(m)) if *created <= f => {
-                            Some((m, *active))
-                        }
-                        _ => None,
-                    },
-                };
-                match then {
-                    Some((m, true)) => ov.fields(*id, m),
-                    _ => Fields::NONE,
-                }
+                let no_logs = Vec::new();
+                let log = logs.get(id).unwrap_or(&no_logs);
+                let cur = current.map(|(_, created, active)| (now_m, *active, *created));
+                states(log, cur)
+                    .iter()
+                    .filter(|s| s.active && s.from <= seen && s.until.is_none_or(|u| u > f))
+                    .fold(Fields::NONE, |acc, s| {
+                        acc.union(ov.fields(*id, s.memberships))
+                    })
             }
             _ => Fields::NONE,
         };
@@ -186,6 +240,8 @@ pub async fn changes(
     }
     let wanted: Vec<Uuid> = upserts.iter().map(|u| u.0).collect();
     let mut people = people_repo::by_ids(&mut c, org.id, &wanted).await?;
+    // Whatever this page read is no newer than the head read now.
+    pass.seen = pass.seen.max(repo::head(&mut c, org.id).await?);
     let fields: HashMap<Uuid, Fields> = upserts.into_iter().collect();
     people.sort_by_key(|p| p.id);
     for p in &mut people {
@@ -210,6 +266,7 @@ pub async fn changes(
         Cursor {
             who,
             seq: from,
+            seen,
             viewer: if from.is_some() {
                 old.as_ref().map(Viewer::digest).unwrap_or_default()
             } else {
@@ -224,6 +281,7 @@ pub async fn changes(
         Cursor {
             who,
             seq: Some(pass.target),
+            seen: pass.seen,
             viewer: pass.viewer,
             pass: None,
         }

@@ -9,7 +9,7 @@ use carebridge_domain::{Timestamp, Violations, new_v7};
 use carebridge_proto::Page;
 use carebridge_proto::directory::{Label, LabelInput};
 use carebridge_store::orgs::OrgRef;
-use carebridge_store::{Db, audit};
+use carebridge_store::{Db, Tx, audit};
 use carebridge_web::{CursorKey, ServiceError};
 use uuid::Uuid;
 
@@ -97,9 +97,23 @@ pub async fn create(
     input: LabelInput,
     now: Timestamp,
 ) -> Result<Label, ServiceError> {
-    let (name, key) = checked_name(&input)?;
     let mut tx = db.begin().await?;
-    if repo::by_key(&mut tx, org.id, kind.as_str(), &key)
+    let out = create_in(&mut tx, actor, org, kind, input, now).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`create`] inside `tx` (SCIM changes a group and its members in one transaction).
+pub async fn create_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    kind: Kind,
+    input: LabelInput,
+    now: Timestamp,
+) -> Result<Label, ServiceError> {
+    let (name, key) = checked_name(&input)?;
+    if repo::by_key(tx, org.id, kind.as_str(), &key)
         .await?
         .is_some()
     {
@@ -107,7 +121,7 @@ pub async fn create(
     }
     let id = new_v7(now);
     repo::insert(
-        &mut tx,
+        tx,
         org.id,
         kind.as_str(),
         id,
@@ -123,7 +137,7 @@ pub async fn create(
         created_at: now,
     };
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         &format!("{}.create", kind.as_str()),
@@ -134,7 +148,6 @@ pub async fn create(
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(label)
 }
 
@@ -147,31 +160,47 @@ pub async fn rename(
     input: LabelInput,
     now: Timestamp,
 ) -> Result<Label, ServiceError> {
-    let (name, key) = checked_name(&input)?;
     let mut tx = db.begin().await?;
-    let (cur, _) = repo::get(&mut tx, org.id, kind.as_str(), id)
+    let out = rename_in(&mut tx, actor, org, kind, id, input, now).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`rename`] inside `tx` (SCIM changes a group and its members in one transaction).
+pub async fn rename_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    kind: Kind,
+    id: Uuid,
+    input: LabelInput,
+    now: Timestamp,
+) -> Result<Label, ServiceError> {
+    let (name, key) = checked_name(&input)?;
+    let (cur, _) = repo::get(tx, org.id, kind.as_str(), id)
         .await?
         .ok_or_else(|| kind.not_found())?;
     if cur.name == name {
         return Ok(cur);
     }
-    if repo::by_key(&mut tx, org.id, kind.as_str(), &key)
+    if repo::by_key(tx, org.id, kind.as_str(), &key)
         .await?
         .is_some_and(|other| other != id)
     {
         return Err(taken(kind, &name));
     }
-    repo::rename(&mut tx, org.id, id, &name, &key).await?;
-    repo::touch_members(&mut tx, org.id, id, now.as_millisecond()).await?;
-    let members = feed::label_members(&mut tx, org.id, id).await?;
-    let seq = feed::next_seq(&mut tx, org.id).await?;
-    feed::touch(&mut tx, org.id, seq, &members, false).await?;
+    repo::rename(tx, org.id, id, &name, &key).await?;
+    // The change number before any person row (the order every people write takes locks in).
+    let seq = feed::next_seq(tx, org.id).await?;
+    repo::touch_members(tx, org.id, id, now.as_millisecond()).await?;
+    let members = feed::label_members(tx, org.id, id).await?;
+    feed::touch(tx, org.id, seq, &members, false).await?;
     let next = Label {
         name,
         ..cur.clone()
     };
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         &format!("{}.rename", kind.as_str()),
@@ -182,7 +211,6 @@ pub async fn rename(
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(next)
 }
 
@@ -196,22 +224,37 @@ pub async fn delete(
     now: Timestamp,
 ) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
-    let (cur, _) = repo::get(&mut tx, org.id, kind.as_str(), id)
+    let out = delete_in(&mut tx, actor, org, kind, id, now).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`delete`] inside `tx` (SCIM changes a group and its members in one transaction).
+pub async fn delete_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    kind: Kind,
+    id: Uuid,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let (cur, _) = repo::get(tx, org.id, kind.as_str(), id)
         .await?
         .ok_or_else(|| kind.not_found())?;
     if kind == Kind::Group {
-        crate::service::access::check_unused(&mut tx, org, id, "group").await?;
+        crate::service::access::check_unused(tx, org, id, "group").await?;
     }
-    repo::touch_members(&mut tx, org.id, id, now.as_millisecond()).await?;
+    // The change number before any person row (the order every people write takes locks in).
+    let seq = feed::next_seq(tx, org.id).await?;
     // For the sync feed: the members' groups change.
-    let members = feed::label_members(&mut tx, org.id, id).await?;
-    let seq = feed::next_seq(&mut tx, org.id).await?;
-    let priors = feed::priors_now(&mut tx, org.id, &members).await?;
-    feed::log_priors(&mut tx, org.id, seq, &priors).await?;
-    feed::touch(&mut tx, org.id, seq, &members, false).await?;
-    repo::delete(&mut tx, org.id, id).await?;
+    let members = feed::label_members(tx, org.id, id).await?;
+    let priors = feed::priors_now(tx, org.id, &members).await?;
+    feed::log_priors(tx, org.id, seq, &priors).await?;
+    repo::touch_members(tx, org.id, id, now.as_millisecond()).await?;
+    feed::touch(tx, org.id, seq, &members, false).await?;
+    repo::delete(tx, org.id, id).await?;
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         &format!("{}.delete", kind.as_str()),
@@ -222,6 +265,5 @@ pub async fn delete(
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }

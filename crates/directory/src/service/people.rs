@@ -340,8 +340,33 @@ pub async fn list(
     let rows = repo::page(&mut c, org.id, &filter, after.as_ref(), limit + 1).await?;
     let page = cursor.page("people", rows, limit, |(p, key)| (key.clone(), p.id));
     let items = page.items.into_iter().map(|(p, _)| p).collect();
+    let mut items = access::mask_all(&mut c, org, &viewer, items).await?;
+    // A search or filter must not find people by what the caller may not see of them: a
+    // person shown through a grant matches only on the fields shown (the page may come out
+    // shorter; the cursor still moves on).
+    items.retain(|p| {
+        if p.fields.is_none() {
+            return true;
+        }
+        let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
+        let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
+        let tokens = person_tokens(&p.given_name, &p.family_name, &emails, &phones);
+        filter
+            .words
+            .iter()
+            .all(|w| tokens.iter().any(|t| t.starts_with(w.as_str())))
+            && (filter.unit_path.is_none() || !p.units.is_empty())
+            && filter
+                .group_key
+                .as_ref()
+                .is_none_or(|k| p.groups.iter().any(|g| fold(g) == *k))
+            && filter
+                .skill_key
+                .as_ref()
+                .is_none_or(|k| p.skills.iter().any(|g| fold(g) == *k))
+    });
     Ok(Page {
-        items: access::mask_all(&mut c, org, &viewer, items).await?,
+        items,
         next_cursor: page.next_cursor,
     })
 }
@@ -357,10 +382,25 @@ pub async fn update(
     now: Timestamp,
 ) -> Result<Person, ServiceError> {
     let mut tx = db.begin().await?;
-    let cur = repo::get(&mut tx, org.id, PersonId(id))
+    let p = update_in(&mut tx, actor, org, id, if_match, patch, now).await?;
+    tx.commit().await?;
+    Ok(p)
+}
+
+/// [`update`] inside `tx` (SCIM changes a person and its own attributes in one transaction).
+pub async fn update_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    if_match: i64,
+    patch: UpdatePerson,
+    now: Timestamp,
+) -> Result<Person, ServiceError> {
+    let cur = repo::get(tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
-    let paths = unit_paths(&mut tx, org).await?;
+    let paths = unit_paths(tx, org).await?;
     let path_of = |ids: &mut dyn Iterator<Item = Uuid>| -> Vec<String> {
         ids.filter_map(|u| paths.get(&u).cloned()).collect()
     };
@@ -369,8 +409,8 @@ pub async fn update(
         Ok(r) => r,
         Err(e) => {
             // Someone the caller may not even see is not found, not forbidden.
-            let v = access::viewer(&mut tx, &actor.principal, org).await?;
-            let m = feed::memberships(&mut tx, org.id, &[id]).await?;
+            let v = access::viewer(tx, &actor.principal, org).await?;
+            let m = feed::memberships(tx, org.id, &[id]).await?;
             return Err(
                 if v.fields(id, m.get(&id).unwrap_or(&Default::default()))
                     .is_empty()
@@ -416,10 +456,46 @@ pub async fn update(
     };
     let d = input.validate(&org.default_region)?;
     let unit_ids = match &patch.unit_ids {
-        Some(ids) => check_units(&mut tx, org, ids, "/unit_ids").await?,
+        Some(ids) => check_units(tx, org, ids, "/unit_ids").await?,
         None => cur.units.iter().map(|u| u.id).collect(),
     };
     if let Edit::Units(roots) = &right {
+        // A unit admin's edit must not reach beyond their subtrees: not people holding roles
+        // elsewhere (an organisation admin in their unit), not the external key (federated
+        // sign-in links accounts by it), not groups that contact grants open views to.
+        let roles = crate::repo::roles::of_person(tx, org.id, id).await?;
+        let covered = |u: &Option<Uuid>| {
+            u.and_then(|u| paths.get(&u))
+                .is_some_and(|p| roots.iter().any(|r| p.starts_with(r.as_str())))
+        };
+        if roles.iter().any(|r| !covered(&r.unit_id)) {
+            return Err(ServiceError::Forbidden {
+                detail: "this person holds a role outside your subtrees; an organisation admin changes them".into(),
+            });
+        }
+        if patch
+            .external_id
+            .as_ref()
+            .is_some_and(|x| *x != cur.external_id)
+        {
+            return Err(ServiceError::Forbidden {
+                detail: "/external_id: only organisation admins change the external key".into(),
+            });
+        }
+        if let Some(groups) = &patch.groups {
+            let guarded = access::grant_viewer_groups(tx, org).await?;
+            let before: std::collections::HashSet<String> =
+                cur.groups.iter().map(|g| fold(g)).collect();
+            let after: std::collections::HashSet<String> = groups.iter().map(|g| fold(g)).collect();
+            if before
+                .symmetric_difference(&after)
+                .any(|g| guarded.contains(g))
+            {
+                return Err(ServiceError::Forbidden {
+                    detail: "/groups: a contact grant opens views to this group; only organisation admins change its members".into(),
+                });
+            }
+        }
         access::check_units_within(
             roots,
             &before_paths,
@@ -427,7 +503,7 @@ pub async fn update(
         )?;
     }
     if let Some(x) = &d.external_id
-        && repo::external_id_taken(&mut tx, org.id, x, Some(id)).await?
+        && repo::external_id_taken(tx, org.id, x, Some(id)).await?
     {
         return Err(ServiceError::Invalid(Violations::single(
             "/external_id",
@@ -452,9 +528,9 @@ pub async fn update(
     }
     next.version += 1;
     next.updated_at = now;
-    let seq = feed_before(&mut tx, org, &[id]).await?;
+    let seq = feed_before(tx, org, &[id]).await?;
     if !repo::update(
-        &mut tx,
+        tx,
         org.id,
         &next,
         &sort_key(&next.given_name, &next.family_name),
@@ -466,22 +542,16 @@ pub async fn update(
             current: cur.version,
         });
     }
-    write_links(&mut tx, org, &mut next, &unit_ids, now).await?;
-    feed::touch(&mut tx, org.id, seq, &[id], false).await?;
-    let next = repo::get(&mut tx, org.id, PersonId(id))
+    write_links(tx, org, &mut next, &unit_ids, now).await?;
+    feed::touch(tx, org.id, seq, &[id], false).await?;
+    let next = repo::get(tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
     if cur.active && !next.active {
         // A deactivated person leaves every roster that has not ended yet (and so every duty
         // chat); their past duties stay as history.
-        rosters::remove_person(
-            &mut tx,
-            org.id.0,
-            id,
-            now.as_millisecond(),
-            now.as_millisecond(),
-        )
-        .await?;
+        rosters::remove_person(tx, org.id.0, id, now.as_millisecond(), now.as_millisecond())
+            .await?;
     }
     let action = match (cur.active, next.active) {
         (true, false) => "person.deactivate",
@@ -489,7 +559,7 @@ pub async fn update(
         _ => "person.update",
     };
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         action,
@@ -500,7 +570,6 @@ pub async fn update(
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(next)
 }
 
@@ -514,7 +583,21 @@ pub async fn delete(
     now: Timestamp,
 ) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
-    let cur = repo::get(&mut tx, org.id, PersonId(id))
+    delete_in(&mut tx, actor, org, id, if_match, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete`] inside `tx`.
+pub async fn delete_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    org: &OrgRef,
+    id: Uuid,
+    if_match: Option<i64>,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let cur = repo::get(tx, org.id, PersonId(id))
         .await?
         .ok_or(NOT_FOUND)?;
     if if_match.is_some_and(|v| v != cur.version) {
@@ -522,12 +605,12 @@ pub async fn delete(
             current: cur.version,
         });
     }
-    rosters::remove_person(&mut tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
-    repo::detach_identity(&mut tx, org.id, id).await?;
-    feed_before(&mut tx, org, &[id]).await?;
-    repo::delete(&mut tx, org.id, PersonId(id)).await?;
+    rosters::remove_person(tx, org.id.0, id, i64::MIN, now.as_millisecond()).await?;
+    repo::detach_identity(tx, org.id, id).await?;
+    feed_before(tx, org, &[id]).await?;
+    repo::delete(tx, org.id, PersonId(id)).await?;
     audit::record(
-        &mut tx,
+        tx,
         org.id,
         actor,
         "person.delete",
@@ -538,7 +621,6 @@ pub async fn delete(
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -1,0 +1,364 @@
+//! `/scim/v2/Groups`: the directory's groups. Creating, renaming and deleting go through
+//! `service::labels`; membership changes change each member's group list through
+//! `service::people` (so members' versions, audit and sync feed follow).
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use carebridge_domain::PersonId;
+use carebridge_domain::scim::parse_filter;
+use carebridge_proto::directory::{LabelInput, UpdatePerson};
+use carebridge_store::{Exec, Tx};
+use carebridge_web::AppState;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::filter::{self, Sql};
+use super::repo;
+use super::{Caller, GROUP, Scim, ScimError, caller};
+use crate::repo::{labels as labels_repo, people as people_repo};
+use crate::service::labels::{self, Kind};
+use crate::service::people;
+
+pub fn canon(n: &str) -> String {
+    match n.to_ascii_lowercase().as_str() {
+        "displayname" => "displayName".into(),
+        "externalid" => "externalId".into(),
+        "members" => "members".into(),
+        "value" => "value".into(),
+        "display" => "display".into(),
+        other => other.to_string(),
+    }
+}
+
+fn multi(n: &str) -> bool {
+    n.eq_ignore_ascii_case("members")
+}
+
+fn not_found(id: &str) -> ScimError {
+    ScimError::new(404, None, format!("no Group {id}"))
+}
+
+/// A Group as SCIM shows it.
+async fn read(
+    x: &mut impl Exec,
+    c: &Caller,
+    base: &str,
+    id: Uuid,
+    with_members: bool,
+) -> Result<Option<Value>, ScimError> {
+    let Some((label, _)) = labels_repo::get(x, c.org.id, "group", id).await? else {
+        return Ok(None);
+    };
+    let ext = repo::group_external_ids(x, c.org.id, &[id])
+        .await?
+        .remove(&id)
+        .flatten();
+    let mut g = json!({
+        "schemas": [GROUP],
+        "id": id,
+        "displayName": label.name,
+        "meta": {
+            "resourceType": "Group",
+            "created": label.created_at.to_string(),
+            "lastModified": label.created_at.to_string(),
+            "location": format!("{base}/Groups/{id}"),
+        },
+    });
+    if let Some(e) = ext {
+        g["externalId"] = json!(e);
+    }
+    if with_members {
+        g["members"] = json!(
+            repo::members(x, c.org.id, id)
+                .await?
+                .into_iter()
+                .map(|(pid, _, _)| json!({
+                    "value": pid, "$ref": format!("{base}/Users/{pid}"), "type": "User"
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(Some(g))
+}
+
+/// What a Group body says.
+struct Draft {
+    name: String,
+    external_id: Option<String>,
+    members: BTreeSet<Uuid>,
+}
+
+fn from_json(v: &Value) -> Result<Draft, ScimError> {
+    if !v.is_object() {
+        return Err(ScimError::invalid_syntax("a Group is a JSON object"));
+    }
+    let name = super::users::field(v, "displayName")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScimError::invalid_value("displayName is required"))?
+        .to_string();
+    let external_id = match super::users::field(v, "externalId") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ScimError::invalid_value("externalId must be a string")),
+    };
+    let mut members = BTreeSet::new();
+    if let Some(m) = super::users::field(v, "members") {
+        let Some(items) = m.as_array() else {
+            return Err(ScimError::invalid_value("members must be a list"));
+        };
+        for (i, it) in items.iter().enumerate() {
+            let id = super::users::field(it, "value")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| {
+                    ScimError::invalid_value(format!("members[{i}].value is not a User id"))
+                })?;
+            members.insert(id);
+        }
+    }
+    Ok(Draft {
+        name,
+        external_id,
+        members,
+    })
+}
+
+/// Makes the group's members exactly `want` (adding and removing the group on each person).
+async fn set_members(
+    tx: &mut Tx,
+    c: &Caller,
+    group: Uuid,
+    want: &BTreeSet<Uuid>,
+    now: carebridge_domain::Timestamp,
+) -> Result<(), ScimError> {
+    let have: BTreeSet<Uuid> = repo::members(tx, c.org.id, group)
+        .await?
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    let Some((label, _)) = labels_repo::get(tx, c.org.id, "group", group).await? else {
+        return Err(not_found(&group.to_string()));
+    };
+    for id in want.symmetric_difference(&have) {
+        let Some(p) = people_repo::get(tx, c.org.id, PersonId(*id)).await? else {
+            return Err(ScimError::invalid_value(format!(
+                "member {id}: no such User"
+            )));
+        };
+        let mut groups: Vec<String> = p
+            .groups
+            .iter()
+            .filter(|g| !g.eq_ignore_ascii_case(&label.name))
+            .cloned()
+            .collect();
+        if want.contains(id) {
+            groups.push(label.name.clone());
+        }
+        let patch = UpdatePerson {
+            groups: Some(groups),
+            ..UpdatePerson::default()
+        };
+        people::update_in(tx, &c.actor, &c.org, *id, p.version, patch, now).await?;
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    ext: Extensions,
+    body: Bytes,
+) -> Result<Scim, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let d = from_json(&super::body(&body)?)?;
+    let now = s.now();
+    let mut tx = s.db.begin().await?;
+    let label = labels::create_in(
+        &mut tx,
+        &c.actor,
+        &c.org,
+        Kind::Group,
+        LabelInput {
+            name: d.name.clone(),
+        },
+        now,
+    )
+    .await?;
+    repo::set_group_external_id(&mut tx, c.org.id, label.id, d.external_id.as_deref()).await?;
+    set_members(&mut tx, &c, label.id, &d.members, now).await?;
+    let v = read(&mut tx, &c, &super::base(&s), label.id, true)
+        .await?
+        .ok_or_else(|| not_found(&label.id.to_string()))?;
+    tx.commit().await?;
+    let location = v["meta"]["location"].as_str().map(String::from);
+    Ok(Scim {
+        status: StatusCode::CREATED,
+        body: v,
+        version: None,
+        location,
+    })
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ScimError> {
+    Uuid::parse_str(id).map_err(|_| not_found(id))
+}
+
+fn wants_members(q: &HashMap<String, String>) -> bool {
+    let named = |k: &str| {
+        super::param(q, k).is_some_and(|a| {
+            a.split(',')
+                .any(|x| x.trim().to_ascii_lowercase().ends_with("members"))
+        })
+    };
+    !named("excludedAttributes")
+        && super::param(q, "attributes").is_none_or(|_| named("attributes"))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    ext: Extensions,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Scim, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let gid = parse_id(&id)?;
+    let mut conn = s.db.read().await?;
+    let v = read(&mut conn, &c, &super::base(&s), gid, wants_members(&q))
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Scim::ok(super::project(v, &q)))
+}
+
+async fn store(s: &AppState, c: &Caller, id: Uuid, d: Draft) -> Result<Scim, ScimError> {
+    let now = s.now();
+    let mut tx = s.db.begin().await?;
+    labels::rename_in(
+        &mut tx,
+        &c.actor,
+        &c.org,
+        Kind::Group,
+        id,
+        LabelInput { name: d.name },
+        now,
+    )
+    .await?;
+    repo::set_group_external_id(&mut tx, c.org.id, id, d.external_id.as_deref()).await?;
+    set_members(&mut tx, c, id, &d.members, now).await?;
+    let v = read(&mut tx, c, &super::base(s), id, true)
+        .await?
+        .ok_or_else(|| not_found(&id.to_string()))?;
+    tx.commit().await?;
+    Ok(Scim::ok(v))
+}
+
+pub async fn replace(
+    State(s): State<AppState>,
+    ext: Extensions,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Scim, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let gid = parse_id(&id)?;
+    let d = from_json(&super::body(&body)?)?;
+    {
+        let mut conn = s.db.read().await?;
+        if labels_repo::get(&mut conn, c.org.id, "group", gid)
+            .await?
+            .is_none()
+        {
+            return Err(not_found(&id));
+        }
+    }
+    store(&s, &c, gid, d).await
+}
+
+pub async fn patch(
+    State(s): State<AppState>,
+    ext: Extensions,
+    Path(id): Path<String>,
+    _h: HeaderMap,
+    body: Bytes,
+) -> Result<Scim, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let gid = parse_id(&id)?;
+    let ops = super::body(&body)?;
+    let mut doc = {
+        let mut conn = s.db.read().await?;
+        read(&mut conn, &c, &super::base(&s), gid, true)
+            .await?
+            .ok_or_else(|| not_found(&id))?
+    };
+    super::patch::apply(&mut doc, &ops, &canon, &multi)?;
+    let d = from_json(&doc)?;
+    store(&s, &c, gid, d).await
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    ext: Extensions,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let gid = parse_id(&id)?;
+    labels::delete(&s.db, &c.actor, &c.org, Kind::Group, gid, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    ext: Extensions,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Scim, ScimError> {
+    let c = caller(&s, &ext).await?;
+    let (start, count) = super::paging(&q)?;
+    let mut sql = Sql::new(s.db.backend(), 1);
+    let mut cond = "l.org_id = $1 AND l.kind = 'group'".to_string();
+    if let Some(f) = super::param(&q, "filter") {
+        let f = parse_filter(f)
+            .map_err(|e| ScimError::new(400, Some("invalidFilter"), format!("filter {e}")))?;
+        cond = format!("{cond} AND {}", filter::groups(&mut sql, &f)?);
+    }
+    let order = match super::param(&q, "sortBy")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("id") => "l.id".to_string(),
+        Some("displayname") => {
+            let desc =
+                super::param(&q, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending"));
+            format!("l.name_key {}, l.id", if desc { "DESC" } else { "ASC" })
+        }
+        Some("meta.created") => "l.created_at, l.id".to_string(),
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy '{other}' is not supported"
+            )));
+        }
+    };
+    let mut conn = s.db.read().await?;
+    let (total, ids) = repo::count_and_page(
+        &mut conn,
+        c.org.id,
+        "labels l LEFT JOIN scim_groups sg ON sg.label_id = l.id",
+        "l.id",
+        &cond,
+        &sql.args,
+        &order,
+        start,
+        count,
+    )
+    .await?;
+    let base = super::base(&s);
+    let with_members = wants_members(&q);
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(v) = read(&mut conn, &c, &base, id, with_members).await? {
+            items.push(super::project(v, &q));
+        }
+    }
+    Ok(Scim::ok(super::list_response(total, start, items)))
+}
