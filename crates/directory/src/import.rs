@@ -1037,7 +1037,7 @@ mod tests {
 
     #[test]
     fn every_bad_cell_is_named_by_line_column_and_value() {
-        let f = "First name,Last name,Mobile,Email\nAnna,,0791234567,anna@example.ch\nBeat,Bauer,12,beat@\n";
+        let f = "First name,Last name,Mobile,Email\n,Meier,0791234567,anna@example.ch\nBeat,Bauer,12,beat@\n";
         let (rows, errors) = read_ch(f.as_bytes());
         assert!(rows.is_empty());
         let got: Vec<(u64, &str, &str)> = errors
@@ -1047,7 +1047,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                (2, "Last name", ""),
+                (2, "First name", ""),
                 (3, "Mobile", "12"),
                 (3, "Email", "beat@")
             ],

@@ -198,8 +198,8 @@ fn element_cond(
             other => return Err(invalid(format!("unknown sub-attribute '{other}'"))),
         },
         Filter::Compare(p, op, v) => match p.name.as_str() {
-            "value" => text_cmp(sql, value, *op, v, true)?,
-            "type" => text_cmp(sql, kind, *op, v, true)?,
+            "value" => format!("COALESCE(({}), FALSE)", text_cmp(sql, value, *op, v, true)?),
+            "type" => format!("COALESCE(({}), FALSE)", text_cmp(sql, kind, *op, v, true)?),
             "primary" => {
                 let b = matches!(v, Value::Bool(true));
                 match op {
@@ -250,7 +250,11 @@ pub fn users(sql: &mut Sql, f: &Filter) -> Result<String, ScimError> {
         }
         Filter::Compare(p, op, v) => {
             check_uri(p, super::USER)?;
-            user_attr(sql, p, Some((*op, v)))
+            // NULL (an absent attribute) compares false, so that `not (…)` is true for it.
+            Ok(format!(
+                "COALESCE(({}), FALSE)",
+                user_attr(sql, p, Some((*op, v)))?
+            ))
         }
     }
 }
@@ -360,7 +364,10 @@ pub fn groups(sql: &mut Sql, f: &Filter) -> Result<String, ScimError> {
         }
         Filter::Compare(p, op, v) => {
             check_uri(p, super::GROUP)?;
-            group_attr(sql, p, Some((*op, v)))
+            Ok(format!(
+                "COALESCE(({}), FALSE)",
+                group_attr(sql, p, Some((*op, v)))?
+            ))
         }
     }
 }

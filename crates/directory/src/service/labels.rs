@@ -224,9 +224,9 @@ pub async fn delete(
     now: Timestamp,
 ) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
-    let out = delete_in(&mut tx, actor, org, kind, id, now).await?;
+    delete_in(&mut tx, actor, org, kind, id, now).await?;
     tx.commit().await?;
-    Ok(out)
+    Ok(())
 }
 
 /// [`delete`] inside `tx` (SCIM changes a group and its members in one transaction).

@@ -160,7 +160,7 @@ async fn bad_rows_stop_everything_unless_skipped() {
     let k = s.org("acme").await;
     let file = swiss(&[
         "P1;Jürg;Müller;079 123 45 67;jm@example.ch;;",
-        "P2;Anna;;12;ak@;;",
+        "P2;;Keller;12;ak@;;",
         "P3;Léa;Rossi;078 111 22 33;lr@example.ch;;",
         "P1;Jürg;Doppelt;;;;",
     ]);
@@ -181,7 +181,7 @@ async fn bad_rows_stop_everything_unless_skipped() {
     assert_eq!(
         got,
         vec![
-            (3, "Nachname".into(), "".into()),
+            (3, "Vorname".into(), "".into()),
             (3, "Handy".into(), "12".into()),
             (3, "E-Mail".into(), "ak@".into()),
             (5, "Personalnummer".into(), "P1".into()),

@@ -17,5 +17,6 @@ mod oauth;
 mod oidc;
 mod ops;
 mod portal;
+mod scim;
 mod secrets;
 mod seed000;
