@@ -32,7 +32,8 @@ pub struct BenchArgs {
     /// `tokens` (client-credentials grant under concurrent load), `refresh` (refresh grant with
     /// rotation, concurrent chains) or `signin` (password sign-in against Argon2id alone, and
     /// the latency of other requests meanwhile), `portal` (ERP feed throughput, appointments
-    /// under concurrent load), `import` (a CSV of `--people` rows imported end to end, and again unchanged).
+    /// under concurrent load), `import` (a CSV of `--people` rows imported end to end, and again unchanged),
+    /// `contacts` (the contacts sync feed and restricted listings).
     #[arg(long, default_value = "people")]
     pub scenario: String,
     /// Concurrent requests (the `tokens` scenario).
@@ -270,8 +271,11 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         "signin" => return crate::bench_identity::signin(args, config).await,
         "portal" => return crate::bench_portal::run(args, config).await,
         "import" => return crate::bench_import::run(&args, &config).await,
+        "contacts" => return crate::bench_contacts::run(args, config).await,
         other => {
-            bail!("unknown scenario '{other}': people, duties, tokens, refresh, signin or portal")
+            bail!(
+                "unknown scenario '{other}': people, duties, tokens, refresh, signin, portal, import or contacts"
+            )
         }
     }
     let db = crate::open_db(&config, None).await?;

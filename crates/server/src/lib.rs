@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+mod bench_contacts;
 mod bench_duties;
 mod bench_identity;
 mod bench_import;

@@ -202,29 +202,53 @@ pub async fn label_members(
         .bind(org.0).bind(label).fetch_all(c).await)?)
 }
 
-/// The ids the feed has to look at after `after`, in id order: with `all`, every person;
-/// otherwise those changed after `from`; and in both cases those with a log record after
-/// `from` (people deleted since).
+/// The ids the feed has to look at after `after`, in id order, at most `limit`: with `all`,
+/// every person (only those `visible` when given: a snapshot needs no others); otherwise those
+/// changed after `from`; and, with a `from`, those with a log record after it (people deleted
+/// since). Two index-ordered reads merged here, so a page costs its own size, not the
+/// organisation's.
 pub async fn candidates(
     x: &mut impl Exec,
     org: OrgId,
     all: bool,
-    from: i64,
+    from: Option<i64>,
     after: Uuid,
     limit: i64,
+    visible: Option<&super::people::Visible>,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let people = if all {
-        "SELECT id FROM people WHERE org_id = $1 AND id > $3"
-    } else {
-        "SELECT id FROM people WHERE org_id = $1 AND change_seq > $2 AND id > $3"
-    };
-    let sql = format!(
-        "SELECT x.id FROM ({people} UNION SELECT person_id FROM contact_log WHERE org_id = $1 AND seq > $2 AND person_id > $3) x \
-         ORDER BY x.id LIMIT $4"
-    );
-    Ok(
-        run!(x, c => sqlx::query_scalar(&sql).bind(org.0).bind(from).bind(after).bind(limit).fetch_all(c).await)?,
-    )
+    let mut sql = "SELECT p.id FROM people p WHERE p.org_id = $1 AND p.id > $2".to_string();
+    let mut n = 2;
+    if !all {
+        n += 1;
+        sql += &format!(" AND p.change_seq > ${n}");
+    }
+    let vis = visible.map(|v| super::people::visible_sql(v, n + 1));
+    if let Some((clause, ids)) = &vis {
+        sql += &format!(" AND {clause}");
+        n += ids.len();
+    }
+    sql += &format!(" ORDER BY p.id LIMIT ${}", n + 1);
+    let mut ids: Vec<Uuid> = run!(x, c => {
+        let mut q = sqlx::query_scalar(&sql).bind(org.0).bind(after);
+        if !all {
+            q = q.bind(from.unwrap_or(0));
+        }
+        if let Some((_, v)) = &vis {
+            for id in v { q = q.bind(*id); }
+        }
+        q.bind(limit).fetch_all(c).await
+    })?;
+    if let Some(f) = from {
+        let gone: Vec<Uuid> = run!(x, c => sqlx::query_scalar(
+            "SELECT DISTINCT person_id FROM contact_log WHERE org_id = $1 AND seq > $2 AND person_id > $3 \
+             ORDER BY person_id LIMIT $4")
+            .bind(org.0).bind(f).bind(after).bind(limit).fetch_all(c).await)?;
+        ids.extend(gone);
+        ids.sort();
+        ids.dedup();
+        ids.truncate(usize::try_from(limit).unwrap_or(0));
+    }
+    Ok(ids)
 }
 
 /// Each id's log records after `from`, in order: `(seq, state before that change)`.

@@ -234,6 +234,35 @@ pub struct Visible {
     pub groups: Vec<Uuid>,
 }
 
+/// The SQL condition "person `p` is visible" for `v` (`$1` is the organisation), with its
+/// parameters numbered from `$first`.
+pub(crate) fn visible_sql(v: &Visible, first: usize) -> (String, Vec<Uuid>) {
+    let mut ids: Vec<Uuid> = Vec::new();
+    let next = |id: Uuid, ids: &mut Vec<Uuid>| {
+        ids.push(id);
+        format!("${}", first + ids.len() - 1)
+    };
+    let mut any = vec!["1 = 0".to_string()];
+    if let Some(own) = v.own {
+        any.push(format!("p.id = {}", next(own, &mut ids)));
+    }
+    if !v.units.is_empty() {
+        let ph: Vec<String> = v.units.iter().map(|u| next(*u, &mut ids)).collect();
+        any.push(format!(
+            "EXISTS (SELECT 1 FROM person_units vu WHERE vu.person_id = p.id AND vu.org_id = $1 AND vu.unit_id IN ({}))",
+            ph.join(", ")
+        ));
+    }
+    if !v.groups.is_empty() {
+        let ph: Vec<String> = v.groups.iter().map(|g| next(*g, &mut ids)).collect();
+        any.push(format!(
+            "EXISTS (SELECT 1 FROM person_labels vl WHERE vl.person_id = p.id AND vl.org_id = $1 AND vl.label_id IN ({}))",
+            ph.join(", ")
+        ));
+    }
+    (format!("({})", any.join(" OR ")), ids)
+}
+
 /// Filters of a people listing (already normalised).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -409,33 +438,9 @@ pub async fn page(
     }
     if let Some(v) = &f.visible {
         // Inside the query, so pages, limits and cursors only ever see visible people.
-        let mut any = vec!["1 = 0".to_string()];
-        if let Some(own) = v.own {
-            any.push(format!("p.id = {}", next(Arg::Id(own), &mut args)));
-        }
-        if !v.units.is_empty() {
-            let ph: Vec<String> = v
-                .units
-                .iter()
-                .map(|u| next(Arg::Id(*u), &mut args))
-                .collect();
-            any.push(format!(
-                "EXISTS (SELECT 1 FROM person_units vu WHERE vu.person_id = p.id AND vu.org_id = $1 AND vu.unit_id IN ({}))",
-                ph.join(", ")
-            ));
-        }
-        if !v.groups.is_empty() {
-            let ph: Vec<String> = v
-                .groups
-                .iter()
-                .map(|g| next(Arg::Id(*g), &mut args))
-                .collect();
-            any.push(format!(
-                "EXISTS (SELECT 1 FROM person_labels vl WHERE vl.person_id = p.id AND vl.org_id = $1 AND vl.label_id IN ({}))",
-                ph.join(", ")
-            ));
-        }
-        sql += &format!(" AND ({})", any.join(" OR "));
+        let (clause, ids) = visible_sql(v, args.len() + 2);
+        args.extend(ids.into_iter().map(Arg::Id));
+        sql += &format!(" AND {clause}");
     }
     if let Some(path) = &f.unit_path {
         let ph = next(Arg::Text(format!("{path}%")), &mut args);

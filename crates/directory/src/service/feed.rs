@@ -15,8 +15,10 @@
 //! For each person looked at: the fields the current viewer sees now (nothing for deactivated
 //! or deleted people) and the fields the client's viewer saw at `seq` (the person's state then
 //! comes from `contact_log` when they changed since). Visible now and changed or differently visible:
-//! upsert; invisible now but visible then: removal. Removals name only people the client could
-//! see, so the feed does not leak the ids of others. When the caller's viewer changes in the
+//! upsert; invisible now but visible then: removal. Removals name only people the client's
+//! viewer could see at some point since its last sync (one whose page a pass had passed before
+//! they came into view may be named without having been given), so the feed does not leak the
+//! ids of others. When the caller's viewer changes in the
 //! middle of a pass, or the cursor belongs to someone else, or its viewer is gone, the answer
 //! starts again with `reset: true` and a snapshot.
 
@@ -184,13 +186,21 @@ pub async fn changes(
             }
         }
     };
+    // A snapshot looks only at people the viewer sees; a pass after a change of viewer looks
+    // at everyone (some may have to go).
+    let visible = (from.is_none() && !viewer.all).then(|| people_repo::Visible {
+        own: viewer.own,
+        units: viewer.unit_ids(),
+        groups: viewer.group_ids(),
+    });
     let ids = repo::candidates(
         &mut c,
         org.id,
         pass.all || from.is_none(),
-        from.unwrap_or(i64::MAX),
+        from,
         pass.after,
         i64::from(limit),
+        visible.as_ref(),
     )
     .await?;
     let seqs = repo::seqs(&mut c, org.id, &ids).await?;
