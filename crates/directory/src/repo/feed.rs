@@ -216,7 +216,14 @@ pub async fn candidates(
     limit: i64,
     visible: Option<&super::people::Visible>,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let mut sql = "SELECT p.id FROM people p WHERE p.org_id = $1 AND p.id > $2".to_string();
+    // Walking everyone, SQLite must take the primary key's range in id order; with a plain
+    // `org_id = ?` it prefers an organisation index and sorts all of it on every page
+    // (`+` hides the column from the planner; PostgreSQL has no unary `+` on uuid).
+    let org_col = match (all, Exec::raw(&mut *x)) {
+        (true, carebridge_store::Raw::Sqlite(_)) => "+p.org_id",
+        _ => "p.org_id",
+    };
+    let mut sql = format!("SELECT p.id FROM people p WHERE {org_col} = $1 AND p.id > $2");
     let mut n = 2;
     if !all {
         n += 1;
