@@ -43,8 +43,8 @@ pub async fn run(args: BenchArgs, config: crate::config::Config) -> anyhow::Resu
     let t = Instant::now();
     let ids = seed(&db, org.id, args.people, ms).await?;
     // One region, 20 teams; person i in team i % 20.
-    let region = Uuid::now_v7();
-    let teams: Vec<Uuid> = (0..TEAMS).map(|_| Uuid::now_v7()).collect();
+    let region = carebridge_domain::new_v7(now);
+    let teams: Vec<Uuid> = (0..TEAMS).map(|_| carebridge_domain::new_v7(now)).collect();
     let mut tx = db.begin().await?;
     let mut units = Rows::new();
     units
@@ -103,7 +103,7 @@ pub async fn run(args: BenchArgs, config: crate::config::Config) -> anyhow::Resu
     )
     .await?;
     let mut role = Rows::new();
-    role.uuid(Uuid::now_v7())
+    role.uuid(carebridge_domain::new_v7(now))
         .uuid(org.id)
         .uuid(ids[0])
         .text("unit_admin")
