@@ -543,6 +543,15 @@ async fn contact_changes(
     Path(_org): Path<String>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<axum::Json<ContactChanges>, ApiError> {
+    if let Some(n) = q.limit
+        && !(1..=1000).contains(&n)
+    {
+        return Err(ApiError::bad_request_at(
+            "invalid_limit",
+            format!("limit must be 1 to 1000, got {n}"),
+            "/query/limit",
+        ));
+    }
     Ok(axum::Json(
         feed::changes(&s.db, &p, &o, &s.cursor, &q, s.now()).await?,
     ))
