@@ -64,7 +64,7 @@ impl Address {
 }
 
 /// The contact types accepted for e-mails and phones.
-pub const CONTACT_TYPES: &[&str] = &["work", "home", "mobile", "other"];
+pub const CONTACT_TYPES: &[&str] = &["work", "home", "mobile", "fax", "pager", "other"];
 
 pub const MAX_CONTACTS: usize = 10;
 pub const MAX_LABELS: usize = 50;

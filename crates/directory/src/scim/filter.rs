@@ -281,15 +281,29 @@ fn user_attr(sql: &mut Sql, p: &AttrPath, cmp: Option<(Op, &Value)>) -> Result<S
             None => Ok("1 = 1".into()),
             Some((op, v)) => id_cmp(sql, "p.id", op, v),
         },
-        "username" => {
-            let e = user_name_expr(sql.backend);
-            text(sql, e, true)
-        }
+        "username" => match cmp {
+            // Equality (Entra's lookup of every user) compares the stored lower-cased key,
+            // the form uniqueness is checked in, through its index.
+            Some((Op::Eq, Value::Str(s))) => {
+                let k = sql.arg(Arg::Text(s.to_lowercase()));
+                let first = match sql.backend {
+                    Backend::Sqlite => "LOWER(json_extract(p.emails, '$[0].value'))",
+                    Backend::Postgres => "LOWER(p.emails::jsonb -> 0 ->> 'value')",
+                };
+                Ok(format!(
+                    "(su.user_name_key = {k} OR (su.person_id IS NULL AND {first} = {k}))"
+                ))
+            }
+            _ => {
+                let e = user_name_expr(sql.backend);
+                text(sql, e, true)
+            }
+        },
         "externalid" => text(sql, "su.external_id", false),
         "name.givenname" => text(sql, "p.given_name", true),
         "name.familyname" => text(sql, "p.family_name", true),
         "displayname" | "name.formatted" => {
-            text(sql, "(p.given_name || ' ' || p.family_name)", true)
+            text(sql, "TRIM(p.given_name || ' ' || p.family_name)", true)
         }
         "active" => match cmp {
             None => Ok("1 = 1".into()),
@@ -390,7 +404,14 @@ fn group_attr(sql: &mut Sql, p: &AttrPath, cmp: Option<(Op, &Value)>) -> Result<
             None => Ok("1 = 1".into()),
             Some((op, v)) => id_cmp(sql, "l.id", op, v),
         },
-        "displayname" => text(sql, "l.name", true),
+        // Equality compares the folded key the name's uniqueness uses (case and accents).
+        "displayname" => match cmp {
+            Some((Op::Eq, Value::Str(s))) => Ok(format!(
+                "l.name_key = {}",
+                sql.arg(Arg::Text(carebridge_domain::search::fold(s)))
+            )),
+            _ => text(sql, "l.name", true),
+        },
         "externalid" => text(sql, "sg.external_id", false),
         "members" | "members.value" => match cmp {
             None => Ok("EXISTS (SELECT 1 FROM person_labels ml WHERE ml.label_id = l.id)".into()),

@@ -233,9 +233,26 @@ pub async fn get(
     Ok(Scim::ok(super::project(v, &q)))
 }
 
-async fn store(s: &AppState, c: &Caller, id: Uuid, d: Draft) -> Result<Scim, ScimError> {
-    let now = s.now();
+/// Starts a write on group `id`: a transaction that holds the group's row, so that what is
+/// read next (its members) stays true until the commit.
+async fn lock(s: &AppState, c: &Caller, id: Uuid) -> Result<Tx, ScimError> {
     let mut tx = s.db.begin().await?;
+    // The change number first, like every people write (one lock order).
+    crate::repo::feed::next_seq(&mut tx, c.org.id).await?;
+    if !repo::lock_group(&mut tx, c.org.id, id).await? {
+        return Err(not_found(&id.to_string()));
+    }
+    Ok(tx)
+}
+
+async fn store(
+    s: &AppState,
+    mut tx: Tx,
+    c: &Caller,
+    id: Uuid,
+    d: Draft,
+) -> Result<Scim, ScimError> {
+    let now = s.now();
     labels::rename_in(
         &mut tx,
         &c.actor,
@@ -264,16 +281,8 @@ pub async fn replace(
     let c = caller(&s, &ext).await?;
     let gid = parse_id(&id)?;
     let d = from_json(&super::body(&body)?)?;
-    {
-        let mut conn = s.db.read().await?;
-        if labels_repo::get(&mut conn, c.org.id, "group", gid)
-            .await?
-            .is_none()
-        {
-            return Err(not_found(&id));
-        }
-    }
-    store(&s, &c, gid, d).await
+    let tx = lock(&s, &c, gid).await?;
+    store(&s, tx, &c, gid, d).await
 }
 
 pub async fn patch(
@@ -286,15 +295,15 @@ pub async fn patch(
     let c = caller(&s, &ext).await?;
     let gid = parse_id(&id)?;
     let ops = super::body(&body)?;
-    let mut doc = {
-        let mut conn = s.db.read().await?;
-        read(&mut conn, &c, &super::base(&s), gid, true)
-            .await?
-            .ok_or_else(|| not_found(&id))?
-    };
+    // Read and write in one transaction holding the group: members added meanwhile by
+    // someone else are not dropped by a PATCH that does not name them.
+    let mut tx = lock(&s, &c, gid).await?;
+    let mut doc = read(&mut tx, &c, &super::base(&s), gid, true)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     super::patch::apply(&mut doc, &ops, &canon, &multi)?;
     let d = from_json(&doc)?;
-    store(&s, &c, gid, d).await
+    store(&s, tx, &c, gid, d).await
 }
 
 pub async fn delete(

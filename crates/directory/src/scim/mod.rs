@@ -158,6 +158,15 @@ impl From<ServiceError> for ScimError {
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
         match e {
+            // Two requests raced past the checks: the database's constraint decided.
+            StoreError::Unique { .. } => ScimError::new(
+                409,
+                Some("uniqueness"),
+                "a resource with this unique value exists already",
+            ),
+            StoreError::ForeignKey { .. } => {
+                ScimError::invalid_value("a referenced resource does not exist (any more)")
+            }
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "scim: database unavailable");
                 ScimError::new(503, None, "the database is unavailable; try again")

@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 
 use super::{ENTERPRISE, PATCH_OP, ScimError};
 
+/// Most operations in one PATCH, and most values in one operation.
+const MAX_OPS: usize = 1000;
+
 fn invalid_path(detail: impl Into<String>) -> ScimError {
     ScimError::new(400, Some("invalidPath"), detail)
 }
@@ -41,6 +44,19 @@ pub fn apply(
             "a PATCH body has an \"Operations\" array",
         ));
     };
+    if ops.len() > MAX_OPS
+        || ops.iter().any(|o| {
+            o.get("value")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.len() > MAX_OPS)
+        })
+    {
+        return Err(ScimError::new(
+            400,
+            Some("tooMany"),
+            format!("at most {MAX_OPS} operations per PATCH and {MAX_OPS} values per operation"),
+        ));
+    }
     for (i, op) in ops.iter().enumerate() {
         let name = op["op"].as_str().unwrap_or("").to_ascii_lowercase();
         let path = op.get("path").and_then(Value::as_str);
@@ -120,8 +136,10 @@ fn at_path(
                 root.remove(&key);
             }
             (_, Some(Value::Object(v))) => {
+                // Replace and add both merge: attributes the value leaves out stay (RFC 7644
+                // §3.5.2.3).
                 let cur = root.entry(key).or_insert_with(|| Value::Object(Map::new()));
-                if op == "replace" || !cur.is_object() {
+                if !cur.is_object() {
                     *cur = Value::Object(Map::new());
                 }
                 if let Some(o) = cur.as_object_mut() {
@@ -177,13 +195,16 @@ fn at_path(
         // emails, active, members …
         (None, None, _) => {
             let is_multi = multi(&p.attr.name);
-            if op == "remove"
-                && is_multi
-                && let (Some(Value::Array(gone)), Some(Value::Array(cur))) =
-                    (value, container.get_mut(&key))
-            {
-                // Remove the listed elements (by `value`).
-                cur.retain(|el| !gone.iter().any(|g| same_value(g, el)));
+            if op == "remove" && is_multi && value.is_some() {
+                // Remove the listed elements (by `value`); a single object is a list of one.
+                let gone: Vec<Value> = match value {
+                    Some(Value::Array(a)) => a.clone(),
+                    Some(v) => vec![v.clone()],
+                    None => vec![],
+                };
+                if let Some(Value::Array(cur)) = container.get_mut(&key) {
+                    cur.retain(|el| !gone.iter().any(|g| same_value(g, el)));
+                }
                 return Ok(());
             }
             set(container, key, op, value, is_multi);
@@ -294,6 +315,16 @@ fn set(obj: &mut Map<String, Value>, key: String, op: &str, value: Option<&Value
             obj.insert(key, value.cloned().unwrap_or(Value::Null));
         }
         _ => {
+            // Replacing a complex single value merges (sub-attributes not given stay).
+            if !multi
+                && let (Some(Value::Object(cur)), Some(Value::Object(new))) =
+                    (obj.get_mut(&key), value)
+            {
+                for (k, v) in new {
+                    cur.insert(k.clone(), v.clone());
+                }
+                return;
+            }
             if multi && value.is_some_and(|v| !v.is_array()) {
                 obj.insert(key, Value::Array(value.cloned().into_iter().collect()));
             } else {

@@ -231,3 +231,12 @@ pub async fn count_and_page(
     })?;
     Ok((total, ids))
 }
+
+/// Takes the write lock on a group's row (a no-op update; SQLite's writer is single anyway).
+/// False when there is no such group.
+pub async fn lock_group(tx: &mut Tx, org: OrgId, id: Uuid) -> Result<bool, StoreError> {
+    let n = exec!(tx, c => sqlx::query(
+        "UPDATE labels SET name = name WHERE org_id = $1 AND id = $2 AND kind = 'group'")
+        .bind(org.0).bind(id).execute(c).await)?;
+    Ok(n == 1)
+}

@@ -203,7 +203,8 @@ fn boolean(v: &Value, ptr: &str) -> Result<bool, ScimError> {
     }
 }
 
-fn contacts(obj: &Value, name: &str, types: &[&str]) -> Result<Vec<Contact>, ScimError> {
+fn contacts(obj: &Value, name: &str) -> Result<Vec<Contact>, ScimError> {
+    let types = carebridge_domain::person::CONTACT_TYPES;
     let Some(v) = field(obj, name) else {
         return Ok(vec![]);
     };
@@ -215,10 +216,17 @@ fn contacts(obj: &Value, name: &str, types: &[&str]) -> Result<Vec<Contact>, Sci
         let Some(value) = string(it, "value", &format!("{name}[{i}].value"))? else {
             continue;
         };
-        let kind = string(it, "type", &format!("{name}[{i}].type"))?
-            .map(|t| t.to_ascii_lowercase())
-            .filter(|t| types.contains(&t.as_str()))
-            .unwrap_or_else(|| "other".into());
+        // The type as sent (so that a later `[type eq "…"]` finds the element again).
+        let kind = match string(it, "type", &format!("{name}[{i}].type"))? {
+            None => "work".to_string(),
+            Some(t) if types.contains(&t.to_ascii_lowercase().as_str()) => t.to_ascii_lowercase(),
+            Some(t) => {
+                return Err(ScimError::invalid_value(format!(
+                    "{name}[{i}].type '{t}' is not one of {}",
+                    types.join(", ")
+                )));
+            }
+        };
         let primary = match field(it, "primary") {
             Some(p) => boolean(p, &format!("{name}[{i}].primary"))?,
             None => false,
@@ -242,30 +250,40 @@ pub fn from_json(v: &Value) -> Result<Draft, ScimError> {
             "userName has at most 200 characters",
         ));
     }
-    let name = field(v, "name").cloned().unwrap_or(Value::Null);
-    let mut given = string(&name, "givenName", "name.givenName")?;
-    let mut family = string(&name, "familyName", "name.familyName")?;
-    if (given.is_none() || family.is_none())
-        && let Some(d) = string(v, "displayName", "displayName")?
-    {
-        // "Ada Lovelace": the last word is the family name.
-        let (g, f) = d.rsplit_once(' ').unwrap_or((d.as_str(), ""));
-        if given.is_none() && !g.trim().is_empty() {
-            given = Some(g.trim().to_string());
+    // A `name` object says the name; only without one is `displayName` ("Ada Lovelace") split.
+    let (given, family) = match field(v, "name") {
+        Some(name) => (
+            string(name, "givenName", "name.givenName")?,
+            string(name, "familyName", "name.familyName")?,
+        ),
+        None => match string(v, "displayName", "displayName")? {
+            Some(d) => {
+                let (g, f) = d.rsplit_once(' ').unwrap_or((d.as_str(), ""));
+                (
+                    Some(g.trim().to_string()).filter(|g| !g.is_empty()),
+                    Some(f.trim().to_string()).filter(|f| !f.is_empty()),
+                )
+            }
+            None => (None, None),
+        },
+    };
+    // Without any name, the userName stands in (the directory needs something to show).
+    let given_name = match (given, field(v, "name")) {
+        (Some(g), _) => g,
+        (None, None) => user_name.clone(),
+        (None, Some(_)) => {
+            return Err(ScimError::invalid_value(
+                "name.givenName is required when name is given",
+            ));
         }
-        if family.is_none() && !f.trim().is_empty() {
-            family = Some(f.trim().to_string());
-        }
-    }
-    // Without a name, the userName stands in (the directory needs something to show).
-    let given_name = given.unwrap_or_else(|| user_name.clone());
+    };
     let family_name = family.unwrap_or_default();
     let active = match field(v, "active") {
         None => true,
         Some(a) => boolean(a, "active")?,
     };
-    let emails = contacts(v, "emails", &["work", "home", "other"])?;
-    let phones = contacts(v, "phoneNumbers", &["work", "home", "mobile", "other"])?;
+    let emails = contacts(v, "emails")?;
+    let phones = contacts(v, "phoneNumbers")?;
     let mut address = Address::default();
     if let Some(list) = field(v, "addresses") {
         let Some(items) = list.as_array() else {
@@ -311,7 +329,13 @@ pub fn from_json(v: &Value) -> Result<Draft, ScimError> {
         phones,
         address,
         active,
-        language: string(v, "preferredLanguage", "preferredLanguage")?,
+        // "en-US" → "en": the directory keeps the language, not the region.
+        language: string(v, "preferredLanguage", "preferredLanguage")?.map(|l| {
+            l.split(['-', '_'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        }),
         employee_number: string(&ent, "employeeNumber", "employeeNumber")?,
         department: string(&ent, "department", "department")?,
         manager,
@@ -566,6 +590,13 @@ pub async fn patch(
     let ops = super::body(&body)?;
     let (mut doc, version) = current(&s, &c, uid, &h).await?;
     super::patch::apply(&mut doc, &ops, &canon, &multi)?;
+    if field(&doc, "active").is_none() {
+        return Err(ScimError::new(
+            400,
+            Some("mutability"),
+            "active cannot be removed (set it to false to deactivate)",
+        ));
+    }
     let d = from_json(&doc)?;
     store(&s, &c, uid, version, &d, s.now()).await
 }

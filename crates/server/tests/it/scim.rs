@@ -412,6 +412,95 @@ async fn entra_provisions_users_and_groups() {
     assert_eq!(r["itemsPerPage"], 2);
     assert_eq!(r["Resources"][0]["userName"], "u3@contoso.ch", "{r}");
     assert_eq!(r["Resources"][1]["userName"], "u2@contoso.ch", "{r}");
+    let (_, _, _, r) = call(&s, k, "GET", "/Users?startIndex=50&count=2", None, None).await;
+    assert_eq!(r["Resources"], json!([]), "{r}");
+    assert_eq!(r["totalResults"], 7);
+
+    // Review findings kept fixed: a one-name person keeps their name through a PATCH; replace
+    // of the extension merges (the employee number stays); `active` cannot be removed; a
+    // region in the language is dropped; fax numbers keep their type; accents in a group
+    // name match its folded key.
+    let (st, _, _, cher) = call(
+        &s,
+        k,
+        "POST",
+        "/Users",
+        Some(json!({"schemas": [USER, ENT], "userName": "cher@contoso.ch", "name": {"givenName": "Cher"},
+            "preferredLanguage": "en-US",
+            "phoneNumbers": [{"type": "fax", "value": "+41 44 000 00 00"}],
+            ENT: {"employeeNumber": "E9", "department": "Pflege"}})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 201, "{cher}");
+    assert_eq!(cher["preferredLanguage"], "en");
+    assert_eq!(cher["phoneNumbers"][0]["type"], "fax");
+    let cid = cher["id"].as_str().unwrap().to_string();
+    let (st, _, _, x) = call(
+        &s,
+        k,
+        "PATCH",
+        &format!("/Users/{cid}"),
+        Some(patch(json!([
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "value": {ENT: {"department": "Rettung"}}},
+            {"op": "Replace", "path": "phoneNumbers[type eq \"fax\"].value", "value": "+41 44 000 00 01"},
+        ]))),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{x}");
+    assert_eq!(x["name"], json!({"givenName": "Cher"}), "{x}");
+    assert_eq!(x["displayName"], "Cher");
+    assert_eq!(x[ENT]["employeeNumber"], "E9", "{x}");
+    assert_eq!(x[ENT]["department"], "Rettung");
+    assert_eq!(
+        x["phoneNumbers"],
+        json!([{"type": "fax", "value": "+41440000001"}]),
+        "{x}"
+    );
+    let f = format!("/Users?filter={}", urlencode(r#"displayName eq "cher""#));
+    let (_, _, _, r) = call(&s, k, "GET", &f, None, None).await;
+    assert_eq!(r["totalResults"], 1, "{r}");
+    let (st, _, _, e) = call(
+        &s,
+        k,
+        "PATCH",
+        &format!("/Users/{cid}"),
+        Some(patch(json!([{"op": "Remove", "path": "active"}]))),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(e["scimType"], "mutability");
+    let (st, _, _, g2) = call(
+        &s,
+        k,
+        "POST",
+        "/Groups",
+        Some(json!({"schemas": [GROUP], "displayName": "Ärzte", "members": [{"value": cid}]})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 201, "{g2}");
+    let f = format!("/Groups?filter={}", urlencode(r#"displayName eq "ärzte""#));
+    let (_, _, _, r) = call(&s, k, "GET", &f, None, None).await;
+    assert_eq!(r["totalResults"], 1, "{r}");
+    let (st, _, _, x) = call(
+        &s,
+        k,
+        "PATCH",
+        &format!("/Groups/{}", g2["id"].as_str().unwrap()),
+        Some(patch(json!([{"op": "Remove", "path": "members", "value": {"value": "00000000-0000-0000-0000-000000000000"}}]))),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{x}");
+    assert_eq!(
+        x["members"].as_array().unwrap().len(),
+        1,
+        "removing someone else keeps the member: {x}"
+    );
 
     // Writes are audited as SCIM's, like the API's.
     let (_, log) = s.get(&admin, "/api/v1/orgs/acme/audit?limit=50").await;
