@@ -42,7 +42,7 @@ pub struct UpdateUnit {
     pub parent_id: Option<Option<Uuid>>,
 }
 
-/// An e-mail address or phone number with its type (`work`, `home`, `mobile`, `other`).
+/// An e-mail address or phone number with its type (`work`, `home`, `mobile`, `fax`, `pager`, `other`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
