@@ -331,23 +331,12 @@ pub async fn list(
             .map_err(|e| ScimError::new(400, Some("invalidFilter"), format!("filter {e}")))?;
         cond = format!("{cond} AND {}", filter::groups(&mut sql, &f)?);
     }
-    let order = match super::param(&q, "sortBy")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("id") => "l.id".to_string(),
-        Some("displayname") => {
-            let desc =
-                super::param(&q, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending"));
-            format!("l.name_key {}, l.id", if desc { "DESC" } else { "ASC" })
-        }
-        Some("meta.created") => "l.created_at, l.id".to_string(),
-        Some(other) => {
-            return Err(ScimError::invalid_value(format!(
-                "sortBy '{other}' is not supported"
-            )));
-        }
-    };
+    let order = super::order_by(&q, "l.id", |by| match by {
+        "id" => Some("l.id"),
+        "displayname" => Some("l.name_key"),
+        "meta.created" => Some("l.created_at"),
+        _ => None,
+    })?;
     let mut conn = s.db.read().await?;
     let (total, ids) = repo::count_and_page(
         &mut conn,

@@ -343,6 +343,22 @@ pub fn param<'a>(q: &'a std::collections::HashMap<String, String>, k: &str) -> O
         .map(|(_, v)| v.as_str())
 }
 
+/// `ORDER BY` of a list: `sortBy` through `column` (which knows the resource's attributes),
+/// `sortOrder`, then `id` so that pages are stable.
+pub fn order_by(
+    q: &std::collections::HashMap<String, String>,
+    id: &str,
+    column: impl Fn(&str) -> Option<&'static str>,
+) -> Result<String, ScimError> {
+    let Some(by) = param(q, "sortBy") else {
+        return Ok(id.to_string());
+    };
+    let col = column(&by.to_ascii_lowercase())
+        .ok_or_else(|| ScimError::invalid_value(format!("sortBy '{by}' is not supported")))?;
+    let desc = param(q, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending"));
+    Ok(format!("{col} {}, {id}", if desc { "DESC" } else { "ASC" }))
+}
+
 /// A list response.
 pub fn list_response(total: i64, start: i64, items: Vec<Value>) -> Value {
     json!({

@@ -614,9 +614,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The SQL of a `sortBy` attribute of Users.
-fn sort_expr(b: carebridge_store::Backend, by: &str) -> Result<&'static str, ScimError> {
-    Ok(match by.to_ascii_lowercase().as_str() {
+/// The SQL of a `sortBy` attribute of Users (lower-cased name).
+fn sort_expr(b: carebridge_store::Backend, by: &str) -> Option<&'static str> {
+    Some(match by {
         "username" => filter::user_name_expr(b),
         "name.familyname" => "p.family_name",
         "name.givenname" => "p.given_name",
@@ -625,11 +625,7 @@ fn sort_expr(b: carebridge_store::Backend, by: &str) -> Result<&'static str, Sci
         "meta.lastmodified" => "p.updated_at",
         "id" => "p.id",
         "externalid" => "su.external_id",
-        other => {
-            return Err(ScimError::invalid_value(format!(
-                "sortBy '{other}' is not supported"
-            )));
-        }
+        _ => return None,
     })
 }
 
@@ -648,15 +644,7 @@ pub async fn list(
             .map_err(|e| ScimError::new(400, Some("invalidFilter"), format!("filter {e}")))?;
         cond = format!("{cond} AND {}", filter::users(&mut sql, &f)?);
     }
-    let order = match super::param(&q, "sortBy") {
-        Some(by) => {
-            let e = sort_expr(backend, by)?;
-            let desc =
-                super::param(&q, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending"));
-            format!("{e} {}, p.id", if desc { "DESC" } else { "ASC" })
-        }
-        None => "p.id".to_string(),
-    };
+    let order = super::order_by(&q, "p.id", |by| sort_expr(backend, by))?;
     let mut conn = s.db.read().await?;
     let (total, ids) = repo::count_and_page(
         &mut conn,
