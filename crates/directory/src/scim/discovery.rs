@@ -120,6 +120,15 @@ fn resource_types_of(base: &str) -> Vec<Value> {
     ]
 }
 
+/// The document with this `id` (ignoring case), or a 404 naming `what`.
+fn by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Scim, ScimError> {
+    items
+        .into_iter()
+        .find(|x| x["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id)))
+        .map(Scim::ok)
+        .ok_or_else(|| ScimError::new(404, None, format!("no {what} {id}")))
+}
+
 fn list(items: Vec<Value>) -> Value {
     json!({
         "schemas": [LIST],
@@ -165,15 +174,7 @@ pub async fn schema(
     Path(id): Path<String>,
 ) -> Result<Scim, ScimError> {
     caller(&s, &ext).await?;
-    all_schemas(&super::base(&s))
-        .into_iter()
-        .find(|x| {
-            x["id"]
-                .as_str()
-                .is_some_and(|i| i.eq_ignore_ascii_case(&id))
-        })
-        .map(Scim::ok)
-        .ok_or_else(|| ScimError::new(404, None, format!("no schema {id}")))
+    by_id(all_schemas(&super::base(&s)), &id, "schema")
 }
 
 pub async fn resource_types(State(s): State<AppState>, ext: Extensions) -> Result<Scim, ScimError> {
@@ -187,15 +188,7 @@ pub async fn resource_type(
     Path(id): Path<String>,
 ) -> Result<Scim, ScimError> {
     caller(&s, &ext).await?;
-    resource_types_of(&super::base(&s))
-        .into_iter()
-        .find(|x| {
-            x["id"]
-                .as_str()
-                .is_some_and(|i| i.eq_ignore_ascii_case(&id))
-        })
-        .map(Scim::ok)
-        .ok_or_else(|| ScimError::new(404, None, format!("no resource type {id}")))
+    by_id(resource_types_of(&super::base(&s)), &id, "resource type")
 }
 
 /// Discovery endpoints are read-only.
