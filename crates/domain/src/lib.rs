@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod chat;
 pub mod duty;
 pub mod ids;
 pub mod notices;

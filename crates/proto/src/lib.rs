@@ -4,6 +4,7 @@
 //! Invariant: this crate depends on neither sqlx nor axum (CI checks with `cargo tree -i`).
 
 pub mod audit;
+pub mod chat;
 pub mod directory;
 pub mod duties;
 pub mod identity;

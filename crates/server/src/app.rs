@@ -28,6 +28,7 @@ pub const ROLES: &[&str] = &[
     "backend",
     "directory",
     "duties",
+    "chat",
     "portal",
     "notify",
 ];
@@ -55,6 +56,7 @@ pub fn api(config: &Config) -> (Router<AppState>, OpenApi) {
             "backend" => r.merge(carebridge_backend::http::router()),
             "directory" => r.merge(carebridge_directory::http::router()),
             "duties" => r.merge(carebridge_duties::http::router()),
+            "chat" => r.merge(carebridge_chat::http::router()),
             _ => r,
         };
     }
@@ -93,7 +95,7 @@ fn documented(doc: &OpenApi) -> BTreeSet<(String, String)> {
 }
 
 /// The whole HTTP application.
-pub fn router(config: &Config, state: AppState) -> Router {
+pub fn router(config: &Config, state: AppState, chat: Arc<carebridge_chat::Chat>) -> Router {
     let (api, doc) = api(config);
     let doc = Arc::new(doc);
     let ops = Ops {
@@ -159,6 +161,7 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(axum::Extension(chat))
         .layer(middleware::from_fn_with_state(ops.clone(), authenticate))
         .layer(middleware::from_fn_with_state(ops.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
@@ -340,6 +343,10 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
         }
         .into_response();
     };
+    // Device tokens (`cbd_…`) are the chat role's own credential: its handlers check them.
+    if token.starts_with("cbd_") && path.starts_with("/api/v1/chat/") {
+        return next.run(req).await;
+    }
     // API keys (`cbk_…`) or OAuth access tokens (JWTs) from this server's token endpoint.
     let found = if token.starts_with("cbk_") {
         carebridge_identity::apikeys::authenticate(&ops.state.db, token, ops.state.now()).await

@@ -22,8 +22,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
     pub public_url: Option<String>,
-    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `portal`,
-    /// `notify` (default: all).
+    /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `chat`,
+    /// `portal`, `notify` (default: all).
     pub roles: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
@@ -37,6 +37,9 @@ pub struct Config {
     pub body_limit: usize,
     /// Load the demo organisation at start (if missing).
     pub demo: bool,
+    /// How often (ms) the chat worker looks for roster changes and expired chats; 0 turns the
+    /// background worker off (tests run its steps themselves).
+    pub chat_poll_ms: u64,
     /// Password, one-time-code and e-mail-link attempts allowed per source address and minute
     /// (on top of the per-account lockout).
     pub signin_per_minute: u32,
@@ -102,6 +105,7 @@ impl Default for Config {
             tls_key: None,
             body_limit: carebridge_web::extract::BODY_LIMIT,
             demo: false,
+            chat_poll_ms: 100,
             signin_per_minute: 30,
             trusted_proxies: vec![],
             smtp_url: None,

@@ -76,9 +76,12 @@ pub struct Running {
     /// The demo organisation's admin API key, when `demo` was set and the demo was created now.
     pub demo_key: Option<String>,
     pub state: AppState,
+    /// The chat role's sockets of this process.
+    pub chat: Arc<carebridge_chat::Chat>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     housekeeping: tokio::task::JoinHandle<()>,
+    chat_worker: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<(
         tokio::task::JoinHandle<()>,
         Arc<carebridge_notify::Notifier>,
@@ -91,8 +94,14 @@ impl Running {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
+        // Open WebSockets would keep the graceful shutdown waiting: close them first (devices
+        // reconnect elsewhere and fetch what they missed by cursor).
+        self.chat.hub.close_all();
         let r = self.task.await.context("server task")?;
         self.housekeeping.abort();
+        if let Some(w) = &self.chat_worker {
+            w.abort();
+        }
         if let Some((task, n)) = &self.notifier {
             // Drain: what is due now goes out before the process ends (bounded).
             task.abort();
@@ -136,7 +145,17 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     } else {
         None
     };
-    let app = app::router(&config, state.clone());
+    let chat = Arc::new(carebridge_chat::Chat::default());
+    let app = app::router(&config, state.clone(), chat.clone());
+    let chat_worker = if config.roles.iter().any(|r| r == "chat") && config.chat_poll_ms > 0 {
+        Some(tokio::spawn(carebridge_chat::service::run(
+            state.clone(),
+            chat.clone(),
+            Duration::from_millis(config.chat_poll_ms),
+        )))
+    } else {
+        None
+    };
     let housekeeping = tokio::spawn(housekeeping_loop(state.clone()));
     let notifier = if config.roles.iter().any(|r| r == "notify") {
         let n = carebridge_notify::Notifier::new(&carebridge_notify::Transports {
@@ -221,9 +240,11 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         setup_token,
         demo_key,
         state,
+        chat,
         shutdown: Some(tx),
         task,
         housekeeping,
+        chat_worker,
         notifier,
     })
 }

@@ -92,7 +92,10 @@ impl Exec for Conn {
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t) => {
+                t.commit().await?;
+                crate::events::committed();
+            }
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())

@@ -6,9 +6,30 @@
 //! `seq` is allocated at insert; on PostgreSQL two concurrent transactions may commit their
 //! events out of `seq` order, which is why payloads carry their own per-subject versions.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use uuid::Uuid;
 
-use crate::{Exec, StoreError, Tx, exec, run};
+use crate::{Backend, Exec, StoreError, Tx, exec, run};
+
+/// The PostgreSQL channel told (at commit) that events were appended.
+pub const CHANNEL: &str = "carebridge_events";
+
+/// Wakes this process's event consumers after a commit that appended events (SQLite; on
+/// PostgreSQL `NOTIFY` on [`CHANNEL`] reaches every node).
+pub static COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Set by [`append`] on SQLite, where one writer means one write transaction at a time: the
+/// commit of that transaction wakes the consumers ([`Tx::commit`]). A rolled-back
+/// transaction leaves it set; the next commit then wakes them for nothing, which is harmless.
+pub(crate) static APPENDED: AtomicBool = AtomicBool::new(false);
+
+/// Called by [`Tx::commit`] after a successful SQLite commit.
+pub(crate) fn committed() {
+    if APPENDED.swap(false, Ordering::AcqRel) {
+        COMMITTED.notify_waiters();
+    }
+}
 
 /// One stored event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +54,13 @@ pub async fn append(
     exec!(tx, c => sqlx::query(
         "INSERT INTO events (org_id, topic, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(org).bind(topic).bind(subject).bind(payload).bind(now_ms).execute(c).await)?;
+    match tx.backend() {
+        Backend::Sqlite => APPENDED.store(true, Ordering::Release),
+        Backend::Postgres => {
+            // Delivered to every listening node when (and only if) the transaction commits.
+            exec!(tx, c => sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(c).await)?;
+        }
+    }
     Ok(())
 }
 

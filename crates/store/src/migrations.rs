@@ -78,10 +78,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0011_scim.sql"),
         include_str!("../migrations/postgres/0011_scim.sql"),
     ),
+    (
+        12,
+        "chat",
+        include_str!("../migrations/sqlite/0012_chat.sql"),
+        include_str!("../migrations/postgres/0012_chat.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 #[derive(Debug)]
 struct Embedded(Backend);

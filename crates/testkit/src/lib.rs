@@ -42,6 +42,8 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            // Tests run the chat worker's steps themselves, at the test clock's time.
+            chat_poll_ms: 0,
             ..Config::default()
         };
         let pg_schema = if on_postgres() {

@@ -7,6 +7,7 @@
 mod access;
 mod audit;
 mod bad_input;
+mod chat;
 mod directory;
 mod discovery;
 mod duties;

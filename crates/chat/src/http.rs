@@ -1,0 +1,292 @@
+//! HTTP and WebSocket of the chat: thin handlers. Device calls authenticate with the device
+//! token (`Authorization: Bearer cbd_…`), which the server's authentication middleware leaves
+//! to this role; registering and listing devices needs the person's own credential.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use carebridge_domain::auth::{Actor, Permission, Principal, Source};
+use carebridge_proto::chat::{
+    ChatGroup, ChatSettings, CreateGroup, Device, KeyPackageStock, Messages, MessagesQuery,
+    PostMessage, Posted, RegisterDevice, RegisteredDevice, UploadKeyPackages,
+};
+use carebridge_proto::problem::Problem;
+use carebridge_web::{ApiError, AppState, Auth, Json, Me, OrgPath, Path, Query, require};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::Chat;
+use crate::hub::Push;
+use crate::service::{self, Caller};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_device, list_devices))
+        .routes(routes!(remove_device))
+        .routes(routes!(upload_key_packages))
+        .routes(routes!(list_groups))
+        .routes(routes!(get_group, create_group))
+        .routes(routes!(list_messages, post_message))
+        .routes(routes!(socket))
+        .routes(routes!(get_settings, put_settings))
+}
+
+/// The calling device, from its token.
+pub struct DeviceAuth(pub Caller);
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        device(&parts.headers, s).await.map(DeviceAuth)
+    }
+}
+
+async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = token else {
+        return Err(ApiError::Unauthorized {
+            detail: "send the device token as Authorization: Bearer cbd_…".into(),
+        });
+    };
+    match service::authenticate(&s.db, token, s.now().as_millisecond()).await? {
+        Some(c) => Ok(c),
+        None => Err(ApiError::Unauthorized {
+            detail: "the device token is invalid or the device was removed".into(),
+        }),
+    }
+}
+
+/// Registers an MLS device of the signed-in person; the device token is shown once.
+#[utoipa::path(post, path = "/api/v1/chat/devices", tag = "chat", request_body = RegisterDevice,
+    responses((status = 201, body = RegisteredDevice), (status = 400, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn register_device(
+    State(s): State<AppState>,
+    Me(p, org): Me,
+    Json { value: input, .. }: Json<RegisterDevice>,
+) -> Result<(StatusCode, axum::Json<RegisteredDevice>), ApiError> {
+    let (_, person) = p.person().ok_or(ApiError::Unauthorized {
+        detail: "a person's credential is needed".into(),
+    })?;
+    let d = service::register(&s.db, org.id.0, person.0, input, s.now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(d)))
+}
+
+/// The signed-in person's devices.
+#[utoipa::path(get, path = "/api/v1/chat/devices", tag = "chat",
+    responses((status = 200, body = Vec<Device>)), security(("bearer" = [])))]
+async fn list_devices(
+    State(s): State<AppState>,
+    Me(p, org): Me,
+) -> Result<axum::Json<Vec<Device>>, ApiError> {
+    let (_, person) = p.person().ok_or(ApiError::Unauthorized {
+        detail: "a person's credential is needed".into(),
+    })?;
+    Ok(axum::Json(service::devices(&s.db, org.id.0, person.0).await?))
+}
+
+/// Removes a device (by its person, or by the device itself): it leaves every group and its
+/// sockets close.
+#[utoipa::path(delete, path = "/api/v1/chat/devices/{device}", tag = "chat",
+    params(("device" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn remove_device(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let (org, person) = match principal.as_ref().and_then(|Extension(p)| p.person()) {
+        Some((o, p)) => (o.0, p.0),
+        None => {
+            let c = device(&headers, &s).await?;
+            (c.org, c.person)
+        }
+    };
+    service::remove_device(&s.db, &chat, org, person, id, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Uploads KeyPackages of the calling device (each handed out once; the last-resort one is
+/// kept).
+#[utoipa::path(post, path = "/api/v1/chat/key-packages", tag = "chat", request_body = UploadKeyPackages,
+    responses((status = 200, body = KeyPackageStock), (status = 400, body = Problem)), security(("bearer" = [])))]
+async fn upload_key_packages(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    DeviceAuth(c): DeviceAuth,
+    Json { value: input, .. }: Json<UploadKeyPackages>,
+) -> Result<axum::Json<KeyPackageStock>, ApiError> {
+    Ok(axum::Json(
+        service::upload_key_packages(&s.db, &chat, &c, input, s.now()).await?,
+    ))
+}
+
+/// The chats of the calling device's person.
+#[utoipa::path(get, path = "/api/v1/chat/groups", tag = "chat",
+    responses((status = 200, body = Vec<ChatGroup>)), security(("bearer" = [])))]
+async fn list_groups(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+) -> Result<axum::Json<Vec<ChatGroup>>, ApiError> {
+    Ok(axum::Json(service::groups(&s.db, &c, s.now()).await?))
+}
+
+/// One duty's chat.
+#[utoipa::path(get, path = "/api/v1/chat/groups/{duty}", tag = "chat",
+    params(("duty" = Uuid, Path)),
+    responses((status = 200, body = ChatGroup), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_group(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+) -> Result<axum::Json<ChatGroup>, ApiError> {
+    Ok(axum::Json(service::group(&s.db, &c, duty, s.now()).await?))
+}
+
+/// Creates the duty's MLS group from its first member device's GroupInfo.
+#[utoipa::path(post, path = "/api/v1/chat/groups/{duty}", tag = "chat", request_body = CreateGroup,
+    params(("duty" = Uuid, Path)),
+    responses((status = 201, body = ChatGroup), (status = 400, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_group(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+    Json { value: input, .. }: Json<CreateGroup>,
+) -> Result<(StatusCode, axum::Json<ChatGroup>), ApiError> {
+    let g = service::create_group(&s.db, &chat, &c, duty, input, s.now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(g)))
+}
+
+/// The group's stream after `after`, for a device that was offline.
+#[utoipa::path(get, path = "/api/v1/chat/groups/{duty}/messages", tag = "chat",
+    params(("duty" = Uuid, Path), MessagesQuery),
+    responses((status = 200, body = Messages), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn list_messages(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+    Query(q): Query<MessagesQuery>,
+) -> Result<axum::Json<Messages>, ApiError> {
+    let limit = match q.limit {
+        None => 200,
+        Some(l @ 1..=1000) => i64::from(l),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "limit must be 1 to 1000",
+            ));
+        }
+    };
+    let after = q.after.unwrap_or(0).max(0);
+    Ok(axum::Json(
+        service::messages(&s.db, &c, duty, after, limit, s.now()).await?,
+    ))
+}
+
+/// Sends an application message or a commit (409 `stale_epoch` when another commit won the
+/// epoch: process the stream and retry).
+#[utoipa::path(post, path = "/api/v1/chat/groups/{duty}/messages", tag = "chat", request_body = PostMessage,
+    params(("duty" = Uuid, Path)),
+    responses((status = 201, body = Posted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn post_message(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+    Json { value: input, .. }: Json<PostMessage>,
+) -> Result<(StatusCode, axum::Json<Posted>), ApiError> {
+    let p = service::post(&s.db, &chat, &c, duty, input, s.now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(p)))
+}
+
+/// The device's live stream: JSON text frames (`Frame`) for every new message of its groups.
+/// Frames can arrive out of order across concurrent senders; a device that sees a gap fetches
+/// it by cursor.
+#[utoipa::path(get, path = "/api/v1/chat/ws", tag = "chat",
+    responses((status = 101, description = "WebSocket"), (status = 401, body = Problem)), security(("bearer" = [])))]
+async fn socket(
+    DeviceAuth(c): DeviceAuth,
+    Extension(chat): Extension<Arc<Chat>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Small buffers: an idle socket costs ~12 KiB instead of ~140 KiB (FACTS.md).
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |ws| run_socket(ws, chat, c.device))
+        .into_response()
+}
+
+async fn run_socket(mut ws: WebSocket, chat: Arc<Chat>, device: Uuid) {
+    let (id, mut rx) = chat.hub.connect(device);
+    loop {
+        tokio::select! {
+            push = rx.recv() => match push {
+                Some(Push::Frame(f)) => {
+                    if ws.send(Message::Text(f)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Push::Close) | None => {
+                    let _ = ws.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            incoming = ws.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                // Devices send nothing but pings (answered by the protocol layer).
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    chat.hub.disconnect(device, id);
+}
+
+/// The organisation's chat retention.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/chat/settings", tag = "chat",
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 200, body = ChatSettings)), security(("bearer" = [])))]
+async fn get_settings(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+) -> Result<axum::Json<ChatSettings>, ApiError> {
+    require(&p, &o, Permission::OrgRead)?;
+    Ok(axum::Json(service::settings(&s.db, o.id.0).await?))
+}
+
+/// Sets the organisation's chat retention (audited as `chat.settings`).
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/chat/settings", tag = "chat", request_body = ChatSettings,
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 200, body = ChatSettings), (status = 400, body = Problem)), security(("bearer" = [])))]
+async fn put_settings(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Json { value: input, .. }: Json<ChatSettings>,
+) -> Result<axum::Json<ChatSettings>, ApiError> {
+    require(&p, &o, Permission::OrgWrite)?;
+    let actor = Actor::new(p, Source::Api);
+    Ok(axum::Json(
+        service::set_settings(&s.db, &actor, o.id, input, s.now()).await?,
+    ))
+}

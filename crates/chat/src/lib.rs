@@ -1,0 +1,25 @@
+//! The `chat` role: the MLS (RFC 9420) delivery service and membership authority of the duty
+//! chats (DESIGN.md §4). The server is never a group member: it follows each group as an
+//! openmls `PublicGroup`, orders the stream (one commit per epoch), checks every commit
+//! against the duty's roster, proposes adds and removes itself as the group's external
+//! sender, and pushes messages to devices over WebSockets.
+//!
+//! Rooms: [`http`] (router, thin handlers, the WebSocket) → [`service`] (rules, transactions,
+//! the worker step) → [`repo`] (SQL) and [`mls`] (every openmls call); [`hub`] holds the
+//! sockets of this process.
+//!
+//! Invariants: only ciphertext, public group state and public keys are stored; a device of a
+//! person who left the roster receives nothing of that group from that moment on; a chat past
+//! its retention leaves nothing in any table but a roster tombstone.
+
+pub mod http;
+pub mod hub;
+pub mod mls;
+pub mod repo;
+pub mod service;
+
+/// The chat role's per-process state.
+#[derive(Default)]
+pub struct Chat {
+    pub hub: hub::Hub,
+}

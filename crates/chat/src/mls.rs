@@ -1,0 +1,501 @@
+//! Every openmls call of the delivery service (openmls 0.9, ciphersuite
+//! MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519). The server holds no group secret: it follows
+//! each group as a `PublicGroup` (public tree, group context, proposal store), checks
+//! handshake messages (public messages by the group's wire-format policy) and signs its own
+//! Add/Remove proposals as the group's external sender.
+//!
+//! A group's public state lives in an openmls `MemoryStorage`, saved as one blob per group
+//! (length-prefixed, sorted key/value pairs); every function here takes the blob and returns
+//! the next one, so the caller decides inside its transaction whether the change sticks.
+//!
+//! Outside input never panics here: every parse is `tls_deserialize_exact` with errors
+//! mapped to [`MlsError`].
+
+use std::collections::HashMap;
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::{MemoryStorage, OpenMlsRustCrypto, RustCrypto};
+
+/// The only ciphersuite groups may use.
+pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// The credential identity of the server as external sender.
+pub const SERVER_IDENTITY: &[u8] = b"carebridge:delivery-service";
+
+/// Why an MLS input was refused (the text is safe to show: no secrets, no plaintext).
+#[derive(Debug, thiserror::Error)]
+pub enum MlsError {
+    #[error("not a valid MLS message: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("stored group state is unreadable: {0}")]
+    State(String),
+}
+
+fn refused(e: impl std::fmt::Debug) -> MlsError {
+    MlsError::Refused(format!("{e:?}"))
+}
+
+fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, MlsError> {
+    let m = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| MlsError::Decode(e.to_string()))?;
+    Ok(m.extract())
+}
+
+// ---- the server's key -------------------------------------------------------------------------
+
+/// The organisation's external-sender signature key.
+pub struct ServerKey {
+    pair: SignatureKeyPair,
+    public: Vec<u8>,
+    private: Vec<u8>,
+}
+
+impl ServerKey {
+    pub fn generate() -> Result<ServerKey, MlsError> {
+        let pair = SignatureKeyPair::new(SUITE.signature_algorithm()).map_err(refused)?;
+        let private = serde_json::to_vec(&pair).map_err(|e| MlsError::State(e.to_string()))?;
+        Ok(ServerKey {
+            public: pair.to_public_vec(),
+            pair,
+            private,
+        })
+    }
+
+    /// From the stored public key and the stored (serialised) key pair.
+    pub fn from_parts(public: Vec<u8>, private: Vec<u8>) -> Result<ServerKey, MlsError> {
+        let pair: SignatureKeyPair =
+            serde_json::from_slice(&private).map_err(|e| MlsError::State(e.to_string()))?;
+        if pair.to_public_vec() != public {
+            return Err(MlsError::State("server key pair and public key differ".into()));
+        }
+        Ok(ServerKey {
+            pair,
+            public,
+            private,
+        })
+    }
+
+    pub fn public(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// The serialised key pair, for storage.
+    pub fn private(&self) -> &[u8] {
+        &self.private
+    }
+
+    fn external_sender(&self) -> ExternalSender {
+        ExternalSender::new(
+            self.public.clone().into(),
+            BasicCredential::new(SERVER_IDENTITY.to_vec()).into(),
+        )
+    }
+}
+
+// ---- state blobs ------------------------------------------------------------------------------
+
+fn to_blob(s: &MemoryStorage) -> Result<Vec<u8>, MlsError> {
+    let map = s
+        .values
+        .read()
+        .map_err(|_| MlsError::State("storage lock poisoned".into()))?;
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::new();
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (k, v) in entries {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
+    }
+    Ok(out)
+}
+
+fn from_blob(b: &[u8]) -> Result<MemoryStorage, MlsError> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], MlsError> {
+        if b.len() < n {
+            return Err(MlsError::State("truncated state blob".into()));
+        }
+        let (h, t) = b.split_at(n);
+        *b = t;
+        Ok(h)
+    }
+    fn len(b: &mut &[u8]) -> Result<usize, MlsError> {
+        let x = take(b, 4)?;
+        Ok(u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    }
+    let mut b = b;
+    let n = len(&mut b)?;
+    let mut map = HashMap::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let kl = len(&mut b)?;
+        let vl = len(&mut b)?;
+        let k = take(&mut b, kl)?.to_vec();
+        let v = take(&mut b, vl)?.to_vec();
+        map.insert(k, v);
+    }
+    let s = MemoryStorage::default();
+    *s.values
+        .write()
+        .map_err(|_| MlsError::State("storage lock poisoned".into()))? = map;
+    Ok(s)
+}
+
+fn load(state: &[u8]) -> Result<(MemoryStorage, PublicGroup), MlsError> {
+    let storage = from_blob(state)?;
+    // The blob holds exactly one group; find its id through the stored context.
+    let gid = group_id_of(&storage)?;
+    let pg = PublicGroup::load(&storage, &gid)
+        .map_err(|e| MlsError::State(format!("{e:?}")))?
+        .ok_or_else(|| MlsError::State("no group in the state blob".into()))?;
+    Ok((storage, pg))
+}
+
+/// The group id is kept under a key of our own next to openmls' entries.
+const GID_KEY: &[u8] = b"carebridge/group_id";
+
+fn group_id_of(s: &MemoryStorage) -> Result<GroupId, MlsError> {
+    let map = s
+        .values
+        .read()
+        .map_err(|_| MlsError::State("storage lock poisoned".into()))?;
+    map.get(GID_KEY)
+        .map(|v| GroupId::from_slice(v))
+        .ok_or_else(|| MlsError::State("state blob without group id".into()))
+}
+
+fn save(storage: &MemoryStorage, gid: &GroupId) -> Result<Vec<u8>, MlsError> {
+    storage
+        .values
+        .write()
+        .map_err(|_| MlsError::State("storage lock poisoned".into()))?
+        .insert(GID_KEY.to_vec(), gid.as_slice().to_vec());
+    to_blob(storage)
+}
+
+// ---- members ------------------------------------------------------------------------------------
+
+/// A leaf of the group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub leaf: u32,
+    /// The basic credential's identity (`device:<uuid>`).
+    pub identity: Vec<u8>,
+    pub signature_key: Vec<u8>,
+}
+
+fn members(pg: &PublicGroup) -> Vec<MemberInfo> {
+    pg.members()
+        .map(|m| MemberInfo {
+            leaf: m.index.u32(),
+            identity: m.credential.serialized_content().to_vec(),
+            signature_key: m.signature_key.clone(),
+        })
+        .collect()
+}
+
+/// A group the server starts to follow.
+pub struct Followed {
+    pub state: Vec<u8>,
+    pub epoch: i64,
+    pub members: Vec<MemberInfo>,
+}
+
+/// Starts following a group from a member's GroupInfo (with the ratchet-tree extension). The
+/// group must have id `group_id`, use [`SUITE`] and name this server as its first external
+/// sender.
+pub fn follow(group_info: &[u8], group_id: &[u8], server: &[u8]) -> Result<Followed, MlsError> {
+    let MlsMessageBodyIn::GroupInfo(vgi) = decode(group_info)? else {
+        return Err(MlsError::Refused("expected a GroupInfo".into()));
+    };
+    let tree = vgi
+        .extensions()
+        .ratchet_tree()
+        .ok_or_else(|| MlsError::Refused("the GroupInfo lacks the ratchet_tree extension".into()))?
+        .ratchet_tree()
+        .clone();
+    let storage = MemoryStorage::default();
+    let crypto = RustCrypto::default();
+    let (pg, _) = PublicGroup::from_external(&crypto, &storage, tree, vgi, ProposalStore::new())
+        .map_err(refused)?;
+    if pg.group_id().as_slice() != group_id {
+        return Err(MlsError::Refused(
+            "the group id must be the duty id's 16 bytes".into(),
+        ));
+    }
+    if pg.ciphersuite() != SUITE {
+        return Err(MlsError::Refused(
+            "the group must use MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519".into(),
+        ));
+    }
+    let me = ExternalSender::new(
+        server.to_vec().into(),
+        BasicCredential::new(SERVER_IDENTITY.to_vec()).into(),
+    );
+    let first = pg
+        .group_context()
+        .extensions()
+        .external_senders()
+        .and_then(|es| es.first().cloned());
+    if first.as_ref() != Some(&me) {
+        return Err(MlsError::Refused(
+            "the group context must name this server as external_senders[0]".into(),
+        ));
+    }
+    let epoch = i64::try_from(pg.group_context().epoch().as_u64()).map_err(refused)?;
+    let members = members(&pg);
+    let gid = pg.group_id().clone();
+    Ok(Followed {
+        state: save(&storage, &gid)?,
+        epoch,
+        members,
+    })
+}
+
+// ---- incoming messages ------------------------------------------------------------------------
+
+/// What a member sent, read from the unencrypted header only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A private (encrypted) application message of `epoch`.
+    Application { epoch: u64 },
+    /// A public commit of `epoch`.
+    Commit { epoch: u64 },
+    /// A public proposal of `epoch`.
+    Proposal { epoch: u64 },
+}
+
+/// Classifies a member's message for group `group_id` without decrypting anything.
+/// Handshake messages must be public (the group's wire-format policy), application messages
+/// private.
+pub fn classify(bytes: &[u8], group_id: &[u8]) -> Result<Incoming, MlsError> {
+    match decode(bytes)? {
+        MlsMessageBodyIn::PrivateMessage(pm) => {
+            if pm.group_id().as_slice() != group_id {
+                return Err(MlsError::Refused("the message is for another group".into()));
+            }
+            if pm.content_type() != ContentType::Application {
+                return Err(MlsError::Refused(
+                    "proposals and commits must be sent as public messages".into(),
+                ));
+            }
+            Ok(Incoming::Application {
+                epoch: pm.epoch().as_u64(),
+            })
+        }
+        MlsMessageBodyIn::PublicMessage(pm) => {
+            if pm.group_id().as_slice() != group_id {
+                return Err(MlsError::Refused("the message is for another group".into()));
+            }
+            let epoch = pm.epoch().as_u64();
+            match pm.content_type() {
+                ContentType::Commit => Ok(Incoming::Commit { epoch }),
+                ContentType::Proposal => Ok(Incoming::Proposal { epoch }),
+                ContentType::Application => Err(MlsError::Refused(
+                    "application messages must be encrypted (private messages)".into(),
+                )),
+            }
+        }
+        _ => Err(MlsError::Refused(
+            "expected a private application message or a public commit".into(),
+        )),
+    }
+}
+
+/// A member added by a commit.
+#[derive(Clone, Debug)]
+pub struct Added {
+    pub identity: Vec<u8>,
+    pub signature_key: Vec<u8>,
+}
+
+/// A commit the server checked and applied to its copy of the group.
+pub struct Applied {
+    /// The committer's leaf.
+    pub sender: u32,
+    pub adds: Vec<Added>,
+    /// Leaves removed.
+    pub removes: Vec<u32>,
+    /// The epoch after the commit.
+    pub epoch: u64,
+    /// The members before and after the commit.
+    pub before: Vec<MemberInfo>,
+    pub members: Vec<MemberInfo>,
+    pub state: Vec<u8>,
+}
+
+/// Checks a public commit against the group's public state (signature, epoch, proposals,
+/// tree) and applies it. Proposals referenced by the commit must be the server's own of this
+/// epoch (they are in the stored proposal store).
+pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
+    let MlsMessageBodyIn::PublicMessage(msg) = decode(bytes)? else {
+        return Err(MlsError::Refused("a commit must be a public message".into()));
+    };
+    let (storage, mut pg) = load(state)?;
+    if msg.group_id() != pg.group_id() {
+        return Err(MlsError::Refused("the commit is for another group".into()));
+    }
+    let before = members(&pg);
+    let crypto = RustCrypto::default();
+    let processed = pg.process_message(&crypto, msg).map_err(refused)?;
+    let sender = match processed.sender() {
+        Sender::Member(i) => i.u32(),
+        other => {
+            return Err(MlsError::Refused(format!(
+                "a commit must come from a member, not {other:?}"
+            )));
+        }
+    };
+    let ProcessedMessageContent::StagedCommitMessage(sc) = processed.into_content() else {
+        return Err(MlsError::Refused("expected a commit".into()));
+    };
+    let adds = sc
+        .add_proposals()
+        .map(|a| {
+            let leaf = a.add_proposal().key_package().leaf_node();
+            Added {
+                identity: leaf.credential().serialized_content().to_vec(),
+                signature_key: leaf.signature_key().as_slice().to_vec(),
+            }
+        })
+        .collect();
+    let removes = sc
+        .remove_proposals()
+        .map(|r| r.remove_proposal().removed().u32())
+        .collect();
+    let epoch = sc.group_context().epoch().as_u64();
+    pg.merge_commit(&storage, *sc).map_err(refused)?;
+    // openmls_memory_storage 0.6 leaves the merged epoch's queued proposals behind (only their
+    // index is cleared); the queue is empty after a merge, so drop them all.
+    storage
+        .values
+        .write()
+        .map_err(|_| MlsError::State("storage lock poisoned".into()))?
+        .retain(|k, _| !k.starts_with(b"QueuedProposal"));
+    let gid = pg.group_id().clone();
+    Ok(Applied {
+        sender,
+        adds,
+        removes,
+        epoch,
+        before,
+        members: members(&pg),
+        state: save(&storage, &gid)?,
+    })
+}
+
+/// Checks that `bytes` is a Welcome.
+pub fn check_welcome(bytes: &[u8]) -> Result<(), MlsError> {
+    match decode(bytes)? {
+        MlsMessageBodyIn::Welcome(_) => Ok(()),
+        _ => Err(MlsError::Refused("expected a Welcome".into())),
+    }
+}
+
+/// A checked KeyPackage.
+pub struct KeyPackageInfo {
+    pub identity: Vec<u8>,
+    pub signature_key: Vec<u8>,
+    pub last_resort: bool,
+    /// The `MLSMessage` bytes as uploaded.
+    pub bytes: Vec<u8>,
+}
+
+fn key_package(bytes: &[u8]) -> Result<KeyPackage, MlsError> {
+    let MlsMessageBodyIn::KeyPackage(kp) = decode(bytes)? else {
+        return Err(MlsError::Refused("expected a KeyPackage (MLSMessage)".into()));
+    };
+    let kp = kp
+        .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
+        .map_err(refused)?;
+    if kp.ciphersuite() != SUITE {
+        return Err(MlsError::Refused(
+            "the KeyPackage must use MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519".into(),
+        ));
+    }
+    Ok(kp)
+}
+
+/// Validates a KeyPackage (signature, lifetime, suite) and reads who it names.
+pub fn check_key_package(bytes: &[u8]) -> Result<KeyPackageInfo, MlsError> {
+    let kp = key_package(bytes)?;
+    let leaf = kp.leaf_node();
+    Ok(KeyPackageInfo {
+        identity: leaf.credential().serialized_content().to_vec(),
+        signature_key: leaf.signature_key().as_slice().to_vec(),
+        last_resort: kp.last_resort(),
+        bytes: bytes.to_vec(),
+    })
+}
+
+fn ingest_own(
+    storage: &MemoryStorage,
+    pg: &mut PublicGroup,
+    out: &MlsMessageOut,
+) -> Result<Vec<u8>, MlsError> {
+    let bytes = out.to_bytes().map_err(refused)?;
+    let MlsMessageBodyIn::PublicMessage(m) = decode(&bytes)? else {
+        return Err(MlsError::State("own proposal is not public".into()));
+    };
+    let processed = pg
+        .process_message(&RustCrypto::default(), m)
+        .map_err(refused)?;
+    match processed.into_content() {
+        ProcessedMessageContent::ProposalMessage(q) => {
+            pg.add_proposal(storage, *q).map_err(refused)?;
+        }
+        _ => return Err(MlsError::State("own proposal read back as something else".into())),
+    }
+    Ok(bytes)
+}
+
+/// The server proposes to add the device of KeyPackage `kp`. Returns the proposal and the
+/// next state (the proposal is in its proposal store, so a commit may reference it).
+pub fn propose_add(
+    state: &[u8],
+    key: &ServerKey,
+    kp: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+    let kp = key_package(kp)?;
+    let (storage, mut pg) = load(state)?;
+    let gid = pg.group_id().clone();
+    let out = ExternalProposal::new_add::<OpenMlsRustCrypto>(
+        kp,
+        gid.clone(),
+        pg.group_context().epoch(),
+        &key.pair,
+        SenderExtensionIndex::new(0),
+    )
+    .map_err(refused)?;
+    let bytes = ingest_own(&storage, &mut pg, &out)?;
+    Ok((bytes, save(&storage, &gid)?))
+}
+
+/// The server proposes to remove `leaf`.
+pub fn propose_remove(
+    state: &[u8],
+    key: &ServerKey,
+    leaf: u32,
+) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+    let (storage, mut pg) = load(state)?;
+    let gid = pg.group_id().clone();
+    let out = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+        LeafNodeIndex::new(leaf),
+        gid.clone(),
+        pg.group_context().epoch(),
+        &key.pair,
+        SenderExtensionIndex::new(0),
+    )
+    .map_err(refused)?;
+    let bytes = ingest_own(&storage, &mut pg, &out)?;
+    Ok((bytes, save(&storage, &gid)?))
+}
+
+/// The server's key as an external sender (for tests and clients that build the context).
+pub fn external_sender(key: &ServerKey) -> ExternalSender {
+    key.external_sender()
+}

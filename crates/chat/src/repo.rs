@@ -1,0 +1,571 @@
+//! SQL of the chat role. Every statement names the organisation or a duty/device id the caller
+//! already resolved within its organisation; group rows are only changed inside a transaction
+//! that first took the group's lock ([`lock_group`]).
+
+use carebridge_domain::chat::Retention;
+use carebridge_store::{Backend, Exec, StoreError, Tx, exec, run};
+use uuid::Uuid;
+
+/// A registered device.
+#[derive(Clone, Debug)]
+pub struct DeviceRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub person_id: Uuid,
+    pub name: String,
+    pub signature_key: Vec<u8>,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+}
+
+type DeviceTuple = (Uuid, Uuid, Uuid, String, Vec<u8>, i64, Option<i64>);
+
+fn device(t: DeviceTuple) -> DeviceRow {
+    DeviceRow {
+        id: t.0,
+        org_id: t.1,
+        person_id: t.2,
+        name: t.3,
+        signature_key: t.4,
+        created_at: t.5,
+        last_seen_at: t.6,
+    }
+}
+
+const DEVICE_COLS: &str =
+    "d.id, d.org_id, d.person_id, d.name, d.signature_key, d.created_at, d.last_seen_at";
+
+// ---- server keys and settings -----------------------------------------------------------------
+
+/// The organisation's external-sender key pair `(public, private)`, if made yet.
+pub async fn server_key(
+    x: &mut impl Exec,
+    org: Uuid,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT public_key, private_key FROM chat_server_keys WHERE org_id = $1")
+        .bind(org).fetch_optional(c).await)?)
+}
+
+/// Stores a key pair unless the organisation has one already (a concurrent first use).
+pub async fn insert_server_key(
+    x: &mut impl Exec,
+    org: Uuid,
+    public: &[u8],
+    private: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query(
+        "INSERT INTO chat_server_keys (org_id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (org_id) DO NOTHING")
+        .bind(org).bind(public).bind(private).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+/// The organisation's retention periods (defaults when never set).
+pub async fn retention(x: &mut impl Exec, org: Uuid) -> Result<Retention, StoreError> {
+    let r: Option<(i64, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT writable_days, readable_days FROM chat_settings WHERE org_id = $1")
+        .bind(org).fetch_optional(c).await)?;
+    Ok(r.map(|(w, r)| Retention {
+        writable_days: w,
+        readable_days: r,
+    })
+    .unwrap_or_default())
+}
+
+pub async fn set_retention(
+    x: &mut impl Exec,
+    org: Uuid,
+    r: Retention,
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query(
+        "INSERT INTO chat_settings (org_id, writable_days, readable_days, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (org_id) DO UPDATE SET writable_days = excluded.writable_days, readable_days = excluded.readable_days, updated_at = excluded.updated_at")
+        .bind(org).bind(r.writable_days).bind(r.readable_days).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+// ---- devices ----------------------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_device(
+    x: &mut impl Exec,
+    id: Uuid,
+    org: Uuid,
+    person: Uuid,
+    name: &str,
+    signature_key: &[u8],
+    token_hash: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query(
+        "INSERT INTO chat_devices (id, org_id, person_id, name, signature_key, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(id).bind(org).bind(person).bind(name).bind(signature_key).bind(token_hash).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+/// The device a token hash belongs to, when its person is still active.
+pub async fn device_by_token(
+    x: &mut impl Exec,
+    hash: &[u8],
+) -> Result<Option<DeviceRow>, StoreError> {
+    let sql = format!(
+        "SELECT {DEVICE_COLS} FROM chat_devices d JOIN people p ON p.id = d.person_id \
+         WHERE d.token_hash = $1 AND p.active"
+    );
+    let r: Option<DeviceTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(hash).fetch_optional(c).await)?;
+    Ok(r.map(device))
+}
+
+pub async fn device_by_id(
+    x: &mut impl Exec,
+    org: Uuid,
+    id: Uuid,
+) -> Result<Option<DeviceRow>, StoreError> {
+    let sql = format!("SELECT {DEVICE_COLS} FROM chat_devices d WHERE d.org_id = $1 AND d.id = $2");
+    let r: Option<DeviceTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(id).fetch_optional(c).await)?;
+    Ok(r.map(device))
+}
+
+pub async fn devices_of(
+    x: &mut impl Exec,
+    org: Uuid,
+    person: Uuid,
+) -> Result<Vec<DeviceRow>, StoreError> {
+    let sql = format!(
+        "SELECT {DEVICE_COLS} FROM chat_devices d WHERE d.org_id = $1 AND d.person_id = $2 ORDER BY d.created_at, d.id"
+    );
+    let r: Vec<DeviceTuple> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(person).fetch_all(c).await)?;
+    Ok(r.into_iter().map(device).collect())
+}
+
+pub async fn touch_device(x: &mut impl Exec, id: Uuid, now: i64) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query("UPDATE chat_devices SET last_seen_at = $1 WHERE id = $2")
+        .bind(now).bind(id).execute(c).await)?;
+    Ok(())
+}
+
+/// Deletes a device and its KeyPackages. Returns the duties whose groups it was in.
+pub async fn delete_device(tx: &mut Tx, org: Uuid, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let duties: Vec<Uuid> = run!(tx, c => sqlx::query_scalar(
+        "SELECT duty_id FROM chat_group_devices WHERE org_id = $1 AND device_id = $2")
+        .bind(org).bind(id).fetch_all(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM chat_key_packages WHERE org_id = $1 AND device_id = $2")
+        .bind(org).bind(id).execute(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM chat_devices WHERE org_id = $1 AND id = $2")
+        .bind(org).bind(id).execute(c).await)?;
+    Ok(duties)
+}
+
+// ---- key packages -----------------------------------------------------------------------------
+
+pub async fn insert_key_package(
+    x: &mut impl Exec,
+    org: Uuid,
+    device: Uuid,
+    data: &[u8],
+    last_resort: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query(
+        "INSERT INTO chat_key_packages (device_id, org_id, data, last_resort, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(device).bind(org).bind(data).bind(last_resort).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn drop_last_resort(x: &mut impl Exec, device: Uuid) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query("DELETE FROM chat_key_packages WHERE device_id = $1 AND last_resort")
+        .bind(device).execute(c).await)?;
+    Ok(())
+}
+
+/// `(one-time KeyPackages, has a last-resort one)` of a device.
+pub async fn stock(x: &mut impl Exec, device: Uuid) -> Result<(i64, bool), StoreError> {
+    let (n, l): (i64, i64) = run!(x, c => sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN last_resort THEN 0 ELSE 1 END), 0), COALESCE(SUM(CASE WHEN last_resort THEN 1 ELSE 0 END), 0) \
+         FROM chat_key_packages WHERE device_id = $1")
+        .bind(device).fetch_one(c).await)?;
+    Ok((n, l > 0))
+}
+
+/// Hands out a KeyPackage of `device`: the oldest one-time package (deleted now), else the
+/// last-resort one (kept).
+pub async fn claim_key_package(tx: &mut Tx, device: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+    let row: Option<(i64, Vec<u8>, bool)> = run!(tx, c => sqlx::query_as(
+        "SELECT id, data, last_resort FROM chat_key_packages WHERE device_id = $1 ORDER BY last_resort, id LIMIT 1")
+        .bind(device).fetch_optional(c).await)?;
+    let Some((id, data, last_resort)) = row else {
+        return Ok(None);
+    };
+    if !last_resort {
+        exec!(tx, c => sqlx::query("DELETE FROM chat_key_packages WHERE id = $1")
+            .bind(id).execute(c).await)?;
+    }
+    Ok(Some(data))
+}
+
+// ---- rosters ----------------------------------------------------------------------------------
+
+/// The chat's copy of a duty's roster head.
+#[derive(Clone, Debug)]
+pub struct RosterRow {
+    pub org_id: Uuid,
+    pub version: i64,
+    pub chat: bool,
+    pub cancelled: bool,
+    pub ends_at: i64,
+    pub deleted: bool,
+}
+
+pub async fn roster(x: &mut impl Exec, duty: Uuid) -> Result<Option<RosterRow>, StoreError> {
+    let r: Option<(Uuid, i64, bool, bool, i64, bool)> = run!(x, c => sqlx::query_as(
+        "SELECT org_id, version, chat, cancelled, ends_at, deleted FROM chat_rosters WHERE duty_id = $1")
+        .bind(duty).fetch_optional(c).await)?;
+    Ok(r.map(|(org_id, version, chat, cancelled, ends_at, deleted)| RosterRow {
+        org_id,
+        version,
+        chat,
+        cancelled,
+        ends_at,
+        deleted,
+    }))
+}
+
+/// Replaces the roster of `duty` with version `r.version` and `people`.
+pub async fn save_roster(
+    tx: &mut Tx,
+    duty: Uuid,
+    r: &RosterRow,
+    people: &[Uuid],
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_rosters (duty_id, org_id, version, chat, cancelled, ends_at, deleted) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (duty_id) DO UPDATE SET version = excluded.version, chat = excluded.chat, cancelled = excluded.cancelled, ends_at = excluded.ends_at")
+        .bind(duty).bind(r.org_id).bind(r.version).bind(r.chat).bind(r.cancelled).bind(r.ends_at).bind(r.deleted)
+        .execute(c).await)?;
+    exec!(tx, c => sqlx::query("DELETE FROM chat_members WHERE duty_id = $1")
+        .bind(duty).execute(c).await)?;
+    for p in people {
+        exec!(tx, c => sqlx::query("INSERT INTO chat_members (duty_id, person_id, org_id) VALUES ($1, $2, $3)")
+            .bind(duty).bind(p).bind(r.org_id).execute(c).await)?;
+    }
+    Ok(())
+}
+
+pub async fn is_member(x: &mut impl Exec, duty: Uuid, person: Uuid) -> Result<bool, StoreError> {
+    let n: i64 = run!(x, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM chat_members WHERE duty_id = $1 AND person_id = $2")
+        .bind(duty).bind(person).fetch_one(c).await)?;
+    Ok(n > 0)
+}
+
+/// Duties (not deleted) whose chat `person` may read: on the roster now, or with a device
+/// still in the group.
+pub async fn duties_of(
+    x: &mut impl Exec,
+    org: Uuid,
+    person: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT r.duty_id FROM chat_rosters r JOIN chat_members m ON m.duty_id = r.duty_id \
+         WHERE r.org_id = $1 AND m.person_id = $2 AND r.chat AND NOT r.deleted ORDER BY r.ends_at, r.duty_id")
+        .bind(org).bind(person).fetch_all(c).await)?)
+}
+
+/// Devices that should be in the group of `duty`: every device of every rostered person.
+/// `(device, signature key)`.
+pub async fn wanted_devices(
+    x: &mut impl Exec,
+    duty: Uuid,
+) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT d.id, d.signature_key FROM chat_members m JOIN chat_devices d ON d.person_id = m.person_id AND d.org_id = m.org_id \
+         JOIN people p ON p.id = d.person_id WHERE m.duty_id = $1 AND p.active ORDER BY d.id")
+        .bind(duty).fetch_all(c).await)?)
+}
+
+// ---- groups -----------------------------------------------------------------------------------
+
+/// A group as the server follows it.
+#[derive(Clone, Debug)]
+pub struct GroupRow {
+    pub org_id: Uuid,
+    pub epoch: i64,
+    pub state: Vec<u8>,
+    pub next_seq: i64,
+}
+
+pub async fn group(x: &mut impl Exec, duty: Uuid) -> Result<Option<GroupRow>, StoreError> {
+    let r: Option<(Uuid, i64, Vec<u8>, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT org_id, epoch, state, next_seq FROM chat_groups WHERE duty_id = $1")
+        .bind(duty).fetch_optional(c).await)?;
+    Ok(r.map(|(org_id, epoch, state, next_seq)| GroupRow {
+        org_id,
+        epoch,
+        state,
+        next_seq,
+    }))
+}
+
+/// Takes the lock that orders every change of the group of `duty` (its roster row: it exists
+/// before the group does, so creation races are ordered too). On SQLite the single writer
+/// already orders writes.
+pub async fn lock_group(tx: &mut Tx, duty: Uuid) -> Result<(), StoreError> {
+    if tx.backend() == Backend::Postgres {
+        exec!(tx, c => sqlx::query("SELECT 1 FROM chat_rosters WHERE duty_id = $1 FOR UPDATE")
+            .bind(duty).execute(c).await)?;
+    }
+    Ok(())
+}
+
+pub async fn insert_group(
+    tx: &mut Tx,
+    duty: Uuid,
+    org: Uuid,
+    epoch: i64,
+    state: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_groups (duty_id, org_id, epoch, state, next_seq, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)")
+        .bind(duty).bind(org).bind(epoch).bind(state).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn save_group(
+    tx: &mut Tx,
+    duty: Uuid,
+    epoch: i64,
+    state: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "UPDATE chat_groups SET epoch = $1, state = $2, updated_at = $3 WHERE duty_id = $4")
+        .bind(epoch).bind(state).bind(now).bind(duty).execute(c).await)?;
+    Ok(())
+}
+
+/// `(device, leaf, since_seq)` of every device in the group now.
+pub async fn leaves(x: &mut impl Exec, duty: Uuid) -> Result<Vec<(Uuid, i64, i64)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT device_id, leaf, since_seq FROM chat_group_devices WHERE duty_id = $1 ORDER BY leaf")
+        .bind(duty).fetch_all(c).await)?)
+}
+
+pub async fn leaf_of(
+    x: &mut impl Exec,
+    duty: Uuid,
+    device: Uuid,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT leaf, since_seq FROM chat_group_devices WHERE duty_id = $1 AND device_id = $2")
+        .bind(duty).bind(device).fetch_optional(c).await)?)
+}
+
+pub async fn set_leaf(
+    tx: &mut Tx,
+    duty: Uuid,
+    org: Uuid,
+    device: Uuid,
+    leaf: i64,
+    since_seq: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_group_devices (duty_id, device_id, org_id, leaf, since_seq) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (duty_id, device_id) DO UPDATE SET leaf = excluded.leaf")
+        .bind(duty).bind(device).bind(org).bind(leaf).bind(since_seq).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn drop_leaf(tx: &mut Tx, duty: Uuid, device: Uuid) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("DELETE FROM chat_group_devices WHERE duty_id = $1 AND device_id = $2")
+        .bind(duty).bind(device).execute(c).await)?;
+    Ok(())
+}
+
+/// The server's proposals of the group's current epoch: `(device, action)`.
+pub async fn proposals(
+    x: &mut impl Exec,
+    duty: Uuid,
+    epoch: i64,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT device_id, action FROM chat_proposals WHERE duty_id = $1 AND epoch = $2")
+        .bind(duty).bind(epoch).fetch_all(c).await)?)
+}
+
+pub async fn insert_proposal(
+    tx: &mut Tx,
+    duty: Uuid,
+    org: Uuid,
+    device: Uuid,
+    action: &str,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_proposals (duty_id, device_id, org_id, action, epoch) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (duty_id, device_id) DO UPDATE SET action = excluded.action, epoch = excluded.epoch")
+        .bind(duty).bind(device).bind(org).bind(action).bind(epoch).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn clear_proposals(tx: &mut Tx, duty: Uuid) -> Result<(), StoreError> {
+    exec!(tx, c => sqlx::query("DELETE FROM chat_proposals WHERE duty_id = $1")
+        .bind(duty).execute(c).await)?;
+    Ok(())
+}
+
+// ---- messages ---------------------------------------------------------------------------------
+
+/// One stored message.
+#[derive(Clone, Debug)]
+pub struct MessageRow {
+    pub seq: i64,
+    pub epoch: i64,
+    pub kind: String,
+    pub sender: Option<Uuid>,
+    pub data: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Appends a message to the group's stream and returns its number. The caller holds the lock.
+pub async fn append(
+    tx: &mut Tx,
+    duty: Uuid,
+    org: Uuid,
+    epoch: i64,
+    kind: &str,
+    sender: Option<Uuid>,
+    data: &[u8],
+    now: i64,
+) -> Result<i64, StoreError> {
+    let seq: i64 = run!(tx, c => sqlx::query_scalar(
+        "UPDATE chat_groups SET next_seq = next_seq + 1 WHERE duty_id = $1 RETURNING next_seq - 1")
+        .bind(duty).fetch_one(c).await)?;
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_messages (duty_id, seq, org_id, epoch, kind, sender, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(duty).bind(seq).bind(org).bind(epoch).bind(kind).bind(sender).bind(data).bind(now).execute(c).await)?;
+    Ok(seq)
+}
+
+/// Messages of `duty` after `after` that a device which joined after `since` may read: its
+/// own Welcome (`since + 1`) and everything else after it, but no other Welcome.
+pub async fn messages(
+    x: &mut impl Exec,
+    duty: Uuid,
+    after: i64,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let from = after.max(since);
+    let rows: Vec<(i64, i64, String, Option<Uuid>, Vec<u8>, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT seq, epoch, kind, sender, data, created_at FROM chat_messages \
+         WHERE duty_id = $1 AND seq > $2 AND (kind <> 'welcome' OR seq = $3) ORDER BY seq LIMIT $4")
+        .bind(duty).bind(from).bind(since + 1).bind(limit).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, epoch, kind, sender, data, created_at)| MessageRow {
+            seq,
+            epoch,
+            kind,
+            sender,
+            data,
+            created_at,
+        })
+        .collect())
+}
+
+/// Devices that receive a new message of `duty`: in the group and still on the roster.
+/// `(device, since_seq)`.
+pub async fn recipients(x: &mut impl Exec, duty: Uuid) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT g.device_id, g.since_seq FROM chat_group_devices g JOIN chat_devices d ON d.id = g.device_id \
+         JOIN chat_members m ON m.duty_id = g.duty_id AND m.person_id = d.person_id WHERE g.duty_id = $1")
+        .bind(duty).fetch_all(c).await)?)
+}
+
+// ---- roster events and retention -------------------------------------------------------------
+
+pub async fn consumer(x: &mut impl Exec, name: &str) -> Result<i64, StoreError> {
+    let r: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT seq FROM chat_consumers WHERE name = $1")
+        .bind(name).fetch_optional(c).await)?;
+    Ok(r.unwrap_or(0))
+}
+
+pub async fn set_consumer(x: &mut impl Exec, name: &str, seq: i64) -> Result<(), StoreError> {
+    exec!(x, c => sqlx::query(
+        "INSERT INTO chat_consumers (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
+        .bind(name).bind(seq).execute(c).await)?;
+    Ok(())
+}
+
+/// Roster events of every organisation after `after` or newer than `recent_ms` (so that an
+/// event whose transaction committed late on PostgreSQL is still seen): `(seq, payload)`.
+pub async fn roster_events(
+    x: &mut impl Exec,
+    after: i64,
+    recent_ms: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT seq, payload FROM events WHERE topic = $1 AND (seq > $2 OR created_at >= $3) ORDER BY seq LIMIT $4")
+        .bind(carebridge_store::rosters::TOPIC).bind(after).bind(recent_ms).bind(limit).fetch_all(c).await)?)
+}
+
+/// Duties whose chat is due for deletion at `now` (per organisation's retention).
+pub async fn due_for_deletion(x: &mut impl Exec, now: i64) -> Result<Vec<Uuid>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT r.duty_id FROM chat_rosters r LEFT JOIN chat_settings s ON s.org_id = r.org_id \
+         WHERE NOT r.deleted AND r.ends_at + (COALESCE(s.writable_days, 2) + COALESCE(s.readable_days, 30)) * 86400000 <= $1 \
+         ORDER BY r.ends_at LIMIT 500")
+        .bind(now).fetch_all(c).await)?)
+}
+
+/// Deletes everything of the group of `duty` (messages, proposals, leaves, group state) and
+/// keeps only a tombstone of the roster (so that the chat is not created again).
+pub async fn delete_group(tx: &mut Tx, duty: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let devices: Vec<Uuid> = run!(tx, c => sqlx::query_scalar(
+        "SELECT device_id FROM chat_group_devices WHERE duty_id = $1")
+        .bind(duty).fetch_all(c).await)?;
+    for table in [
+        "chat_messages",
+        "chat_proposals",
+        "chat_group_devices",
+        "chat_groups",
+        "chat_members",
+    ] {
+        let sql = format!("DELETE FROM {table} WHERE duty_id = $1");
+        exec!(tx, c => sqlx::query(&sql).bind(duty).execute(c).await)?;
+    }
+    exec!(tx, c => sqlx::query("UPDATE chat_rosters SET deleted = TRUE WHERE duty_id = $1")
+        .bind(duty).execute(c).await)?;
+    Ok(devices)
+}
+
+/// Every message of `duty` numbered `first..=last` (Welcomes included), for delivery.
+pub async fn range(
+    x: &mut impl Exec,
+    duty: Uuid,
+    first: i64,
+    last: i64,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let rows: Vec<(i64, i64, String, Option<Uuid>, Vec<u8>, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT seq, epoch, kind, sender, data, created_at FROM chat_messages WHERE duty_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
+        .bind(duty).bind(first).bind(last).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, epoch, kind, sender, data, created_at)| MessageRow {
+            seq,
+            epoch,
+            kind,
+            sender,
+            data,
+            created_at,
+        })
+        .collect())
+}

@@ -1,0 +1,1091 @@
+//! Chat rules: devices and their KeyPackages, the group of a duty, the ordered stream of each
+//! group, membership that follows the roster, and retention. Every path (HTTP, WebSocket,
+//! worker) goes through here.
+//!
+//! Ordering: every change of a group happens in one transaction that first takes the group's
+//! lock ([`repo::lock_group`]); the epoch check, the commit's validation against the roster,
+//! the new public state, the appended messages and the server's follow-up proposals commit
+//! together. Delivery to sockets happens after the commit.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use carebridge_domain::Violations;
+use carebridge_domain::chat::{MAX_DAYS, Phase, Retention};
+use carebridge_proto::chat as wire;
+use carebridge_store::{Db, StoreError, Tx};
+use carebridge_web::ServiceError;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::Chat;
+use crate::mls::{self, Incoming};
+use crate::repo::{self, DeviceRow, MessageRow};
+
+/// Most one-time KeyPackages a device may keep on the server.
+pub const MAX_KEY_PACKAGES: i64 = 200;
+/// Largest MLS message accepted (application messages carry text; attachments travel apart).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest Welcome or GroupInfo accepted (a Welcome with the tree of a 500-member group is
+/// ~170 KB).
+pub const MAX_HANDSHAKE: usize = 2 * 1024 * 1024;
+
+/// The device behind a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub device: Uuid,
+    pub org: Uuid,
+    pub person: Uuid,
+}
+
+/// The credential identity a device must use in MLS.
+pub fn identity_of(device: Uuid) -> String {
+    format!("device:{device}")
+}
+
+fn ms(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+fn invalid(pointer: &str, code: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(Violations::single(pointer, code, message))
+}
+
+fn conflict(code: &'static str, detail: impl Into<String>) -> ServiceError {
+    ServiceError::Conflict {
+        code,
+        detail: detail.into(),
+    }
+}
+
+fn forbidden(detail: impl Into<String>) -> ServiceError {
+    ServiceError::Forbidden {
+        detail: detail.into(),
+    }
+}
+
+fn b64(pointer: &str, s: &str, max: usize) -> Result<Vec<u8>, ServiceError> {
+    if s.len() > max.div_ceil(3) * 4 + 4 {
+        return Err(invalid(
+            pointer,
+            "too_large",
+            format!("at most {max} bytes are accepted here"),
+        ));
+    }
+    STANDARD
+        .decode(s.trim())
+        .map_err(|e| invalid(pointer, "invalid_base64", format!("not standard base64: {e}")))
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+// ---- devices ----------------------------------------------------------------------------------
+
+/// Resolves a device credential (`cbd_…`). `None` when unknown, removed, or its person is no
+/// longer active.
+pub async fn authenticate(db: &Db, token: &str, now: i64) -> Result<Option<Caller>, ServiceError> {
+    if !token.starts_with("cbd_") || token.len() > 100 {
+        return Ok(None);
+    }
+    let mut c = db.read().await?;
+    let Some(d) = repo::device_by_token(&mut c, &token_hash(token)).await? else {
+        return Ok(None);
+    };
+    drop(c);
+    // Remember when the device was last seen, at most once a minute (a write per request
+    // would cost the single SQLite writer).
+    if d.last_seen_at.is_none_or(|t| now - t > 60_000) {
+        let mut w = db.write().await?;
+        repo::touch_device(&mut w, d.id, now).await?;
+    }
+    Ok(Some(Caller {
+        device: d.id,
+        org: d.org_id,
+        person: d.person_id,
+    }))
+}
+
+async fn device_view(db: &Db, d: DeviceRow) -> Result<wire::Device, ServiceError> {
+    let mut c = db.read().await?;
+    let (n, _) = repo::stock(&mut c, d.id).await?;
+    Ok(wire::Device {
+        id: d.id,
+        person_id: d.person_id,
+        name: d.name,
+        signature_key: STANDARD.encode(&d.signature_key),
+        identity: identity_of(d.id),
+        key_packages: n,
+        created_at: ts(d.created_at),
+        last_seen_at: d.last_seen_at.map(ts),
+    })
+}
+
+/// A signed-in person registers a device. The token is returned once.
+pub async fn register(
+    db: &Db,
+    org: Uuid,
+    person: Uuid,
+    input: wire::RegisterDevice,
+    now: jiff::Timestamp,
+) -> Result<wire::RegisteredDevice, ServiceError> {
+    let mut v = Violations::new();
+    let name = input.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        v.push("/name", "invalid_length", "1 to 100 characters");
+    }
+    let key = match STANDARD.decode(input.signature_key.trim()) {
+        Ok(k) if k.len() == 32 => k,
+        Ok(_) => {
+            v.push(
+                "/signature_key",
+                "invalid_key",
+                "an Ed25519 public key is 32 bytes",
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            v.push(
+                "/signature_key",
+                "invalid_base64",
+                format!("not standard base64: {e}"),
+            );
+            Vec::new()
+        }
+    };
+    if !v.is_empty() {
+        return Err(ServiceError::Invalid(v));
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| ServiceError::Store(StoreError::Corrupt(format!("no randomness: {e}"))))?;
+    let token = format!("cbd_{}", URL_SAFE_NO_PAD.encode(secret));
+    let id = carebridge_domain::ids::new_v7(now);
+    let mut tx = db.begin().await?;
+    match repo::insert_device(
+        &mut tx,
+        id,
+        org,
+        person,
+        &name,
+        &key,
+        &token_hash(&token),
+        ms(now),
+    )
+    .await
+    {
+        Err(StoreError::Unique { .. }) => {
+            return Err(conflict(
+                "key_in_use",
+                "this signature key belongs to another device; make a new key for each device",
+            ));
+        }
+        r => r?,
+    }
+    tx.commit().await?;
+    let mut c = db.read().await?;
+    let d = repo::device_by_id(&mut c, org, id)
+        .await?
+        .ok_or(ServiceError::NotFound { what: "device" })?;
+    drop(c);
+    Ok(wire::RegisteredDevice {
+        device: device_view(db, d).await?,
+        token,
+    })
+}
+
+/// The devices of a person.
+pub async fn devices(db: &Db, org: Uuid, person: Uuid) -> Result<Vec<wire::Device>, ServiceError> {
+    let mut c = db.read().await?;
+    let rows = repo::devices_of(&mut c, org, person).await?;
+    drop(c);
+    let mut out = Vec::with_capacity(rows.len());
+    for d in rows {
+        out.push(device_view(db, d).await?);
+    }
+    Ok(out)
+}
+
+/// Removes a device of `person`: its KeyPackages go, and the server proposes its removal from
+/// every group it was in; its sockets are closed at once.
+pub async fn remove_device(
+    db: &Db,
+    chat: &Chat,
+    org: Uuid,
+    person: Uuid,
+    device: Uuid,
+    now: jiff::Timestamp,
+) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    let d = repo::device_by_id(&mut tx, org, device)
+        .await?
+        .filter(|d| d.person_id == person)
+        .ok_or(ServiceError::NotFound { what: "device" })?;
+    let duties = repo::delete_device(&mut tx, org, d.id).await?;
+    let mut out = Vec::new();
+    for duty in duties {
+        repo::lock_group(&mut tx, duty).await?;
+        out.extend(reconcile(&mut tx, duty, ms(now)).await?);
+    }
+    tx.commit().await?;
+    chat.hub.close(device);
+    deliver(db, chat, out).await
+}
+
+/// Stores KeyPackages of the calling device after checking that each is valid, for suite 1,
+/// and names this device with its registered key.
+pub async fn upload_key_packages(
+    db: &Db,
+    chat: &Chat,
+    caller: &Caller,
+    input: wire::UploadKeyPackages,
+    now: jiff::Timestamp,
+) -> Result<wire::KeyPackageStock, ServiceError> {
+    if input.key_packages.len() > 100 {
+        return Err(invalid(
+            "/key_packages",
+            "too_many",
+            "at most 100 KeyPackages per request",
+        ));
+    }
+    let mut c = db.read().await?;
+    let d = repo::device_by_id(&mut c, caller.org, caller.device)
+        .await?
+        .ok_or(ServiceError::NotFound { what: "device" })?;
+    drop(c);
+    let ident = identity_of(d.id);
+    let check = |pointer: String, s: &str| -> Result<Vec<u8>, ServiceError> {
+        let bytes = b64(&pointer, s, 16 * 1024)?;
+        let kp = mls::check_key_package(&bytes)
+            .map_err(|e| invalid(&pointer, "invalid_key_package", e.to_string()))?;
+        if kp.identity != ident.as_bytes() {
+            return Err(invalid(
+                &pointer,
+                "foreign_identity",
+                format!("the KeyPackage's credential must be the identity '{ident}'"),
+            ));
+        }
+        if kp.signature_key != d.signature_key {
+            return Err(invalid(
+                &pointer,
+                "foreign_key",
+                "the KeyPackage is signed with another key than this device's registered one",
+            ));
+        }
+        Ok(kp.bytes)
+    };
+    let mut one_time = Vec::with_capacity(input.key_packages.len());
+    for (i, s) in input.key_packages.iter().enumerate() {
+        one_time.push(check(format!("/key_packages/{i}"), s)?);
+    }
+    let last = match &input.last_resort {
+        Some(s) => Some(check("/last_resort".into(), s)?),
+        None => None,
+    };
+    let mut tx = db.begin().await?;
+    let (have, _) = repo::stock(&mut tx, d.id).await?;
+    if have + one_time.len() as i64 > MAX_KEY_PACKAGES {
+        return Err(conflict(
+            "too_many_key_packages",
+            format!(
+                "the server keeps at most {MAX_KEY_PACKAGES} KeyPackages per device ({have} stored)"
+            ),
+        ));
+    }
+    for kp in &one_time {
+        repo::insert_key_package(&mut tx, caller.org, d.id, kp, false, ms(now)).await?;
+    }
+    if let Some(kp) = &last {
+        repo::drop_last_resort(&mut tx, d.id).await?;
+        repo::insert_key_package(&mut tx, caller.org, d.id, kp, true, ms(now)).await?;
+    }
+    // A device of a rostered person that was waiting for KeyPackages can be added now.
+    let mut out = Vec::new();
+    for duty in repo::duties_of(&mut tx, caller.org, caller.person).await? {
+        repo::lock_group(&mut tx, duty).await?;
+        out.extend(reconcile(&mut tx, duty, ms(now)).await?);
+    }
+    let (available, last_resort) = repo::stock(&mut tx, d.id).await?;
+    tx.commit().await?;
+    deliver(db, chat, out).await?;
+    Ok(wire::KeyPackageStock {
+        available,
+        last_resort,
+    })
+}
+
+// ---- server key -------------------------------------------------------------------------------
+
+/// The organisation's external-sender key, made on first use.
+async fn server_key(x: &mut Tx, org: Uuid, now: i64) -> Result<mls::ServerKey, ServiceError> {
+    if let Some((public, private)) = repo::server_key(x, org).await? {
+        return mls::ServerKey::from_parts(public, private).map_err(corrupt);
+    }
+    let k = mls::ServerKey::generate().map_err(corrupt)?;
+    repo::insert_server_key(x, org, k.public(), k.private(), now).await?;
+    let (public, private) = repo::server_key(x, org)
+        .await?
+        .ok_or_else(|| corrupt("server key vanished"))?;
+    mls::ServerKey::from_parts(public, private).map_err(corrupt)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Store(StoreError::Corrupt(e.to_string()))
+}
+
+// ---- groups -----------------------------------------------------------------------------------
+
+struct Standing {
+    roster: repo::RosterRow,
+    retention: Retention,
+    phase: Phase,
+}
+
+async fn standing(x: &mut Tx, duty: Uuid, org: Uuid, now: i64) -> Result<Standing, ServiceError> {
+    let roster = repo::roster(x, duty)
+        .await?
+        .filter(|r| r.org_id == org && r.chat)
+        .ok_or(ServiceError::NotFound { what: "chat" })?;
+    let retention = repo::retention(x, org).await?;
+    let phase = if roster.deleted {
+        Phase::Deleted
+    } else {
+        retention.phase(roster.ends_at, roster.cancelled, now)
+    };
+    if phase == Phase::Deleted {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    Ok(Standing {
+        roster,
+        retention,
+        phase,
+    })
+}
+
+/// The chats of the caller's person: duties with the chat on that they are rostered on.
+pub async fn groups(
+    db: &Db,
+    caller: &Caller,
+    now: jiff::Timestamp,
+) -> Result<Vec<wire::ChatGroup>, ServiceError> {
+    let mut tx = db.begin().await?;
+    let duties = repo::duties_of(&mut tx, caller.org, caller.person).await?;
+    let mut out = Vec::with_capacity(duties.len());
+    for duty in duties {
+        match view(&mut tx, caller, duty, ms(now)).await {
+            Ok(g) => out.push(g),
+            Err(ServiceError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One chat as the caller's device sees it.
+pub async fn group(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    now: jiff::Timestamp,
+) -> Result<wire::ChatGroup, ServiceError> {
+    let mut tx = db.begin().await?;
+    let g = view(&mut tx, caller, duty, ms(now)).await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+async fn view(
+    tx: &mut Tx,
+    caller: &Caller,
+    duty: Uuid,
+    now: i64,
+) -> Result<wire::ChatGroup, ServiceError> {
+    let s = standing(tx, duty, caller.org, now).await?;
+    if !repo::is_member(tx, duty, caller.person).await? {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    let key = server_key(tx, caller.org, now).await?;
+    let g = repo::group(tx, duty).await?;
+    let member = repo::leaf_of(tx, duty, caller.device).await?.is_some();
+    Ok(wire::ChatGroup {
+        duty_id: duty,
+        phase: s.phase.as_str().into(),
+        created: g.is_some(),
+        group_id: STANDARD.encode(duty.as_bytes()),
+        epoch: g.as_ref().map(|g| g.epoch),
+        last_seq: g.as_ref().map(|g| g.next_seq - 1).unwrap_or(0),
+        member,
+        external_sender_key: STANDARD.encode(key.public()),
+        external_sender_identity: String::from_utf8_lossy(mls::SERVER_IDENTITY).into_owned(),
+        writable_until: ts(s.retention.writable_until(s.roster.ends_at)),
+        deleted_at: ts(s.retention.deleted_at(s.roster.ends_at)),
+    })
+}
+
+/// The first device of a rostered person creates the duty's group: a one-member group at its
+/// first epoch with the server as external sender. The server then proposes everyone else.
+pub async fn create_group(
+    db: &Db,
+    chat: &Chat,
+    caller: &Caller,
+    duty: Uuid,
+    input: wire::CreateGroup,
+    now: jiff::Timestamp,
+) -> Result<wire::ChatGroup, ServiceError> {
+    let info = b64("/group_info", &input.group_info, MAX_HANDSHAKE)?;
+    let now_ms = ms(now);
+    let mut tx = db.begin().await?;
+    repo::lock_group(&mut tx, duty).await?;
+    let s = standing(&mut tx, duty, caller.org, now_ms).await?;
+    if !repo::is_member(&mut tx, duty, caller.person).await? {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    if s.phase != Phase::Writable {
+        return Err(conflict(
+            "read_only",
+            "the chat is read-only: its duty ended or was cancelled",
+        ));
+    }
+    if repo::group(&mut tx, duty).await?.is_some() {
+        return Err(conflict(
+            "group_exists",
+            "the group exists already; wait for the Welcome",
+        ));
+    }
+    let key = server_key(&mut tx, caller.org, now_ms).await?;
+    let device = repo::device_by_id(&mut tx, caller.org, caller.device)
+        .await?
+        .ok_or(ServiceError::NotFound { what: "device" })?;
+    let followed = mls::follow(&info, duty.as_bytes(), key.public())
+        .map_err(|e| invalid("/group_info", "invalid_group_info", e.to_string()))?;
+    let ident = identity_of(caller.device);
+    match followed.members.as_slice() {
+        [m] if m.identity == ident.as_bytes() && m.signature_key == device.signature_key => {}
+        _ => {
+            return Err(invalid(
+                "/group_info",
+                "invalid_members",
+                format!(
+                    "a new group has exactly one member: this device, with identity '{ident}' and its registered key"
+                ),
+            ));
+        }
+    }
+    repo::insert_group(
+        &mut tx,
+        duty,
+        caller.org,
+        followed.epoch,
+        &followed.state,
+        now_ms,
+    )
+    .await?;
+    repo::set_leaf(
+        &mut tx,
+        duty,
+        caller.org,
+        caller.device,
+        i64::from(followed.members[0].leaf),
+        0,
+    )
+    .await?;
+    let out = reconcile(&mut tx, duty, now_ms).await?;
+    let g = view(&mut tx, caller, duty, now_ms).await?;
+    tx.commit().await?;
+    deliver(db, chat, out).await?;
+    Ok(g)
+}
+
+/// Accepts an application message or a commit into the group's stream.
+pub async fn post(
+    db: &Db,
+    chat: &Chat,
+    caller: &Caller,
+    duty: Uuid,
+    input: wire::PostMessage,
+    now: jiff::Timestamp,
+) -> Result<wire::Posted, ServiceError> {
+    let msg = b64("/message", &input.message, MAX_HANDSHAKE)?;
+    let welcome = match &input.welcome {
+        Some(w) => Some(b64("/welcome", w, MAX_HANDSHAKE)?),
+        None => None,
+    };
+    let incoming = mls::classify(&msg, duty.as_bytes())
+        .map_err(|e| invalid("/message", "invalid_message", e.to_string()))?;
+    if let Incoming::Application { .. } = incoming
+        && msg.len() > MAX_MESSAGE
+    {
+        return Err(invalid(
+            "/message",
+            "too_large",
+            format!("application messages are at most {MAX_MESSAGE} bytes"),
+        ));
+    }
+    let now_ms = ms(now);
+    let mut tx = db.begin().await?;
+    repo::lock_group(&mut tx, duty).await?;
+    let s = standing(&mut tx, duty, caller.org, now_ms).await?;
+    if !repo::is_member(&mut tx, duty, caller.person).await? {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    let g = repo::group(&mut tx, duty)
+        .await?
+        .ok_or_else(|| conflict("no_group", "the group has not been created yet"))?;
+    let Some((my_leaf, _)) = repo::leaf_of(&mut tx, duty, caller.device).await? else {
+        return Err(forbidden(
+            "this device is not a member of the group (yet): wait for its Welcome",
+        ));
+    };
+    let stale = |epoch: u64| {
+        conflict(
+            "stale_epoch",
+            format!(
+                "the message is for epoch {epoch} but the group is at epoch {}: process the newer messages and retry",
+                g.epoch
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    let posted = match incoming {
+        Incoming::Application { epoch } => {
+            if welcome.is_some() {
+                return Err(invalid(
+                    "/welcome",
+                    "unexpected",
+                    "only a commit that adds members carries a Welcome",
+                ));
+            }
+            if s.phase != Phase::Writable {
+                return Err(conflict(
+                    "read_only",
+                    "the chat is read-only: reading works, sending does not",
+                ));
+            }
+            if i64::try_from(epoch).ok() != Some(g.epoch) {
+                return Err(stale(epoch));
+            }
+            let seq = repo::append(
+                &mut tx,
+                duty,
+                caller.org,
+                g.epoch,
+                "application",
+                Some(caller.device),
+                &msg,
+                now_ms,
+            )
+            .await?;
+            out.push((duty, seq));
+            wire::Posted {
+                seq,
+                epoch: g.epoch,
+            }
+        }
+        Incoming::Commit { epoch } => {
+            if i64::try_from(epoch).ok() != Some(g.epoch) {
+                return Err(stale(epoch));
+            }
+            let applied = mls::apply_commit(&g.state, &msg)
+                .map_err(|e| invalid("/message", "invalid_commit", e.to_string()))?;
+            if i64::from(applied.sender) != my_leaf {
+                return Err(forbidden(
+                    "the commit is signed by another member than the calling device",
+                ));
+            }
+            if s.phase != Phase::Writable && !applied.adds.is_empty() {
+                return Err(conflict(
+                    "read_only",
+                    "the chat is read-only: only commits that remove members are accepted",
+                ));
+            }
+            // Adds must be devices of people on the roster, with their registered keys.
+            let wanted = repo::wanted_devices(&mut tx, duty).await?;
+            for a in &applied.adds {
+                let ok = wanted.iter().any(|(d, key)| {
+                    identity_of(*d).as_bytes() == a.identity.as_slice() && *key == a.signature_key
+                });
+                if !ok {
+                    return Err(forbidden(format!(
+                        "the commit adds '{}', which is not a registered device of anyone on the duty's roster",
+                        String::from_utf8_lossy(&a.identity)
+                    )));
+                }
+            }
+            // A leaf that is new or changed must be a registered device of this organisation
+            // with its registered key: nobody takes another device's identity or swaps keys.
+            for m in &applied.members {
+                if applied.before.contains(m) {
+                    continue;
+                }
+                let ok = match device_of_identity(&m.identity) {
+                    Some(d) => repo::device_by_id(&mut tx, caller.org, d)
+                        .await?
+                        .is_some_and(|r| r.signature_key == m.signature_key),
+                    None => false,
+                };
+                if !ok {
+                    return Err(forbidden(format!(
+                        "after the commit leaf {} would be '{}', which is not a registered device with its registered key",
+                        m.leaf,
+                        String::from_utf8_lossy(&m.identity)
+                    )));
+                }
+            }
+            let welcome = match (applied.adds.is_empty(), welcome) {
+                (true, None) => None,
+                (true, Some(_)) => {
+                    return Err(invalid(
+                        "/welcome",
+                        "unexpected",
+                        "only a commit that adds members carries a Welcome",
+                    ));
+                }
+                (false, None) => {
+                    return Err(invalid(
+                        "/welcome",
+                        "required",
+                        "a commit that adds members needs its Welcome",
+                    ));
+                }
+                (false, Some(w)) => {
+                    mls::check_welcome(&w)
+                        .map_err(|e| invalid("/welcome", "invalid_welcome", e.to_string()))?;
+                    Some(w)
+                }
+            };
+            let seq = repo::append(
+                &mut tx,
+                duty,
+                caller.org,
+                g.epoch,
+                "commit",
+                Some(caller.device),
+                &msg,
+                now_ms,
+            )
+            .await?;
+            out.push((duty, seq));
+            let new_epoch = i64::try_from(applied.epoch).map_err(corrupt)?;
+            let since = match welcome {
+                Some(w) => {
+                    let wseq = repo::append(
+                        &mut tx,
+                        duty,
+                        caller.org,
+                        new_epoch,
+                        "welcome",
+                        Some(caller.device),
+                        &w,
+                        now_ms,
+                    )
+                    .await?;
+                    out.push((duty, wseq));
+                    wseq - 1
+                }
+                None => seq,
+            };
+            // The leaves after the commit: keep known devices, add the joiners.
+            let before = repo::leaves(&mut tx, duty).await?;
+            for (device, _, _) in &before {
+                if !applied
+                    .members
+                    .iter()
+                    .any(|m| m.identity == identity_of(*device).as_bytes())
+                {
+                    repo::drop_leaf(&mut tx, duty, *device).await?;
+                }
+            }
+            for m in &applied.members {
+                let Some(device) = device_of_identity(&m.identity) else {
+                    continue;
+                };
+                let known = before.iter().any(|(d, _, _)| *d == device);
+                repo::set_leaf(
+                    &mut tx,
+                    duty,
+                    caller.org,
+                    device,
+                    i64::from(m.leaf),
+                    if known { 0 } else { since },
+                )
+                .await?;
+            }
+            repo::save_group(&mut tx, duty, new_epoch, &applied.state, now_ms).await?;
+            repo::clear_proposals(&mut tx, duty).await?;
+            out.extend(reconcile(&mut tx, duty, now_ms).await?);
+            wire::Posted {
+                seq,
+                epoch: new_epoch,
+            }
+        }
+        Incoming::Proposal { .. } => {
+            return Err(invalid(
+                "/message",
+                "unsupported",
+                "members send commits and application messages; membership proposals come from the server",
+            ));
+        }
+    };
+    tx.commit().await?;
+    deliver(db, chat, out).await?;
+    Ok(posted)
+}
+
+fn device_of_identity(identity: &[u8]) -> Option<Uuid> {
+    std::str::from_utf8(identity)
+        .ok()?
+        .strip_prefix("device:")?
+        .parse()
+        .ok()
+}
+
+/// Messages of a group after `after` that the calling device may read.
+pub async fn messages(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    after: i64,
+    limit: i64,
+    now: jiff::Timestamp,
+) -> Result<wire::Messages, ServiceError> {
+    let mut tx = db.begin().await?;
+    standing(&mut tx, duty, caller.org, ms(now)).await?;
+    if !repo::is_member(&mut tx, duty, caller.person).await? {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    let Some((_, since)) = repo::leaf_of(&mut tx, duty, caller.device).await? else {
+        tx.commit().await?;
+        return Ok(wire::Messages {
+            items: Vec::new(),
+            more: false,
+        });
+    };
+    let mut rows = repo::messages(&mut tx, duty, after, since, limit + 1).await?;
+    tx.commit().await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(wire::Messages {
+        items: rows.into_iter().map(|m| message_view(duty, m)).collect(),
+        more,
+    })
+}
+
+fn message_view(duty: Uuid, m: MessageRow) -> wire::ChatMessage {
+    wire::ChatMessage {
+        duty_id: duty,
+        seq: m.seq,
+        epoch: m.epoch,
+        kind: m.kind,
+        sender: m.sender,
+        data: STANDARD.encode(&m.data),
+        at: ts(m.created_at),
+    }
+}
+
+// ---- membership follows the roster ------------------------------------------------------------
+
+/// Makes the server's proposals match the roster: an Add for every device of a rostered
+/// person that is not in the group and not yet proposed (while the chat is writable), a Remove
+/// for every device in the group that is no longer wanted. The caller holds the group's lock.
+/// Returns the appended messages.
+pub(crate) async fn reconcile(
+    tx: &mut Tx,
+    duty: Uuid,
+    now: i64,
+) -> Result<Vec<(Uuid, i64)>, ServiceError> {
+    let Some(g) = repo::group(tx, duty).await? else {
+        return Ok(Vec::new());
+    };
+    let Some(roster) = repo::roster(tx, duty).await? else {
+        return Ok(Vec::new());
+    };
+    let retention = repo::retention(tx, g.org_id).await?;
+    let phase = retention.phase(roster.ends_at, roster.cancelled, now);
+    if phase == Phase::Deleted || roster.deleted {
+        return Ok(Vec::new());
+    }
+    let wanted = if roster.chat {
+        repo::wanted_devices(tx, duty).await?
+    } else {
+        Vec::new()
+    };
+    let leaves = repo::leaves(tx, duty).await?;
+    let pending = repo::proposals(tx, duty, g.epoch).await?;
+    let proposed = |d: Uuid| pending.iter().any(|(p, _)| *p == d);
+    let key = server_key(tx, g.org_id, now).await?;
+    let mut state = g.state.clone();
+    let mut out = Vec::new();
+    for (device, leaf, _) in &leaves {
+        if wanted.iter().any(|(d, _)| d == device) || proposed(*device) {
+            continue;
+        }
+        let leaf = u32::try_from(*leaf).map_err(corrupt)?;
+        let (msg, next) = mls::propose_remove(&state, &key, leaf).map_err(corrupt)?;
+        state = next;
+        let seq = repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
+        repo::insert_proposal(tx, duty, g.org_id, *device, "remove", g.epoch).await?;
+        out.push((duty, seq));
+    }
+    if phase == Phase::Writable {
+        for (device, _) in &wanted {
+            if leaves.iter().any(|(d, _, _)| d == device) || proposed(*device) {
+                continue;
+            }
+            let Some(kp) = repo::claim_key_package(tx, *device).await? else {
+                continue;
+            };
+            let (msg, next) = match mls::propose_add(&state, &key, &kp) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(device = %device, error = %e, "a stored KeyPackage could not be proposed");
+                    continue;
+                }
+            };
+            state = next;
+            let seq =
+                repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
+            repo::insert_proposal(tx, duty, g.org_id, *device, "add", g.epoch).await?;
+            out.push((duty, seq));
+        }
+    }
+    if !out.is_empty() {
+        repo::save_group(tx, duty, g.epoch, &state, now).await?;
+    }
+    Ok(out)
+}
+
+/// Pushes committed messages to the sockets of their recipients on this node.
+pub(crate) async fn deliver(
+    db: &Db,
+    chat: &Chat,
+    out: Vec<(Uuid, i64)>,
+) -> Result<(), ServiceError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let mut c = db.read().await?;
+    let mut i = 0;
+    while i < out.len() {
+        let duty = out[i].0;
+        let recipients = repo::recipients(&mut c, duty).await?;
+        let first = out[i].1;
+        let mut last = first;
+        while i < out.len() && out[i].0 == duty {
+            last = last.max(out[i].1);
+            i += 1;
+        }
+        let rows = repo::range(&mut c, duty, first, last).await?;
+        for m in rows {
+            let seq = m.seq;
+            let kind_welcome = m.kind == "welcome";
+            let sender = m.sender;
+            let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Message {
+                message: message_view(duty, m),
+            })
+            .map_err(corrupt)?
+            .into();
+            let to: Vec<Uuid> = recipients
+                .iter()
+                .filter(|(d, since)| {
+                    Some(*d) != sender
+                        && if kind_welcome {
+                            *since == seq - 1
+                        } else {
+                            *since < seq
+                        }
+                })
+                .map(|(d, _)| *d)
+                .collect();
+            chat.hub.deliver(&to, &frame);
+        }
+    }
+    Ok(())
+}
+
+// ---- worker: roster events and retention -----------------------------------------------------
+
+const CONSUMER: &str = "chat.roster";
+const EVENTS_PAGE: i64 = 500;
+
+/// What one worker step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    pub rosters: usize,
+    pub deleted: usize,
+}
+
+/// One step of the chat worker: applies new roster events (membership follows the roster;
+/// removed people's devices get nothing more at once) and deletes chats past retention.
+pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, ServiceError> {
+    let now_ms = ms(now);
+    let mut done = Step::default();
+    loop {
+        let mut c = db.read().await?;
+        let after = repo::consumer(&mut c, CONSUMER).await?;
+        // Re-read the last minute too: on PostgreSQL a transaction may commit an event with a
+        // lower number after a higher one was seen. Versions make re-reading harmless.
+        let events = repo::roster_events(&mut c, after, now_ms - 60_000, EVENTS_PAGE).await?;
+        drop(c);
+        let mut out = Vec::new();
+        let mut tx = db.begin().await?;
+        let mut max = after;
+        for (seq, payload) in &events {
+            max = max.max(*seq);
+            let Ok(r) = serde_json::from_str::<carebridge_proto::duties::Roster>(payload) else {
+                tracing::warn!(seq, "a roster event could not be read; skipped");
+                continue;
+            };
+            repo::lock_group(&mut tx, r.duty_id).await?;
+            let current = repo::roster(&mut tx, r.duty_id).await?;
+            if current.as_ref().is_some_and(|c| c.version >= r.roster_version) {
+                continue;
+            }
+            let deleted = current.is_some_and(|c| c.deleted);
+            let mut people: Vec<Uuid> = r.roster.iter().map(|l| l.person_id).collect();
+            people.sort();
+            people.dedup();
+            let row = repo::RosterRow {
+                org_id: r.org_id,
+                version: r.roster_version,
+                chat: r.chat,
+                cancelled: r.state == "cancelled",
+                ends_at: ms(r.ends_at),
+                deleted,
+            };
+            repo::save_roster(&mut tx, r.duty_id, &row, if deleted { &[] } else { &people })
+                .await?;
+            out.extend(reconcile(&mut tx, r.duty_id, now_ms).await?);
+            done.rosters += 1;
+        }
+        if max > after {
+            repo::set_consumer(&mut tx, CONSUMER, max).await?;
+        }
+        tx.commit().await?;
+        deliver(db, chat, out).await?;
+        if (events.len() as i64) < EVENTS_PAGE {
+            break;
+        }
+    }
+    // Retention: delete what is past its time.
+    let mut c = db.read().await?;
+    let due = repo::due_for_deletion(&mut c, now_ms).await?;
+    drop(c);
+    for duty in due {
+        let mut tx = db.begin().await?;
+        repo::lock_group(&mut tx, duty).await?;
+        let devices = repo::delete_group(&mut tx, duty).await?;
+        tx.commit().await?;
+        let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Deleted { duty_id: duty })
+            .map_err(corrupt)?
+            .into();
+        chat.hub.deliver(&devices, &frame);
+        done.deleted += 1;
+    }
+    Ok(done)
+}
+
+/// The chat worker of a process: a [`step`] after every commit that appended events (woken
+/// by `NOTIFY` on PostgreSQL, which reaches every node, or in-process on SQLite) and at least
+/// every `every` (retention, and events missed while a wake-up was lost).
+pub async fn run(state: carebridge_web::AppState, chat: Arc<Chat>, every: std::time::Duration) {
+    let mut listener = match state.db.pg_pool() {
+        Some(pool) => match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut l) => match l.listen(carebridge_store::events::CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN failed; the chat worker polls only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no listener connection; the chat worker polls only");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let woken = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if l.recv().await.is_err() {
+                        // The listener reconnects by itself on the next call; do not spin.
+                        tokio::time::sleep(every).await;
+                    }
+                }
+                None => carebridge_store::events::COMMITTED.notified().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = woken => {}
+        }
+        if let Err(e) = step(&state.db, &chat, state.now()).await {
+            tracing::warn!(error = %e, "chat worker step failed; retrying");
+        }
+    }
+}
+
+// ---- settings ---------------------------------------------------------------------------------
+
+pub async fn settings(db: &Db, org: Uuid) -> Result<wire::ChatSettings, ServiceError> {
+    let mut c = db.read().await?;
+    let r = repo::retention(&mut c, org).await?;
+    Ok(wire::ChatSettings {
+        writable_days: r.writable_days,
+        readable_days: r.readable_days,
+    })
+}
+
+pub async fn set_settings(
+    db: &Db,
+    actor: &carebridge_domain::auth::Actor,
+    org: carebridge_domain::OrgId,
+    input: wire::ChatSettings,
+    now: jiff::Timestamp,
+) -> Result<wire::ChatSettings, ServiceError> {
+    let mut v = Violations::new();
+    for (p, d) in [
+        ("/writable_days", input.writable_days),
+        ("/readable_days", input.readable_days),
+    ] {
+        if !(0..=MAX_DAYS).contains(&d) {
+            v.push(p, "out_of_range", format!("0 to {MAX_DAYS} days"));
+        }
+    }
+    if !v.is_empty() {
+        return Err(ServiceError::Invalid(v));
+    }
+    let mut tx = db.begin().await?;
+    let before = repo::retention(&mut tx, org.0).await?;
+    let after = Retention {
+        writable_days: input.writable_days,
+        readable_days: input.readable_days,
+    };
+    repo::set_retention(&mut tx, org.0, after, ms(now)).await?;
+    let days = |r: Retention| [r.writable_days, r.readable_days];
+    carebridge_store::audit::record(
+        &mut tx,
+        org,
+        actor,
+        "chat.settings",
+        "organisation",
+        &org.0.to_string(),
+        Some(&days(before)),
+        Some(&days(after)),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    settings(db, org.0).await
+}

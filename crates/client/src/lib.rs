@@ -1,0 +1,640 @@
+//! The member SDK of the duty chat: an MLS device (openmls, ciphersuite 1) that talks to the
+//! Carebridge chat API. It registers itself for a signed-in person, keeps KeyPackages on the
+//! server, creates a duty's group when it is the first device there, joins from Welcomes,
+//! commits the server's membership proposals on its own (so the chat never stalls on a
+//! pending proposal), and recovers from a lost commit race (`409 stale_epoch`) by processing
+//! the winner and retrying.
+//!
+//! Group configuration follows RFC 9420 strictly (public handshake messages, private
+//! application messages, ratchet-tree extension, the server as `external_senders[0]`), so
+//! other MLS implementations can be members of the same groups.
+//!
+//! State is kept in memory for the life of the [`Device`] value.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use carebridge_proto::chat as wire;
+use futures_util::StreamExt;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use uuid::Uuid;
+
+/// The ciphersuite of every Carebridge group.
+pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Past epochs whose application messages a device can still decrypt (messages sent just
+/// before a commit arrive after it).
+const PAST_EPOCHS: usize = 5;
+
+/// What can go wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the server answered {status}: {body}")]
+    Api { status: u16, body: String },
+    #[error("MLS: {0}")]
+    Mls(String),
+    #[error("WebSocket: {0}")]
+    Ws(String),
+    #[error("{0}")]
+    State(String),
+}
+
+fn mls(e: impl std::fmt::Debug) -> ClientError {
+    ClientError::Mls(format!("{e:?}"))
+}
+
+/// A decrypted application message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub seq: i64,
+    pub sender: Option<Uuid>,
+    pub plaintext: Vec<u8>,
+}
+
+struct Joined {
+    group: MlsGroup,
+    /// The last stream message processed.
+    cursor: i64,
+}
+
+/// One MLS device of a person.
+pub struct Device {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    pub id: Uuid,
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+    groups: HashMap<Uuid, Joined>,
+    /// Groups this device was removed from (or that were deleted).
+    pub gone: Vec<Uuid>,
+}
+
+async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    if r.status().is_success() {
+        Ok(r)
+    } else {
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        Err(ClientError::Api { status, body })
+    }
+}
+
+fn bytes(m: &MlsMessageOut) -> Result<Vec<u8>, ClientError> {
+    m.to_bytes().map_err(mls)
+}
+
+impl Device {
+    /// Registers a new device for the person behind `person_token` at `base`
+    /// (`http://host:port`) and uploads `key_packages` one-time KeyPackages and a last-resort
+    /// one.
+    pub async fn register(
+        base: &str,
+        person_token: &str,
+        name: &str,
+        key_packages: usize,
+    ) -> Result<Device, ClientError> {
+        let http = reqwest::Client::new();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).map_err(mls)?;
+        let r = check(
+            http.post(format!("{base}/api/v1/chat/devices"))
+                .bearer_auth(person_token)
+                .json(&wire::RegisterDevice {
+                    name: name.into(),
+                    signature_key: STANDARD.encode(signer.to_public_vec()),
+                })
+                .send()
+                .await?,
+        )
+        .await?;
+        let reg: wire::RegisteredDevice = r.json().await?;
+        let provider = OpenMlsRustCrypto::default();
+        signer.store(provider.storage()).map_err(mls)?;
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(reg.device.identity.clone().into_bytes()).into(),
+            signature_key: signer.public().into(),
+        };
+        let d = Device {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: reg.token,
+            id: reg.device.id,
+            provider,
+            signer,
+            credential,
+            groups: HashMap::new(),
+            gone: Vec::new(),
+        };
+        d.upload_key_packages(key_packages, true).await?;
+        Ok(d)
+    }
+
+    /// The device token (for raw API calls in tests and tools).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Makes a KeyPackage of this device (`MLSMessage` bytes).
+    pub fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, ClientError> {
+        let mut b = KeyPackage::builder();
+        if last_resort {
+            b = b.mark_as_last_resort().leaf_node_capabilities(Capabilities::new(
+                None,
+                None,
+                Some(&[ExtensionType::LastResort]),
+                None,
+                None,
+            ));
+        }
+        let bundle = b
+            .build(SUITE, &self.provider, &self.signer, self.credential.clone())
+            .map_err(mls)?;
+        bytes(&MlsMessageOut::from(bundle.key_package().clone()))
+    }
+
+    /// Uploads `n` one-time KeyPackages (and a last-resort one when asked).
+    pub async fn upload_key_packages(
+        &self,
+        n: usize,
+        last_resort: bool,
+    ) -> Result<wire::KeyPackageStock, ClientError> {
+        let mut kps = Vec::with_capacity(n);
+        for _ in 0..n {
+            kps.push(STANDARD.encode(self.key_package(false)?));
+        }
+        let last = if last_resort {
+            Some(STANDARD.encode(self.key_package(true)?))
+        } else {
+            None
+        };
+        let r = check(
+            self.http
+                .post(self.url("/api/v1/chat/key-packages"))
+                .bearer_auth(&self.token)
+                .json(&wire::UploadKeyPackages {
+                    key_packages: kps,
+                    last_resort: last,
+                })
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
+    /// The chats of this device's person.
+    pub async fn chats(&self) -> Result<Vec<wire::ChatGroup>, ClientError> {
+        let r = check(
+            self.http
+                .get(self.url("/api/v1/chat/groups"))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
+    /// One chat.
+    pub async fn chat(&self, duty: Uuid) -> Result<wire::ChatGroup, ClientError> {
+        let r = check(
+            self.http
+                .get(self.url(&format!("/api/v1/chat/groups/{duty}")))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
+    /// Whether this device is in the group of `duty` (locally).
+    pub fn joined(&self, duty: Uuid) -> bool {
+        self.groups.contains_key(&duty)
+    }
+
+    /// The local epoch of the group of `duty`.
+    pub fn epoch(&self, duty: Uuid) -> Option<u64> {
+        self.groups.get(&duty).map(|j| j.group.epoch().as_u64())
+    }
+
+    /// A value every member of the group at the same epoch shares (to prove no fork).
+    pub fn epoch_authenticator(&self, duty: Uuid) -> Option<Vec<u8>> {
+        self.groups
+            .get(&duty)
+            .map(|j| j.group.epoch_authenticator().as_slice().to_vec())
+    }
+
+    /// Opens the chat of `duty`: creates the group when nobody has yet, else catches up (and
+    /// joins when a Welcome is waiting). Returns the messages read.
+    pub async fn open(&mut self, duty: Uuid) -> Result<Vec<Received>, ClientError> {
+        if !self.groups.contains_key(&duty) {
+            let g = self.chat(duty).await?;
+            if !g.created && g.phase == "writable" {
+                match self.create(duty, &g).await {
+                    Ok(()) => {}
+                    // Another device was faster: wait for the Welcome like everyone else.
+                    Err(ClientError::Api { status: 409, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.sync(duty).await
+    }
+
+    async fn create(&mut self, duty: Uuid, g: &wire::ChatGroup) -> Result<(), ClientError> {
+        let key = STANDARD
+            .decode(&g.external_sender_key)
+            .map_err(|e| ClientError::State(e.to_string()))?;
+        let sender = ExternalSender::new(
+            key.into(),
+            BasicCredential::new(g.external_sender_identity.clone().into_bytes()).into(),
+        );
+        let exts = Extensions::single(Extension::ExternalSenders(vec![sender])).map_err(mls)?;
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(SUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .max_past_epochs(PAST_EPOCHS)
+            .with_group_context_extensions(exts)
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &config,
+            GroupId::from_slice(duty.as_bytes()),
+            self.credential.clone(),
+        )
+        .map_err(mls)?;
+        let info = group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(mls)?;
+        let body = wire::CreateGroup {
+            group_info: STANDARD.encode(bytes(&info)?),
+        };
+        check(
+            self.http
+                .post(self.url(&format!("/api/v1/chat/groups/{duty}")))
+                .bearer_auth(&self.token)
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await?;
+        self.groups.insert(duty, Joined { group, cursor: 0 });
+        Ok(())
+    }
+
+    /// Fetches one page of the stream after `after`.
+    pub async fn fetch(&self, duty: Uuid, after: i64) -> Result<wire::Messages, ClientError> {
+        let r = check(
+            self.http
+                .get(self.url(&format!(
+                    "/api/v1/chat/groups/{duty}/messages?after={after}&limit=500"
+                )))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
+    /// Catches up with the stream of `duty`, then commits pending server proposals (retrying
+    /// after a lost race). Returns the application messages read.
+    pub async fn sync(&mut self, duty: Uuid) -> Result<Vec<Received>, ClientError> {
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            self.catch_up(duty, &mut out).await?;
+            match self.commit_pending(duty).await? {
+                Commit::Nothing | Commit::Done => return Ok(out),
+                Commit::Lost => continue,
+            }
+        }
+        Err(ClientError::State(
+            "lost the commit race 20 times in a row".into(),
+        ))
+    }
+
+    async fn catch_up(&mut self, duty: Uuid, out: &mut Vec<Received>) -> Result<(), ClientError> {
+        loop {
+            let after = self.groups.get(&duty).map(|j| j.cursor).unwrap_or(0);
+            let page = match self.fetch(duty, after).await {
+                Ok(p) => p,
+                Err(ClientError::Api { status: 404, .. }) => {
+                    self.forget(duty);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            for m in &page.items {
+                if let Some(r) = self.process(duty, m)? {
+                    out.push(r);
+                }
+            }
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn forget(&mut self, duty: Uuid) {
+        if self.groups.remove(&duty).is_some() {
+            self.gone.push(duty);
+        }
+    }
+
+    /// Processes one stream message (a frame from the socket or a fetched one). Messages at
+    /// or before the cursor are ignored.
+    pub fn process(
+        &mut self,
+        duty: Uuid,
+        m: &wire::ChatMessage,
+    ) -> Result<Option<Received>, ClientError> {
+        let data = STANDARD
+            .decode(&m.data)
+            .map_err(|e| ClientError::State(e.to_string()))?;
+        if m.kind == "welcome" {
+            if self.groups.contains_key(&duty) {
+                return Ok(None);
+            }
+            let msg = MlsMessageIn::tls_deserialize_exact(&data).map_err(mls)?;
+            let MlsMessageBodyIn::Welcome(w) = msg.extract() else {
+                return Err(ClientError::Mls("expected a Welcome".into()));
+            };
+            let config = MlsGroupJoinConfig::builder()
+                .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+                .use_ratchet_tree_extension(true)
+                .max_past_epochs(PAST_EPOCHS)
+                .build();
+            let staged =
+                StagedWelcome::new_from_welcome(&self.provider, &config, w, None).map_err(mls)?;
+            let group = staged.into_group(&self.provider).map_err(mls)?;
+            self.groups.insert(
+                duty,
+                Joined {
+                    group,
+                    cursor: m.seq,
+                },
+            );
+            return Ok(None);
+        }
+        let Some(j) = self.groups.get_mut(&duty) else {
+            return Ok(None);
+        };
+        if m.seq <= j.cursor {
+            return Ok(None);
+        }
+        j.cursor = m.seq;
+        let own = m.sender == Some(self.id);
+        let current = j.group.epoch().as_u64();
+        let epoch = u64::try_from(m.epoch).unwrap_or(0);
+        match m.kind.as_str() {
+            // Handshakes of an older epoch were overtaken by a commit (e.g. our own).
+            "proposal" | "commit" if epoch < current || own => Ok(None),
+            "application" if own => Ok(None),
+            _ => {
+                let msg = MlsMessageIn::tls_deserialize_exact(&data).map_err(mls)?;
+                let pm = msg.try_into_protocol_message().map_err(mls)?;
+                let processed = j.group.process_message(&self.provider, pm).map_err(mls)?;
+                let sender = m.sender;
+                match processed.into_content() {
+                    ProcessedMessageContent::ApplicationMessage(a) => Ok(Some(Received {
+                        seq: m.seq,
+                        sender,
+                        plaintext: a.into_bytes(),
+                    })),
+                    ProcessedMessageContent::ProposalMessage(p) => {
+                        j.group
+                            .store_pending_proposal(self.provider.storage(), *p)
+                            .map_err(mls)?;
+                        Ok(None)
+                    }
+                    ProcessedMessageContent::ExternalJoinProposalMessage(_)
+                    | ProcessedMessageContent::OwnPrivateMessage => Ok(None),
+                    ProcessedMessageContent::OwnPendingCommit => {
+                        j.group
+                            .merge_pending_commit(&self.provider)
+                            .map_err(mls)?;
+                        Ok(None)
+                    }
+                    ProcessedMessageContent::StagedCommitMessage(sc) => {
+                        j.group
+                            .merge_staged_commit(&self.provider, *sc)
+                            .map_err(mls)?;
+                        if !j.group.is_active() {
+                            self.forget(duty);
+                        }
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit_pending(&mut self, duty: Uuid) -> Result<Commit, ClientError> {
+        let Some(j) = self.groups.get_mut(&duty) else {
+            return Ok(Commit::Nothing);
+        };
+        if j.group.pending_proposals().next().is_none() {
+            return Ok(Commit::Nothing);
+        }
+        let (commit, welcome, _) = j
+            .group
+            .commit_to_pending_proposals(&self.provider, &self.signer)
+            .map_err(mls)?;
+        let body = wire::PostMessage {
+            message: STANDARD.encode(bytes(&commit)?),
+            welcome: match welcome {
+                Some(w) => Some(STANDARD.encode(bytes(&w)?)),
+                None => None,
+            },
+        };
+        match self.post(duty, &body).await {
+            Ok(_) => {
+                let j = self
+                    .groups
+                    .get_mut(&duty)
+                    .ok_or_else(|| ClientError::State("group vanished".into()))?;
+                j.group
+                    .merge_pending_commit(&self.provider)
+                    .map_err(mls)?;
+                Ok(Commit::Done)
+            }
+            Err(ClientError::Api { status: 409, .. }) => {
+                let j = self
+                    .groups
+                    .get_mut(&duty)
+                    .ok_or_else(|| ClientError::State("group vanished".into()))?;
+                j.group
+                    .clear_pending_commit(self.provider.storage())
+                    .map_err(mls)?;
+                Ok(Commit::Lost)
+            }
+            Err(e) => {
+                if let Some(j) = self.groups.get_mut(&duty) {
+                    let _ = j.group.clear_pending_commit(self.provider.storage());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn post(&self, duty: Uuid, body: &wire::PostMessage) -> Result<wire::Posted, ClientError> {
+        let r = check(
+            self.http
+                .post(self.url(&format!("/api/v1/chat/groups/{duty}/messages")))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
+    /// Commits a fresh key for this device (a self-update), without catching up first.
+    /// Returns the server's answer; the caller handles a lost race.
+    pub async fn self_update(&mut self, duty: Uuid) -> Result<wire::Posted, ClientError> {
+        let j = self
+            .groups
+            .get_mut(&duty)
+            .ok_or_else(|| ClientError::State("not in this group".into()))?;
+        let bundle = j
+            .group
+            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .map_err(mls)?;
+        let body = wire::PostMessage {
+            message: STANDARD.encode(bytes(bundle.commit())?),
+            welcome: None,
+        };
+        match self.post(duty, &body).await {
+            Ok(p) => {
+                let j = self
+                    .groups
+                    .get_mut(&duty)
+                    .ok_or_else(|| ClientError::State("group vanished".into()))?;
+                j.group
+                    .merge_pending_commit(&self.provider)
+                    .map_err(mls)?;
+                Ok(p)
+            }
+            Err(e) => {
+                if let Some(j) = self.groups.get_mut(&duty) {
+                    let _ = j.group.clear_pending_commit(self.provider.storage());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Encrypts and sends `text` to the chat of `duty`; catches up and retries when a commit
+    /// came first. Returns the message's number.
+    pub async fn send(&mut self, duty: Uuid, text: &[u8]) -> Result<i64, ClientError> {
+        for _ in 0..20 {
+            let j = self
+                .groups
+                .get_mut(&duty)
+                .ok_or_else(|| ClientError::State("not in this group".into()))?;
+            if j.group.pending_proposals().next().is_some() {
+                self.sync(duty).await?;
+                continue;
+            }
+            let msg = j
+                .group
+                .create_message(&self.provider, &self.signer, text)
+                .map_err(mls)?;
+            let body = wire::PostMessage {
+                message: STANDARD.encode(bytes(&msg)?),
+                welcome: None,
+            };
+            match self.post(duty, &body).await {
+                Ok(p) => return Ok(p.seq),
+                Err(ClientError::Api { status: 409, body }) if body.contains("stale_epoch") => {
+                    self.sync(duty).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::State("could not send after 20 tries".into()))
+    }
+
+    /// Sends an arbitrary body (raw MLS bytes, base64) to the group: for tests of bad input.
+    pub async fn post_raw(&self, duty: Uuid, message: &[u8]) -> Result<wire::Posted, ClientError> {
+        self.post(
+            duty,
+            &wire::PostMessage {
+                message: STANDARD.encode(message),
+                welcome: None,
+            },
+        )
+        .await
+    }
+
+    /// Opens the device's WebSocket.
+    pub async fn connect(&self) -> Result<Socket, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/api/v1/chat/ws",
+            self.base
+                .replacen("http://", "ws://", 1)
+                .replacen("https://", "wss://", 1)
+        );
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| ClientError::Ws(e.to_string()))?;
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token)
+                .parse()
+                .map_err(|_| ClientError::Ws("bad token".into()))?,
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| ClientError::Ws(e.to_string()))?;
+        Ok(Socket { ws })
+    }
+}
+
+enum Commit {
+    Nothing,
+    Done,
+    Lost,
+}
+
+/// A device's live stream.
+pub struct Socket {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Socket {
+    /// The next frame; `None` when the server closed the socket.
+    pub async fn next(&mut self) -> Result<Option<wire::Frame>, ClientError> {
+        use tokio_tungstenite::tungstenite::Message;
+        while let Some(m) = self.ws.next().await {
+            match m.map_err(|e| ClientError::Ws(e.to_string()))? {
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str())
+                        .map(Some)
+                        .map_err(|e| ClientError::Ws(e.to_string()));
+                }
+                Message::Close(_) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,528 @@
+//! The duty chat end to end: real MLS devices (the `carebridge-client` SDK over openmls) talk
+//! to the real server over HTTP and WebSockets. Membership follows the roster through roster
+//! events and the chat worker (run step by step with the test clock); a commit race has one
+//! winner and no fork; removed people get nothing more and cannot decrypt; the retention walk
+//! ends with nothing of the group in any table; bad MLS input is refused without changing the
+//! group; the database holds no plaintext.
+
+use std::time::Duration;
+
+use carebridge_client::{Device, Received};
+use carebridge_proto::chat::Frame;
+use carebridge_testkit::{TestServer, t0};
+use jiff::SignedDuration;
+use serde_json::json;
+use uuid::Uuid;
+
+fn at(days: i64, hours: i64) -> String {
+    (t0() + SignedDuration::from_hours(days * 24 + hours)).to_string()
+}
+
+struct World {
+    s: TestServer,
+    admin: String,
+    unit: String,
+}
+
+async fn world() -> World {
+    let s = TestServer::start().await;
+    let admin = s.org("acme").await;
+    let (st, f) = s
+        .put(
+            &admin,
+            "/api/v1/orgs/acme/features/chat",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{f}");
+    let (_, u) = s
+        .post(
+            &admin,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": "Sanität"}),
+        )
+        .await;
+    World {
+        unit: u["id"].as_str().unwrap().into(),
+        s,
+        admin,
+    }
+}
+
+impl World {
+    /// A member of the unit with a personal key: `(person id, key)`.
+    async fn person(&self, given: &str) -> (String, String) {
+        let (st, p) = self
+            .s
+            .post(
+                &self.admin,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": given, "family_name": "Muster", "unit_ids": [self.unit]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+        let id = p["id"].as_str().unwrap().to_string();
+        let (st, r) = self
+            .s
+            .post(
+                &self.admin,
+                "/api/v1/orgs/acme/roles",
+                &json!({"person_id": id, "role": "member", "unit_id": self.unit}),
+            )
+            .await;
+        assert_eq!(st, 201, "{r}");
+        let key = self.s.person_key(&self.admin, "acme", &id, &[]).await;
+        (id, key)
+    }
+
+    /// A duty ending at `ends` with the chat on.
+    async fn duty(&self, starts: String, ends: String) -> Uuid {
+        let (st, d) = self
+            .s
+            .post(
+                &self.admin,
+                "/api/v1/orgs/acme/duties",
+                &json!({"unit_id": self.unit, "title": "Sanitätsdienst Stadtlauf", "starts_at": starts, "ends_at": ends}),
+            )
+            .await;
+        assert_eq!(st, 201, "{d}");
+        d["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Assigns `person` (chat on); returns the assignment id.
+    async fn assign(&self, duty: Uuid, person: &str, role: &str) -> String {
+        let (st, a) = self
+            .s
+            .post(
+                &self.admin,
+                &format!("/api/v1/orgs/acme/duties/{duty}/assignments"),
+                &json!({"person_id": person, "role": role, "chat": true}),
+            )
+            .await;
+        assert_eq!(st, 201, "{a}");
+        a["id"].as_str().unwrap().to_string()
+    }
+
+    async fn unassign(&self, duty: Uuid, assignment: &str) {
+        let (st, b) = self
+            .s
+            .delete(
+                &self.admin,
+                &format!("/api/v1/orgs/acme/duties/{duty}/assignments/{assignment}"),
+            )
+            .await;
+        assert_eq!(st, 204, "{b}");
+    }
+
+    /// One step of the chat worker at the test clock's time.
+    async fn step(&self) -> carebridge_chat::service::Step {
+        let r = &self.s.running;
+        carebridge_chat::service::step(&r.state.db, &r.chat, r.state.now())
+            .await
+            .unwrap()
+    }
+
+    async fn device(&self, key: &str, name: &str) -> Device {
+        Device::register(&self.s.base, key, name, 5).await.unwrap()
+    }
+}
+
+/// The next message frame on `socket` (bounded wait: a missing frame fails the test).
+async fn frame(socket: &mut carebridge_client::Socket) -> carebridge_proto::chat::ChatMessage {
+    match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+        Ok(Ok(Some(Frame::Message { message }))) => message,
+        other => panic!("expected a message frame, got {other:?}"),
+    }
+}
+
+/// Reads frames until an application message arrives and decrypts it with `d`.
+async fn read_text(d: &mut Device, socket: &mut carebridge_client::Socket, duty: Uuid) -> Received {
+    loop {
+        let m = frame(socket).await;
+        if let Some(r) = d.process(duty, &m).unwrap() {
+            return r;
+        }
+    }
+}
+
+#[tokio::test]
+async fn roster_drives_membership_and_everyone_current_reads_everything() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let (clara, clara_key) = w.person("Clara").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    let ben_assignment = w.assign(duty, &ben, "helper").await;
+    assert!(w.step().await.rosters >= 1);
+
+    // Five devices of three people.
+    let mut a1 = w.device(&anna_key, "Anna phone").await;
+    let mut a2 = w.device(&anna_key, "Anna laptop").await;
+    let mut b1 = w.device(&ben_key, "Ben phone").await;
+    let mut b2 = w.device(&ben_key, "Ben tablet").await;
+    let mut c1 = w.device(&clara_key, "Clara phone").await;
+
+    // Clara is not on the roster: she does not see the chat.
+    assert!(c1.chats().await.unwrap().is_empty());
+    let chats = a1.chats().await.unwrap();
+    assert_eq!(chats.len(), 1);
+    assert!(!chats[0].created);
+    assert_eq!(chats[0].phase, "writable");
+
+    // The first device creates the group; the server proposes the other three devices and
+    // the creator's SDK commits them at once.
+    a1.open(duty).await.unwrap();
+    assert_eq!(a1.epoch(duty), Some(1));
+    for d in [&mut a2, &mut b1, &mut b2] {
+        d.open(duty).await.unwrap();
+        assert!(d.joined(duty));
+        assert_eq!(d.epoch(duty), Some(1));
+    }
+    let auth = a1.epoch_authenticator(duty).unwrap();
+    for d in [&a2, &b1, &b2] {
+        assert_eq!(d.epoch_authenticator(duty).unwrap(), auth, "no fork");
+    }
+
+    // Live delivery over WebSockets to every other current device, decrypted there.
+    let mut s_a2 = a2.connect().await.unwrap();
+    let mut s_b1 = b1.connect().await.unwrap();
+    let mut s_b2 = b2.connect().await.unwrap();
+    let mut s_c1 = c1.connect().await.unwrap();
+    a1.send(duty, "Treffpunkt 07:30 beim Sanitätszelt".as_bytes())
+        .await
+        .unwrap();
+    for (d, s) in [
+        (&mut a2, &mut s_a2),
+        (&mut b1, &mut s_b1),
+        (&mut b2, &mut s_b2),
+    ] {
+        let r = read_text(d, s, duty).await;
+        assert_eq!(r.plaintext, "Treffpunkt 07:30 beim Sanitätszelt".as_bytes());
+        assert_eq!(r.sender, Some(a1.id));
+    }
+
+    // Clara joins the roster: the server proposes her device, a member commits, she joins
+    // and reads from the moment of joining on (not the earlier message).
+    w.assign(duty, &clara, "helper").await;
+    w.step().await;
+    let p = frame(&mut s_b1).await;
+    assert_eq!((p.kind.as_str(), p.sender), ("proposal", None));
+    b1.process(duty, &p).unwrap();
+    b1.sync(duty).await.unwrap();
+    assert_eq!(b1.epoch(duty), Some(2));
+    let earlier = c1.open(duty).await.unwrap();
+    assert!(c1.joined(duty));
+    assert!(earlier.is_empty(), "nothing from before joining: {earlier:?}");
+    for (d, s) in [(&mut a2, &mut s_a2), (&mut b2, &mut s_b2)] {
+        // The proposal, the commit and (for nobody here) the Welcome.
+        let _ = d.sync(duty).await.unwrap();
+        let _ = s;
+    }
+    a1.sync(duty).await.unwrap();
+    let cut = b2.send(duty, b"Clara, willkommen").await.unwrap();
+    let r = read_text(&mut c1, &mut s_c1, duty).await;
+    assert_eq!(r.plaintext, b"Clara, willkommen");
+    for d in [&a1, &a2, &b2, &c1] {
+        assert_eq!(
+            d.epoch_authenticator(duty),
+            b1.epoch_authenticator(duty),
+            "no fork"
+        );
+    }
+
+    // Ben leaves the roster: from that moment his devices get nothing of the group, even
+    // before a member commits his removal.
+    w.unassign(duty, &ben_assignment).await;
+    w.step().await;
+    for d in [&b1, &b2] {
+        let e = d.fetch(duty, 0).await.unwrap_err();
+        assert!(matches!(e, carebridge_client::ClientError::Api { status: 404, .. }), "{e}");
+    }
+    // Anna's laptop commits the two removals (the server's proposals).
+    a2.sync(duty).await.unwrap();
+    assert_eq!(a2.epoch(duty), Some(3));
+    a1.sync(duty).await.unwrap();
+    c1.sync(duty).await.unwrap();
+    assert_eq!(a1.epoch_authenticator(duty), a2.epoch_authenticator(duty));
+    assert_eq!(c1.epoch_authenticator(duty), a2.epoch_authenticator(duty));
+    a1.send(duty, b"Nur noch Anna und Clara").await.unwrap();
+    let r = read_text(&mut c1, &mut s_c1, duty).await;
+    assert_eq!(r.plaintext, b"Nur noch Anna und Clara");
+    let secret_frame = a2.fetch(duty, 0).await.unwrap();
+    let last = secret_frame.items.last().unwrap().clone();
+    assert_eq!(last.kind, "application");
+    // Ben's device, handed the ciphertext anyway, cannot decrypt it.
+    assert!(b1.process(duty, &last).is_err());
+    let mut got = Vec::new();
+    while let Ok(Ok(Some(Frame::Message { message }))) =
+        tokio::time::timeout(Duration::from_millis(300), s_b1.next()).await
+    {
+        got.push(message.seq);
+    }
+    assert!(
+        got.iter().all(|s| *s <= cut),
+        "Ben's phone got frames after he left: {got:?}"
+    );
+
+    // The database holds no plaintext: every table, as text and as bytes.
+    for text in [
+        "Treffpunkt 07:30",
+        "Clara, willkommen",
+        "Nur noch Anna und Clara",
+    ] {
+        assert_no_plaintext(&w.s, text).await;
+    }
+}
+
+#[tokio::test]
+async fn a_commit_race_has_one_winner_and_no_fork() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    let epoch = a.epoch(duty).unwrap();
+    // Both commit in the same epoch: the first wins, the second is told its epoch is stale.
+    a.self_update(duty).await.unwrap();
+    let e = b.self_update(duty).await.unwrap_err();
+    match &e {
+        carebridge_client::ClientError::Api { status: 409, body } => {
+            assert!(body.contains("stale_epoch"), "{body}")
+        }
+        other => panic!("expected 409 stale_epoch, got {other}"),
+    }
+    // The loser processes the winner and goes on; both are in the same epoch with the same
+    // authenticator, and messages flow both ways.
+    b.sync(duty).await.unwrap();
+    assert_eq!(a.epoch(duty), Some(epoch + 1));
+    assert_eq!(b.epoch(duty), Some(epoch + 1));
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+    b.self_update(duty).await.unwrap();
+    a.send(duty, b"after the race").await.unwrap();
+    let got = b.sync(duty).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].plaintext, b"after the race");
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+}
+
+#[tokio::test]
+async fn retention_walks_writable_read_only_deleted() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let duty = w.duty(at(0, 1), at(0, 5)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    a.send(duty, b"vor dem Ende").await.unwrap();
+
+    // End + 2 days - 1 ms: still writable.
+    w.s.clock
+        .set(t0() + SignedDuration::from_hours(5 + 48) - SignedDuration::from_millis(1));
+    a.send(duty, b"knapp vor read-only").await.unwrap();
+    // End + 2 days: read-only. Reading works, sending does not.
+    w.s.clock.set(t0() + SignedDuration::from_hours(5 + 48));
+    assert_eq!(a.chat(duty).await.unwrap().phase, "read_only");
+    let e = a.send(duty, b"zu spaet").await.unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 409, body } if body.contains("read_only")),
+        "{e}"
+    );
+    let read = b.sync(duty).await.unwrap();
+    assert_eq!(read.len(), 2);
+    // End + 32 days: deleted; nothing of the group is left in any table.
+    let mut socket = b.connect().await.unwrap();
+    w.s.clock.set(t0() + SignedDuration::from_hours(5 + 32 * 24));
+    assert_eq!(w.step().await.deleted, 1);
+    match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+        Ok(Ok(Some(Frame::Deleted { duty_id }))) => assert_eq!(duty_id, duty),
+        other => panic!("expected the deletion notice, got {other:?}"),
+    }
+    let e = b.fetch(duty, 0).await.unwrap_err();
+    assert!(matches!(e, carebridge_client::ClientError::Api { status: 404, .. }), "{e}");
+    let db = &w.s.running.state.db;
+    let mut c = db.read().await.unwrap();
+    for table in [
+        "chat_messages",
+        "chat_groups",
+        "chat_group_devices",
+        "chat_proposals",
+        "chat_members",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE duty_id = $1");
+        let n: i64 = carebridge_store::run!(&mut c, c => sqlx::query_scalar(&sql).bind(duty).fetch_one(c).await).unwrap();
+        assert_eq!(n, 0, "{table} still holds rows of the deleted chat");
+    }
+    drop(c);
+    // The tombstone keeps the chat from being created again.
+    assert!(b.chats().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_mls_input_is_refused_and_changes_nothing() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let (_, eve_key) = w.person("Eve").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    let before = a.chat(duty).await.unwrap();
+
+    let status = |e: carebridge_client::ClientError| match e {
+        carebridge_client::ClientError::Api { status, body } => (status, body),
+        other => panic!("{other}"),
+    };
+    // Garbage, truncated and empty frames: 422 with a precise pointer.
+    let valid = a.key_package(false).unwrap();
+    for bad in [
+        vec![],
+        vec![0u8; 3],
+        b"hello, not MLS".to_vec(),
+        valid[..valid.len() / 2].to_vec(),
+        valid.clone(), // a KeyPackage is not a message
+    ] {
+        let (st, body) = status(a.post_raw(duty, &bad).await.unwrap_err());
+        assert_eq!(st, 422, "{body}");
+        assert!(body.contains("/message"), "{body}");
+    }
+    // Not base64.
+    let r = w
+        .s
+        .http
+        .post(format!("{}/api/v1/chat/groups/{duty}/messages", w.s.base))
+        .bearer_auth(a.token())
+        .json(&json!({"message": "***"}))
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = carebridge_testkit::read(r).await;
+    assert_eq!(st, 422);
+    assert_eq!(body["errors"][0]["pointer"], "/message", "{body}");
+    // A commit for a wrong (old) epoch: 409 stale_epoch.
+    a.self_update(duty).await.unwrap();
+    let (st, body) = status(b.self_update(duty).await.unwrap_err());
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains("stale_epoch"));
+    b.sync(duty).await.unwrap();
+    // A KeyPackage with a foreign identity (Eve's device signing a KeyPackage for herself,
+    // uploaded with Anna's device token) is refused.
+    let eve = w.device(&eve_key, "eve").await;
+    let foreign = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        eve.key_package(false).unwrap(),
+    );
+    let r = w
+        .s
+        .http
+        .post(format!("{}/api/v1/chat/key-packages", w.s.base))
+        .bearer_auth(a.token())
+        .json(&json!({"key_packages": [foreign]}))
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = carebridge_testkit::read(r).await;
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["errors"][0]["code"], "foreign_identity", "{body}");
+    // Eve is not on the roster: she cannot read, post or create.
+    assert!(matches!(
+        eve.fetch(duty, 0).await.unwrap_err(),
+        carebridge_client::ClientError::Api { status: 404, .. }
+    ));
+    // Oversize application message.
+    let big = vec![b'x'; 70 * 1024];
+    let (st, body) = status(a.send(duty, &big).await.unwrap_err());
+    assert_eq!(st, 422, "{body}");
+    assert!(body.contains("too_large"), "{body}");
+    // No device token, a wrong one: 401.
+    let r = w
+        .s
+        .http
+        .get(format!("{}/api/v1/chat/groups", w.s.base))
+        .bearer_auth("cbd_not-a-device")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = w
+        .s
+        .http
+        .get(format!("{}/api/v1/chat/ws", w.s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // The group went on normally: one epoch further (the self-update), messages flow.
+    let after = a.chat(duty).await.unwrap();
+    assert_eq!(after.epoch, before.epoch.map(|e| e + 1));
+    a.send(duty, b"still fine").await.unwrap();
+    let got = b.sync(duty).await.unwrap();
+    assert_eq!(got.last().unwrap().plaintext, b"still fine");
+}
+
+/// Searches every row of every table for `text` (as text and as hex of its bytes).
+async fn assert_no_plaintext(s: &TestServer, text: &str) {
+    let db = &s.running.state.db;
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut c = db.read().await.unwrap();
+    let pg = carebridge_testkit::on_postgres();
+    let tables: Vec<String> = if pg {
+        carebridge_store::run!(&mut c, c => sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
+            .fetch_all(c).await)
+        .unwrap()
+    } else {
+        carebridge_store::run!(&mut c, c => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(c).await)
+        .unwrap()
+    };
+    assert!(tables.iter().any(|t| t == "chat_messages"));
+    for t in &tables {
+        let rows: Vec<String> = if pg {
+            let sql = format!("SELECT row_to_json(x)::text FROM \"{t}\" x");
+            carebridge_store::run!(&mut c, c => sqlx::query_scalar(&sql).fetch_all(c).await)
+                .unwrap()
+        } else {
+            // Every column as hex of its bytes (text columns: of their UTF-8).
+            let cols: Vec<String> = carebridge_store::run!(&mut c, c => sqlx::query_scalar(
+                &format!("SELECT name FROM pragma_table_info('{t}')")).fetch_all(c).await)
+            .unwrap();
+            let expr = cols
+                .iter()
+                .map(|k| format!("COALESCE(hex(\"{k}\"), '')"))
+                .collect::<Vec<_>>()
+                .join(" || ' ' || ");
+            if expr.is_empty() {
+                continue;
+            }
+            let sql = format!("SELECT {expr} FROM \"{t}\"");
+            carebridge_store::run!(&mut c, c => sqlx::query_scalar(&sql).fetch_all(c).await)
+                .unwrap()
+        };
+        for r in rows {
+            let lower = r.to_lowercase();
+            assert!(
+                !r.contains(text) && !lower.contains(&hex),
+                "plaintext {text:?} found in table {t}"
+            );
+        }
+    }
+}
