@@ -52,7 +52,10 @@ async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = token else {
         return Err(ApiError::Unauthorized {
@@ -93,7 +96,9 @@ async fn list_devices(
     let (_, person) = p.person().ok_or(ApiError::Unauthorized {
         detail: "a person's credential is needed".into(),
     })?;
-    Ok(axum::Json(service::devices(&s.db, org.id.0, person.0).await?))
+    Ok(axum::Json(
+        service::devices(&s.db, org.id.0, person.0).await?,
+    ))
 }
 
 /// Removes a device (by its person, or by the device itself): it leaves every group and its

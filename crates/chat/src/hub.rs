@@ -5,8 +5,8 @@
 //! slowing the group down: the device reconnects and fetches what it missed by cursor.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 

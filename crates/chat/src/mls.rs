@@ -40,7 +40,8 @@ fn refused(e: impl std::fmt::Debug) -> MlsError {
 }
 
 fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, MlsError> {
-    let m = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| MlsError::Decode(e.to_string()))?;
+    let m =
+        MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| MlsError::Decode(e.to_string()))?;
     Ok(m.extract())
 }
 
@@ -69,7 +70,9 @@ impl ServerKey {
         let pair: SignatureKeyPair =
             serde_json::from_slice(&private).map_err(|e| MlsError::State(e.to_string()))?;
         if pair.to_public_vec() != public {
-            return Err(MlsError::State("server key pair and public key differ".into()));
+            return Err(MlsError::State(
+                "server key pair and public key differ".into(),
+            ));
         }
         Ok(ServerKey {
             pair,
@@ -333,7 +336,9 @@ pub struct Applied {
 /// epoch (they are in the stored proposal store).
 pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
     let MlsMessageBodyIn::PublicMessage(msg) = decode(bytes)? else {
-        return Err(MlsError::Refused("a commit must be a public message".into()));
+        return Err(MlsError::Refused(
+            "a commit must be a public message".into(),
+        ));
     };
     let (storage, mut pg) = load(state)?;
     if msg.group_id() != pg.group_id() {
@@ -407,7 +412,9 @@ pub struct KeyPackageInfo {
 
 fn key_package(bytes: &[u8]) -> Result<KeyPackage, MlsError> {
     let MlsMessageBodyIn::KeyPackage(kp) = decode(bytes)? else {
-        return Err(MlsError::Refused("expected a KeyPackage (MLSMessage)".into()));
+        return Err(MlsError::Refused(
+            "expected a KeyPackage (MLSMessage)".into(),
+        ));
     };
     let kp = kp
         .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
@@ -448,7 +455,11 @@ fn ingest_own(
         ProcessedMessageContent::ProposalMessage(q) => {
             pg.add_proposal(storage, *q).map_err(refused)?;
         }
-        _ => return Err(MlsError::State("own proposal read back as something else".into())),
+        _ => {
+            return Err(MlsError::State(
+                "own proposal read back as something else".into(),
+            ));
+        }
     }
     Ok(bytes)
 }

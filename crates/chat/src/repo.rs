@@ -226,14 +226,16 @@ pub async fn roster(x: &mut impl Exec, duty: Uuid) -> Result<Option<RosterRow>, 
     let r: Option<(Uuid, i64, bool, bool, i64, bool)> = run!(x, c => sqlx::query_as(
         "SELECT org_id, version, chat, cancelled, ends_at, deleted FROM chat_rosters WHERE duty_id = $1")
         .bind(duty).fetch_optional(c).await)?;
-    Ok(r.map(|(org_id, version, chat, cancelled, ends_at, deleted)| RosterRow {
-        org_id,
-        version,
-        chat,
-        cancelled,
-        ends_at,
-        deleted,
-    }))
+    Ok(r.map(
+        |(org_id, version, chat, cancelled, ends_at, deleted)| RosterRow {
+            org_id,
+            version,
+            chat,
+            cancelled,
+            ends_at,
+            deleted,
+        },
+    ))
 }
 
 /// Replaces the roster of `duty` with version `r.version` and `people`.

@@ -78,9 +78,13 @@ fn b64(pointer: &str, s: &str, max: usize) -> Result<Vec<u8>, ServiceError> {
             format!("at most {max} bytes are accepted here"),
         ));
     }
-    STANDARD
-        .decode(s.trim())
-        .map_err(|e| invalid(pointer, "invalid_base64", format!("not standard base64: {e}")))
+    STANDARD.decode(s.trim()).map_err(|e| {
+        invalid(
+            pointer,
+            "invalid_base64",
+            format!("not standard base64: {e}"),
+        )
+    })
 }
 
 fn token_hash(token: &str) -> Vec<u8> {
@@ -945,7 +949,10 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
             };
             repo::lock_group(&mut tx, r.duty_id).await?;
             let current = repo::roster(&mut tx, r.duty_id).await?;
-            if current.as_ref().is_some_and(|c| c.version >= r.roster_version) {
+            if current
+                .as_ref()
+                .is_some_and(|c| c.version >= r.roster_version)
+            {
                 continue;
             }
             let deleted = current.is_some_and(|c| c.deleted);
@@ -960,8 +967,13 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
                 ends_at: ms(r.ends_at),
                 deleted,
             };
-            repo::save_roster(&mut tx, r.duty_id, &row, if deleted { &[] } else { &people })
-                .await?;
+            repo::save_roster(
+                &mut tx,
+                r.duty_id,
+                &row,
+                if deleted { &[] } else { &people },
+            )
+            .await?;
             out.extend(reconcile(&mut tx, r.duty_id, now_ms).await?);
             done.rosters += 1;
         }

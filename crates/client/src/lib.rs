@@ -149,13 +149,15 @@ impl Device {
     pub fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, ClientError> {
         let mut b = KeyPackage::builder();
         if last_resort {
-            b = b.mark_as_last_resort().leaf_node_capabilities(Capabilities::new(
-                None,
-                None,
-                Some(&[ExtensionType::LastResort]),
-                None,
-                None,
-            ));
+            b = b
+                .mark_as_last_resort()
+                .leaf_node_capabilities(Capabilities::new(
+                    None,
+                    None,
+                    Some(&[ExtensionType::LastResort]),
+                    None,
+                    None,
+                ));
         }
         let bundle = b
             .build(SUITE, &self.provider, &self.signer, self.credential.clone())
@@ -424,9 +426,7 @@ impl Device {
                     ProcessedMessageContent::ExternalJoinProposalMessage(_)
                     | ProcessedMessageContent::OwnPrivateMessage => Ok(None),
                     ProcessedMessageContent::OwnPendingCommit => {
-                        j.group
-                            .merge_pending_commit(&self.provider)
-                            .map_err(mls)?;
+                        j.group.merge_pending_commit(&self.provider).map_err(mls)?;
                         Ok(None)
                     }
                     ProcessedMessageContent::StagedCommitMessage(sc) => {
@@ -467,9 +467,7 @@ impl Device {
                     .groups
                     .get_mut(&duty)
                     .ok_or_else(|| ClientError::State("group vanished".into()))?;
-                j.group
-                    .merge_pending_commit(&self.provider)
-                    .map_err(mls)?;
+                j.group.merge_pending_commit(&self.provider).map_err(mls)?;
                 Ok(Commit::Done)
             }
             Err(ClientError::Api { status: 409, .. }) => {
@@ -491,7 +489,11 @@ impl Device {
         }
     }
 
-    async fn post(&self, duty: Uuid, body: &wire::PostMessage) -> Result<wire::Posted, ClientError> {
+    async fn post(
+        &self,
+        duty: Uuid,
+        body: &wire::PostMessage,
+    ) -> Result<wire::Posted, ClientError> {
         let r = check(
             self.http
                 .post(self.url(&format!("/api/v1/chat/groups/{duty}/messages")))
@@ -525,9 +527,7 @@ impl Device {
                     .groups
                     .get_mut(&duty)
                     .ok_or_else(|| ClientError::State("group vanished".into()))?;
-                j.group
-                    .merge_pending_commit(&self.provider)
-                    .map_err(mls)?;
+                j.group.merge_pending_commit(&self.provider).map_err(mls)?;
                 Ok(p)
             }
             Err(e) => {

@@ -213,7 +213,10 @@ async fn roster_drives_membership_and_everyone_current_reads_everything() {
     assert_eq!(b1.epoch(duty), Some(2));
     let earlier = c1.open(duty).await.unwrap();
     assert!(c1.joined(duty));
-    assert!(earlier.is_empty(), "nothing from before joining: {earlier:?}");
+    assert!(
+        earlier.is_empty(),
+        "nothing from before joining: {earlier:?}"
+    );
     for (d, s) in [(&mut a2, &mut s_a2), (&mut b2, &mut s_b2)] {
         // The proposal, the commit and (for nobody here) the Welcome.
         let _ = d.sync(duty).await.unwrap();
@@ -237,7 +240,10 @@ async fn roster_drives_membership_and_everyone_current_reads_everything() {
     w.step().await;
     for d in [&b1, &b2] {
         let e = d.fetch(duty, 0).await.unwrap_err();
-        assert!(matches!(e, carebridge_client::ClientError::Api { status: 404, .. }), "{e}");
+        assert!(
+            matches!(e, carebridge_client::ClientError::Api { status: 404, .. }),
+            "{e}"
+        );
     }
     // Anna's laptop commits the two removals (the server's proposals).
     a2.sync(duty).await.unwrap();
@@ -343,14 +349,18 @@ async fn retention_walks_writable_read_only_deleted() {
     assert_eq!(read.len(), 2);
     // End + 32 days: deleted; nothing of the group is left in any table.
     let mut socket = b.connect().await.unwrap();
-    w.s.clock.set(t0() + SignedDuration::from_hours(5 + 32 * 24));
+    w.s.clock
+        .set(t0() + SignedDuration::from_hours(5 + 32 * 24));
     assert_eq!(w.step().await.deleted, 1);
     match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
         Ok(Ok(Some(Frame::Deleted { duty_id }))) => assert_eq!(duty_id, duty),
         other => panic!("expected the deletion notice, got {other:?}"),
     }
     let e = b.fetch(duty, 0).await.unwrap_err();
-    assert!(matches!(e, carebridge_client::ClientError::Api { status: 404, .. }), "{e}");
+    assert!(
+        matches!(e, carebridge_client::ClientError::Api { status: 404, .. }),
+        "{e}"
+    );
     let db = &w.s.running.state.db;
     let mut c = db.read().await.unwrap();
     for table in [
@@ -403,15 +413,14 @@ async fn bad_mls_input_is_refused_and_changes_nothing() {
         assert!(body.contains("/message"), "{body}");
     }
     // Not base64.
-    let r = w
-        .s
-        .http
-        .post(format!("{}/api/v1/chat/groups/{duty}/messages", w.s.base))
-        .bearer_auth(a.token())
-        .json(&json!({"message": "***"}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        w.s.http
+            .post(format!("{}/api/v1/chat/groups/{duty}/messages", w.s.base))
+            .bearer_auth(a.token())
+            .json(&json!({"message": "***"}))
+            .send()
+            .await
+            .unwrap();
     let (st, body) = carebridge_testkit::read(r).await;
     assert_eq!(st, 422);
     assert_eq!(body["errors"][0]["pointer"], "/message", "{body}");
@@ -428,15 +437,14 @@ async fn bad_mls_input_is_refused_and_changes_nothing() {
         &base64::engine::general_purpose::STANDARD,
         eve.key_package(false).unwrap(),
     );
-    let r = w
-        .s
-        .http
-        .post(format!("{}/api/v1/chat/key-packages", w.s.base))
-        .bearer_auth(a.token())
-        .json(&json!({"key_packages": [foreign]}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        w.s.http
+            .post(format!("{}/api/v1/chat/key-packages", w.s.base))
+            .bearer_auth(a.token())
+            .json(&json!({"key_packages": [foreign]}))
+            .send()
+            .await
+            .unwrap();
     let (st, body) = carebridge_testkit::read(r).await;
     assert_eq!(st, 422, "{body}");
     assert_eq!(body["errors"][0]["code"], "foreign_identity", "{body}");
@@ -451,22 +459,20 @@ async fn bad_mls_input_is_refused_and_changes_nothing() {
     assert_eq!(st, 422, "{body}");
     assert!(body.contains("too_large"), "{body}");
     // No device token, a wrong one: 401.
-    let r = w
-        .s
-        .http
-        .get(format!("{}/api/v1/chat/groups", w.s.base))
-        .bearer_auth("cbd_not-a-device")
-        .send()
-        .await
-        .unwrap();
+    let r =
+        w.s.http
+            .get(format!("{}/api/v1/chat/groups", w.s.base))
+            .bearer_auth("cbd_not-a-device")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = w
-        .s
-        .http
-        .get(format!("{}/api/v1/chat/ws", w.s.base))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        w.s.http
+            .get(format!("{}/api/v1/chat/ws", w.s.base))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 
     // The group went on normally: one epoch further (the self-update), messages flow.
