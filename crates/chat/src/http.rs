@@ -3,6 +3,7 @@
 //! to this role; registering and listing devices needs the person's own credential.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -72,7 +73,7 @@ async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
 
 /// Registers an MLS device of the signed-in person; the device token is shown once.
 #[utoipa::path(post, path = "/api/v1/chat/devices", tag = "chat", request_body = RegisterDevice,
-    responses((status = 201, body = RegisteredDevice), (status = 400, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, body = RegisteredDevice), (status = 422, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 async fn register_device(
     State(s): State<AppState>,
@@ -127,7 +128,7 @@ async fn remove_device(
 /// Uploads KeyPackages of the calling device (each handed out once; the last-resort one is
 /// kept).
 #[utoipa::path(post, path = "/api/v1/chat/key-packages", tag = "chat", request_body = UploadKeyPackages,
-    responses((status = 200, body = KeyPackageStock), (status = 400, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = KeyPackageStock), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn upload_key_packages(
     State(s): State<AppState>,
     Extension(chat): Extension<Arc<Chat>>,
@@ -164,7 +165,7 @@ async fn get_group(
 /// Creates the duty's MLS group from its first member device's GroupInfo.
 #[utoipa::path(post, path = "/api/v1/chat/groups/{duty}", tag = "chat", request_body = CreateGroup,
     params(("duty" = Uuid, Path)),
-    responses((status = 201, body = ChatGroup), (status = 400, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, body = ChatGroup), (status = 422, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 async fn create_group(
     State(s): State<AppState>,
@@ -207,7 +208,7 @@ async fn list_messages(
 /// epoch: process the stream and retry).
 #[utoipa::path(post, path = "/api/v1/chat/groups/{duty}/messages", tag = "chat", request_body = PostMessage,
     params(("duty" = Uuid, Path)),
-    responses((status = 201, body = Posted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, body = Posted), (status = 422, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 async fn post_message(
     State(s): State<AppState>,
@@ -245,8 +246,10 @@ async fn run_socket(mut ws: WebSocket, chat: Arc<Chat>, device: Uuid) {
         tokio::select! {
             push = rx.recv() => match push {
                 Some(Push::Frame(f)) => {
-                    if ws.send(Message::Text(f)).await.is_err() {
-                        break;
+                    // A device that stops reading must not hold its task (or the shutdown).
+                    match tokio::time::timeout(Duration::from_secs(10), ws.send(Message::Text(f))).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
                     }
                 }
                 Some(Push::Close) | None => {
@@ -281,7 +284,7 @@ async fn get_settings(
 /// Sets the organisation's chat retention (audited as `chat.settings`).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/chat/settings", tag = "chat", request_body = ChatSettings,
     params(("org" = String, Path, description = "slug or id")),
-    responses((status = 200, body = ChatSettings), (status = 400, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = ChatSettings), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn put_settings(
     State(s): State<AppState>,
     Auth(p): Auth,

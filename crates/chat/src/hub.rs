@@ -62,21 +62,31 @@ impl Hub {
     /// Sends `frame` to every socket of each of `devices` connected here. Returns how many
     /// sockets got it.
     pub fn deliver(&self, devices: &[Uuid], frame: &Utf8Bytes) -> usize {
-        let map = self.lock();
+        let mut map = self.lock();
         let mut n = 0;
+        let mut stalled = 0;
         for d in devices {
-            if let Some(v) = map.get(d) {
-                for (_, tx) in v {
-                    match tx.try_send(Push::Frame(frame.clone())) {
-                        Ok(()) => n += 1,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            // The socket task sees its queue end and closes.
-                            let _ = tx.try_send(Push::Close);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if let Some(v) = map.get_mut(d) {
+                v.retain(|(_, tx)| match tx.try_send(Push::Frame(frame.clone())) {
+                    Ok(()) => {
+                        n += 1;
+                        true
                     }
+                    // Dropping the sender ends the socket task's queue: it closes the socket.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        stalled += 1;
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                });
+                if v.is_empty() {
+                    map.remove(d);
                 }
             }
+        }
+        if stalled > 0 {
+            metrics::gauge!("carebridge_chat_sockets").decrement(stalled as f64);
+            metrics::counter!("carebridge_chat_sockets_stalled_total").increment(stalled);
         }
         n
     }

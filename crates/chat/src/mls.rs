@@ -358,6 +358,19 @@ pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
     let ProcessedMessageContent::StagedCommitMessage(sc) = processed.into_content() else {
         return Err(MlsError::Refused("expected a commit".into()));
     };
+    // The server is the membership authority: commits carry adds, removes and updates only
+    // (no group-context, PSK or re-init changes that could drop it as external sender).
+    if let Some(q) = sc.queued_proposals().find(|q| {
+        !matches!(
+            q.proposal(),
+            Proposal::Add(_) | Proposal::Remove(_) | Proposal::Update(_)
+        )
+    }) {
+        return Err(MlsError::Refused(format!(
+            "commits may only add, remove and update members, not {:?}",
+            q.proposal().proposal_type()
+        )));
+    }
     let adds = sc
         .add_proposals()
         .map(|a| {
@@ -464,46 +477,50 @@ fn ingest_own(
     Ok(bytes)
 }
 
-/// The server proposes to add the device of KeyPackage `kp`. Returns the proposal and the
-/// next state (the proposal is in its proposal store, so a commit may reference it).
-pub fn propose_add(
-    state: &[u8],
-    key: &ServerKey,
-    kp: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
-    let kp = key_package(kp)?;
-    let (storage, mut pg) = load(state)?;
-    let gid = pg.group_id().clone();
-    let out = ExternalProposal::new_add::<OpenMlsRustCrypto>(
-        kp,
-        gid.clone(),
-        pg.group_context().epoch(),
-        &key.pair,
-        SenderExtensionIndex::new(0),
-    )
-    .map_err(refused)?;
-    let bytes = ingest_own(&storage, &mut pg, &out)?;
-    Ok((bytes, save(&storage, &gid)?))
+/// A group loaded for the server's own proposals: load once, propose many, save once.
+pub struct Proposer {
+    storage: MemoryStorage,
+    pg: PublicGroup,
 }
 
-/// The server proposes to remove `leaf`.
-pub fn propose_remove(
-    state: &[u8],
-    key: &ServerKey,
-    leaf: u32,
-) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
-    let (storage, mut pg) = load(state)?;
-    let gid = pg.group_id().clone();
-    let out = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
-        LeafNodeIndex::new(leaf),
-        gid.clone(),
-        pg.group_context().epoch(),
-        &key.pair,
-        SenderExtensionIndex::new(0),
-    )
-    .map_err(refused)?;
-    let bytes = ingest_own(&storage, &mut pg, &out)?;
-    Ok((bytes, save(&storage, &gid)?))
+impl Proposer {
+    pub fn load(state: &[u8]) -> Result<Proposer, MlsError> {
+        let (storage, pg) = load(state)?;
+        Ok(Proposer { storage, pg })
+    }
+
+    /// Proposes to add the device of KeyPackage `kp`. The proposal goes into the group's
+    /// proposal store, so a commit may reference it.
+    pub fn add(&mut self, key: &ServerKey, kp: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let kp = key_package(kp)?;
+        let out = ExternalProposal::new_add::<OpenMlsRustCrypto>(
+            kp,
+            self.pg.group_id().clone(),
+            self.pg.group_context().epoch(),
+            &key.pair,
+            SenderExtensionIndex::new(0),
+        )
+        .map_err(refused)?;
+        ingest_own(&self.storage, &mut self.pg, &out)
+    }
+
+    /// Proposes to remove `leaf`.
+    pub fn remove(&mut self, key: &ServerKey, leaf: u32) -> Result<Vec<u8>, MlsError> {
+        let out = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+            LeafNodeIndex::new(leaf),
+            self.pg.group_id().clone(),
+            self.pg.group_context().epoch(),
+            &key.pair,
+            SenderExtensionIndex::new(0),
+        )
+        .map_err(refused)?;
+        ingest_own(&self.storage, &mut self.pg, &out)
+    }
+
+    /// The state with the proposals.
+    pub fn save(&self) -> Result<Vec<u8>, MlsError> {
+        save(&self.storage, self.pg.group_id())
+    }
 }
 
 /// The server's key as an external sender (for tests and clients that build the context).

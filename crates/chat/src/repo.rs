@@ -238,18 +238,21 @@ pub async fn roster(x: &mut impl Exec, duty: Uuid) -> Result<Option<RosterRow>, 
     ))
 }
 
-/// Replaces the roster of `duty` with version `r.version` and `people`.
+/// Saves the roster head of `duty` and, when given, replaces its members with `people`.
 pub async fn save_roster(
     tx: &mut Tx,
     duty: Uuid,
     r: &RosterRow,
-    people: &[Uuid],
+    people: Option<&[Uuid]>,
 ) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query(
         "INSERT INTO chat_rosters (duty_id, org_id, version, chat, cancelled, ends_at, deleted) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (duty_id) DO UPDATE SET version = excluded.version, chat = excluded.chat, cancelled = excluded.cancelled, ends_at = excluded.ends_at")
         .bind(duty).bind(r.org_id).bind(r.version).bind(r.chat).bind(r.cancelled).bind(r.ends_at).bind(r.deleted)
         .execute(c).await)?;
+    let Some(people) = people else {
+        return Ok(());
+    };
     exec!(tx, c => sqlx::query("DELETE FROM chat_members WHERE duty_id = $1")
         .bind(duty).execute(c).await)?;
     for p in people {
@@ -499,24 +502,36 @@ pub async fn consumer(x: &mut impl Exec, name: &str) -> Result<i64, StoreError> 
     Ok(r.unwrap_or(0))
 }
 
+/// Moves the consumer's cursor forward (never back: two nodes may race).
 pub async fn set_consumer(x: &mut impl Exec, name: &str, seq: i64) -> Result<(), StoreError> {
     exec!(x, c => sqlx::query(
-        "INSERT INTO chat_consumers (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
+        "INSERT INTO chat_consumers (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
+         SET seq = CASE WHEN excluded.seq > chat_consumers.seq THEN excluded.seq ELSE chat_consumers.seq END")
         .bind(name).bind(seq).execute(c).await)?;
     Ok(())
 }
 
-/// Roster events of every organisation after `after` or newer than `recent_ms` (so that an
-/// event whose transaction committed late on PostgreSQL is still seen): `(seq, payload)`.
+/// Roster events of every organisation after `after`, oldest first: `(seq, payload)`.
 pub async fn roster_events(
     x: &mut impl Exec,
     after: i64,
-    recent_ms: i64,
     limit: i64,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     Ok(run!(x, c => sqlx::query_as(
-        "SELECT seq, payload FROM events WHERE topic = $1 AND (seq > $2 OR created_at >= $3) ORDER BY seq LIMIT $4")
-        .bind(carebridge_store::rosters::TOPIC).bind(after).bind(recent_ms).bind(limit).fetch_all(c).await)?)
+        "SELECT seq, payload FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+        .bind(carebridge_store::rosters::TOPIC).bind(after).bind(limit).fetch_all(c).await)?)
+}
+
+/// Roster events up to `upto` written since `since_ms` (at most 2,000): on PostgreSQL they may
+/// have committed after a later one was read.
+pub async fn recent_roster_events(
+    x: &mut impl Exec,
+    upto: i64,
+    since_ms: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT seq, payload FROM events WHERE topic = $1 AND seq <= $2 AND created_at >= $3 ORDER BY seq DESC LIMIT 2000")
+        .bind(carebridge_store::rosters::TOPIC).bind(upto).bind(since_ms).fetch_all(c).await)?)
 }
 
 /// Duties whose chat is due for deletion at `now` (per organisation's retention).
@@ -528,9 +543,14 @@ pub async fn due_for_deletion(x: &mut impl Exec, now: i64) -> Result<Vec<Uuid>, 
         .bind(now).fetch_all(c).await)?)
 }
 
-/// Deletes everything of the group of `duty` (messages, proposals, leaves, group state) and
-/// keeps only a tombstone of the roster (so that the chat is not created again).
-pub async fn delete_group(tx: &mut Tx, duty: Uuid) -> Result<Vec<Uuid>, StoreError> {
+/// Deletes everything of the group of `duty` (messages, proposals, leaves, group state); with
+/// `tombstone` also the members, keeping only the roster row marked deleted (so that the chat
+/// is not created again). Returns the devices that were in the group.
+pub async fn delete_group(
+    tx: &mut Tx,
+    duty: Uuid,
+    tombstone: bool,
+) -> Result<Vec<Uuid>, StoreError> {
     let devices: Vec<Uuid> = run!(tx, c => sqlx::query_scalar(
         "SELECT device_id FROM chat_group_devices WHERE duty_id = $1")
         .bind(duty).fetch_all(c).await)?;
@@ -539,13 +559,16 @@ pub async fn delete_group(tx: &mut Tx, duty: Uuid) -> Result<Vec<Uuid>, StoreErr
         "chat_proposals",
         "chat_group_devices",
         "chat_groups",
-        "chat_members",
     ] {
         let sql = format!("DELETE FROM {table} WHERE duty_id = $1");
         exec!(tx, c => sqlx::query(&sql).bind(duty).execute(c).await)?;
     }
-    exec!(tx, c => sqlx::query("UPDATE chat_rosters SET deleted = TRUE WHERE duty_id = $1")
-        .bind(duty).execute(c).await)?;
+    if tombstone {
+        exec!(tx, c => sqlx::query("DELETE FROM chat_members WHERE duty_id = $1")
+            .bind(duty).execute(c).await)?;
+        exec!(tx, c => sqlx::query("UPDATE chat_rosters SET deleted = TRUE WHERE duty_id = $1")
+            .bind(duty).execute(c).await)?;
+    }
     Ok(devices)
 }
 

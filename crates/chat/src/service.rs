@@ -29,8 +29,23 @@ pub const MAX_KEY_PACKAGES: i64 = 200;
 /// Largest MLS message accepted (application messages carry text; attachments travel apart).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Largest Welcome or GroupInfo accepted (a Welcome with the tree of a 500-member group is
-/// ~170 KB).
-pub const MAX_HANDSHAKE: usize = 2 * 1024 * 1024;
+/// ~170 KB; base64 in a JSON body must stay under the 1 MiB body limit).
+pub const MAX_HANDSHAKE: usize = 700 * 1024;
+
+/// What a transaction produced for the sockets: appended messages `(duty, seq)`, and groups
+/// that are gone for some devices `(duty, devices)`.
+#[derive(Default)]
+pub(crate) struct Out {
+    msgs: Vec<(Uuid, i64)>,
+    gone: Vec<(Uuid, Vec<Uuid>)>,
+}
+
+impl Out {
+    fn extend(&mut self, o: Out) {
+        self.msgs.extend(o.msgs);
+        self.gone.extend(o.gone);
+    }
+}
 
 /// The device behind a request.
 #[derive(Clone, Debug)]
@@ -232,15 +247,18 @@ pub async fn remove_device(
         .await?
         .filter(|d| d.person_id == person)
         .ok_or(ServiceError::NotFound { what: "device" })?;
-    let duties = repo::delete_device(&mut tx, org, d.id).await?;
-    let mut out = Vec::new();
+    let mut duties = repo::delete_device(&mut tx, org, d.id).await?;
+    // Locks in one order everywhere (PostgreSQL deadlocks otherwise).
+    duties.sort();
+    let mut out = Out::default();
     for duty in duties {
         repo::lock_group(&mut tx, duty).await?;
         out.extend(reconcile(&mut tx, duty, ms(now)).await?);
     }
     tx.commit().await?;
     chat.hub.close(device);
-    deliver(db, chat, out).await
+    deliver(db, chat, out).await;
+    Ok(())
 }
 
 /// Stores KeyPackages of the calling device after checking that each is valid, for suite 1,
@@ -311,14 +329,16 @@ pub async fn upload_key_packages(
         repo::insert_key_package(&mut tx, caller.org, d.id, kp, true, ms(now)).await?;
     }
     // A device of a rostered person that was waiting for KeyPackages can be added now.
-    let mut out = Vec::new();
-    for duty in repo::duties_of(&mut tx, caller.org, caller.person).await? {
+    let mut out = Out::default();
+    let mut duties = repo::duties_of(&mut tx, caller.org, caller.person).await?;
+    duties.sort();
+    for duty in duties {
         repo::lock_group(&mut tx, duty).await?;
         out.extend(reconcile(&mut tx, duty, ms(now)).await?);
     }
     let (available, last_resort) = repo::stock(&mut tx, d.id).await?;
     tx.commit().await?;
-    deliver(db, chat, out).await?;
+    deliver(db, chat, out).await;
     Ok(wire::KeyPackageStock {
         available,
         last_resort,
@@ -352,7 +372,12 @@ struct Standing {
     phase: Phase,
 }
 
-async fn standing(x: &mut Tx, duty: Uuid, org: Uuid, now: i64) -> Result<Standing, ServiceError> {
+async fn standing(
+    x: &mut impl carebridge_store::Exec,
+    duty: Uuid,
+    org: Uuid,
+    now: i64,
+) -> Result<Standing, ServiceError> {
     let roster = repo::roster(x, duty)
         .await?
         .filter(|r| r.org_id == org && r.chat)
@@ -504,7 +529,7 @@ pub async fn create_group(
     let out = reconcile(&mut tx, duty, now_ms).await?;
     let g = view(&mut tx, caller, duty, now_ms).await?;
     tx.commit().await?;
-    deliver(db, chat, out).await?;
+    deliver(db, chat, out).await;
     Ok(g)
 }
 
@@ -549,15 +574,26 @@ pub async fn post(
         ));
     };
     let stale = |epoch: u64| {
-        conflict(
-            "stale_epoch",
-            format!(
-                "the message is for epoch {epoch} but the group is at epoch {}: process the newer messages and retry",
-                g.epoch
-            ),
-        )
+        if i64::try_from(epoch).is_ok_and(|e| e > g.epoch) {
+            invalid(
+                "/message",
+                "future_epoch",
+                format!(
+                    "the message is for epoch {epoch} but the group is only at epoch {}",
+                    g.epoch
+                ),
+            )
+        } else {
+            conflict(
+                "stale_epoch",
+                format!(
+                    "the message is for epoch {epoch} but the group is at epoch {}: process the newer messages and retry",
+                    g.epoch
+                ),
+            )
+        }
     };
-    let mut out = Vec::new();
+    let mut out = Out::default();
     let posted = match incoming {
         Incoming::Application { epoch } => {
             if welcome.is_some() {
@@ -587,7 +623,7 @@ pub async fn post(
                 now_ms,
             )
             .await?;
-            out.push((duty, seq));
+            out.msgs.push((duty, seq));
             wire::Posted {
                 seq,
                 epoch: g.epoch,
@@ -604,24 +640,51 @@ pub async fn post(
                     "the commit is signed by another member than the calling device",
                 ));
             }
-            if s.phase != Phase::Writable && !applied.adds.is_empty() {
-                return Err(conflict(
-                    "read_only",
-                    "the chat is read-only: only commits that remove members are accepted",
-                ));
-            }
-            // Adds must be devices of people on the roster, with their registered keys.
+            // Adds: devices of people on the roster, or the server's own pending Adds (so a
+            // proposal that went stale cannot stall the group; the server removes such a
+            // device again in the next epoch). Removes: devices no longer wanted, or the
+            // server's pending Removes.
             let wanted = repo::wanted_devices(&mut tx, duty).await?;
+            let pending = repo::proposals(&mut tx, duty, g.epoch).await?;
+            let server_proposed = |device: Uuid, action: &str| {
+                pending.iter().any(|(d, a)| *d == device && a == action)
+            };
             for a in &applied.adds {
-                let ok = wanted.iter().any(|(d, key)| {
-                    identity_of(*d).as_bytes() == a.identity.as_slice() && *key == a.signature_key
-                });
+                let device = device_of_identity(&a.identity);
+                let rostered = wanted
+                    .iter()
+                    .any(|(d, key)| Some(*d) == device && *key == a.signature_key);
+                let proposed = device.is_some_and(|d| server_proposed(d, "add"));
+                let ok = if s.phase == Phase::Writable {
+                    rostered || proposed
+                } else {
+                    proposed
+                };
                 if !ok {
                     return Err(forbidden(format!(
                         "the commit adds '{}', which is not a registered device of anyone on the duty's roster",
                         String::from_utf8_lossy(&a.identity)
                     )));
                 }
+            }
+            for leaf in &applied.removes {
+                let device = applied
+                    .before
+                    .iter()
+                    .find(|m| m.leaf == *leaf)
+                    .and_then(|m| device_of_identity(&m.identity));
+                let still_wanted = device.is_some_and(|d| wanted.iter().any(|(w, _)| *w == d));
+                if still_wanted && !device.is_some_and(|d| server_proposed(d, "remove")) {
+                    return Err(forbidden(format!(
+                        "the commit removes leaf {leaf}, a device of someone still on the roster"
+                    )));
+                }
+            }
+            if s.phase != Phase::Writable && applied.removes.is_empty() && applied.adds.is_empty() {
+                return Err(conflict(
+                    "read_only",
+                    "the chat is read-only: only commits that remove members are accepted",
+                ));
             }
             // A leaf that is new or changed must be a registered device of this organisation
             // with its registered key: nobody takes another device's identity or swaps keys.
@@ -676,7 +739,7 @@ pub async fn post(
                 now_ms,
             )
             .await?;
-            out.push((duty, seq));
+            out.msgs.push((duty, seq));
             let new_epoch = i64::try_from(applied.epoch).map_err(corrupt)?;
             let since = match welcome {
                 Some(w) => {
@@ -691,7 +754,7 @@ pub async fn post(
                         now_ms,
                     )
                     .await?;
-                    out.push((duty, wseq));
+                    out.msgs.push((duty, wseq));
                     wseq - 1
                 }
                 None => seq,
@@ -739,7 +802,7 @@ pub async fn post(
         }
     };
     tx.commit().await?;
-    deliver(db, chat, out).await?;
+    deliver(db, chat, out).await;
     Ok(posted)
 }
 
@@ -760,20 +823,20 @@ pub async fn messages(
     limit: i64,
     now: jiff::Timestamp,
 ) -> Result<wire::Messages, ServiceError> {
-    let mut tx = db.begin().await?;
-    standing(&mut tx, duty, caller.org, ms(now)).await?;
-    if !repo::is_member(&mut tx, duty, caller.person).await? {
+    // Reads only: a read connection (on SQLite the single writer stays free).
+    let mut c = db.read().await?;
+    standing(&mut c, duty, caller.org, ms(now)).await?;
+    if !repo::is_member(&mut c, duty, caller.person).await? {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    let Some((_, since)) = repo::leaf_of(&mut tx, duty, caller.device).await? else {
-        tx.commit().await?;
+    let Some((_, since)) = repo::leaf_of(&mut c, duty, caller.device).await? else {
         return Ok(wire::Messages {
             items: Vec::new(),
             more: false,
         });
     };
-    let mut rows = repo::messages(&mut tx, duty, after, since, limit + 1).await?;
-    tx.commit().await?;
+    let mut rows = repo::messages(&mut c, duty, after, since, limit + 1).await?;
+    drop(c);
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     Ok(wire::Messages {
@@ -798,23 +861,21 @@ fn message_view(duty: Uuid, m: MessageRow) -> wire::ChatMessage {
 
 /// Makes the server's proposals match the roster: an Add for every device of a rostered
 /// person that is not in the group and not yet proposed (while the chat is writable), a Remove
-/// for every device in the group that is no longer wanted. The caller holds the group's lock.
-/// Returns the appended messages.
-pub(crate) async fn reconcile(
-    tx: &mut Tx,
-    duty: Uuid,
-    now: i64,
-) -> Result<Vec<(Uuid, i64)>, ServiceError> {
+/// for every device in the group that is no longer wanted. A group none of whose leaves is
+/// wanted any more (nobody left could commit) is dropped, so that the next rostered device
+/// creates it afresh. The caller holds the group's lock.
+pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, ServiceError> {
+    let mut out = Out::default();
     let Some(g) = repo::group(tx, duty).await? else {
-        return Ok(Vec::new());
+        return Ok(out);
     };
     let Some(roster) = repo::roster(tx, duty).await? else {
-        return Ok(Vec::new());
+        return Ok(out);
     };
     let retention = repo::retention(tx, g.org_id).await?;
     let phase = retention.phase(roster.ends_at, roster.cancelled, now);
     if phase == Phase::Deleted || roster.deleted {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let wanted = if roster.chat {
         repo::wanted_devices(tx, duty).await?
@@ -822,21 +883,29 @@ pub(crate) async fn reconcile(
         Vec::new()
     };
     let leaves = repo::leaves(tx, duty).await?;
+    let is_wanted = |d: &Uuid| wanted.iter().any(|(w, _)| w == d);
+    if phase == Phase::Writable && !leaves.iter().any(|(d, _, _)| is_wanted(d)) {
+        let devices = repo::delete_group(tx, duty, false).await?;
+        out.gone.push((duty, devices));
+        return Ok(out);
+    }
     let pending = repo::proposals(tx, duty, g.epoch).await?;
     let proposed = |d: Uuid| pending.iter().any(|(p, _)| *p == d);
     let key = server_key(tx, g.org_id, now).await?;
-    let mut state = g.state.clone();
-    let mut out = Vec::new();
+    let mut group: Option<mls::Proposer> = None;
     for (device, leaf, _) in &leaves {
-        if wanted.iter().any(|(d, _)| d == device) || proposed(*device) {
+        if is_wanted(device) || proposed(*device) {
             continue;
         }
         let leaf = u32::try_from(*leaf).map_err(corrupt)?;
-        let (msg, next) = mls::propose_remove(&state, &key, leaf).map_err(corrupt)?;
-        state = next;
+        let p = match &mut group {
+            Some(p) => p,
+            None => group.insert(mls::Proposer::load(&g.state).map_err(corrupt)?),
+        };
+        let msg = p.remove(&key, leaf).map_err(corrupt)?;
         let seq = repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
         repo::insert_proposal(tx, duty, g.org_id, *device, "remove", g.epoch).await?;
-        out.push((duty, seq));
+        out.msgs.push((duty, seq));
     }
     if phase == Phase::Writable {
         for (device, _) in &wanted {
@@ -846,44 +915,60 @@ pub(crate) async fn reconcile(
             let Some(kp) = repo::claim_key_package(tx, *device).await? else {
                 continue;
             };
-            let (msg, next) = match mls::propose_add(&state, &key, &kp) {
-                Ok(x) => x,
+            let p = match &mut group {
+                Some(p) => p,
+                None => group.insert(mls::Proposer::load(&g.state).map_err(corrupt)?),
+            };
+            let msg = match p.add(&key, &kp) {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(device = %device, error = %e, "a stored KeyPackage could not be proposed");
                     continue;
                 }
             };
-            state = next;
             let seq =
                 repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
             repo::insert_proposal(tx, duty, g.org_id, *device, "add", g.epoch).await?;
-            out.push((duty, seq));
+            out.msgs.push((duty, seq));
         }
     }
-    if !out.is_empty() {
-        repo::save_group(tx, duty, g.epoch, &state, now).await?;
+    if let Some(p) = group
+        && !out.msgs.is_empty()
+    {
+        repo::save_group(tx, duty, g.epoch, &p.save().map_err(corrupt)?, now).await?;
     }
     Ok(out)
 }
 
-/// Pushes committed messages to the sockets of their recipients on this node.
-pub(crate) async fn deliver(
-    db: &Db,
-    chat: &Chat,
-    out: Vec<(Uuid, i64)>,
-) -> Result<(), ServiceError> {
-    if out.is_empty() {
+/// Pushes committed messages to the sockets of their recipients on this node. Runs after the
+/// commit: a failure here is logged (the devices fetch what they missed), never reported as a
+/// failure of the change itself.
+pub(crate) async fn deliver(db: &Db, chat: &Chat, out: Out) {
+    if let Err(e) = try_deliver(db, chat, out).await {
+        tracing::warn!(error = %e, "live delivery failed; devices will fetch by cursor");
+    }
+}
+
+async fn try_deliver(db: &Db, chat: &Chat, out: Out) -> Result<(), ServiceError> {
+    for (duty, devices) in out.gone {
+        let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Deleted { duty_id: duty })
+            .map_err(corrupt)?
+            .into();
+        chat.hub.deliver(&devices, &frame);
+    }
+    let msgs = out.msgs;
+    if msgs.is_empty() {
         return Ok(());
     }
     let mut c = db.read().await?;
     let mut i = 0;
-    while i < out.len() {
-        let duty = out[i].0;
+    while i < msgs.len() {
+        let duty = msgs[i].0;
         let recipients = repo::recipients(&mut c, duty).await?;
-        let first = out[i].1;
+        let first = msgs[i].1;
         let mut last = first;
-        while i < out.len() && out[i].0 == duty {
-            last = last.max(out[i].1);
+        while i < msgs.len() && msgs[i].0 == duty {
+            last = last.max(msgs[i].1);
             i += 1;
         }
         let rows = repo::range(&mut c, duty, first, last).await?;
@@ -918,6 +1003,9 @@ pub(crate) async fn deliver(
 
 const CONSUMER: &str = "chat.roster";
 const EVENTS_PAGE: i64 = 500;
+/// On PostgreSQL a transaction can commit an event with a lower number after a higher one was
+/// read: events this recent are read again (their versions make that harmless).
+const LATE_COMMIT_MS: i64 = 30_000;
 
 /// What one worker step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -927,61 +1015,33 @@ pub struct Step {
 }
 
 /// One step of the chat worker: applies new roster events (membership follows the roster;
-/// removed people's devices get nothing more at once) and deletes chats past retention.
+/// removed people's devices get nothing more at once) and deletes chats past retention. Each
+/// duty is its own transaction: a failing group is logged and skipped, never blocks others.
 pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, ServiceError> {
     let now_ms = ms(now);
     let mut done = Step::default();
+    let mut c = db.read().await?;
+    let mut cursor = repo::consumer(&mut c, CONSUMER).await?;
+    let late = if db.backend() == carebridge_store::Backend::Postgres {
+        repo::recent_roster_events(&mut c, cursor, now_ms - LATE_COMMIT_MS).await?
+    } else {
+        Vec::new()
+    };
+    drop(c);
+    apply_rosters(db, chat, &late, now_ms, &mut done).await;
     loop {
         let mut c = db.read().await?;
-        let after = repo::consumer(&mut c, CONSUMER).await?;
-        // Re-read the last minute too: on PostgreSQL a transaction may commit an event with a
-        // lower number after a higher one was seen. Versions make re-reading harmless.
-        let events = repo::roster_events(&mut c, after, now_ms - 60_000, EVENTS_PAGE).await?;
+        let events = repo::roster_events(&mut c, cursor, EVENTS_PAGE).await?;
         drop(c);
-        let mut out = Vec::new();
-        let mut tx = db.begin().await?;
-        let mut max = after;
-        for (seq, payload) in &events {
-            max = max.max(*seq);
-            let Ok(r) = serde_json::from_str::<carebridge_proto::duties::Roster>(payload) else {
-                tracing::warn!(seq, "a roster event could not be read; skipped");
-                continue;
-            };
-            repo::lock_group(&mut tx, r.duty_id).await?;
-            let current = repo::roster(&mut tx, r.duty_id).await?;
-            if current
-                .as_ref()
-                .is_some_and(|c| c.version >= r.roster_version)
-            {
-                continue;
-            }
-            let deleted = current.is_some_and(|c| c.deleted);
-            let mut people: Vec<Uuid> = r.roster.iter().map(|l| l.person_id).collect();
-            people.sort();
-            people.dedup();
-            let row = repo::RosterRow {
-                org_id: r.org_id,
-                version: r.roster_version,
-                chat: r.chat,
-                cancelled: r.state == "cancelled",
-                ends_at: ms(r.ends_at),
-                deleted,
-            };
-            repo::save_roster(
-                &mut tx,
-                r.duty_id,
-                &row,
-                if deleted { &[] } else { &people },
-            )
-            .await?;
-            out.extend(reconcile(&mut tx, r.duty_id, now_ms).await?);
-            done.rosters += 1;
-        }
-        if max > after {
-            repo::set_consumer(&mut tx, CONSUMER, max).await?;
-        }
-        tx.commit().await?;
-        deliver(db, chat, out).await?;
+        let Some((last, _)) = events.last() else {
+            break;
+        };
+        let last = *last;
+        apply_rosters(db, chat, &events, now_ms, &mut done).await;
+        cursor = last;
+        let mut w = db.write().await?;
+        repo::set_consumer(&mut w, CONSUMER, cursor).await?;
+        drop(w);
         if (events.len() as i64) < EVENTS_PAGE {
             break;
         }
@@ -993,15 +1053,107 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
     for duty in due {
         let mut tx = db.begin().await?;
         repo::lock_group(&mut tx, duty).await?;
-        let devices = repo::delete_group(&mut tx, duty).await?;
+        let devices = repo::delete_group(&mut tx, duty, true).await?;
         tx.commit().await?;
-        let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Deleted { duty_id: duty })
-            .map_err(corrupt)?
-            .into();
-        chat.hub.deliver(&devices, &frame);
+        deliver(
+            db,
+            chat,
+            Out {
+                msgs: Vec::new(),
+                gone: vec![(duty, devices)],
+            },
+        )
+        .await;
         done.deleted += 1;
     }
     Ok(done)
+}
+
+/// Applies the newest roster of each duty in `events` (skipping versions already applied).
+async fn apply_rosters(
+    db: &Db,
+    chat: &Chat,
+    events: &[(i64, String)],
+    now_ms: i64,
+    done: &mut Step,
+) {
+    let mut newest: std::collections::BTreeMap<Uuid, carebridge_proto::duties::Roster> =
+        std::collections::BTreeMap::new();
+    for (seq, payload) in events {
+        let Ok(r) = serde_json::from_str::<carebridge_proto::duties::Roster>(payload) else {
+            tracing::warn!(seq, "a roster event could not be read; skipped");
+            continue;
+        };
+        if newest
+            .get(&r.duty_id)
+            .is_none_or(|n| n.roster_version < r.roster_version)
+        {
+            newest.insert(r.duty_id, r);
+        }
+    }
+    for (duty, r) in newest {
+        match apply_roster(db, &r, now_ms).await {
+            Ok(Some(out)) => {
+                done.rosters += 1;
+                deliver(db, chat, out).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(duty = %duty, error = %e, "applying a roster to the chat failed; skipped");
+            }
+        }
+    }
+}
+
+async fn apply_roster(
+    db: &Db,
+    r: &carebridge_proto::duties::Roster,
+    now_ms: i64,
+) -> Result<Option<Out>, ServiceError> {
+    // Cheap check first, without a lock.
+    let mut c = db.read().await?;
+    if repo::roster(&mut c, r.duty_id)
+        .await?
+        .is_some_and(|c| c.version >= r.roster_version)
+    {
+        return Ok(None);
+    }
+    drop(c);
+    let mut tx = db.begin().await?;
+    repo::lock_group(&mut tx, r.duty_id).await?;
+    let current = repo::roster(&mut tx, r.duty_id).await?;
+    if current
+        .as_ref()
+        .is_some_and(|c| c.version >= r.roster_version)
+    {
+        return Ok(None);
+    }
+    let deleted = current.is_some_and(|c| c.deleted);
+    let cancelled = r.state == "cancelled";
+    let row = repo::RosterRow {
+        org_id: r.org_id,
+        version: r.roster_version,
+        chat: r.chat,
+        cancelled,
+        ends_at: ms(r.ends_at),
+        deleted,
+    };
+    // A cancelled duty's roster event is empty; its chat stays readable (read-only) for the
+    // people who were on it, so the members are kept.
+    let people: Option<Vec<Uuid>> = if deleted {
+        Some(Vec::new())
+    } else if cancelled {
+        None
+    } else {
+        let mut p: Vec<Uuid> = r.roster.iter().map(|l| l.person_id).collect();
+        p.sort();
+        p.dedup();
+        Some(p)
+    };
+    repo::save_roster(&mut tx, r.duty_id, &row, people.as_deref()).await?;
+    let out = reconcile(&mut tx, r.duty_id, now_ms).await?;
+    tx.commit().await?;
+    Ok(Some(out))
 }
 
 /// The chat worker of a process: a [`step`] after every commit that appended events (woken

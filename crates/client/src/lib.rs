@@ -320,8 +320,9 @@ impl Device {
         for _ in 0..20 {
             self.catch_up(duty, &mut out).await?;
             match self.commit_pending(duty).await? {
-                Commit::Nothing | Commit::Done => return Ok(out),
-                Commit::Lost => continue,
+                Commit::Nothing => return Ok(out),
+                // The server may have proposed more in the same transaction: read on.
+                Commit::Done | Commit::Lost => continue,
             }
         }
         Err(ClientError::State(
@@ -357,6 +358,30 @@ impl Device {
         }
     }
 
+    /// Handles a live frame of the socket: in order it is processed at once (and pending
+    /// server proposals are committed); after a gap (a frame overtaken or dropped) the device
+    /// catches up by cursor first. Returns the application messages read.
+    pub async fn receive(&mut self, m: &wire::ChatMessage) -> Result<Vec<Received>, ClientError> {
+        let duty = m.duty_id;
+        let cursor = self.groups.get(&duty).map(|j| j.cursor);
+        let in_order = match cursor {
+            Some(c) => m.seq <= c + 1,
+            None => m.kind == "welcome",
+        };
+        let mut out = Vec::new();
+        if in_order {
+            if let Some(r) = self.process(duty, m)? {
+                out.push(r);
+            }
+            if self.has_pending(duty) {
+                out.extend(self.sync(duty).await?);
+            }
+        } else {
+            out.extend(self.sync(duty).await?);
+        }
+        Ok(out)
+    }
+
     /// Processes one stream message (a frame from the socket or a fetched one). Messages at
     /// or before the cursor are ignored.
     pub fn process(
@@ -368,7 +393,11 @@ impl Device {
             .decode(&m.data)
             .map_err(|e| ClientError::State(e.to_string()))?;
         if m.kind == "welcome" {
-            if self.groups.contains_key(&duty) {
+            // A device removed and added again gets a new Welcome: it replaces the old state.
+            if self.groups.get(&duty).is_some_and(|j| {
+                j.group.is_active()
+                    && j.group.epoch().as_u64() >= u64::try_from(m.epoch).unwrap_or(0)
+            }) {
                 return Ok(None);
             }
             let msg = MlsMessageIn::tls_deserialize_exact(&data).map_err(mls)?;
@@ -383,6 +412,9 @@ impl Device {
             let staged =
                 StagedWelcome::new_from_welcome(&self.provider, &config, w, None).map_err(mls)?;
             let group = staged.into_group(&self.provider).map_err(mls)?;
+            if group.group_id().as_slice() != duty.as_bytes() {
+                return Err(ClientError::Mls("the Welcome is for another group".into()));
+            }
             self.groups.insert(
                 duty,
                 Joined {
@@ -470,7 +502,7 @@ impl Device {
                 j.group.merge_pending_commit(&self.provider).map_err(mls)?;
                 Ok(Commit::Done)
             }
-            Err(ClientError::Api { status: 409, .. }) => {
+            Err(ClientError::Api { status: 409, body }) if body.contains("stale_epoch") => {
                 let j = self
                     .groups
                     .get_mut(&duty)
@@ -537,6 +569,31 @@ impl Device {
                 Err(e)
             }
         }
+    }
+
+    /// A self-update commit of this device, not sent and not kept (for measuring the
+    /// server's validation cost).
+    pub fn prepare_self_update(&mut self, duty: Uuid) -> Result<Vec<u8>, ClientError> {
+        let j = self
+            .groups
+            .get_mut(&duty)
+            .ok_or_else(|| ClientError::State("not in this group".into()))?;
+        let bundle = j
+            .group
+            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .map_err(mls)?;
+        let out = bytes(bundle.commit());
+        j.group
+            .clear_pending_commit(self.provider.storage())
+            .map_err(mls)?;
+        out
+    }
+
+    /// Whether server proposals wait for a commit in the group of `duty`.
+    pub fn has_pending(&self, duty: Uuid) -> bool {
+        self.groups
+            .get(&duty)
+            .is_some_and(|j| j.group.pending_proposals().next().is_some())
     }
 
     /// Encrypts and sends `text` to the chat of `duty`; catches up and retries when a commit

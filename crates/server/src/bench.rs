@@ -33,7 +33,8 @@ pub struct BenchArgs {
     /// rotation, concurrent chains) or `signin` (password sign-in against Argon2id alone, and
     /// the latency of other requests meanwhile), `portal` (ERP feed throughput, appointments
     /// under concurrent load), `import` (a CSV of `--people` rows imported end to end, and again unchanged),
-    /// `contacts` (the contacts sync feed and restricted listings).
+    /// `contacts` (the contacts sync feed and restricted listings), `chat` (duty chat fan-out,
+    /// throughput, membership latency, commit validation cost and idle WebSockets).
     #[arg(long, default_value = "people")]
     pub scenario: String,
     /// Concurrent requests (the `tokens` scenario).
@@ -272,9 +273,10 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         "portal" => return crate::bench_portal::run(args, config).await,
         "import" => return crate::bench_import::run(&args, &config).await,
         "contacts" => return crate::bench_contacts::run(args, config).await,
+        "chat" => return crate::bench_chat::run(args, config).await,
         other => {
             bail!(
-                "unknown scenario '{other}': people, duties, tokens, refresh, signin, portal, import or contacts"
+                "unknown scenario '{other}': people, duties, tokens, refresh, signin, portal, import, contacts or chat"
             )
         }
     }

@@ -246,7 +246,12 @@ async fn seed_duties(db: &Db, now_ms: i64) -> anyhow::Result<Seeded> {
     Ok(Seeded { org, people, big })
 }
 
-async fn personal_key(db: &Db, org: Uuid, person: Uuid, perms: &[&str]) -> anyhow::Result<String> {
+pub(crate) async fn personal_key(
+    db: &Db,
+    org: Uuid,
+    person: Uuid,
+    perms: &[&str],
+) -> anyhow::Result<String> {
     let mut tx = db.begin().await?;
     let k = carebridge_identity::apikeys::create_in(
         &mut tx,

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+mod bench_chat;
 mod bench_contacts;
 mod bench_duties;
 mod bench_identity;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{Backend, Exec, StoreError, Tx, exec, run};
 
-/// The PostgreSQL channel told (at commit) that events were appended.
+/// The PostgreSQL channel told (at commit) that roster events were appended.
 pub const CHANNEL: &str = "carebridge_events";
 
 /// Wakes this process's event consumers after a commit that appended events (SQLite; on
@@ -54,6 +54,9 @@ pub async fn append(
     exec!(tx, c => sqlx::query(
         "INSERT INTO events (org_id, topic, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(org).bind(topic).bind(subject).bind(payload).bind(now_ms).execute(c).await)?;
+    if topic != crate::rosters::TOPIC {
+        return Ok(());
+    }
     match tx.backend() {
         Backend::Sqlite => APPENDED.store(true, Ordering::Release),
         Backend::Postgres => {

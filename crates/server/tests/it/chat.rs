@@ -319,6 +319,58 @@ async fn a_commit_race_has_one_winner_and_no_fork() {
 }
 
 #[tokio::test]
+async fn a_stale_add_does_not_stall_and_a_cancelled_duty_stays_readable() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    assert_eq!(a.epoch(duty), Some(0));
+    // Ben is assigned (the server proposes his device) and unassigned again before anyone
+    // committed: the pending Add is still accepted, and the server removes him next epoch.
+    let ben_assignment = w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    w.unassign(duty, &ben_assignment).await;
+    w.step().await;
+    a.sync(duty).await.unwrap();
+    assert_eq!(a.epoch(duty), Some(2), "added, then removed");
+    assert!(matches!(
+        b.fetch(duty, 0).await.unwrap_err(),
+        carebridge_client::ClientError::Api { status: 404, .. }
+    ));
+    a.send(duty, b"weiter geht's").await.unwrap();
+
+    // Cancelling the duty makes the chat read-only at once; Anna still reads it.
+    let (_, d) =
+        w.s.get(&w.admin, &format!("/api/v1/orgs/acme/duties/{duty}"))
+            .await;
+    let (st, c) =
+        w.s.patch(
+            &w.admin,
+            &format!("/api/v1/orgs/acme/duties/{duty}"),
+            &format!("\"{}\"", d["version"]),
+            &json!({"state": "cancelled"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    w.step().await;
+    let g = a.chat(duty).await.unwrap();
+    assert_eq!(g.phase, "read_only");
+    let e = a.send(duty, b"noch da?").await.unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 409, body } if body.contains("read_only")),
+        "{e}"
+    );
+    let all = a.fetch(duty, 0).await.unwrap();
+    assert!(all.items.iter().any(|m| m.kind == "application"));
+    assert_eq!(a.chats().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn retention_walks_writable_read_only_deleted() {
     let w = world().await;
     let (anna, anna_key) = w.person("Anna").await;
