@@ -19,7 +19,17 @@ pub mod repo;
 pub mod service;
 
 /// The chat role's per-process state.
-#[derive(Default)]
 pub struct Chat {
     pub hub: hub::Hub,
+    /// This process among the nodes on one PostgreSQL (relayed deliveries name their origin).
+    pub node: uuid::Uuid,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat {
+            hub: hub::Hub::default(),
+            node: uuid::Uuid::new_v4(),
+        }
+    }
 }

@@ -183,7 +183,7 @@ fn save(storage: &MemoryStorage, gid: &GroupId) -> Result<Vec<u8>, MlsError> {
 // ---- members ------------------------------------------------------------------------------------
 
 /// A leaf of the group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MemberInfo {
     pub leaf: u32,
     /// The basic credential's identity (`device:<uuid>`).
@@ -526,4 +526,115 @@ impl Proposer {
 /// The server's key as an external sender (for tests and clients that build the context).
 pub fn external_sender(key: &ServerKey) -> ExternalSender {
     key.external_sender()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Frame parsing at the server boundary, fuzzed: random bytes and mutations of valid MLS
+    //! objects (a KeyPackage, a GroupInfo, a commit) never panic and are refused or accepted
+    //! cleanly.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Member {
+        provider: OpenMlsRustCrypto,
+        signer: SignatureKeyPair,
+        group: MlsGroup,
+    }
+
+    fn valid_objects() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, ServerKey) {
+        let key = ServerKey::generate().unwrap();
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let cwk = CredentialWithKey {
+            credential: BasicCredential::new(b"device:test".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        let kp = KeyPackage::builder()
+            .build(SUITE, &provider, &signer, cwk.clone())
+            .unwrap();
+        let kp = MlsMessageOut::from(kp.key_package().clone()).to_bytes().unwrap();
+        let exts = Extensions::single(Extension::ExternalSenders(vec![key.external_sender()]))
+            .unwrap();
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(SUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .with_group_context_extensions(exts)
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &provider,
+            &signer,
+            &config,
+            GroupId::from_slice(&[7u8; 16]),
+            cwk,
+        )
+        .unwrap();
+        let mut m = Member {
+            provider,
+            signer,
+            group,
+        };
+        let info = m
+            .group
+            .export_group_info(m.provider.crypto(), &m.signer, true)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let followed = follow(&info, &[7u8; 16], key.public()).unwrap();
+        let bundle = m
+            .group
+            .self_update(&m.provider, &m.signer, LeafNodeParameters::default())
+            .unwrap();
+        let commit = bundle.commit().to_bytes().unwrap();
+        // The valid commit is accepted.
+        assert!(apply_commit(&followed.state, &commit).is_ok());
+        (kp, info, commit, followed.state, key)
+    }
+
+    #[test]
+    fn a_foreign_external_sender_or_group_id_is_refused() {
+        let (_, info, _, _, key) = valid_objects();
+        assert!(follow(&info, &[8u8; 16], key.public()).is_err());
+        let other = ServerKey::generate().unwrap();
+        assert!(follow(&info, &[7u8; 16], other.public()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = classify(&bytes, &[7u8; 16]);
+            let _ = check_key_package(&bytes);
+            let _ = check_welcome(&bytes);
+            let _ = follow(&bytes, &[7u8; 16], &[0u8; 32]);
+        }
+
+        #[test]
+        fn mutated_objects_never_panic(cut in 0usize..4000, flips in proptest::collection::vec((0usize..4000, 0u8..8), 0..4)) {
+            thread_local! {
+                static OBJECTS: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, ServerKey) = valid_objects();
+            }
+            OBJECTS.with(|(kp, info, commit, state, key)| {
+                for base in [kp, info, commit] {
+                    let mut b = base.clone();
+                    for (pos, bit) in &flips {
+                        let i = pos % b.len();
+                        b[i] ^= 1 << bit;
+                    }
+                    let truncated = &b[..cut.min(b.len())];
+                    for input in [&b[..], truncated] {
+                        let _ = classify(input, &[7u8; 16]);
+                        let _ = check_key_package(input);
+                        let _ = follow(input, &[7u8; 16], key.public());
+                        let _ = apply_commit(state, input);
+                    }
+                }
+                // A corrupt state blob is an error, not a panic.
+                let _ = apply_commit(&state[..cut.min(state.len())], commit);
+            });
+        }
+    }
 }

@@ -253,9 +253,17 @@ pub async fn save_roster(
     let Some(people) = people else {
         return Ok(());
     };
-    exec!(tx, c => sqlx::query("DELETE FROM chat_members WHERE duty_id = $1")
-        .bind(duty).execute(c).await)?;
-    for p in people {
+    // Only the differences: a 500-person roster that gains one person writes one row.
+    let current: Vec<Uuid> = run!(tx, c => sqlx::query_scalar(
+        "SELECT person_id FROM chat_members WHERE duty_id = $1")
+        .bind(duty).fetch_all(c).await)?;
+    let now: std::collections::HashSet<&Uuid> = people.iter().collect();
+    let before: std::collections::HashSet<&Uuid> = current.iter().collect();
+    for p in current.iter().filter(|p| !now.contains(p)) {
+        exec!(tx, c => sqlx::query("DELETE FROM chat_members WHERE duty_id = $1 AND person_id = $2")
+            .bind(duty).bind(p).execute(c).await)?;
+    }
+    for p in people.iter().filter(|p| !before.contains(p)) {
         exec!(tx, c => sqlx::query("INSERT INTO chat_members (duty_id, person_id, org_id) VALUES ($1, $2, $3)")
             .bind(duty).bind(p).bind(r.org_id).execute(c).await)?;
     }
@@ -295,6 +303,61 @@ pub async fn wanted_devices(
 }
 
 // ---- groups -----------------------------------------------------------------------------------
+
+/// The head of a group (what an application message is checked against).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupHead {
+    pub epoch: i64,
+}
+
+/// Everything a post is checked against, in one read.
+#[derive(Clone, Debug)]
+pub struct PostContext {
+    pub org_id: Uuid,
+    pub chat: bool,
+    pub cancelled: bool,
+    pub ends_at: i64,
+    pub deleted: bool,
+    pub writable_days: i64,
+    pub readable_days: i64,
+    /// The group's epoch, when the group exists.
+    pub epoch: Option<i64>,
+    /// The person is on the roster.
+    pub member: bool,
+    /// The device's leaf, when it is in the group.
+    pub leaf: Option<i64>,
+}
+
+type ContextRow = (Uuid, bool, bool, i64, bool, i64, i64, Option<i64>, i64, Option<i64>);
+
+pub async fn post_context(
+    x: &mut impl Exec,
+    duty: Uuid,
+    person: Uuid,
+    device: Uuid,
+) -> Result<Option<PostContext>, StoreError> {
+    let r: Option<ContextRow> = run!(x, c => sqlx::query_as(
+        "SELECT r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
+                COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
+                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf \
+         FROM chat_rosters r LEFT JOIN chat_settings s ON s.org_id = r.org_id \
+         LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
+         LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \
+         WHERE r.duty_id = $1")
+        .bind(duty).bind(person).bind(device).fetch_optional(c).await)?;
+    Ok(r.map(|(org_id, chat, cancelled, ends_at, deleted, writable_days, readable_days, epoch, member, leaf)| PostContext {
+        org_id,
+        chat,
+        cancelled,
+        ends_at,
+        deleted,
+        writable_days,
+        readable_days,
+        epoch,
+        member: member > 0,
+        leaf,
+    }))
+}
 
 /// A group as the server follows it.
 #[derive(Clone, Debug)]

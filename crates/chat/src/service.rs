@@ -37,12 +37,15 @@ pub const MAX_HANDSHAKE: usize = 700 * 1024;
 #[derive(Default)]
 pub(crate) struct Out {
     msgs: Vec<(Uuid, i64)>,
+    /// Messages whose rows are in hand (no need to read them back).
+    rows: Vec<(Uuid, MessageRow)>,
     gone: Vec<(Uuid, Vec<Uuid>)>,
 }
 
 impl Out {
     fn extend(&mut self, o: Out) {
         self.msgs.extend(o.msgs);
+        self.rows.extend(o.rows);
         self.gone.extend(o.gone);
     }
 }
@@ -366,9 +369,13 @@ fn corrupt(e: impl std::fmt::Display) -> ServiceError {
 
 // ---- groups -----------------------------------------------------------------------------------
 
-struct Standing {
+struct Full {
     roster: repo::RosterRow,
     retention: Retention,
+    phase: Phase,
+}
+
+struct Standing {
     phase: Phase,
 }
 
@@ -377,7 +384,7 @@ async fn standing(
     duty: Uuid,
     org: Uuid,
     now: i64,
-) -> Result<Standing, ServiceError> {
+) -> Result<Full, ServiceError> {
     let roster = repo::roster(x, duty)
         .await?
         .filter(|r| r.org_id == org && r.chat)
@@ -391,7 +398,7 @@ async fn standing(
     if phase == Phase::Deleted {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    Ok(Standing {
+    Ok(Full {
         roster,
         retention,
         phase,
@@ -561,14 +568,25 @@ pub async fn post(
     let now_ms = ms(now);
     let mut tx = db.begin().await?;
     repo::lock_group(&mut tx, duty).await?;
-    let s = standing(&mut tx, duty, caller.org, now_ms).await?;
-    if !repo::is_member(&mut tx, duty, caller.person).await? {
+    // One read for every check of the hot path (roster, retention, group head, membership).
+    let ctx = repo::post_context(&mut tx, duty, caller.person, caller.device)
+        .await?
+        .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
+        .ok_or(ServiceError::NotFound { what: "chat" })?;
+    let retention = Retention {
+        writable_days: ctx.writable_days,
+        readable_days: ctx.readable_days,
+    };
+    let phase = retention.phase(ctx.ends_at, ctx.cancelled, now_ms);
+    if phase == Phase::Deleted {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    let g = repo::group(&mut tx, duty)
-        .await?
-        .ok_or_else(|| conflict("no_group", "the group has not been created yet"))?;
-    let Some((my_leaf, _)) = repo::leaf_of(&mut tx, duty, caller.device).await? else {
+    let s = Standing { phase };
+    let Some(epoch_now) = ctx.epoch else {
+        return Err(conflict("no_group", "the group has not been created yet"));
+    };
+    let g = repo::GroupHead { epoch: epoch_now };
+    let Some(my_leaf) = ctx.leaf else {
         return Err(forbidden(
             "this device is not a member of the group (yet): wait for its Welcome",
         ));
@@ -623,7 +641,17 @@ pub async fn post(
                 now_ms,
             )
             .await?;
-            out.msgs.push((duty, seq));
+            out.rows.push((
+                duty,
+                MessageRow {
+                    seq,
+                    epoch: g.epoch,
+                    kind: "application".into(),
+                    sender: Some(caller.device),
+                    data: msg,
+                    created_at: now_ms,
+                },
+            ));
             wire::Posted {
                 seq,
                 epoch: g.epoch,
@@ -633,7 +661,11 @@ pub async fn post(
             if i64::try_from(epoch).ok() != Some(g.epoch) {
                 return Err(stale(epoch));
             }
-            let applied = mls::apply_commit(&g.state, &msg)
+            let state = repo::group(&mut tx, duty)
+                .await?
+                .ok_or_else(|| corrupt("group vanished under its lock"))?
+                .state;
+            let applied = mls::apply_commit(&state, &msg)
                 .map_err(|e| invalid("/message", "invalid_commit", e.to_string()))?;
             if i64::from(applied.sender) != my_leaf {
                 return Err(forbidden(
@@ -688,8 +720,10 @@ pub async fn post(
             }
             // A leaf that is new or changed must be a registered device of this organisation
             // with its registered key: nobody takes another device's identity or swaps keys.
+            let unchanged: std::collections::HashSet<&mls::MemberInfo> =
+                applied.before.iter().collect();
             for m in &applied.members {
-                if applied.before.contains(m) {
+                if unchanged.contains(m) {
                     continue;
                 }
                 let ok = match device_of_identity(&m.identity) {
@@ -759,31 +793,33 @@ pub async fn post(
                 }
                 None => seq,
             };
-            // The leaves after the commit: keep known devices, add the joiners.
-            let before = repo::leaves(&mut tx, duty).await?;
-            for (device, _, _) in &before {
-                if !applied
-                    .members
-                    .iter()
-                    .any(|m| m.identity == identity_of(*device).as_bytes())
-                {
+            // The leaves after the commit: drop the removed, add the joiners, move nobody
+            // else (only the differences are written).
+            let known: std::collections::HashMap<Uuid, i64> = repo::leaves(&mut tx, duty)
+                .await?
+                .into_iter()
+                .map(|(d, leaf, _)| (d, leaf))
+                .collect();
+            let after: std::collections::HashMap<Uuid, i64> = applied
+                .members
+                .iter()
+                .filter_map(|m| device_of_identity(&m.identity).map(|d| (d, i64::from(m.leaf))))
+                .collect();
+            for device in known.keys() {
+                if !after.contains_key(device) {
                     repo::drop_leaf(&mut tx, duty, *device).await?;
                 }
             }
-            for m in &applied.members {
-                let Some(device) = device_of_identity(&m.identity) else {
-                    continue;
-                };
-                let known = before.iter().any(|(d, _, _)| *d == device);
-                repo::set_leaf(
-                    &mut tx,
-                    duty,
-                    caller.org,
-                    device,
-                    i64::from(m.leaf),
-                    if known { 0 } else { since },
-                )
-                .await?;
+            for (device, leaf) in &after {
+                match known.get(device) {
+                    Some(l) if l == leaf => {}
+                    Some(_) => {
+                        repo::set_leaf(&mut tx, duty, caller.org, *device, *leaf, 0).await?
+                    }
+                    None => {
+                        repo::set_leaf(&mut tx, duty, caller.org, *device, *leaf, since).await?
+                    }
+                }
             }
             repo::save_group(&mut tx, duty, new_epoch, &applied.state, now_ms).await?;
             repo::clear_proposals(&mut tx, duty).await?;
@@ -944,8 +980,119 @@ pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, 
 /// commit: a failure here is logged (the devices fetch what they missed), never reported as a
 /// failure of the change itself.
 pub(crate) async fn deliver(db: &Db, chat: &Chat, out: Out) {
+    let relay = if db.backend() == carebridge_store::Backend::Postgres {
+        relay_payloads(chat.node, &out)
+    } else {
+        Vec::new()
+    };
     if let Err(e) = try_deliver(db, chat, out).await {
         tracing::warn!(error = %e, "live delivery failed; devices will fetch by cursor");
+    }
+    // Other nodes on the same PostgreSQL deliver to the sockets they hold.
+    if !relay.is_empty()
+        && let Err(e) = publish(db, &relay).await
+    {
+        tracing::warn!(error = %e, "relaying to other nodes failed; their devices fetch by cursor");
+    }
+}
+
+/// The PostgreSQL channel of deliveries between nodes.
+pub const RELAY_CHANNEL: &str = "carebridge_chat";
+
+/// A delivery relayed to the other nodes (NOTIFY payloads stay far below 8,000 bytes).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Relay {
+    /// The node that delivered locally already.
+    n: Uuid,
+    d: Uuid,
+    /// Messages `first..=last`, or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<(i64, i64)>,
+    /// devices told that the group is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    g: Vec<Uuid>,
+}
+
+fn relay_payloads(node: Uuid, out: &Out) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut ranges: std::collections::BTreeMap<Uuid, (i64, i64)> = Default::default();
+    let all = out
+        .msgs
+        .iter()
+        .copied()
+        .chain(out.rows.iter().map(|(d, m)| (*d, m.seq)));
+    for (d, seq) in all {
+        let e = ranges.entry(d).or_insert((seq, seq));
+        e.0 = e.0.min(seq);
+        e.1 = e.1.max(seq);
+    }
+    for (d, m) in ranges {
+        v.push(Relay {
+            n: node,
+            d,
+            m: Some(m),
+            g: Vec::new(),
+        });
+    }
+    for (d, devices) in &out.gone {
+        for chunk in devices.chunks(100) {
+            v.push(Relay {
+                n: node,
+                d: *d,
+                m: None,
+                g: chunk.to_vec(),
+            });
+        }
+    }
+    v.iter()
+        .filter_map(|r| serde_json::to_string(r).ok())
+        .collect()
+}
+
+async fn publish(db: &Db, payloads: &[String]) -> Result<(), ServiceError> {
+    let mut c = db.write().await?;
+    for p in payloads {
+        carebridge_store::exec!(&mut c, c => sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(RELAY_CHANNEL).bind(p).execute(c).await)?;
+    }
+    Ok(())
+}
+
+/// Delivers what other nodes relay (PostgreSQL only): runs for the life of the process.
+pub async fn relay(db: Db, chat: Arc<Chat>) {
+    let Some(pool) = db.pg_pool().cloned() else {
+        return;
+    };
+    loop {
+        let mut l = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "chat relay: no listener connection; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = l.listen(RELAY_CHANNEL).await {
+            tracing::warn!(error = %e, "chat relay: LISTEN failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        while let Ok(n) = l.recv().await {
+            let Ok(r) = serde_json::from_str::<Relay>(n.payload()) else {
+                continue;
+            };
+            if r.n == chat.node {
+                continue;
+            }
+            let out = Out {
+                msgs: r.m.map(|(a, b)| (a..=b).map(|s| (r.d, s)).collect()).unwrap_or_default(),
+                rows: Vec::new(),
+                gone: if r.g.is_empty() { Vec::new() } else { vec![(r.d, r.g)] },
+            };
+            if let Err(e) = try_deliver(&db, &chat, out).await {
+                tracing::warn!(error = %e, "chat relay: delivery failed");
+            }
+        }
     }
 }
 
@@ -957,10 +1104,14 @@ async fn try_deliver(db: &Db, chat: &Chat, out: Out) -> Result<(), ServiceError>
         chat.hub.deliver(&devices, &frame);
     }
     let msgs = out.msgs;
-    if msgs.is_empty() {
+    if msgs.is_empty() && out.rows.is_empty() {
         return Ok(());
     }
     let mut c = db.read().await?;
+    for (duty, m) in out.rows {
+        let recipients = repo::recipients(&mut c, duty).await?;
+        push(chat, duty, &recipients, m)?;
+    }
     let mut i = 0;
     while i < msgs.len() {
         let duty = msgs[i].0;
@@ -973,29 +1124,41 @@ async fn try_deliver(db: &Db, chat: &Chat, out: Out) -> Result<(), ServiceError>
         }
         let rows = repo::range(&mut c, duty, first, last).await?;
         for m in rows {
-            let seq = m.seq;
-            let kind_welcome = m.kind == "welcome";
-            let sender = m.sender;
-            let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Message {
-                message: message_view(duty, m),
-            })
-            .map_err(corrupt)?
-            .into();
-            let to: Vec<Uuid> = recipients
-                .iter()
-                .filter(|(d, since)| {
-                    Some(*d) != sender
-                        && if kind_welcome {
-                            *since == seq - 1
-                        } else {
-                            *since < seq
-                        }
-                })
-                .map(|(d, _)| *d)
-                .collect();
-            chat.hub.deliver(&to, &frame);
+            push(chat, duty, &recipients, m)?;
         }
     }
+    Ok(())
+}
+
+/// Sends one message to the sockets of its recipients here: everyone in the group after its
+/// number but the sender; a Welcome only to the devices it adds.
+fn push(
+    chat: &Chat,
+    duty: Uuid,
+    recipients: &[(Uuid, i64)],
+    m: MessageRow,
+) -> Result<(), ServiceError> {
+    let seq = m.seq;
+    let kind_welcome = m.kind == "welcome";
+    let sender = m.sender;
+    let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Message {
+        message: message_view(duty, m),
+    })
+    .map_err(corrupt)?
+    .into();
+    let to: Vec<Uuid> = recipients
+        .iter()
+        .filter(|(d, since)| {
+            Some(*d) != sender
+                && if kind_welcome {
+                    *since == seq - 1
+                } else {
+                    *since < seq
+                }
+        })
+        .map(|(d, _)| *d)
+        .collect();
+    chat.hub.deliver(&to, &frame);
     Ok(())
 }
 
@@ -1060,6 +1223,7 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
             chat,
             Out {
                 msgs: Vec::new(),
+                rows: Vec::new(),
                 gone: vec![(duty, devices)],
             },
         )

@@ -9,7 +9,10 @@
 //! application messages, ratchet-tree extension, the server as `external_senders[0]`), so
 //! other MLS implementations can be members of the same groups.
 //!
-//! State is kept in memory for the life of the [`Device`] value.
+//! State is kept in memory; [`Device::save`] writes all of it (device token, MLS signature
+//! key, every group's state and stream cursor) as one JSON document and [`Device::restore`]
+//! brings the device back, e.g. after the app restarts. The document holds the device's
+//! private keys: store it like a password (the CLI writes it with mode 0600).
 
 use std::collections::HashMap;
 
@@ -661,6 +664,95 @@ impl Device {
             .await
             .map_err(|e| ClientError::Ws(e.to_string()))?;
         Ok(Socket { ws })
+    }
+}
+
+/// Everything a device needs to come back: see [`Device::save`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    base: String,
+    token: String,
+    id: Uuid,
+    signature_key: String,
+    /// openmls storage: `(key, value)` in base64.
+    storage: Vec<(String, String)>,
+    /// `(duty, cursor)` of every joined group.
+    groups: Vec<(Uuid, i64)>,
+    gone: Vec<Uuid>,
+}
+
+impl Device {
+    /// The whole device state as JSON (contains private keys).
+    pub fn save(&self) -> Result<String, ClientError> {
+        let values = self
+            .provider
+            .storage()
+            .values
+            .read()
+            .map_err(|_| ClientError::State("storage lock poisoned".into()))?;
+        let mut storage: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| (STANDARD.encode(k), STANDARD.encode(v)))
+            .collect();
+        storage.sort();
+        let saved = Saved {
+            base: self.base.clone(),
+            token: self.token.clone(),
+            id: self.id,
+            signature_key: STANDARD.encode(self.signer.to_public_vec()),
+            storage,
+            groups: self.groups.iter().map(|(d, j)| (*d, j.cursor)).collect(),
+            gone: self.gone.clone(),
+        };
+        serde_json::to_string(&saved).map_err(|e| ClientError::State(e.to_string()))
+    }
+
+    /// A device from [`Device::save`]'s document.
+    pub fn restore(json: &str) -> Result<Device, ClientError> {
+        let bad = |e: &dyn std::fmt::Display| ClientError::State(format!("saved state: {e}"));
+        let saved: Saved = serde_json::from_str(json).map_err(|e| bad(&e))?;
+        let provider = OpenMlsRustCrypto::default();
+        {
+            let mut values = provider
+                .storage()
+                .values
+                .write()
+                .map_err(|_| ClientError::State("storage lock poisoned".into()))?;
+            for (k, v) in &saved.storage {
+                values.insert(
+                    STANDARD.decode(k).map_err(|e| bad(&e))?,
+                    STANDARD.decode(v).map_err(|e| bad(&e))?,
+                );
+            }
+        }
+        let public = STANDARD
+            .decode(&saved.signature_key)
+            .map_err(|e| bad(&e))?;
+        let signer =
+            SignatureKeyPair::read(provider.storage(), &public, SUITE.signature_algorithm())
+                .ok_or_else(|| ClientError::State("saved state: no signature key".into()))?;
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(format!("device:{}", saved.id).into_bytes()).into(),
+            signature_key: signer.public().into(),
+        };
+        let mut groups = HashMap::new();
+        for (duty, cursor) in saved.groups {
+            let group = MlsGroup::load(provider.storage(), &GroupId::from_slice(duty.as_bytes()))
+                .map_err(mls)?
+                .ok_or_else(|| ClientError::State(format!("saved state: group {duty} missing")))?;
+            groups.insert(duty, Joined { group, cursor });
+        }
+        Ok(Device {
+            http: reqwest::Client::new(),
+            base: saved.base,
+            token: saved.token,
+            id: saved.id,
+            provider,
+            signer,
+            credential,
+            groups,
+            gone: saved.gone,
+        })
     }
 }
 

@@ -83,6 +83,7 @@ pub struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     housekeeping: tokio::task::JoinHandle<()>,
     chat_worker: Option<tokio::task::JoinHandle<()>>,
+    chat_relay: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<(
         tokio::task::JoinHandle<()>,
         Arc<carebridge_notify::Notifier>,
@@ -101,6 +102,9 @@ impl Running {
         let r = self.task.await.context("server task")?;
         self.housekeeping.abort();
         if let Some(w) = &self.chat_worker {
+            w.abort();
+        }
+        if let Some(w) = &self.chat_relay {
             w.abort();
         }
         if let Some((task, n)) = &self.notifier {
@@ -148,6 +152,14 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
     };
     let chat = Arc::new(carebridge_chat::Chat::default());
     let app = app::router(&config, state.clone(), chat.clone());
+    let chat_relay = if config.roles.iter().any(|r| r == "chat") {
+        Some(tokio::spawn(carebridge_chat::service::relay(
+            state.db.clone(),
+            chat.clone(),
+        )))
+    } else {
+        None
+    };
     let chat_worker = if config.roles.iter().any(|r| r == "chat") && config.chat_poll_ms > 0 {
         Some(tokio::spawn(carebridge_chat::service::run(
             state.clone(),
@@ -246,6 +258,7 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         task,
         housekeeping,
         chat_worker,
+        chat_relay,
         notifier,
     })
 }

@@ -316,6 +316,16 @@ async fn a_commit_race_has_one_winner_and_no_fork() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].plaintext, b"after the race");
     assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+
+    // A device saved and restored (an app restart) goes on in the same group.
+    let saved = a.save().unwrap();
+    drop(a);
+    let mut a = Device::restore(&saved).unwrap();
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+    a.send(duty, b"after the restart").await.unwrap();
+    let got = b.sync(duty).await.unwrap();
+    assert_eq!(got[0].plaintext, b"after the restart");
+    assert!(Device::restore("{}").is_err());
 }
 
 #[tokio::test]
@@ -582,5 +592,235 @@ async fn assert_no_plaintext(s: &TestServer, text: &str) {
                 "plaintext {text:?} found in table {t}"
             );
         }
+    }
+}
+
+/// A real `carebridge` process with debug logs; its output is collected.
+struct Node {
+    child: std::process::Child,
+    base: String,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+fn spawn_node(dir: &std::path::Path, database_url: &str) -> Node {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carebridge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .env("CAREBRIDGE_DATABASE_URL", database_url)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let base = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "node exited: {printed}");
+        printed.push_str(&line);
+        if let Some(b) = line.strip_prefix("listening on ") {
+            break b.trim().to_string();
+        }
+    };
+    // Drain both pipes: a node whose log pipe is full blocks on its next line.
+    let out_thread = std::thread::spawn(move || {
+        let mut s = printed;
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    Node {
+        child,
+        base,
+        out: Some(out_thread),
+        err: Some(err_thread),
+    }
+}
+
+impl Node {
+    fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let mut s = self.out.take().unwrap().join().unwrap();
+        s.push_str(&self.err.take().unwrap().join().unwrap());
+        s
+    }
+}
+
+/// Two server processes on one PostgreSQL deliver each other's messages live (on SQLite, one
+/// process); the processes run with debug logging, and neither their logs nor the database
+/// hold any plaintext.
+#[tokio::test]
+async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("t_chat_{}", Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+        }
+        _ => format!("sqlite://{}/chat.db", dir.path().display()),
+    };
+    let pg = url.starts_with("postgres");
+    // The organisation and its admin key, made like the operator would (migrated database).
+    let config = carebridge_server::config::Config {
+        database_url: url.clone(),
+        ..Default::default()
+    };
+    let db = carebridge_server::open_db(&config, None).await.unwrap();
+    let now = carebridge_domain::Clock::now(&carebridge_domain::SystemClock);
+    carebridge_server::commands::org_create(
+        &db,
+        carebridge_proto::org::CreateOrg {
+            slug: "acme".into(),
+            name: "Acme".into(),
+            default_region: "CH".into(),
+            default_language: "de".into(),
+            contact_email: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let admin = carebridge_server::commands::apikey_create(&db, Some("acme"), "admin", vec![], now)
+        .await
+        .unwrap()
+        .secret;
+    db.close().await;
+
+    let n1 = spawn_node(dir.path(), &url);
+    let n2 = if pg {
+        Some(spawn_node(dir.path(), &url))
+    } else {
+        None
+    };
+    let b1 = n1.base.clone();
+    let b2 = n2.as_ref().map(|n| n.base.clone()).unwrap_or(b1.clone());
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        let http = http.clone();
+        let admin = admin.clone();
+        let b1 = b1.clone();
+        async move {
+            let r = http
+                .request(method, format!("{b1}{path}"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            assert!((200..300).contains(&st), "{path}: {st} {v}");
+            v
+        }
+    };
+    use reqwest::Method;
+    call(Method::PUT, "/api/v1/orgs/acme/features/chat".into(), json!({"enabled": true})).await;
+    let unit = call(Method::POST, "/api/v1/orgs/acme/units".into(), json!({"name": "Team"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut people = Vec::new();
+    for name in ["Anna", "Ben"] {
+        let p = call(
+            Method::POST,
+            "/api/v1/orgs/acme/people".into(),
+            json!({"given_name": name, "family_name": "Node", "unit_ids": [unit]}),
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let key = call(
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys".into(),
+            json!({"name": "personal", "permissions": ["duties:read"], "person_id": p}),
+        )
+        .await["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        people.push((p, key));
+    }
+    let start = jiff::Timestamp::from_second(now.as_second() + 3600).unwrap();
+    let duty: Uuid = call(
+        Method::POST,
+        "/api/v1/orgs/acme/duties".into(),
+        json!({"unit_id": unit, "title": "Zwei Knoten", "starts_at": start.to_string(),
+               "ends_at": (start + SignedDuration::from_hours(4)).to_string()}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (p, _) in &people {
+        call(
+            Method::POST,
+            format!("/api/v1/orgs/acme/duties/{duty}/assignments"),
+            json!({"person_id": p, "chat": true}),
+        )
+        .await;
+    }
+    // Anna's device talks to node 1, Ben's to node 2.
+    let mut a = Device::register(&b1, &people[0].1, "Anna", 3).await.unwrap();
+    let mut b = Device::register(&b2, &people[1].1, "Ben", 3).await.unwrap();
+    // The nodes' workers apply the roster on their own (woken by the commit or polling).
+    let mut waited = 0;
+    while a.chats().await.unwrap().is_empty() || b.chats().await.unwrap().is_empty() {
+        assert!(waited < 100, "the roster never reached the chat");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    assert!(b.joined(duty));
+    let mut sa = a.connect().await.unwrap();
+    let mut sb = b.connect().await.unwrap();
+    let text1 = "Zwei Knoten, eine Gruppe: Treffpunkt Nordeingang";
+    a.send(duty, text1.as_bytes()).await.unwrap();
+    let got = loop {
+        let m = frame(&mut sb).await;
+        let r = b.receive(&m).await.unwrap();
+        if let Some(r) = r.into_iter().next() {
+            break r;
+        }
+    };
+    assert_eq!(got.plaintext, text1.as_bytes());
+    let text2 = "Antwort ueber den anderen Knoten: verstanden";
+    b.send(duty, text2.as_bytes()).await.unwrap();
+    let got = loop {
+        let m = frame(&mut sa).await;
+        if let Some(r) = a.receive(&m).await.unwrap().into_iter().next() {
+            break r;
+        }
+    };
+    assert_eq!(got.plaintext, text2.as_bytes());
+
+    let mut logs = n1.stop();
+    if let Some(n) = n2 {
+        logs.push_str(&n.stop());
+    }
+    assert!(logs.contains("/api/v1/chat"), "the request log is there");
+    for text in [text1, text2] {
+        assert!(!logs.contains(text), "plaintext {text:?} in the logs");
+        let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!logs.to_lowercase().contains(&hex), "plaintext (hex) in the logs");
     }
 }
