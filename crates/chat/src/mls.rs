@@ -554,9 +554,11 @@ mod tests {
         let kp = KeyPackage::builder()
             .build(SUITE, &provider, &signer, cwk.clone())
             .unwrap();
-        let kp = MlsMessageOut::from(kp.key_package().clone()).to_bytes().unwrap();
-        let exts = Extensions::single(Extension::ExternalSenders(vec![key.external_sender()]))
+        let kp = MlsMessageOut::from(kp.key_package().clone())
+            .to_bytes()
             .unwrap();
+        let exts =
+            Extensions::single(Extension::ExternalSenders(vec![key.external_sender()])).unwrap();
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(SUITE)
             .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)

@@ -328,7 +328,18 @@ pub struct PostContext {
     pub leaf: Option<i64>,
 }
 
-type ContextRow = (Uuid, bool, bool, i64, bool, i64, i64, Option<i64>, i64, Option<i64>);
+type ContextRow = (
+    Uuid,
+    bool,
+    bool,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
 
 pub async fn post_context(
     x: &mut impl Exec,
@@ -345,18 +356,31 @@ pub async fn post_context(
          LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \
          WHERE r.duty_id = $1")
         .bind(duty).bind(person).bind(device).fetch_optional(c).await)?;
-    Ok(r.map(|(org_id, chat, cancelled, ends_at, deleted, writable_days, readable_days, epoch, member, leaf)| PostContext {
-        org_id,
-        chat,
-        cancelled,
-        ends_at,
-        deleted,
-        writable_days,
-        readable_days,
-        epoch,
-        member: member > 0,
-        leaf,
-    }))
+    Ok(r.map(
+        |(
+            org_id,
+            chat,
+            cancelled,
+            ends_at,
+            deleted,
+            writable_days,
+            readable_days,
+            epoch,
+            member,
+            leaf,
+        )| PostContext {
+            org_id,
+            chat,
+            cancelled,
+            ends_at,
+            deleted,
+            writable_days,
+            readable_days,
+            epoch,
+            member: member > 0,
+            leaf,
+        },
+    ))
 }
 
 /// A group as the server follows it.

@@ -813,9 +813,7 @@ pub async fn post(
             for (device, leaf) in &after {
                 match known.get(device) {
                     Some(l) if l == leaf => {}
-                    Some(_) => {
-                        repo::set_leaf(&mut tx, duty, caller.org, *device, *leaf, 0).await?
-                    }
+                    Some(_) => repo::set_leaf(&mut tx, duty, caller.org, *device, *leaf, 0).await?,
                     None => {
                         repo::set_leaf(&mut tx, duty, caller.org, *device, *leaf, since).await?
                     }
@@ -1085,9 +1083,16 @@ pub async fn relay(db: Db, chat: Arc<Chat>) {
                 continue;
             }
             let out = Out {
-                msgs: r.m.map(|(a, b)| (a..=b).map(|s| (r.d, s)).collect()).unwrap_or_default(),
+                msgs: r
+                    .m
+                    .map(|(a, b)| (a..=b).map(|s| (r.d, s)).collect())
+                    .unwrap_or_default(),
                 rows: Vec::new(),
-                gone: if r.g.is_empty() { Vec::new() } else { vec![(r.d, r.g)] },
+                gone: if r.g.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(r.d, r.g)]
+                },
             };
             if let Err(e) = try_deliver(&db, &chat, out).await {
                 tracing::warn!(error = %e, "chat relay: delivery failed");

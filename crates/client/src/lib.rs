@@ -725,9 +725,7 @@ impl Device {
                 );
             }
         }
-        let public = STANDARD
-            .decode(&saved.signature_key)
-            .map_err(|e| bad(&e))?;
+        let public = STANDARD.decode(&saved.signature_key).map_err(|e| bad(&e))?;
         let signer =
             SignatureKeyPair::read(provider.storage(), &public, SUITE.signature_algorithm())
                 .ok_or_else(|| ClientError::State("saved state: no signature key".into()))?;

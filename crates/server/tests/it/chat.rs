@@ -619,7 +619,10 @@ fn spawn_node(dir: &std::path::Path, database_url: &str) -> Node {
     let mut printed = String::new();
     let base = loop {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "node exited: {printed}");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "node exited: {printed}"
+        );
         printed.push_str(&line);
         if let Some(b) = line.strip_prefix("listening on ") {
             break b.trim().to_string();
@@ -731,8 +734,18 @@ async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
         }
     };
     use reqwest::Method;
-    call(Method::PUT, "/api/v1/orgs/acme/features/chat".into(), json!({"enabled": true})).await;
-    let unit = call(Method::POST, "/api/v1/orgs/acme/units".into(), json!({"name": "Team"})).await["id"]
+    call(
+        Method::PUT,
+        "/api/v1/orgs/acme/features/chat".into(),
+        json!({"enabled": true}),
+    )
+    .await;
+    let unit = call(
+        Method::POST,
+        "/api/v1/orgs/acme/units".into(),
+        json!({"name": "Team"}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -779,7 +792,9 @@ async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
         .await;
     }
     // Anna's device talks to node 1, Ben's to node 2.
-    let mut a = Device::register(&b1, &people[0].1, "Anna", 3).await.unwrap();
+    let mut a = Device::register(&b1, &people[0].1, "Anna", 3)
+        .await
+        .unwrap();
     let mut b = Device::register(&b2, &people[1].1, "Ben", 3).await.unwrap();
     // The nodes' workers apply the roster on their own (woken by the commit or polling).
     let mut waited = 0;
@@ -821,6 +836,9 @@ async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
     for text in [text1, text2] {
         assert!(!logs.contains(text), "plaintext {text:?} in the logs");
         let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
-        assert!(!logs.to_lowercase().contains(&hex), "plaintext (hex) in the logs");
+        assert!(
+            !logs.to_lowercase().contains(&hex),
+            "plaintext (hex) in the logs"
+        );
     }
 }
