@@ -304,12 +304,6 @@ pub async fn wanted_devices(
 
 // ---- groups -----------------------------------------------------------------------------------
 
-/// The head of a group (what an application message is checked against).
-#[derive(Clone, Copy, Debug)]
-pub struct GroupHead {
-    pub epoch: i64,
-}
-
 /// Everything a post is checked against, in one read.
 #[derive(Clone, Debug)]
 pub struct PostContext {

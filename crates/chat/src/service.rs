@@ -369,13 +369,9 @@ fn corrupt(e: impl std::fmt::Display) -> ServiceError {
 
 // ---- groups -----------------------------------------------------------------------------------
 
-struct Full {
+struct Standing {
     roster: repo::RosterRow,
     retention: Retention,
-    phase: Phase,
-}
-
-struct Standing {
     phase: Phase,
 }
 
@@ -384,7 +380,7 @@ async fn standing(
     duty: Uuid,
     org: Uuid,
     now: i64,
-) -> Result<Full, ServiceError> {
+) -> Result<Standing, ServiceError> {
     let roster = repo::roster(x, duty)
         .await?
         .filter(|r| r.org_id == org && r.chat)
@@ -398,7 +394,7 @@ async fn standing(
     if phase == Phase::Deleted {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    Ok(Full {
+    Ok(Standing {
         roster,
         retention,
         phase,
@@ -581,24 +577,22 @@ pub async fn post(
     if phase == Phase::Deleted {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    let s = Standing { phase };
     let Some(epoch_now) = ctx.epoch else {
         return Err(conflict("no_group", "the group has not been created yet"));
     };
-    let g = repo::GroupHead { epoch: epoch_now };
     let Some(my_leaf) = ctx.leaf else {
         return Err(forbidden(
             "this device is not a member of the group (yet): wait for its Welcome",
         ));
     };
     let stale = |epoch: u64| {
-        if i64::try_from(epoch).is_ok_and(|e| e > g.epoch) {
+        if i64::try_from(epoch).is_ok_and(|e| e > epoch_now) {
             invalid(
                 "/message",
                 "future_epoch",
                 format!(
                     "the message is for epoch {epoch} but the group is only at epoch {}",
-                    g.epoch
+                    epoch_now
                 ),
             )
         } else {
@@ -606,7 +600,7 @@ pub async fn post(
                 "stale_epoch",
                 format!(
                     "the message is for epoch {epoch} but the group is at epoch {}: process the newer messages and retry",
-                    g.epoch
+                    epoch_now
                 ),
             )
         }
@@ -621,20 +615,20 @@ pub async fn post(
                     "only a commit that adds members carries a Welcome",
                 ));
             }
-            if s.phase != Phase::Writable {
+            if phase != Phase::Writable {
                 return Err(conflict(
                     "read_only",
                     "the chat is read-only: reading works, sending does not",
                 ));
             }
-            if i64::try_from(epoch).ok() != Some(g.epoch) {
+            if i64::try_from(epoch).ok() != Some(epoch_now) {
                 return Err(stale(epoch));
             }
             let seq = repo::append(
                 &mut tx,
                 duty,
                 caller.org,
-                g.epoch,
+                epoch_now,
                 "application",
                 Some(caller.device),
                 &msg,
@@ -645,7 +639,7 @@ pub async fn post(
                 duty,
                 MessageRow {
                     seq,
-                    epoch: g.epoch,
+                    epoch: epoch_now,
                     kind: "application".into(),
                     sender: Some(caller.device),
                     data: msg,
@@ -654,11 +648,11 @@ pub async fn post(
             ));
             wire::Posted {
                 seq,
-                epoch: g.epoch,
+                epoch: epoch_now,
             }
         }
         Incoming::Commit { epoch } => {
-            if i64::try_from(epoch).ok() != Some(g.epoch) {
+            if i64::try_from(epoch).ok() != Some(epoch_now) {
                 return Err(stale(epoch));
             }
             let state = repo::group(&mut tx, duty)
@@ -677,7 +671,7 @@ pub async fn post(
             // device again in the next epoch). Removes: devices no longer wanted, or the
             // server's pending Removes.
             let wanted = repo::wanted_devices(&mut tx, duty).await?;
-            let pending = repo::proposals(&mut tx, duty, g.epoch).await?;
+            let pending = repo::proposals(&mut tx, duty, epoch_now).await?;
             let server_proposed = |device: Uuid, action: &str| {
                 pending.iter().any(|(d, a)| *d == device && a == action)
             };
@@ -687,7 +681,7 @@ pub async fn post(
                     .iter()
                     .any(|(d, key)| Some(*d) == device && *key == a.signature_key);
                 let proposed = device.is_some_and(|d| server_proposed(d, "add"));
-                let ok = if s.phase == Phase::Writable {
+                let ok = if phase == Phase::Writable {
                     rostered || proposed
                 } else {
                     proposed
@@ -712,7 +706,7 @@ pub async fn post(
                     )));
                 }
             }
-            if s.phase != Phase::Writable && applied.removes.is_empty() && applied.adds.is_empty() {
+            if phase != Phase::Writable && applied.removes.is_empty() && applied.adds.is_empty() {
                 return Err(conflict(
                     "read_only",
                     "the chat is read-only: only commits that remove members are accepted",
@@ -766,7 +760,7 @@ pub async fn post(
                 &mut tx,
                 duty,
                 caller.org,
-                g.epoch,
+                epoch_now,
                 "commit",
                 Some(caller.device),
                 &msg,
