@@ -83,6 +83,12 @@ async fn register_device(
     let (_, person) = p.person().ok_or(ApiError::Unauthorized {
         detail: "a person's credential is needed".into(),
     })?;
+    if !service::may_register(&p) {
+        return Err(carebridge_web::ServiceError::Forbidden {
+            detail: "chat devices are registered with a personal key or through Carebridge's own apps; a third-party app may not add devices to a person's encrypted chats".into(),
+        }
+        .into());
+    }
     let d = service::register(&s.db, org.id.0, person.0, input, s.now()).await?;
     Ok((StatusCode::CREATED, axum::Json(d)))
 }

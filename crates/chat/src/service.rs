@@ -13,7 +13,9 @@ use axum::extract::ws::Utf8Bytes;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use carebridge_domain::Violations;
+use carebridge_domain::auth::{Principal, Via};
 use carebridge_domain::chat::{MAX_DAYS, Phase, Retention};
+use carebridge_domain::oauth::{APP_CLIENT, CLI_CLIENT};
 use carebridge_proto::chat as wire;
 use carebridge_store::{Db, StoreError, Tx};
 use carebridge_web::ServiceError;
@@ -24,6 +26,8 @@ use crate::Chat;
 use crate::mls::{self, Incoming};
 use crate::repo::{self, DeviceRow, MessageRow};
 
+/// Most chat devices a person may have.
+pub const MAX_DEVICES: usize = 20;
 /// Most one-time KeyPackages a device may keep on the server.
 pub const MAX_KEY_PACKAGES: i64 = 200;
 /// Largest MLS message accepted (application messages carry text; attachments travel apart).
@@ -150,6 +154,23 @@ async fn device_view(db: &Db, d: DeviceRow) -> Result<wire::Device, ServiceError
     })
 }
 
+/// Who may add a device to a person's end-to-end encrypted chats: the person with a personal
+/// key, or signed in through Carebridge's own apps (CLI, app). A third-party app's token, with
+/// whatever scopes, may not: a device it registered would read every chat of the person.
+pub fn may_register(p: &Principal) -> bool {
+    match p {
+        Principal::Person {
+            via: Via::ApiKey(_),
+            ..
+        } => true,
+        Principal::Person {
+            via: Via::Token { client_id, .. },
+            ..
+        } => client_id == CLI_CLIENT || client_id == APP_CLIENT,
+        _ => false,
+    }
+}
+
 /// A signed-in person registers a device. The token is returned once.
 pub async fn register(
     db: &Db,
@@ -191,6 +212,13 @@ pub async fn register(
     let token = format!("cbd_{}", URL_SAFE_NO_PAD.encode(secret));
     let id = carebridge_domain::ids::new_v7(now);
     let mut tx = db.begin().await?;
+    // Every device is added to every chat of the person: keep the number sane.
+    if repo::devices_of(&mut tx, org, person).await?.len() >= MAX_DEVICES {
+        return Err(conflict(
+            "too_many_devices",
+            format!("a person has at most {MAX_DEVICES} chat devices; remove one first"),
+        ));
+    }
     match repo::insert_device(
         &mut tx,
         id,
@@ -1415,4 +1443,38 @@ pub async fn set_settings(
     .await?;
     tx.commit().await?;
     settings(db, org.0).await
+}
+
+#[cfg(test)]
+mod tests {
+    use carebridge_domain::auth::{Principal, Via};
+    use carebridge_domain::{ApiKeyId, OrgId, PersonId};
+    use uuid::Uuid;
+
+    fn person(via: Via) -> Principal {
+        Principal::Person {
+            via,
+            org: OrgId(Uuid::nil()),
+            person: PersonId(Uuid::nil()),
+            scopes: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_personal_keys_and_carebridge_apps_register_devices() {
+        let token = |c: &str| Via::Token {
+            client_id: c.into(),
+            grant: Uuid::nil(),
+        };
+        assert!(super::may_register(&person(Via::ApiKey(ApiKeyId(
+            Uuid::nil()
+        )))));
+        assert!(super::may_register(&person(token("carebridge-cli"))));
+        assert!(super::may_register(&person(token("carebridge-app"))));
+        assert!(!super::may_register(&person(token(
+            "cbc_0190a1b2-third-party"
+        ))));
+        assert!(!super::may_register(&Principal::System { name: "cli" }));
+    }
 }

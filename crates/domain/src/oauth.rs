@@ -3,6 +3,11 @@
 
 use crate::validate::{Violations, bounded_text};
 
+/// Carebridge's own public client: the member CLI (device flow).
+pub const CLI_CLIENT: &str = "carebridge-cli";
+/// Carebridge's own public client: the member and client web app.
+pub const APP_CLIENT: &str = "carebridge-app";
+
 /// Scopes this provider issues: the OpenID ones and Carebridge's own.
 pub const SCOPES: &[&str] = &[
     "openid",

@@ -240,9 +240,9 @@ impl Client {
 }
 
 /// The member CLI (device flow).
-pub const CLI: &str = "carebridge-cli";
+pub const CLI: &str = carebridge_domain::oauth::CLI_CLIENT;
 /// The member and client web app (code + PKCE, redirect to `/app/callback`).
-pub const APP: &str = "carebridge-app";
+pub const APP: &str = carebridge_domain::oauth::APP_CLIENT;
 /// The admin console (code + PKCE, redirect to `/console/callback`).
 pub const CONSOLE: &str = "carebridge-console";
 
