@@ -194,7 +194,11 @@ impl Db {
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            // IMMEDIATE: take the write lock up front. A deferred transaction that reads first
+            // and writes later fails at once with SQLITE_BUSY_SNAPSHOT when another process
+            // (the CLI, a second role process on the same file) committed in between; waiting
+            // for the lock (busy_timeout) is what we want instead.
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres { pool } => Tx::Postgres(pool.begin().await?),
         })
     }
