@@ -519,6 +519,19 @@ pub struct MessageRow {
     pub created_at: i64,
 }
 
+type MessageTuple = (i64, i64, String, Option<Uuid>, Vec<u8>, i64);
+
+fn message_row((seq, epoch, kind, sender, data, created_at): MessageTuple) -> MessageRow {
+    MessageRow {
+        seq,
+        epoch,
+        kind,
+        sender,
+        data,
+        created_at,
+    }
+}
+
 /// Appends a message to the group's stream and returns its number. The caller holds the lock.
 pub async fn append(
     tx: &mut Tx,
@@ -549,21 +562,11 @@ pub async fn messages(
     limit: i64,
 ) -> Result<Vec<MessageRow>, StoreError> {
     let from = after.max(since);
-    let rows: Vec<(i64, i64, String, Option<Uuid>, Vec<u8>, i64)> = run!(x, c => sqlx::query_as(
+    let rows: Vec<MessageTuple> = run!(x, c => sqlx::query_as(
         "SELECT seq, epoch, kind, sender, data, created_at FROM chat_messages \
          WHERE duty_id = $1 AND seq > $2 AND (kind <> 'welcome' OR seq = $3) ORDER BY seq LIMIT $4")
         .bind(duty).bind(from).bind(since + 1).bind(limit).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, epoch, kind, sender, data, created_at)| MessageRow {
-            seq,
-            epoch,
-            kind,
-            sender,
-            data,
-            created_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(message_row).collect())
 }
 
 /// Devices that receive a new message of `duty`: in the group and still on the roster.
@@ -660,18 +663,8 @@ pub async fn range(
     first: i64,
     last: i64,
 ) -> Result<Vec<MessageRow>, StoreError> {
-    let rows: Vec<(i64, i64, String, Option<Uuid>, Vec<u8>, i64)> = run!(x, c => sqlx::query_as(
+    let rows: Vec<MessageTuple> = run!(x, c => sqlx::query_as(
         "SELECT seq, epoch, kind, sender, data, created_at FROM chat_messages WHERE duty_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
         .bind(duty).bind(first).bind(last).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, epoch, kind, sender, data, created_at)| MessageRow {
-            seq,
-            epoch,
-            kind,
-            sender,
-            data,
-            created_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(message_row).collect())
 }

@@ -541,9 +541,8 @@ impl Device {
         Ok(r.json().await?)
     }
 
-    /// Commits a fresh key for this device (a self-update), without catching up first.
-    /// Returns the server's answer; the caller handles a lost race.
-    pub async fn self_update(&mut self, duty: Uuid) -> Result<wire::Posted, ClientError> {
+    /// Stages a self-update commit (pending until merged or cleared) and returns its bytes.
+    fn stage_self_update(&mut self, duty: Uuid) -> Result<Vec<u8>, ClientError> {
         let j = self
             .groups
             .get_mut(&duty)
@@ -552,23 +551,28 @@ impl Device {
             .group
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
             .map_err(mls)?;
+        bytes(bundle.commit())
+    }
+
+    /// Commits a fresh key for this device (a self-update), without catching up first.
+    /// Returns the server's answer; the caller handles a lost race.
+    pub async fn self_update(&mut self, duty: Uuid) -> Result<wire::Posted, ClientError> {
         let body = wire::PostMessage {
-            message: STANDARD.encode(bytes(bundle.commit())?),
+            message: STANDARD.encode(self.stage_self_update(duty)?),
             welcome: None,
         };
-        match self.post(duty, &body).await {
+        let posted = self.post(duty, &body).await;
+        let j = self
+            .groups
+            .get_mut(&duty)
+            .ok_or_else(|| ClientError::State("group vanished".into()))?;
+        match posted {
             Ok(p) => {
-                let j = self
-                    .groups
-                    .get_mut(&duty)
-                    .ok_or_else(|| ClientError::State("group vanished".into()))?;
                 j.group.merge_pending_commit(&self.provider).map_err(mls)?;
                 Ok(p)
             }
             Err(e) => {
-                if let Some(j) = self.groups.get_mut(&duty) {
-                    let _ = j.group.clear_pending_commit(self.provider.storage());
-                }
+                let _ = j.group.clear_pending_commit(self.provider.storage());
                 Err(e)
             }
         }
@@ -577,18 +581,12 @@ impl Device {
     /// A self-update commit of this device, not sent and not kept (for measuring the
     /// server's validation cost).
     pub fn prepare_self_update(&mut self, duty: Uuid) -> Result<Vec<u8>, ClientError> {
-        let j = self
-            .groups
-            .get_mut(&duty)
-            .ok_or_else(|| ClientError::State("not in this group".into()))?;
-        let bundle = j
-            .group
-            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
-            .map_err(mls)?;
-        let out = bytes(bundle.commit());
-        j.group
-            .clear_pending_commit(self.provider.storage())
-            .map_err(mls)?;
+        let out = self.stage_self_update(duty);
+        if let Some(j) = self.groups.get_mut(&duty) {
+            j.group
+                .clear_pending_commit(self.provider.storage())
+                .map_err(mls)?;
+        }
         out
     }
 
