@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::chat::{
-    ChatGroup, ChatSettings, CreateGroup, Device, KeyPackageStock, Messages, MessagesQuery,
-    PostMessage, Posted, RegisterDevice, RegisteredDevice, UploadKeyPackages,
+    Attachment, ChatGroup, ChatSettings, CreateGroup, Device, KeyPackageStock, Messages,
+    MessagesQuery, PostMessage, Posted, RegisterDevice, RegisteredDevice, UploadKeyPackages,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_web::{ApiError, AppState, Auth, Json, Me, OrgPath, Path, Query, require};
@@ -35,6 +35,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_group, create_group))
         .routes(routes!(list_messages, post_message))
         .routes(routes!(socket))
+        .routes(routes!(upload_attachment))
+        .routes(routes!(download_attachment))
         .routes(routes!(get_settings, put_settings))
 }
 
@@ -225,6 +227,60 @@ async fn post_message(
 ) -> Result<(StatusCode, axum::Json<Posted>), ApiError> {
     let p = service::post(&s.db, &chat, &c, duty, input, s.now()).await?;
     Ok((StatusCode::CREATED, axum::Json(p)))
+}
+
+/// Uploads an attachment: the raw body is the file as the device encrypted it (the key goes
+/// inside the MLS message that refers to it). Only a device in the group, while the chat is
+/// writable, up to the organisation's size limit (default 10 MiB).
+#[utoipa::path(post, path = "/api/v1/chat/groups/{duty}/attachments", tag = "chat",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("duty" = Uuid, Path)),
+    responses((status = 201, body = Attachment), (status = 422, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn upload_attachment(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, axum::Json<Attachment>), ApiError> {
+    // Who may upload, and how much, before a byte of the body is read.
+    let cap = service::attachment_limit(&s.db, &c, duty, s.now()).await?;
+    let max = || service::too_large(cap as i64 - carebridge_proto::chat::ATTACHMENT_OVERHEAD);
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > cap as u64) {
+        return Err(max().into());
+    }
+    let body = axum::body::to_bytes(body, cap)
+        .await
+        .map_err(|_| ApiError::from(max()))?;
+    let a = service::upload_attachment(&s.db, &c, duty, &body, s.now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(a)))
+}
+
+/// Downloads an attachment's encrypted blob (a device in the group, until the chat is
+/// deleted).
+#[utoipa::path(get, path = "/api/v1/chat/groups/{duty}/attachments/{attachment}", tag = "chat",
+    params(("duty" = Uuid, Path), ("attachment" = Uuid, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+async fn download_attachment(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+    Path((duty, attachment)): Path<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    let data = service::download_attachment(&s.db, &c, duty, attachment, s.now()).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        data,
+    )
+        .into_response())
 }
 
 /// The device's live stream: JSON text frames (`Frame`) for every new message of its groups.

@@ -314,6 +314,8 @@ pub fn classify(bytes: &[u8], group_id: &[u8]) -> Result<Incoming, MlsError> {
 pub struct Added {
     pub identity: Vec<u8>,
     pub signature_key: Vec<u8>,
+    /// The added KeyPackage's reference: the Welcome must carry secrets for exactly these.
+    pub key_package_ref: Vec<u8>,
 }
 
 /// A commit the server checked and applied to its copy of the group.
@@ -374,13 +376,15 @@ pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
     let adds = sc
         .add_proposals()
         .map(|a| {
-            let leaf = a.add_proposal().key_package().leaf_node();
-            Added {
+            let kp = a.add_proposal().key_package();
+            let leaf = kp.leaf_node();
+            Ok(Added {
                 identity: leaf.credential().serialized_content().to_vec(),
                 signature_key: leaf.signature_key().as_slice().to_vec(),
-            }
+                key_package_ref: kp.hash_ref(&crypto).map_err(refused)?.as_slice().to_vec(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, MlsError>>()?;
     let removes = sc
         .remove_proposals()
         .map(|r| r.remove_proposal().removed().u32())
@@ -406,12 +410,34 @@ pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
     })
 }
 
-/// Checks that `bytes` is a Welcome.
-pub fn check_welcome(bytes: &[u8]) -> Result<(), MlsError> {
-    match decode(bytes)? {
-        MlsMessageBodyIn::Welcome(_) => Ok(()),
-        _ => Err(MlsError::Refused("expected a Welcome".into())),
+/// Checks that `bytes` is a Welcome of our suite for exactly the KeyPackages the commit
+/// adds (`adds`, their references): a Welcome for anyone else, or one that leaves out an added
+/// member, is refused, so every joiner gets the Welcome of the winning commit.
+pub fn check_welcome(bytes: &[u8], adds: &[Added]) -> Result<(), MlsError> {
+    let MlsMessageBodyIn::Welcome(w) = decode(bytes)? else {
+        return Err(MlsError::Refused("expected a Welcome".into()));
+    };
+    if w.ciphersuite() != SUITE {
+        return Err(MlsError::Refused(
+            "the Welcome must use MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519".into(),
+        ));
     }
+    let mut got: Vec<Vec<u8>> = w
+        .secrets()
+        .iter()
+        .map(|s| s.new_member().as_slice().to_vec())
+        .collect();
+    let mut want: Vec<Vec<u8>> = adds.iter().map(|a| a.key_package_ref.clone()).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    if got != want {
+        return Err(MlsError::Refused(format!(
+            "the Welcome is for {} KeyPackage(s) that differ from the {} the commit adds",
+            got.len(),
+            want.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A checked KeyPackage.
@@ -603,6 +629,67 @@ mod tests {
         assert!(follow(&info, &[7u8; 16], other.public()).is_err());
     }
 
+    #[test]
+    fn a_welcome_must_be_for_exactly_the_added_key_packages() {
+        let key = ServerKey::generate().unwrap();
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let cwk = |name: &str, s: &SignatureKeyPair| CredentialWithKey {
+            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
+            signature_key: s.public().into(),
+        };
+        let exts =
+            Extensions::single(Extension::ExternalSenders(vec![key.external_sender()])).unwrap();
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(SUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .with_group_context_extensions(exts)
+            .build();
+        let mut group = MlsGroup::new_with_group_id(
+            &provider,
+            &signer,
+            &config,
+            GroupId::from_slice(&[7u8; 16]),
+            cwk("device:a", &signer),
+        )
+        .unwrap();
+        let info = group
+            .export_group_info(provider.crypto(), &signer, true)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let followed = follow(&info, &[7u8; 16], key.public()).unwrap();
+        let joiner = |name: &str| {
+            let p = OpenMlsRustCrypto::default();
+            let s = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+            KeyPackage::builder()
+                .build(SUITE, &p, &s, cwk(name, &s))
+                .unwrap()
+                .key_package()
+                .clone()
+        };
+        let (b, c) = (joiner("device:b"), joiner("device:c"));
+        let (commit, welcome, _) = group
+            .add_members(&provider, &signer, std::slice::from_ref(&b))
+            .unwrap();
+        let applied = apply_commit(&followed.state, &commit.to_bytes().unwrap()).unwrap();
+        let welcome = welcome.to_bytes().unwrap();
+        assert_eq!(applied.adds.len(), 1);
+        check_welcome(&welcome, &applied.adds).unwrap();
+        // A Welcome for someone else, or missing someone, is refused.
+        let other = Added {
+            identity: b"device:c".to_vec(),
+            signature_key: Vec::new(),
+            key_package_ref: c.hash_ref(provider.crypto()).unwrap().as_slice().to_vec(),
+        };
+        assert!(check_welcome(&welcome, std::slice::from_ref(&other)).is_err());
+        assert!(check_welcome(&welcome, &[applied.adds[0].clone(), other]).is_err());
+        assert!(check_welcome(&welcome, &[]).is_err());
+        // Not a Welcome at all.
+        assert!(check_welcome(&info, &applied.adds).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -610,7 +697,7 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = classify(&bytes, &[7u8; 16]);
             let _ = check_key_package(&bytes);
-            let _ = check_welcome(&bytes);
+            let _ = check_welcome(&bytes, &[]);
             let _ = follow(&bytes, &[7u8; 16], &[0u8; 32]);
         }
 

@@ -74,16 +74,26 @@ pub async fn retention(x: &mut impl Exec, org: Uuid) -> Result<Retention, StoreE
     .unwrap_or_default())
 }
 
-pub async fn set_retention(
+/// The organisation's attachment size limit in bytes (the default when never set).
+pub async fn attachment_max(x: &mut impl Exec, org: Uuid) -> Result<i64, StoreError> {
+    let r: Option<i64> = run!(x, c => sqlx::query_scalar(
+        "SELECT attachment_max_bytes FROM chat_settings WHERE org_id = $1")
+        .bind(org).fetch_optional(c).await)?;
+    Ok(r.unwrap_or(carebridge_proto::chat::DEFAULT_ATTACHMENT_MAX))
+}
+
+pub async fn set_settings(
     x: &mut impl Exec,
     org: Uuid,
     r: Retention,
+    attachment_max: i64,
     now: i64,
 ) -> Result<(), StoreError> {
     exec!(x, c => sqlx::query(
-        "INSERT INTO chat_settings (org_id, writable_days, readable_days, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (org_id) DO UPDATE SET writable_days = excluded.writable_days, readable_days = excluded.readable_days, updated_at = excluded.updated_at")
-        .bind(org).bind(r.writable_days).bind(r.readable_days).bind(now).execute(c).await)?;
+        "INSERT INTO chat_settings (org_id, writable_days, readable_days, attachment_max_bytes, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id) DO UPDATE SET writable_days = excluded.writable_days, readable_days = excluded.readable_days, \
+         attachment_max_bytes = excluded.attachment_max_bytes, updated_at = excluded.updated_at")
+        .bind(org).bind(r.writable_days).bind(r.readable_days).bind(attachment_max).bind(now).execute(c).await)?;
     Ok(())
 }
 
@@ -639,6 +649,7 @@ pub async fn delete_group(
         "SELECT device_id FROM chat_group_devices WHERE duty_id = $1")
         .bind(duty).fetch_all(c).await)?;
     for table in [
+        "chat_attachments",
         "chat_messages",
         "chat_proposals",
         "chat_group_devices",
@@ -667,4 +678,34 @@ pub async fn range(
         "SELECT seq, epoch, kind, sender, data, created_at FROM chat_messages WHERE duty_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
         .bind(duty).bind(first).bind(last).fetch_all(c).await)?;
     Ok(rows.into_iter().map(message_row).collect())
+}
+
+// ---- attachments -----------------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_attachment(
+    tx: &mut Tx,
+    id: Uuid,
+    duty: Uuid,
+    org: Uuid,
+    device: Uuid,
+    data: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    exec!(tx, c => sqlx::query(
+        "INSERT INTO chat_attachments (id, duty_id, org_id, device_id, size, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(id).bind(duty).bind(org).bind(device).bind(size).bind(data).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+/// The encrypted blob of an attachment of `duty`.
+pub async fn attachment(
+    x: &mut impl Exec,
+    duty: Uuid,
+    id: Uuid,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT data FROM chat_attachments WHERE duty_id = $1 AND id = $2")
+        .bind(duty).bind(id).fetch_optional(c).await)?)
 }

@@ -779,7 +779,7 @@ pub async fn post(
                     ));
                 }
                 (false, Some(w)) => {
-                    mls::check_welcome(&w)
+                    mls::check_welcome(&w, &applied.adds)
                         .map_err(|e| invalid("/welcome", "invalid_welcome", e.to_string()))?;
                     Some(w)
                 }
@@ -1399,6 +1399,7 @@ pub async fn settings(db: &Db, org: Uuid) -> Result<wire::ChatSettings, ServiceE
     Ok(wire::ChatSettings {
         writable_days: r.writable_days,
         readable_days: r.readable_days,
+        attachment_max_bytes: repo::attachment_max(&mut c, org).await?,
     })
 }
 
@@ -1418,31 +1419,163 @@ pub async fn set_settings(
             v.push(p, "out_of_range", format!("0 to {MAX_DAYS} days"));
         }
     }
+    if !(0..=wire::ATTACHMENT_MAX_LIMIT).contains(&input.attachment_max_bytes) {
+        v.push(
+            "/attachment_max_bytes",
+            "out_of_range",
+            format!(
+                "0 (attachments off) to {} bytes",
+                wire::ATTACHMENT_MAX_LIMIT
+            ),
+        );
+    }
     if !v.is_empty() {
         return Err(ServiceError::Invalid(v));
     }
     let mut tx = db.begin().await?;
     let before = repo::retention(&mut tx, org.0).await?;
+    let max_before = repo::attachment_max(&mut tx, org.0).await?;
     let after = Retention {
         writable_days: input.writable_days,
         readable_days: input.readable_days,
     };
-    repo::set_retention(&mut tx, org.0, after, ms(now)).await?;
-    let days = |r: Retention| [r.writable_days, r.readable_days];
-    carebridge_store::audit::record(
-        &mut tx,
-        org,
-        actor,
-        "chat.settings",
-        "organisation",
-        &org.0.to_string(),
-        Some(&days(before)),
-        Some(&days(after)),
-        now,
-    )
-    .await?;
+    if (before, max_before) != (after, input.attachment_max_bytes) {
+        repo::set_settings(&mut tx, org.0, after, input.attachment_max_bytes, ms(now)).await?;
+        let view = |r: Retention, max: i64| serde_json::json!({"writable_days": r.writable_days, "readable_days": r.readable_days, "attachment_max_bytes": max});
+        carebridge_store::audit::record(
+            &mut tx,
+            org,
+            actor,
+            "chat.settings",
+            "organisation",
+            &org.0.to_string(),
+            Some(&view(before, max_before)),
+            Some(&view(after, input.attachment_max_bytes)),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     settings(db, org.0).await
+}
+
+// ---- attachments ------------------------------------------------------------------------------
+
+/// Checks that the calling device may use the attachments of `duty` now: its person is on
+/// the roster, the device is in the group, the chat is not deleted; uploads also need the
+/// chat to be writable. Returns the organisation's size limit.
+async fn attachment_access(
+    x: &mut impl carebridge_store::Exec,
+    caller: &Caller,
+    duty: Uuid,
+    upload: bool,
+    now_ms: i64,
+) -> Result<i64, ServiceError> {
+    let ctx = repo::post_context(x, duty, caller.person, caller.device)
+        .await?
+        .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
+        .ok_or(ServiceError::NotFound { what: "chat" })?;
+    let retention = Retention {
+        writable_days: ctx.writable_days,
+        readable_days: ctx.readable_days,
+    };
+    let phase = retention.phase(ctx.ends_at, ctx.cancelled, now_ms);
+    if phase == Phase::Deleted {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    if ctx.leaf.is_none() {
+        return Err(forbidden(
+            "this device is not a member of the group (yet): wait for its Welcome",
+        ));
+    }
+    if upload && phase != Phase::Writable {
+        return Err(conflict(
+            "read_only",
+            "the chat is read-only: reading works, sending does not",
+        ));
+    }
+    Ok(repo::attachment_max(x, caller.org).await?)
+}
+
+/// The refusal of an attachment over the organisation's limit.
+pub fn too_large(max: i64) -> ServiceError {
+    invalid(
+        "",
+        "too_large",
+        format!("attachments are at most {max} bytes here (before encryption)"),
+    )
+}
+
+/// How many bytes (encrypted) the calling device may upload to the chat of `duty` now: checked
+/// before the body is read, so a refused upload costs no memory.
+pub async fn attachment_limit(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    now: jiff::Timestamp,
+) -> Result<usize, ServiceError> {
+    let mut c = db.read().await?;
+    let max = attachment_access(&mut c, caller, duty, true, ms(now)).await?;
+    if max == 0 {
+        return Err(forbidden(
+            "attachments are turned off for this organisation",
+        ));
+    }
+    Ok(usize::try_from(max + wire::ATTACHMENT_OVERHEAD).unwrap_or(usize::MAX))
+}
+
+/// Stores an attachment the device encrypted (an opaque blob) for the members of `duty`.
+pub async fn upload_attachment(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<wire::Attachment, ServiceError> {
+    let now_ms = ms(now);
+    let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
+    let mut tx = db.begin().await?;
+    let max = attachment_access(&mut tx, caller, duty, true, now_ms).await?;
+    if max == 0 {
+        return Err(forbidden(
+            "attachments are turned off for this organisation",
+        ));
+    }
+    if size <= wire::ATTACHMENT_OVERHEAD {
+        return Err(invalid(
+            "",
+            "empty",
+            "the attachment is empty (or not encrypted)",
+        ));
+    }
+    if size > max + wire::ATTACHMENT_OVERHEAD {
+        return Err(too_large(max));
+    }
+    let id = Uuid::new_v4();
+    repo::insert_attachment(&mut tx, id, duty, caller.org, caller.device, body, now_ms).await?;
+    tx.commit().await?;
+    metrics::counter!("carebridge_chat_attachments_total").increment(1);
+    Ok(wire::Attachment {
+        id,
+        duty_id: duty,
+        size,
+        created_at: ts(now_ms),
+    })
+}
+
+/// The encrypted blob of an attachment, for a device in the group.
+pub async fn download_attachment(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    id: Uuid,
+    now: jiff::Timestamp,
+) -> Result<Vec<u8>, ServiceError> {
+    let mut c = db.read().await?;
+    attachment_access(&mut c, caller, duty, false, ms(now)).await?;
+    repo::attachment(&mut c, duty, id)
+        .await?
+        .ok_or(ServiceError::NotFound { what: "attachment" })
 }
 
 #[cfg(test)]

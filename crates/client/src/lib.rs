@@ -16,6 +16,10 @@
 
 use std::collections::HashMap;
 
+pub mod content;
+pub mod member;
+pub use content::{AttachmentRef, Content};
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use carebridge_proto::chat as wire;
@@ -78,6 +82,9 @@ pub struct Device {
     groups: HashMap<Uuid, Joined>,
     /// Groups this device was removed from (or that were deleted).
     pub gone: Vec<Uuid>,
+    /// Application messages read while sending (catching up before a retry): MLS decrypts a
+    /// message once, so they wait here for [`Device::take_read`].
+    read_meanwhile: Vec<(Uuid, Received)>,
 }
 
 async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -134,6 +141,7 @@ impl Device {
             credential,
             groups: HashMap::new(),
             gone: Vec::new(),
+            read_meanwhile: Vec::new(),
         };
         d.upload_key_packages(key_packages, true).await?;
         Ok(d)
@@ -355,7 +363,8 @@ impl Device {
         }
     }
 
-    fn forget(&mut self, duty: Uuid) {
+    /// Drops the local state of the group of `duty` (the server said it is gone).
+    pub fn forget(&mut self, duty: Uuid) {
         if self.groups.remove(&duty).is_some() {
             self.gone.push(duty);
         }
@@ -606,7 +615,9 @@ impl Device {
                 .get_mut(&duty)
                 .ok_or_else(|| ClientError::State("not in this group".into()))?;
             if j.group.pending_proposals().next().is_some() {
-                self.sync(duty).await?;
+                let got = self.sync(duty).await?;
+                self.read_meanwhile
+                    .extend(got.into_iter().map(|r| (duty, r)));
                 continue;
             }
             let msg = j
@@ -620,12 +631,82 @@ impl Device {
             match self.post(duty, &body).await {
                 Ok(p) => return Ok(p.seq),
                 Err(ClientError::Api { status: 409, body }) if body.contains("stale_epoch") => {
-                    self.sync(duty).await?;
+                    let got = self.sync(duty).await?;
+                    self.read_meanwhile
+                        .extend(got.into_iter().map(|r| (duty, r)));
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(ClientError::State("could not send after 20 tries".into()))
+    }
+
+    /// Application messages that [`Device::send`] read while catching up before a retry
+    /// (they are not returned by any later read).
+    pub fn take_read(&mut self) -> Vec<(Uuid, Received)> {
+        std::mem::take(&mut self.read_meanwhile)
+    }
+
+    /// Sends a text message (a [`Content::Text`] document).
+    pub async fn send_text(&mut self, duty: Uuid, text: &str) -> Result<i64, ClientError> {
+        self.send(duty, &Content::text(text).encode()).await
+    }
+
+    /// Encrypts `data` with a fresh key, uploads the ciphertext and sends a message naming it
+    /// (with the key) to the chat of `duty`. Returns the message's number and what it says.
+    pub async fn send_attachment(
+        &mut self,
+        duty: Uuid,
+        name: &str,
+        mime: &str,
+        data: &[u8],
+    ) -> Result<(i64, AttachmentRef), ClientError> {
+        use openmls::prelude::OpenMlsRand as _;
+        let rand = self.provider.rand();
+        let key: [u8; 32] = rand
+            .random_array()
+            .map_err(|e| ClientError::State(format!("no randomness: {e:?}")))?;
+        let nonce: [u8; 12] = rand
+            .random_array()
+            .map_err(|e| ClientError::State(format!("no randomness: {e:?}")))?;
+        let blob = content::seal(data, &key, &nonce)?;
+        let r = check(
+            self.http
+                .post(self.url(&format!("/api/v1/chat/groups/{duty}/attachments")))
+                .bearer_auth(&self.token)
+                .header("content-type", "application/octet-stream")
+                .body(blob)
+                .send()
+                .await?,
+        )
+        .await?;
+        let uploaded: wire::Attachment = r.json().await?;
+        let a = AttachmentRef {
+            id: uploaded.id,
+            name: name.to_string(),
+            mime: mime.to_string(),
+            size: data.len() as u64,
+            key: STANDARD.encode(key),
+            nonce: STANDARD.encode(nonce),
+        };
+        let seq = self
+            .send(duty, &Content::Attachment(a.clone()).encode())
+            .await?;
+        Ok((seq, a))
+    }
+
+    /// Downloads and decrypts the attachment a message of `duty` named.
+    pub async fn download(&self, duty: Uuid, a: &AttachmentRef) -> Result<Vec<u8>, ClientError> {
+        let r = check(
+            self.http
+                .get(self.url(&format!("/api/v1/chat/groups/{duty}/attachments/{}", a.id)))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        let blob = r.bytes().await?;
+        content::open(a, &blob)
     }
 
     /// Sends an arbitrary body (raw MLS bytes, base64) to the group: for tests of bad input.
@@ -748,6 +829,7 @@ impl Device {
             credential,
             groups,
             gone: saved.gone,
+            read_meanwhile: Vec::new(),
         })
     }
 }

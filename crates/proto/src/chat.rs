@@ -167,4 +167,27 @@ pub struct ChatSettings {
     pub writable_days: i64,
     /// Days it stays readable after that, before everything is deleted (default 30).
     pub readable_days: i64,
+    /// The largest attachment (file size before encryption) a device may upload, in bytes
+    /// (default 10 MiB, at most 100 MiB; 0 turns attachments off).
+    pub attachment_max_bytes: i64,
+}
+
+/// The default attachment size limit: 10 MiB.
+pub const DEFAULT_ATTACHMENT_MAX: i64 = 10 * 1024 * 1024;
+/// The highest attachment size limit an organisation may set: 100 MiB.
+pub const ATTACHMENT_MAX_LIMIT: i64 = 100 * 1024 * 1024;
+/// What encryption adds to an attachment (the AES-GCM tag): the limit counts the file.
+pub const ATTACHMENT_OVERHEAD: i64 = 16;
+
+/// `POST /api/v1/chat/groups/{duty}/attachments`: an uploaded attachment. The body was
+/// encrypted on the device; its key travels inside the MLS application message that refers to
+/// the attachment, so the server holds an opaque blob it cannot read.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub duty_id: Uuid,
+    /// Size of the encrypted blob in bytes.
+    pub size: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
 }

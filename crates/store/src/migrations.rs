@@ -84,10 +84,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_chat.sql"),
         include_str!("../migrations/postgres/0012_chat.sql"),
     ),
+    (
+        13,
+        "chat_attachments",
+        include_str!("../migrations/sqlite/0013_chat_attachments.sql"),
+        include_str!("../migrations/postgres/0013_chat_attachments.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 12;
+pub const LATEST: i64 = 13;
 
 #[derive(Debug)]
 struct Embedded(Backend);

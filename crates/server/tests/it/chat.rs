@@ -394,6 +394,10 @@ async fn retention_walks_writable_read_only_deleted() {
     a.open(duty).await.unwrap();
     b.open(duty).await.unwrap();
     a.send(duty, b"vor dem Ende").await.unwrap();
+    let (_, plan) = a
+        .send_attachment(duty, "plan.pdf", "application/pdf", b"%PDF Lageplan")
+        .await
+        .unwrap();
 
     // End + 2 days - 1 ms: still writable.
     w.s.clock
@@ -408,7 +412,17 @@ async fn retention_walks_writable_read_only_deleted() {
         "{e}"
     );
     let read = b.sync(duty).await.unwrap();
-    assert_eq!(read.len(), 2);
+    assert_eq!(read.len(), 3);
+    // Attachments: readable while read-only, no new uploads.
+    assert_eq!(b.download(duty, &plan).await.unwrap(), b"%PDF Lageplan");
+    let e = a
+        .send_attachment(duty, "late.pdf", "application/pdf", b"late")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 409, body } if body.contains("read_only")),
+        "{e}"
+    );
     // End + 32 days: deleted; nothing of the group is left in any table.
     let mut socket = b.connect().await.unwrap();
     w.s.clock
@@ -426,6 +440,7 @@ async fn retention_walks_writable_read_only_deleted() {
     let db = &w.s.running.state.db;
     let mut c = db.read().await.unwrap();
     for table in [
+        "chat_attachments",
         "chat_messages",
         "chat_groups",
         "chat_group_devices",
@@ -841,4 +856,234 @@ async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
             "plaintext (hex) in the logs"
         );
     }
+}
+
+#[tokio::test]
+async fn the_member_cli_signs_in_reads_writes_and_exchanges_attachments() {
+    use carebridge_client::Content;
+    use carebridge_client::member::{Session, login};
+    const PW: &str = "correct horse battery";
+    let w = world().await;
+    // Vera has an account (invited, password set) and is a member of the unit.
+    let (st, p) =
+        w.s.post(
+            &w.admin,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Vera", "family_name": "Muster", "unit_ids": [w.unit],
+                    "emails": [{"value": "vera@example.org", "type": "work"}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{p}");
+    let vera = p["id"].as_str().unwrap().to_string();
+    let (st, inv) =
+        w.s.post(
+            &w.admin,
+            &format!("/api/v1/orgs/acme/people/{vera}/invitation"),
+            &serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(st, 201, "{inv}");
+    let b = carebridge_testkit::Browser::new(&w.s);
+    let page = b.get(&w.s.mailed_link("vera@example.org").await).await;
+    let r = b
+        .submit(
+            &page,
+            "/account/password",
+            &[("password", PW), ("repeat", PW)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (bob, bob_key) = w.person("Bob").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &vera, "lead").await;
+    w.assign(duty, &bob, "helper").await;
+    w.step().await;
+
+    // `carebridge-member login`: the device flow, approved in a browser while the CLI polls
+    // (its waits move the test clock).
+    let (tx, rx) = tokio::sync::oneshot::channel::<(String, String)>();
+    let mut tx = Some(tx);
+    let clock = w.s.clock.clone();
+    // The CLI's waits end once the browser approved, and move the test clock by the interval.
+    let (approved_tx, approved) = tokio::sync::watch::channel(false);
+    let cli = login(
+        &w.s.base,
+        "Veras Laptop",
+        |c| {
+            assert!(!c.user_code.is_empty(), "{c:?}");
+            tx.take()
+                .unwrap()
+                .send((
+                    c.verification_uri_complete.clone().unwrap(),
+                    c.user_code.clone(),
+                ))
+                .unwrap();
+        },
+        |d| {
+            let mut approved = approved.clone();
+            let clock = clock.clone();
+            async move {
+                approved.wait_for(|a| *a).await.unwrap();
+                clock.advance(d);
+            }
+        },
+    );
+    let approve = async {
+        let (uri, user_code) = rx.await.unwrap();
+        let b = carebridge_testkit::Browser::new(&w.s);
+        let page = b.get(&uri).await;
+        let confirm = b.sign_in(&page, "vera@example.org", PW).await;
+        assert!(
+            confirm.body.contains("name=\"user_code\""),
+            "{}",
+            confirm.body
+        );
+        let done = b
+            .submit(
+                &confirm,
+                "/oauth2/device",
+                &[("user_code", &user_code), ("decision", "allow")],
+            )
+            .await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        approved_tx.send(true).unwrap();
+    };
+    let (session, ()) = tokio::join!(cli, approve);
+    let mut session = session.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("member.json");
+    session.save(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the state file holds private keys");
+    }
+
+    // My duties, with the person's token.
+    let mine = session.duties(Some(&at(-1, 0))).await.unwrap();
+    assert!(
+        mine.iter().any(|d| d.duty.id == duty && d.duty.chat),
+        "{mine:?}"
+    );
+    // The CLI device opens the chat (creates the group); Bob's phone joins.
+    let mut bob_phone = w.device(&bob_key, "Bobs Telefon").await;
+    w.step().await;
+    session.read(duty).await.unwrap();
+    bob_phone.open(duty).await.unwrap();
+    assert!(bob_phone.joined(duty));
+
+    // Text both ways.
+    session.send_text(duty, "Treffpunkt Zelt 3").await.unwrap();
+    let got = bob_phone.sync(duty).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|r| Content::decode(&r.plaintext))
+            .collect::<Vec<_>>(),
+        vec![Content::text("Treffpunkt Zelt 3")]
+    );
+    bob_phone
+        .send(duty, &Content::text("Bin unterwegs").encode())
+        .await
+        .unwrap();
+    // An attachment from Bob: encrypted before upload, opened by the CLI.
+    let secret = b"Einsatzplan-GEHEIM: Zelt 3 hinter der Buehne";
+    let (_, plan) = bob_phone
+        .send_attachment(duty, "../../etc/plan.pdf", "application/pdf", secret)
+        .await
+        .unwrap();
+    session.save(&path).unwrap();
+    let mut session = Session::load(&path).unwrap();
+    let lines = session.read(duty).await.unwrap();
+    let texts: Vec<&Content> = lines.iter().map(|l| &l.content).collect();
+    assert_eq!(texts.len(), 3, "{lines:?}");
+    assert_eq!(texts[0], &Content::text("Treffpunkt Zelt 3"));
+    assert_eq!(texts[1], &Content::text("Bin unterwegs"));
+    assert!(matches!(texts[2], Content::Attachment(a) if a.id == plan.id));
+    let (a, data) = session.download(duty, plan.id).await.unwrap();
+    assert_eq!(data, secret);
+    assert_eq!(a.name, "../../etc/plan.pdf");
+    // History survives a restart: reading again shows the same lines, nothing twice.
+    session.save(&path).unwrap();
+    let mut again = Session::load(&path).unwrap();
+    assert_eq!(again.read(duty).await.unwrap(), lines);
+    // The CLI's own file goes the other way.
+    let sent = again
+        .send_file(duty, "foto.jpg", "image/jpeg", b"JPEG-Bytes-GEHEIM")
+        .await
+        .unwrap();
+    let got = bob_phone.sync(duty).await.unwrap();
+    let Content::Attachment(seen) = Content::decode(&got[0].plaintext) else {
+        panic!("expected an attachment");
+    };
+    assert_eq!(seen, sent);
+    assert_eq!(
+        bob_phone.download(duty, &seen).await.unwrap(),
+        b"JPEG-Bytes-GEHEIM"
+    );
+    again.save(&path).unwrap();
+
+    // The server holds ciphertext only.
+    assert_no_plaintext(&w.s, "Einsatzplan-GEHEIM").await;
+    assert_no_plaintext(&w.s, "JPEG-Bytes-GEHEIM").await;
+    assert_no_plaintext(&w.s, "Treffpunkt Zelt 3").await;
+
+    // Attachments are for group members only, within the organisation's size limit.
+    let raw = |token: String, path: String| {
+        let url = w.s.url(&path);
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let (_, carl_key) = w.person("Carl").await;
+    let carl = w.device(&carl_key, "Carls Telefon").await;
+    let blob = format!("/api/v1/chat/groups/{duty}/attachments/{}", plan.id);
+    assert_eq!(raw(carl.token().to_string(), blob.clone()).await, 404);
+    assert_eq!(raw(bob_phone.token().to_string(), blob).await, 200);
+    let foreign = format!("/api/v1/chat/groups/{duty}/attachments/{}", Uuid::new_v4());
+    assert_eq!(raw(bob_phone.token().to_string(), foreign).await, 404);
+    let (st, set) =
+        w.s.put(
+            &w.admin,
+            "/api/v1/orgs/acme/chat/settings",
+            &json!({"writable_days": 2, "readable_days": 30, "attachment_max_bytes": 100}),
+        )
+        .await;
+    assert_eq!(st, 200, "{set}");
+    let e = bob_phone
+        .send_attachment(duty, "big.bin", "application/octet-stream", &[7u8; 200])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 422, body } if body.contains("too_large")),
+        "{e}"
+    );
+    let (st, bad) =
+        w.s.put(
+            &w.admin,
+            "/api/v1/orgs/acme/chat/settings",
+            &json!({"writable_days": 2, "readable_days": 30, "attachment_max_bytes": -1}),
+        )
+        .await;
+    assert_eq!(st, 422, "{bad}");
+
+    // Logout: the device is removed on the server and the state file is gone.
+    let mut last = Session::load(&path).unwrap();
+    last.read(duty).await.unwrap();
+    last.logout(&path).await.unwrap();
+    assert!(!path.exists());
+    let (st, devices) =
+        w.s.get(
+            &w.s.person_key(&w.admin, "acme", &vera, &[]).await,
+            "/api/v1/chat/devices",
+        )
+        .await;
+    assert_eq!(st, 200, "{devices}");
+    assert_eq!(devices.as_array().unwrap().len(), 0, "{devices}");
 }

@@ -1,0 +1,286 @@
+//! `carebridge-member`: the member CLI. Sign in with the device flow, see my duties, read and
+//! write duty chats end to end encrypted (MLS), send and fetch encrypted attachments. State
+//! (tokens, device keys, chat history) lives in one file with mode 0600.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use carebridge_client::member::{Line, Lock, Session, login};
+use carebridge_client::{ClientError, Content};
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "carebridge-member",
+    version,
+    about = "Duties and end-to-end encrypted duty chats of a Carebridge member"
+)]
+struct Cli {
+    /// The state file (default: $XDG_DATA_HOME/carebridge/member.json or
+    /// ~/.local/share/carebridge/member.json).
+    #[arg(long, env = "CAREBRIDGE_MEMBER_STATE", global = true)]
+    state: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sign in (approve in a browser) and register this computer as a chat device.
+    Login {
+        /// The Carebridge server, e.g. https://carebridge.example.org
+        #[arg(long)]
+        server: String,
+        /// How this device is listed among your devices.
+        #[arg(long, default_value = "carebridge-member")]
+        name: String,
+    },
+    /// Remove this device, revoke the sign-in and delete the state file.
+    Logout,
+    /// My duties (upcoming; --from for older ones).
+    Duties {
+        /// RFC 3339 instant, e.g. 2026-01-01T00:00:00Z.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// The chats this device can take part in.
+    Chats,
+    /// Read the chat of a duty (everything this device has read so far, and what is new).
+    Read { duty: Uuid },
+    /// Send a text message to the chat of a duty.
+    Send { duty: Uuid, text: String },
+    /// Encrypt a file and send it to the chat of a duty.
+    Attach {
+        duty: Uuid,
+        file: PathBuf,
+        /// Media type (default: guessed from the file name).
+        #[arg(long)]
+        mime: Option<String>,
+    },
+    /// Download and decrypt an attachment of a chat into a file.
+    Download {
+        duty: Uuid,
+        attachment: Uuid,
+        /// Where to write it (default: the sender's file name in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print new messages of all chats as they arrive (Ctrl-C ends).
+    Follow,
+}
+
+fn default_state() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set: use --state")?)
+            .join(".local/share"),
+    };
+    Ok(base.join("carebridge").join("member.json"))
+}
+
+fn guess_mime(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+/// What a sender chose (text, file names) without control characters: no terminal escape
+/// sequences from other people.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A file name for a sender-chosen attachment name: its last component, no leading dots,
+/// no control or path characters; `attachment-<id>` when nothing usable is left.
+fn safe_name(name: &str, id: Uuid) -> PathBuf {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').trim().to_string();
+    if cleaned.is_empty() {
+        PathBuf::from(format!("attachment-{id}"))
+    } else {
+        PathBuf::from(cleaned)
+    }
+}
+
+fn print_line(me: Uuid, l: &Line) {
+    let who = match l.sender {
+        Some(s) if s == me => "me".to_string(),
+        Some(s) => s.to_string().chars().take(8).collect(),
+        None => "-".into(),
+    };
+    match &l.content {
+        Content::Text { text } => println!("#{:<5} {who:<8}  {}", l.seq, clean(text)),
+        Content::Attachment(a) => println!(
+            "#{:<5} {who:<8}  [attachment {} \"{}\" {} {} bytes]",
+            l.seq,
+            a.id,
+            clean(&a.name),
+            clean(&a.mime),
+            a.size
+        ),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let path = match cli.state {
+        Some(p) => p,
+        None => default_state()?,
+    };
+    // One command at a time per state file (`follow` locks per step by itself).
+    let _lock = match cli.cmd {
+        Cmd::Follow => None,
+        _ => Some(Lock::take(&path)?),
+    };
+    match cli.cmd {
+        Cmd::Login { server, name } => {
+            let s = login(
+                &server,
+                &name,
+                |c| {
+                    println!(
+                        "Open {} and enter the code {}",
+                        c.verification_uri, c.user_code
+                    );
+                    if let Some(u) = &c.verification_uri_complete {
+                        println!("(or open {u})");
+                    }
+                    println!("Waiting for approval ({} s)…", c.expires_in);
+                },
+                tokio::time::sleep,
+            )
+            .await?;
+            s.save(&path)?;
+            println!(
+                "Signed in; this device is {} (state in {})",
+                s.device_id()?,
+                path.display()
+            );
+        }
+        Cmd::Logout => {
+            Session::load(&path)?.logout(&path).await?;
+            println!("Signed out; this device was removed.");
+        }
+        Cmd::Duties { from } => {
+            let mut s = Session::load(&path)?;
+            let duties = s.duties(from.as_deref()).await;
+            s.save(&path)?;
+            for d in duties? {
+                println!(
+                    "{}  {} – {}  {:<10} {}{}",
+                    d.duty.id,
+                    d.duty.starts_local,
+                    d.duty.ends_local,
+                    d.assignment.status,
+                    d.duty.title,
+                    if d.duty.chat { "  [chat]" } else { "" }
+                );
+            }
+        }
+        Cmd::Chats => {
+            let s = Session::load(&path)?;
+            for g in s.chats().await? {
+                println!(
+                    "{}  {:<9} {}",
+                    g.duty_id,
+                    g.phase,
+                    if g.member { "member" } else { "not joined yet" }
+                );
+            }
+        }
+        Cmd::Read { duty } => {
+            let mut s = Session::load(&path)?;
+            let lines = s.read(duty).await;
+            s.save(&path)?;
+            let me = s.device_id()?;
+            for l in lines? {
+                print_line(me, &l);
+            }
+        }
+        Cmd::Send { duty, text } => {
+            let mut s = Session::load(&path)?;
+            let sent = s.send_text(duty, &text).await;
+            s.save(&path)?;
+            println!("sent as #{}", sent?);
+        }
+        Cmd::Attach { duty, file, mime } => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let mime = mime.unwrap_or_else(|| guess_mime(&file).to_string());
+            let mut s = Session::load(&path)?;
+            let sent = s.send_file(duty, &name, &mime, &data).await;
+            s.save(&path)?;
+            let a = sent?;
+            println!("sent attachment {} ({} bytes)", a.id, a.size);
+        }
+        Cmd::Download {
+            duty,
+            attachment,
+            out,
+        } => {
+            let s = Session::load(&path)?;
+            let (a, data) = s.download(duty, attachment).await?;
+            let out = out.unwrap_or_else(|| safe_name(&a.name, a.id));
+            // Never overwrite: an existing file (or a link planted there) stops the download.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+            std::io::Write::write_all(&mut f, &data)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} ({} bytes)", out.display(), a.size);
+        }
+        Cmd::Follow => {
+            let mut s = Session::load(&path)?;
+            let me = s.device_id()?;
+            loop {
+                match s
+                    .follow(&path, |duty, l| {
+                        print!("{duty}  ");
+                        print_line(me, l);
+                    })
+                    .await
+                {
+                    Ok(()) | Err(ClientError::Ws(_)) => {
+                        eprintln!("connection closed; reconnecting in 5 s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
