@@ -23,6 +23,8 @@ pub struct Chat {
     pub hub: hub::Hub,
     /// This process among the nodes on one PostgreSQL (relayed deliveries name their origin).
     pub node: uuid::Uuid,
+    /// Application messages waiting to be written together.
+    pub(crate) posts: service::Batch,
 }
 
 impl Default for Chat {
@@ -30,6 +32,7 @@ impl Default for Chat {
         Chat {
             hub: hub::Hub::default(),
             node: uuid::Uuid::new_v4(),
+            posts: service::Batch::default(),
         }
     }
 }

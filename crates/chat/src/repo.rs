@@ -330,6 +330,8 @@ pub struct PostContext {
     pub member: bool,
     /// The device's leaf, when it is in the group.
     pub leaf: Option<i64>,
+    /// The number the next message of the group gets, when the group exists.
+    pub next_seq: Option<i64>,
 }
 
 type ContextRow = (
@@ -343,6 +345,7 @@ type ContextRow = (
     Option<i64>,
     i64,
     Option<i64>,
+    Option<i64>,
 );
 
 pub async fn post_context(
@@ -354,7 +357,7 @@ pub async fn post_context(
     let r: Option<ContextRow> = run!(x, c => sqlx::query_as(
         "SELECT r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
                 COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
-                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf \
+                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf, g.next_seq \
          FROM chat_rosters r LEFT JOIN chat_settings s ON s.org_id = r.org_id \
          LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
          LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \
@@ -372,6 +375,7 @@ pub async fn post_context(
             epoch,
             member,
             leaf,
+            next_seq,
         )| PostContext {
             org_id,
             chat,
@@ -383,6 +387,7 @@ pub async fn post_context(
             epoch,
             member: member > 0,
             leaf,
+            next_seq,
         },
     ))
 }
@@ -562,6 +567,80 @@ pub async fn append(
     Ok(seq)
 }
 
+/// A message of a batch, numbered by the caller (which holds the groups' locks and moves
+/// their `next_seq` with [`set_next_seqs`]).
+pub struct NewMessage<'a> {
+    pub duty: Uuid,
+    pub org: Uuid,
+    pub seq: i64,
+    pub epoch: i64,
+    pub sender: Uuid,
+    pub data: &'a [u8],
+    pub created_at: i64,
+}
+
+/// Inserts application messages of several groups in multi-row statements.
+pub async fn insert_application_messages(
+    tx: &mut Tx,
+    rows: &[NewMessage<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(64) {
+        let mut sql = String::from(
+            "INSERT INTO chat_messages (duty_id, seq, org_id, epoch, kind, sender, data, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, 'application', ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        exec!(tx, c => {
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q.bind(m.duty).bind(m.seq).bind(m.org).bind(m.epoch).bind(m.sender).bind(m.data).bind(m.created_at);
+            }
+            q.execute(c).await
+        })?;
+    }
+    Ok(())
+}
+
+/// Moves the `next_seq` of several groups at once: `(duty, next)`.
+pub async fn set_next_seqs(tx: &mut Tx, next: &[(Uuid, i64)]) -> Result<(), StoreError> {
+    for chunk in next.chunks(64) {
+        let mut sql = String::from("UPDATE chat_groups SET next_seq = CASE duty_id");
+        for i in 0..chunk.len() {
+            sql.push_str(&format!(" WHEN ${} THEN ${}", i * 2 + 1, i * 2 + 2));
+        }
+        sql.push_str(" END WHERE duty_id IN (");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", i * 2 + 1));
+        }
+        sql.push(')');
+        exec!(tx, c => {
+            let mut q = sqlx::query(&sql);
+            for (d, n) in chunk {
+                q = q.bind(*d).bind(*n);
+            }
+            q.execute(c).await
+        })?;
+    }
+    Ok(())
+}
+
 /// Messages of `duty` after `after` that a device which joined after `since` may read: its
 /// own Welcome (`since + 1`) and everything else after it, but no other Welcome.
 pub async fn messages(
@@ -579,13 +658,34 @@ pub async fn messages(
     Ok(rows.into_iter().map(message_row).collect())
 }
 
-/// Devices that receive a new message of `duty`: in the group and still on the roster.
-/// `(device, since_seq)`.
-pub async fn recipients(x: &mut impl Exec, duty: Uuid) -> Result<Vec<(Uuid, i64)>, StoreError> {
-    Ok(run!(x, c => sqlx::query_as(
-        "SELECT g.device_id, g.since_seq FROM chat_group_devices g JOIN chat_devices d ON d.id = g.device_id \
-         JOIN chat_members m ON m.duty_id = g.duty_id AND m.person_id = d.person_id WHERE g.duty_id = $1")
-        .bind(duty).fetch_all(c).await)?)
+/// Devices that receive new messages of the groups `duties`: in the group and still on the
+/// roster. One query: `duty → [(device, since_seq)]`.
+pub async fn recipients_of(
+    x: &mut impl Exec,
+    duties: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<(Uuid, i64)>>, StoreError> {
+    let mut out: std::collections::HashMap<Uuid, Vec<(Uuid, i64)>> = Default::default();
+    for chunk in duties.chunks(100) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT g.duty_id, g.device_id, g.since_seq FROM chat_group_devices g JOIN chat_devices d ON d.id = g.device_id \
+             JOIN chat_members m ON m.duty_id = g.duty_id AND m.person_id = d.person_id WHERE g.duty_id IN ({list})"
+        );
+        let rows: Vec<(Uuid, Uuid, i64)> = run!(x, c => {
+            let mut q = sqlx::query_as(&sql);
+            for d in chunk {
+                q = q.bind(*d);
+            }
+            q.fetch_all(c).await
+        })?;
+        for (duty, device, since) in rows {
+            out.entry(duty).or_default().push((device, since));
+        }
+    }
+    Ok(out)
 }
 
 // ---- roster events and retention -------------------------------------------------------------

@@ -149,8 +149,12 @@ impl Db {
             // The writer gets a larger page cache (64 MiB, used only as needed): a bulk
             // transaction (a 100k-row import) that outgrows SQLite's 2 MiB default spills dirty
             // pages to the WAL mid-transaction and reads them back, several times slower.
+            // No ping before handing out a connection (sqlx's default): a SQLite connection
+            // is a local file handle that cannot go stale, and the ping is one more round trip
+            // to the connection's worker thread on every acquire (three per chat message).
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(o.clone().pragma("cache_size", "-65536"))
                 .await
@@ -158,6 +162,7 @@ impl Db {
             let read = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
                 .min_connections(0)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(o)
                 .await

@@ -1087,3 +1087,110 @@ async fn the_member_cli_signs_in_reads_writes_and_exchanges_attachments() {
     assert_eq!(st, 200, "{devices}");
     assert_eq!(devices.as_array().unwrap().len(), 0, "{devices}");
 }
+
+#[tokio::test]
+async fn concurrent_messages_are_written_together_and_each_checked_alone() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let (clara, clara_key) = w.person("Clara").await;
+    let (dora, dora_key) = w.person("Dora").await;
+    let (emil, emil_key) = w.person("Emil").await;
+    let one = w.duty(at(1, 0), at(1, 8)).await;
+    let two = w.duty(at(2, 0), at(2, 8)).await;
+    w.assign(one, &anna, "lead").await;
+    let ben_there = w.assign(one, &ben, "helper").await;
+    w.assign(one, &clara, "helper").await;
+    w.assign(two, &dora, "lead").await;
+    w.assign(two, &emil, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    let mut c = w.device(&clara_key, "c").await;
+    let mut d = w.device(&dora_key, "d").await;
+    let mut e = w.device(&emil_key, "e").await;
+    for (dev, duty) in [
+        (&mut a, one),
+        (&mut b, one),
+        (&mut c, one),
+        (&mut d, two),
+        (&mut e, two),
+    ] {
+        dev.open(duty).await.unwrap();
+        assert!(dev.joined(duty));
+    }
+    // Ben leaves the roster; Anna commits his removal. His device does not know yet.
+    w.unassign(one, &ben_there).await;
+    w.step().await;
+    a.sync(one).await.unwrap();
+    c.sync(one).await.unwrap();
+
+    // While the database's writer is busy, five messages of two groups queue up and are
+    // written together once it is free; Ben's is refused on its own.
+    let db = &w.s.running.state.db;
+    let hold = if carebridge_testkit::on_postgres() {
+        None
+    } else {
+        Some(db.begin().await.unwrap())
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(hold);
+    };
+    let (ra, rc, rd, re, rb, ()) = tokio::join!(
+        a.send(one, b"a: Zelt 3"),
+        c.send(one, b"c: bin da"),
+        d.send(two, b"d: Start 9 Uhr"),
+        e.send(two, b"e: ok"),
+        b.send(one, b"b: darf ich noch?"),
+        release
+    );
+    let (sa, sc, sd, se) = (ra.unwrap(), rc.unwrap(), rd.unwrap(), re.unwrap());
+    assert_ne!(sa, sc);
+    assert_ne!(sd, se);
+    assert!(
+        matches!(
+            &rb,
+            Err(carebridge_client::ClientError::Api { status: 404, .. })
+        ),
+        "{rb:?}"
+    );
+    // Everyone reads the others' messages, in stream order, and nothing of Ben's.
+    let texts = |v: Vec<Received>| v.into_iter().map(|r| r.plaintext).collect::<Vec<_>>();
+    assert_eq!(
+        texts(c.sync(one).await.unwrap()),
+        vec![b"a: Zelt 3".to_vec()]
+    );
+    assert_eq!(
+        texts(a.sync(one).await.unwrap()),
+        vec![b"c: bin da".to_vec()]
+    );
+    assert_eq!(
+        texts(e.sync(two).await.unwrap()),
+        vec![b"d: Start 9 Uhr".to_vec()]
+    );
+    assert_eq!(texts(d.sync(two).await.unwrap()), vec![b"e: ok".to_vec()]);
+    // The streams have no holes and no duplicates: the numbers the senders got are the rows.
+    for (dev, duty, mine) in [(&a, one, sa), (&d, two, sd)] {
+        let all = dev.fetch(duty, 0).await.unwrap().items;
+        let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+        assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
+        assert!(seqs.contains(&mine));
+        assert_eq!(
+            all.iter().filter(|m| m.kind == "application").count(),
+            2,
+            "{all:?}"
+        );
+    }
+    // Later messages continue the numbering.
+    let next = a.send(one, b"a: weiter").await.unwrap();
+    assert!(next > sa.max(sc));
+    let stats = carebridge_chat::service::batch_stats(&w.s.running.chat);
+    assert_eq!(stats.failed, 0, "no batch fell back to one by one");
+    if !carebridge_testkit::on_postgres() {
+        assert!(
+            stats.largest >= 2,
+            "{stats:?}: the queued messages went in one transaction"
+        );
+    }
+}
