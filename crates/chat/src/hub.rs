@@ -91,6 +91,12 @@ impl Hub {
         n
     }
 
+    /// Whether any of `devices` has a socket here.
+    pub fn any_connected(&self, devices: &[Uuid]) -> bool {
+        let map = self.lock();
+        devices.iter().any(|d| map.contains_key(d))
+    }
+
     /// Closes every socket of `device` (the device was removed).
     pub fn close(&self, device: Uuid) {
         if let Some(v) = self.lock().remove(&device) {

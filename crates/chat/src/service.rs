@@ -743,7 +743,19 @@ pub async fn post(
                 now_ms,
             )
             .await?;
-            out.msgs.push((duty, seq));
+            // The rows are in hand: delivery need not read them back (a Welcome with the
+            // ratchet tree of a large group is hundreds of KiB).
+            out.rows.push((
+                duty,
+                MessageRow {
+                    seq,
+                    epoch: epoch_now,
+                    kind: "commit".into(),
+                    sender: Some(caller.device),
+                    data: msg,
+                    created_at: now_ms,
+                },
+            ));
             let new_epoch = i64::try_from(applied.epoch).map_err(corrupt)?;
             let since = match welcome {
                 Some(w) => {
@@ -758,7 +770,17 @@ pub async fn post(
                         now_ms,
                     )
                     .await?;
-                    out.msgs.push((duty, wseq));
+                    out.rows.push((
+                        duty,
+                        MessageRow {
+                            seq: wseq,
+                            epoch: new_epoch,
+                            kind: "welcome".into(),
+                            sender: Some(caller.device),
+                            data: w,
+                            created_at: now_ms,
+                        },
+                    ));
                     wseq - 1
                 }
                 None => seq,
@@ -1388,11 +1410,6 @@ fn push(
     let seq = m.seq;
     let kind_welcome = m.kind == "welcome";
     let sender = m.sender;
-    let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Message {
-        message: message_view(duty, m),
-    })
-    .map_err(corrupt)?
-    .into();
     let to: Vec<Uuid> = recipients
         .iter()
         .filter(|(d, since)| {
@@ -1405,6 +1422,15 @@ fn push(
         })
         .map(|(d, _)| *d)
         .collect();
+    // Serialised only when one of the recipients is connected here.
+    if !chat.hub.any_connected(&to) {
+        return Ok(());
+    }
+    let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Message {
+        message: message_view(duty, m),
+    })
+    .map_err(corrupt)?
+    .into();
     chat.hub.deliver(&to, &frame);
     Ok(())
 }
@@ -1589,6 +1615,7 @@ pub async fn run(state: carebridge_web::AppState, chat: Arc<Chat>, every: std::t
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut committed = carebridge_store::events::committed_events();
     loop {
         let woken = async {
             match listener.as_mut() {
@@ -1598,7 +1625,11 @@ pub async fn run(state: carebridge_web::AppState, chat: Arc<Chat>, every: std::t
                         tokio::time::sleep(every).await;
                     }
                 }
-                None => carebridge_store::events::COMMITTED.notified().await,
+                None => {
+                    if committed.changed().await.is_err() {
+                        tokio::time::sleep(every).await;
+                    }
+                }
             }
         };
         tokio::select! {

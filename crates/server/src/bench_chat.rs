@@ -356,7 +356,7 @@ async fn membership(
     devices: &mut [Option<Device>],
 ) -> anyhow::Result<Uuid> {
     const BIG: usize = 500;
-    const CHANGES: usize = 20;
+    const CHANGES: usize = 100;
     let duty = api.duty(unit, "big", &people[..BIG]).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut lead = devices[0].take().context("device 0")?;
@@ -370,14 +370,21 @@ async fn membership(
     let mut socket = lead.connect().await?;
     // Save assignment → committed epoch on the online device.
     let mut lat = Vec::with_capacity(CHANGES);
+    let (mut saved, mut proposed) = (Vec::new(), Vec::new());
     for i in 0..CHANGES {
         let person = people[BIG + i];
         let epoch = lead.epoch(duty).context("epoch")?;
         let t0 = Instant::now();
         api.assign(duty, person).await?;
+        saved.push(t0.elapsed());
+        let mut first = true;
         loop {
             match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
                 Ok(Ok(Some(Frame::Message { message }))) if message.duty_id == duty => {
+                    if first {
+                        proposed.push(t0.elapsed());
+                        first = false;
+                    }
                     lead.process(duty, &message)?;
                     if lead.has_pending(duty) {
                         lead.sync(duty).await?;
@@ -395,6 +402,11 @@ async fn membership(
     println!(
         "membership on a {BIG}-person duty: save assignment → committed epoch on the online device: {}",
         percentiles(lat)
+    );
+    println!(
+        "  of which: the assignment saved (HTTP answer) {}; the server's proposal on the device's socket {}",
+        percentiles(saved),
+        percentiles(proposed)
     );
     devices[0] = Some(lead);
     Ok(duty)

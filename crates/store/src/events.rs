@@ -15,9 +15,17 @@ use crate::{Backend, Exec, StoreError, Tx, exec, run};
 /// The PostgreSQL channel told (at commit) that roster events were appended.
 pub const CHANNEL: &str = "carebridge_events";
 
-/// Wakes this process's event consumers after a commit that appended events (SQLite; on
-/// PostgreSQL `NOTIFY` on [`CHANNEL`] reaches every node).
-pub static COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Counts this process's commits that appended events (SQLite; on PostgreSQL `NOTIFY` on
+/// [`CHANNEL`] reaches every node). A watch channel rather than a bare notification: a
+/// consumer busy with a step when a commit lands still sees the change when it next waits.
+static COMMITTED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// A consumer's view of [`COMMITTED`]: `changed().await` returns once events were committed
+/// after the last time it looked.
+pub fn committed_events() -> tokio::sync::watch::Receiver<u64> {
+    COMMITTED.subscribe()
+}
 
 /// Set by [`append`] on SQLite, where one writer means one write transaction at a time: the
 /// commit of that transaction wakes the consumers ([`Tx::commit`]). A rolled-back
@@ -27,7 +35,7 @@ pub(crate) static APPENDED: AtomicBool = AtomicBool::new(false);
 /// Called by [`Tx::commit`] after a successful SQLite commit.
 pub(crate) fn committed() {
     if APPENDED.swap(false, Ordering::AcqRel) {
-        COMMITTED.notify_waiters();
+        COMMITTED.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
