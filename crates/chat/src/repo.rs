@@ -424,6 +424,18 @@ pub async fn lock_group(tx: &mut Tx, duty: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Like [`lock_group`], but does not wait: `false` when another transaction holds the group
+/// (PostgreSQL; SQLite has one writer, which the caller is).
+pub async fn try_lock_group(tx: &mut Tx, duty: Uuid) -> Result<bool, StoreError> {
+    if tx.backend() == Backend::Postgres {
+        let got: Option<i32> = run!(tx, c => sqlx::query_scalar(
+            "SELECT 1 FROM chat_rosters WHERE duty_id = $1 FOR UPDATE SKIP LOCKED")
+            .bind(duty).fetch_optional(c).await)?;
+        return Ok(got.is_some());
+    }
+    Ok(true)
+}
+
 pub async fn insert_group(
     tx: &mut Tx,
     duty: Uuid,
@@ -605,7 +617,8 @@ pub async fn insert_application_messages(
             ));
         }
         exec!(tx, c => {
-            let mut q = sqlx::query(&sql);
+            // One statement shape per chunk size: not kept in the statement cache.
+            let mut q = sqlx::query(&sql).persistent(false);
             for m in chunk {
                 q = q.bind(m.duty).bind(m.seq).bind(m.org).bind(m.epoch).bind(m.sender).bind(m.data).bind(m.created_at);
             }
@@ -631,7 +644,7 @@ pub async fn set_next_seqs(tx: &mut Tx, next: &[(Uuid, i64)]) -> Result<(), Stor
         }
         sql.push(')');
         exec!(tx, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(false);
             for (d, n) in chunk {
                 q = q.bind(*d).bind(*n);
             }
@@ -675,7 +688,7 @@ pub async fn recipients_of(
              JOIN chat_members m ON m.duty_id = g.duty_id AND m.person_id = d.person_id WHERE g.duty_id IN ({list})"
         );
         let rows: Vec<(Uuid, Uuid, i64)> = run!(x, c => {
-            let mut q = sqlx::query_as(&sql);
+            let mut q = sqlx::query_as(&sql).persistent(false);
             for d in chunk {
                 q = q.bind(*d);
             }

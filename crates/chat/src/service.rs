@@ -36,8 +36,9 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// ~170 KB; base64 in a JSON body must stay under the 1 MiB body limit).
 pub const MAX_HANDSHAKE: usize = 700 * 1024;
 
-/// What a transaction produced for the sockets: appended messages `(duty, seq)`, and groups
-/// that are gone for some devices `(duty, devices)`.
+/// What a transaction produced for the sockets: appended messages `(duty, seq)` to read back,
+/// appended messages whose rows are in hand, and groups that are gone for some devices
+/// `(duty, devices)`.
 #[derive(Default)]
 pub(crate) struct Out {
     msgs: Vec<(Uuid, i64)>,
@@ -864,9 +865,13 @@ fn stale(epoch: u64, epoch_now: i64) -> ServiceError {
 pub(crate) struct Batch {
     queue: std::sync::Mutex<Vec<Pending>>,
     writer: Arc<tokio::sync::Mutex<()>>,
+    next_id: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicUsize,
     failed: std::sync::atomic::AtomicUsize,
 }
+
+/// The most messages one transaction carries (the rest wait for the next one).
+const MAX_BATCH: usize = 256;
 
 /// How the batched writing of application messages went in this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -887,6 +892,7 @@ pub fn batch_stats(chat: &Chat) -> BatchStats {
 }
 
 pub(crate) struct Pending {
+    id: u64,
     caller: Caller,
     duty: Uuid,
     epoch: u64,
@@ -943,8 +949,11 @@ async fn post_application(
     msg: Vec<u8>,
     now_ms: i64,
 ) -> Result<wire::Posted, ServiceError> {
+    use std::sync::atomic::Ordering::Relaxed;
     let (reply, mut answer) = tokio::sync::oneshot::channel();
+    let id = chat.posts.next_id.fetch_add(1, Relaxed);
     lock_queue(&chat.posts).push(Pending {
+        id,
         caller: caller.clone(),
         duty,
         epoch,
@@ -952,19 +961,26 @@ async fn post_application(
         now_ms,
         reply,
     });
+    // A request that goes away before a writer took its message takes it out again: nothing
+    // is written later on its behalf.
+    let _queued = Queued {
+        batch: &chat.posts,
+        id,
+    };
     let writer = chat.posts.writer.clone().lock_owned().await;
     // A writer before us may have taken this message along.
     if let Ok(r) = answer.try_recv() {
         return r;
     }
-    let batch = std::mem::take(&mut *lock_queue(&chat.posts));
     // The batch is written by a task of its own: a request that goes away (the client hung
-    // up) must not take the other senders' messages with it.
+    // up) must not take the other senders' messages with it. The writer is held through the
+    // delivery, so batches reach the sockets and the other nodes in the order they were
+    // written (one sender's consecutive messages stay in order).
     let (db2, chat2) = (db.clone(), chat.clone());
     let task = tokio::spawn(async move {
-        let out = write_batch(&db2, &chat2.posts, batch).await;
-        drop(writer);
+        let out = write_queued(&db2, &chat2).await;
         deliver(&db2, &chat2, out).await;
+        drop(writer);
     });
     let _ = task.await;
     answer
@@ -972,54 +988,138 @@ async fn post_application(
         .unwrap_or_else(|_| Err(corrupt("the message's batch ended without an answer")))
 }
 
+/// Takes a queued message out again when its request is dropped before a writer took it.
+struct Queued<'a> {
+    batch: &'a Batch,
+    id: u64,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        lock_queue(self.batch).retain(|p| p.id != self.id);
+    }
+}
+
 fn lock_queue(b: &Batch) -> std::sync::MutexGuard<'_, Vec<Pending>> {
     // Pushing and taking cannot leave the queue half-changed: a poisoned lock is usable.
     b.queue.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Writes a batch and answers every sender. When the shared transaction fails, each message
-/// is tried alone so that every sender gets its own precise answer.
-async fn write_batch(db: &Db, stats: &Batch, batch: Vec<Pending>) -> Out {
+/// The same failure for each of several senders (a `ServiceError` is not `Clone`): "try
+/// again later" (503), never a claim about their message.
+fn unavailable(e: &ServiceError) -> ServiceError {
+    ServiceError::Store(StoreError::Unavailable(
+        carebridge_store::sqlx::Error::Protocol(format!("writing the messages failed: {e}")),
+    ))
+}
+
+/// Writes what is queued (up to [`MAX_BATCH`]) in one transaction and answers every sender.
+/// On PostgreSQL a message whose group another transaction holds is written alone, so that
+/// one busy group does not hold up the others.
+async fn write_queued(db: &Db, chat: &Arc<Chat>) -> Out {
     use std::sync::atomic::Ordering::Relaxed;
+    let stats = &chat.posts;
+    let tx = db.begin().await;
+    // Taken once the writer connection is ours: what arrived meanwhile goes along.
+    let batch: Vec<Pending> = {
+        let mut q = lock_queue(stats);
+        let n = q.len().min(MAX_BATCH);
+        q.drain(..n).collect()
+    };
+    if batch.is_empty() {
+        return Out::default();
+    }
+    let tx = match tx {
+        Ok(t) => t,
+        Err(e) => {
+            let e = ServiceError::from(e);
+            for p in batch {
+                let _ = p.reply.send(Err(unavailable(&e)));
+            }
+            return Out::default();
+        }
+    };
     metrics::histogram!("carebridge_chat_batch_size").record(batch.len() as f64);
     stats.largest.fetch_max(batch.len(), Relaxed);
-    match try_batch(db, &batch).await {
-        Ok((results, out)) => {
-            for (p, r) in batch.into_iter().zip(results) {
-                let _ = p.reply.send(r);
+    match try_batch(tx, &batch, true).await {
+        Ok((outcomes, out)) => {
+            for (p, o) in batch.into_iter().zip(outcomes) {
+                match o {
+                    Some(r) => {
+                        let _ = p.reply.send(r);
+                    }
+                    None => {
+                        let (db, chat) = (db.clone(), chat.clone());
+                        tokio::spawn(async move {
+                            let out = write_alone(&db, p).await;
+                            deliver(&db, &chat, out).await;
+                        });
+                    }
+                }
             }
             out
         }
-        Err(e) if batch.len() > 1 => {
+        // Refused before the commit for a reason other than the database being away (e.g. a
+        // constraint): each message alone, so that every sender gets its own answer.
+        Err((e, false))
+            if batch.len() > 1 && !matches!(e, ServiceError::Store(StoreError::Unavailable(_))) =>
+        {
             stats.failed.fetch_add(1, Relaxed);
             tracing::warn!(error = %e, messages = batch.len(), "a batch of chat messages failed; writing them one by one");
             let mut out = Out::default();
             for p in batch {
-                let r = match try_batch(db, std::slice::from_ref(&p)).await {
-                    Ok((mut results, o)) => {
-                        out.extend(o);
-                        results
-                            .pop()
-                            .unwrap_or_else(|| Err(corrupt("no result for a message")))
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = p.reply.send(r);
+                out.extend(write_alone(db, p).await);
             }
             out
         }
-        Err(e) => {
-            for p in batch {
-                let _ = p.reply.send(Err(corrupt(&e)));
+        // The database is away, or the commit itself failed (it may have happened: writing
+        // again could store messages twice). The senders retry.
+        Err((e, _)) => {
+            if batch.len() == 1 {
+                if let Some(p) = batch.into_iter().next() {
+                    let _ = p.reply.send(Err(e));
+                }
+            } else {
+                for p in batch {
+                    let _ = p.reply.send(Err(unavailable(&e)));
+                }
             }
             Out::default()
         }
     }
 }
 
-type BatchResult = (Vec<Result<wire::Posted, ServiceError>>, Out);
+/// Writes one message in a transaction of its own (waiting for its group's lock) and answers
+/// its sender.
+async fn write_alone(db: &Db, p: Pending) -> Out {
+    let r = match db.begin().await {
+        Err(e) => Err(ServiceError::from(e)),
+        Ok(tx) => match try_batch(tx, std::slice::from_ref(&p), false).await {
+            Ok((mut outcomes, out)) => {
+                let r = outcomes
+                    .pop()
+                    .flatten()
+                    .unwrap_or_else(|| Err(corrupt("no result for a message")));
+                let _ = p.reply.send(r);
+                return out;
+            }
+            Err((e, _)) => Err(e),
+        },
+    };
+    let _ = p.reply.send(r);
+    Out::default()
+}
 
-async fn try_batch(db: &Db, batch: &[Pending]) -> Result<BatchResult, ServiceError> {
+/// Per message: its answer, or `None` when its group was busy (`skip_busy`, PostgreSQL).
+type BatchResult = (Vec<Option<Result<wire::Posted, ServiceError>>>, Out);
+
+/// Checks and writes `batch` in `tx`. The error says whether it came from the commit.
+async fn try_batch(
+    mut tx: Tx,
+    batch: &[Pending],
+    skip_busy: bool,
+) -> Result<BatchResult, (ServiceError, bool)> {
+    let before = |e: StoreError| (ServiceError::from(e), false);
     // Groups are locked in id order (no deadlock between two nodes' batches on PostgreSQL).
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by_key(|&i| batch[i].duty);
@@ -1027,15 +1127,30 @@ async fn try_batch(db: &Db, batch: &[Pending]) -> Result<BatchResult, ServiceErr
         batch.iter().map(|_| None).collect();
     let mut next: Vec<(Uuid, i64)> = Vec::new();
     let mut rows: Vec<repo::NewMessage<'_>> = Vec::with_capacity(batch.len());
-    let mut tx = db.begin().await?;
-    let mut locked = None;
+    let mut locked: Option<(Uuid, bool)> = None;
     for i in order {
         let p = &batch[i];
-        if locked != Some(p.duty) {
-            repo::lock_group(&mut tx, p.duty).await?;
-            locked = Some(p.duty);
+        let ours = match locked {
+            Some((d, ours)) if d == p.duty => ours,
+            _ => {
+                let ours = if skip_busy {
+                    repo::try_lock_group(&mut tx, p.duty)
+                        .await
+                        .map_err(before)?
+                } else {
+                    repo::lock_group(&mut tx, p.duty).await.map_err(before)?;
+                    true
+                };
+                locked = Some((p.duty, ours));
+                ours
+            }
+        };
+        if !ours {
+            continue;
         }
-        let ctx = repo::post_context(&mut tx, p.duty, p.caller.person, p.caller.device).await?;
+        let ctx = repo::post_context(&mut tx, p.duty, p.caller.person, p.caller.device)
+            .await
+            .map_err(before)?;
         results[i] = Some(match check_application(ctx, &p.caller, p.epoch, p.now_ms) {
             Err(e) => Err(e),
             Ok((epoch, stored_next)) => {
@@ -1065,10 +1180,14 @@ async fn try_batch(db: &Db, batch: &[Pending]) -> Result<BatchResult, ServiceErr
         });
     }
     if !rows.is_empty() {
-        repo::insert_application_messages(&mut tx, &rows).await?;
-        repo::set_next_seqs(&mut tx, &next).await?;
+        repo::insert_application_messages(&mut tx, &rows)
+            .await
+            .map_err(before)?;
+        repo::set_next_seqs(&mut tx, &next).await.map_err(before)?;
     }
-    tx.commit().await?;
+    tx.commit()
+        .await
+        .map_err(|e| (ServiceError::from(e), true))?;
     let out = Out {
         rows: rows
             .iter()
@@ -1088,10 +1207,6 @@ async fn try_batch(db: &Db, batch: &[Pending]) -> Result<BatchResult, ServiceErr
             .collect(),
         ..Out::default()
     };
-    let results = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(corrupt("a message of the batch was skipped"))))
-        .collect();
     Ok((results, out))
 }
 

@@ -1174,6 +1174,7 @@ async fn concurrent_messages_are_written_together_and_each_checked_alone() {
     for (dev, duty, mine) in [(&a, one, sa), (&d, two, sd)] {
         let all = dev.fetch(duty, 0).await.unwrap().items;
         let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+        // Strictly increasing (Welcomes of other devices are not in this device's stream).
         assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
         assert!(seqs.contains(&mine));
         assert_eq!(
@@ -1185,6 +1186,28 @@ async fn concurrent_messages_are_written_together_and_each_checked_alone() {
     // Later messages continue the numbering.
     let next = a.send(one, b"a: weiter").await.unwrap();
     assert!(next > sa.max(sc));
+    // On PostgreSQL a group another transaction holds does not hold up the other groups: its
+    // message waits alone, the rest of the batch goes through.
+    if carebridge_testkit::on_postgres() {
+        let mut hold = db.begin().await.unwrap();
+        carebridge_store::exec!(&mut hold, c => carebridge_store::sqlx::query(
+            "SELECT 1 FROM chat_rosters WHERE duty_id = $1 FOR UPDATE").bind(one).execute(c).await)
+        .unwrap();
+        let (waited, through) = tokio::join!(a.send(one, b"a: wartet"), async {
+            let r = tokio::time::timeout(Duration::from_secs(10), d.send(two, b"d: durch"))
+                .await
+                .expect("a busy group held up another group");
+            drop(hold);
+            r
+        });
+        waited.unwrap();
+        through.unwrap();
+        assert_eq!(texts(c.sync(one).await.unwrap()).len(), 2);
+        assert_eq!(
+            texts(e.sync(two).await.unwrap()),
+            vec![b"d: durch".to_vec()]
+        );
+    }
     let stats = carebridge_chat::service::batch_stats(&w.s.running.chat);
     assert_eq!(stats.failed, 0, "no batch fell back to one by one");
     if !carebridge_testkit::on_postgres() {
