@@ -979,8 +979,12 @@ async fn post_application(
     let (db2, chat2) = (db.clone(), chat.clone());
     let task = tokio::spawn(async move {
         let out = write_queued(&db2, &chat2).await;
-        deliver(&db2, &chat2, out).await;
+        let relay = relay_of(&db2, &chat2, &out);
+        deliver_here(&db2, &chat2, out).await;
         drop(writer);
+        // Other nodes: after the writer is free (a NOTIFY is a commit of its own); a node that
+        // sees two batches swapped fetches the gap by cursor.
+        relay_to_nodes(&db2, &relay).await;
     });
     let _ = task.await;
     answer
@@ -1348,17 +1352,31 @@ pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, 
 /// commit: a failure here is logged (the devices fetch what they missed), never reported as a
 /// failure of the change itself.
 pub(crate) async fn deliver(db: &Db, chat: &Chat, out: Out) {
-    let relay = if db.backend() == carebridge_store::Backend::Postgres {
-        relay_payloads(chat.node, &out)
+    let relay = relay_of(db, chat, &out);
+    deliver_here(db, chat, out).await;
+    relay_to_nodes(db, &relay).await;
+}
+
+/// What other nodes on the same PostgreSQL must be told about `out` (nothing on SQLite).
+fn relay_of(db: &Db, chat: &Chat, out: &Out) -> Vec<String> {
+    if db.backend() == carebridge_store::Backend::Postgres {
+        relay_payloads(chat.node, out)
     } else {
         Vec::new()
-    };
+    }
+}
+
+/// Pushes to the sockets of this process.
+async fn deliver_here(db: &Db, chat: &Chat, out: Out) {
     if let Err(e) = try_deliver(db, chat, out).await {
         tracing::warn!(error = %e, "live delivery failed; devices will fetch by cursor");
     }
-    // Other nodes on the same PostgreSQL deliver to the sockets they hold.
+}
+
+/// Other nodes on the same PostgreSQL deliver to the sockets they hold.
+async fn relay_to_nodes(db: &Db, relay: &[String]) {
     if !relay.is_empty()
-        && let Err(e) = publish(db, &relay).await
+        && let Err(e) = publish(db, relay).await
     {
         tracing::warn!(error = %e, "relaying to other nodes failed; their devices fetch by cursor");
     }
