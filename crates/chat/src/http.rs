@@ -87,7 +87,7 @@ async fn register_device(
     })?;
     if !service::may_register(&p) {
         return Err(carebridge_web::ServiceError::Forbidden {
-            detail: "chat devices are registered with a personal key or through Carebridge's own apps; a third-party app may not add devices to a person's encrypted chats".into(),
+            detail: "chat devices are registered with a personal key or through Carebridge's own apps with the `chat` scope; a third-party app may not add devices to a person's encrypted chats".into(),
         }
         .into());
     }

@@ -156,8 +156,9 @@ async fn device_view(db: &Db, d: DeviceRow) -> Result<wire::Device, ServiceError
 }
 
 /// Who may add a device to a person's end-to-end encrypted chats: the person with a personal
-/// key, or signed in through Carebridge's own apps (CLI, app). A third-party app's token, with
-/// whatever scopes, may not: a device it registered would read every chat of the person.
+/// key, or signed in through Carebridge's own apps (CLI, app) with the `chat` scope. A
+/// third-party app's token, with whatever scopes, may not: a device it registered would read
+/// every chat of the person.
 pub fn may_register(p: &Principal) -> bool {
     match p {
         Principal::Person {
@@ -165,9 +166,17 @@ pub fn may_register(p: &Principal) -> bool {
             ..
         } => true,
         Principal::Person {
-            via: Via::Token { client_id, .. },
+            via:
+                Via::Token {
+                    client_id,
+                    oauth_scopes,
+                    ..
+                },
             ..
-        } => client_id == CLI_CLIENT || client_id == APP_CLIENT,
+        } => {
+            (client_id == CLI_CLIENT || client_id == APP_CLIENT)
+                && oauth_scopes.iter().any(|s| s == "chat")
+        }
         _ => false,
     }
 }
@@ -1980,17 +1989,30 @@ mod tests {
 
     #[test]
     fn only_personal_keys_and_carebridge_apps_register_devices() {
-        let token = |c: &str| Via::Token {
+        let token = |c: &str, scopes: &[&str]| Via::Token {
             client_id: c.into(),
             grant: Uuid::nil(),
+            oauth_scopes: scopes.iter().map(|s| s.to_string()).collect(),
         };
         assert!(super::may_register(&person(Via::ApiKey(ApiKeyId(
             Uuid::nil()
         )))));
-        assert!(super::may_register(&person(token("carebridge-cli"))));
-        assert!(super::may_register(&person(token("carebridge-app"))));
+        assert!(super::may_register(&person(token(
+            "carebridge-cli",
+            &["openid", "chat"]
+        ))));
+        assert!(super::may_register(&person(token(
+            "carebridge-app",
+            &["chat"]
+        ))));
+        // Carebridge's own app without the chat scope, and a third-party app with it: no.
         assert!(!super::may_register(&person(token(
-            "cbc_0190a1b2-third-party"
+            "carebridge-cli",
+            &["openid", "duties:read"]
+        ))));
+        assert!(!super::may_register(&person(token(
+            "cbc_0190a1b2-third-party",
+            &["chat"]
         ))));
         assert!(!super::may_register(&Principal::System { name: "cli" }));
     }

@@ -201,6 +201,9 @@ pub enum Via {
     Token {
         client_id: String,
         grant: uuid::Uuid,
+        /// The token's OAuth scopes as granted, including those that map to no permission
+        /// (e.g. `chat`, which lets Carebridge's own apps register a chat device).
+        oauth_scopes: Vec<String>,
     },
 }
 

@@ -633,13 +633,9 @@ pub async fn authenticate_bearer(
     ) else {
         return Ok(None);
     };
-    let mut permissions: Vec<Permission> = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .split(' ')
-        .filter_map(Permission::of_scope)
-        .collect();
+    let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+    let mut permissions: Vec<Permission> =
+        scope.split(' ').filter_map(Permission::of_scope).collect();
     permissions.sort();
     permissions.dedup();
     let org = carebridge_domain::OrgId(org);
@@ -662,6 +658,11 @@ pub async fn authenticate_bearer(
             via: Via::Token {
                 client_id: client_id.to_string(),
                 grant,
+                oauth_scopes: scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             },
             org,
             person: carebridge_domain::PersonId(person),

@@ -1117,6 +1117,16 @@ async fn device_flow_for_the_cli_with_organisation_choice() {
     assert!(t["refresh_token"].is_string());
     let (st, _) = poll().await;
     assert_eq!(st, 400, "a device code is redeemed once");
+    // Without the `chat` scope even the CLI's token registers no chat device.
+    let (st, e) = s
+        .post(
+            t["access_token"].as_str().unwrap(),
+            "/api/v1/chat/devices",
+            &json!({"name": "cli", "signature_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+        )
+        .await;
+    assert_eq!(st, 403, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("`chat` scope"), "{e}");
 }
 
 #[tokio::test]
