@@ -487,6 +487,8 @@ impl Session {
                                         on(g.duty_id, l);
                                     }
                                 }
+                                // A chat that went away meanwhile: follow the others.
+                                Err(ClientError::State(_)) => {}
                                 Err(e) => {
                                     result = Err(e);
                                     break;

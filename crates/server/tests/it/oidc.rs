@@ -1126,7 +1126,10 @@ async fn device_flow_for_the_cli_with_organisation_choice() {
         )
         .await;
     assert_eq!(st, 403, "{e}");
-    assert!(e["detail"].as_str().unwrap().contains("`chat` scope"), "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("`chat` scope"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
