@@ -611,18 +611,8 @@ pub async fn post(
     let mut tx = db.begin().await?;
     repo::lock_group(&mut tx, duty).await?;
     // One read for every check of the hot path (roster, retention, group head, membership).
-    let ctx = repo::post_context(&mut tx, duty, caller.person, caller.device)
-        .await?
-        .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
-        .ok_or(ServiceError::NotFound { what: "chat" })?;
-    let retention = Retention {
-        writable_days: ctx.writable_days,
-        readable_days: ctx.readable_days,
-    };
-    let phase = retention.phase(ctx.ends_at, ctx.cancelled, now_ms);
-    if phase == Phase::Deleted {
-        return Err(ServiceError::NotFound { what: "chat" });
-    }
+    let ctx = repo::post_context(&mut tx, duty, caller.person, caller.device).await?;
+    let (ctx, phase) = standing_of(ctx, caller, now_ms)?;
     let Some(epoch_now) = ctx.epoch else {
         return Err(conflict("no_group", "the group has not been created yet"));
     };
@@ -910,14 +900,14 @@ pub(crate) struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<wire::Posted, ServiceError>>,
 }
 
-/// The checks of an application message against its group, as read in the transaction:
-/// `(epoch, next seq)`.
-fn check_application(
+/// Where the calling device stands with a chat, from its context row: a chat of its
+/// organisation, switched on, not deleted, with its person on the roster, and the retention
+/// phase now. Anything else is "not found" (existence does not leak).
+fn standing_of(
     ctx: Option<repo::PostContext>,
     caller: &Caller,
-    epoch: u64,
     now_ms: i64,
-) -> Result<(i64, i64), ServiceError> {
+) -> Result<(repo::PostContext, Phase), ServiceError> {
     let ctx = ctx
         .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
         .ok_or(ServiceError::NotFound { what: "chat" })?;
@@ -929,6 +919,18 @@ fn check_application(
     if phase == Phase::Deleted {
         return Err(ServiceError::NotFound { what: "chat" });
     }
+    Ok((ctx, phase))
+}
+
+/// The checks of an application message against its group, as read in the transaction:
+/// `(epoch, next seq)`.
+fn check_application(
+    ctx: Option<repo::PostContext>,
+    caller: &Caller,
+    epoch: u64,
+    now_ms: i64,
+) -> Result<(i64, i64), ServiceError> {
+    let (ctx, phase) = standing_of(ctx, caller, now_ms)?;
     let (Some(epoch_now), Some(next_seq)) = (ctx.epoch, ctx.next_seq) else {
         return Err(conflict("no_group", "the group has not been created yet"));
     };
@@ -1864,18 +1866,8 @@ async fn attachment_access(
     upload: bool,
     now_ms: i64,
 ) -> Result<i64, ServiceError> {
-    let ctx = repo::post_context(x, duty, caller.person, caller.device)
-        .await?
-        .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
-        .ok_or(ServiceError::NotFound { what: "chat" })?;
-    let retention = Retention {
-        writable_days: ctx.writable_days,
-        readable_days: ctx.readable_days,
-    };
-    let phase = retention.phase(ctx.ends_at, ctx.cancelled, now_ms);
-    if phase == Phase::Deleted {
-        return Err(ServiceError::NotFound { what: "chat" });
-    }
+    let ctx = repo::post_context(x, duty, caller.person, caller.device).await?;
+    let (ctx, phase) = standing_of(ctx, caller, now_ms)?;
     if ctx.leaf.is_none() {
         return Err(forbidden(
             "this device is not a member of the group (yet): wait for its Welcome",
