@@ -569,6 +569,32 @@ mod tests {
         group: MlsGroup,
     }
 
+    /// A group as Carebridge clients create it (group id `[7; 16]`, the server `key` as
+    /// external sender), with one member.
+    fn new_group(
+        key: &ServerKey,
+        provider: &OpenMlsRustCrypto,
+        signer: &SignatureKeyPair,
+        cwk: CredentialWithKey,
+    ) -> MlsGroup {
+        let exts =
+            Extensions::single(Extension::ExternalSenders(vec![key.external_sender()])).unwrap();
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(SUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .with_group_context_extensions(exts)
+            .build();
+        MlsGroup::new_with_group_id(
+            provider,
+            signer,
+            &config,
+            GroupId::from_slice(&[7u8; 16]),
+            cwk,
+        )
+        .unwrap()
+    }
+
     fn valid_objects() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, ServerKey) {
         let key = ServerKey::generate().unwrap();
         let provider = OpenMlsRustCrypto::default();
@@ -583,22 +609,7 @@ mod tests {
         let kp = MlsMessageOut::from(kp.key_package().clone())
             .to_bytes()
             .unwrap();
-        let exts =
-            Extensions::single(Extension::ExternalSenders(vec![key.external_sender()])).unwrap();
-        let config = MlsGroupCreateConfig::builder()
-            .ciphersuite(SUITE)
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .use_ratchet_tree_extension(true)
-            .with_group_context_extensions(exts)
-            .build();
-        let group = MlsGroup::new_with_group_id(
-            &provider,
-            &signer,
-            &config,
-            GroupId::from_slice(&[7u8; 16]),
-            cwk,
-        )
-        .unwrap();
+        let group = new_group(&key, &provider, &signer, cwk);
         let mut m = Member {
             provider,
             signer,
@@ -638,22 +649,7 @@ mod tests {
             credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
             signature_key: s.public().into(),
         };
-        let exts =
-            Extensions::single(Extension::ExternalSenders(vec![key.external_sender()])).unwrap();
-        let config = MlsGroupCreateConfig::builder()
-            .ciphersuite(SUITE)
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .use_ratchet_tree_extension(true)
-            .with_group_context_extensions(exts)
-            .build();
-        let mut group = MlsGroup::new_with_group_id(
-            &provider,
-            &signer,
-            &config,
-            GroupId::from_slice(&[7u8; 16]),
-            cwk("device:a", &signer),
-        )
-        .unwrap();
+        let mut group = new_group(&key, &provider, &signer, cwk("device:a", &signer));
         let info = group
             .export_group_info(provider.crypto(), &signer, true)
             .unwrap()
