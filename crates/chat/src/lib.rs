@@ -25,6 +25,9 @@ pub struct Chat {
     pub node: uuid::Uuid,
     /// Application messages waiting to be written together.
     pub(crate) posts: service::Batch,
+    /// Roster events of the recent window (PostgreSQL) this process has applied already, so
+    /// that a worker step reads again only those that committed late.
+    pub(crate) late_seen: std::sync::Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Default for Chat {
@@ -33,6 +36,7 @@ impl Default for Chat {
             hub: hub::Hub::default(),
             node: uuid::Uuid::new_v4(),
             posts: service::Batch::default(),
+            late_seen: Default::default(),
         }
     }
 }

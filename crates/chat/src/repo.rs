@@ -729,16 +729,37 @@ pub async fn roster_events(
         .bind(carebridge_store::rosters::TOPIC).bind(after).bind(limit).fetch_all(c).await)?)
 }
 
-/// Roster events up to `upto` written since `since_ms` (at most 2,000): on PostgreSQL they may
-/// have committed after a later one was read.
-pub async fn recent_roster_events(
+/// Numbers of the roster events up to `upto` written since `since_ms` (at most 2,000): on
+/// PostgreSQL they may have committed after a later one was read.
+pub async fn recent_roster_seqs(
     x: &mut impl Exec,
     upto: i64,
     since_ms: i64,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT seq FROM events WHERE topic = $1 AND created_at >= $2 AND seq <= $3 ORDER BY seq DESC LIMIT 2000")
+        .bind(carebridge_store::rosters::TOPIC).bind(since_ms).bind(upto).fetch_all(c).await)?)
+}
+
+/// The roster events with these numbers: `(seq, payload)`, oldest first.
+pub async fn roster_events_by_seq(
+    x: &mut impl Exec,
+    seqs: &[i64],
 ) -> Result<Vec<(i64, String)>, StoreError> {
-    Ok(run!(x, c => sqlx::query_as(
-        "SELECT seq, payload FROM events WHERE topic = $1 AND seq <= $2 AND created_at >= $3 ORDER BY seq DESC LIMIT 2000")
-        .bind(carebridge_store::rosters::TOPIC).bind(upto).bind(since_ms).fetch_all(c).await)?)
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = seqs
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // Numbers only (formatted integers), so the list is spelled out in the statement.
+    let sql = format!(
+        "SELECT seq, payload FROM events WHERE topic = $1 AND seq IN ({list}) ORDER BY seq"
+    );
+    Ok(run!(x, c => sqlx::query_as(&sql).persistent(false)
+        .bind(carebridge_store::rosters::TOPIC).fetch_all(c).await)?)
 }
 
 /// Duties whose chat is due for deletion at `now` (per organisation's retention).

@@ -1602,13 +1602,35 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
     let mut done = Step::default();
     let mut c = db.read().await?;
     let mut cursor = repo::consumer(&mut c, CONSUMER).await?;
-    let late = if db.backend() == carebridge_store::Backend::Postgres {
-        repo::recent_roster_events(&mut c, cursor, now_ms - LATE_COMMIT_MS).await?
+    let postgres = db.backend() == carebridge_store::Backend::Postgres;
+    let late = if postgres {
+        // Only the numbers of the window are read; payloads only of those not applied yet.
+        let window = repo::recent_roster_seqs(&mut c, cursor, now_ms - LATE_COMMIT_MS).await?;
+        let unseen: Vec<i64> = {
+            let mut seen = chat
+                .late_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let inside: std::collections::BTreeSet<i64> = window.iter().copied().collect();
+            seen.retain(|s| inside.contains(s));
+            window.into_iter().filter(|s| !seen.contains(s)).collect()
+        };
+        repo::roster_events_by_seq(&mut c, &unseen).await?
     } else {
         Vec::new()
     };
     drop(c);
     apply_rosters(db, chat, &late, now_ms, &mut done).await;
+    let remember = |events: &[(i64, String)]| {
+        if postgres {
+            let mut seen = chat
+                .late_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.extend(events.iter().map(|(seq, _)| *seq));
+        }
+    };
+    remember(&late);
     loop {
         let mut c = db.read().await?;
         let events = repo::roster_events(&mut c, cursor, EVENTS_PAGE).await?;
@@ -1618,6 +1640,7 @@ pub async fn step(db: &Db, chat: &Chat, now: jiff::Timestamp) -> Result<Step, Se
         };
         let last = *last;
         apply_rosters(db, chat, &events, now_ms, &mut done).await;
+        remember(&events);
         cursor = last;
         let mut w = db.write().await?;
         repo::set_consumer(&mut w, CONSUMER, cursor).await?;

@@ -90,10 +90,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0013_chat_attachments.sql"),
         include_str!("../migrations/postgres/0013_chat_attachments.sql"),
     ),
+    (
+        14,
+        "events_recent",
+        include_str!("../migrations/sqlite/0014_events_recent.sql"),
+        include_str!("../migrations/postgres/0014_events_recent.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 13;
+pub const LATEST: i64 = 14;
 
 #[derive(Debug)]
 struct Embedded(Backend);

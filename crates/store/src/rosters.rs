@@ -50,19 +50,56 @@ pub async fn emit(tx: &mut Tx, org: Uuid, duty: Uuid, now_ms: i64) -> Result<i64
     });
     events::append(tx, org, TOPIC, duty, &payload.to_string(), now_ms).await?;
     if chat && state != "cancelled" {
-        tell_chat_open(tx, org, duty, now_ms).await?;
+        let people: Vec<Uuid> = lines.iter().map(|(p, _, _)| *p).collect();
+        tell_chat_open(tx, org, duty, &people, now_ms).await?;
     }
     Ok(version)
 }
 
 /// E-mails everyone on the roster of a duty whose chat is on and who has not been told yet
-/// (in their language, else the organisation's), and remembers that they were told.
-async fn tell_chat_open(tx: &mut Tx, org: Uuid, duty: Uuid, now_ms: i64) -> Result<(), StoreError> {
-    let untold: Vec<(Uuid, String, Option<String>)> = run!(tx, c => sqlx::query_as(
-        "SELECT a.person_id, p.emails, p.language FROM assignments a JOIN people p ON p.id = a.person_id \
-         LEFT JOIN chat_notices n ON n.duty_id = a.duty_id AND n.person_id = a.person_id \
-         WHERE a.org_id = $1 AND a.duty_id = $2 AND a.status = 'confirmed' AND n.person_id IS NULL")
-        .bind(org).bind(duty).fetch_all(c).await)?;
+/// (in their language, else the organisation's), and remembers that they were told. `roster`
+/// is the duty's confirmed people; usually all but a newcomer were told already, so the told
+/// ones are read first and only the others' people rows after.
+async fn tell_chat_open(
+    tx: &mut Tx,
+    org: Uuid,
+    duty: Uuid,
+    roster: &[Uuid],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if roster.is_empty() {
+        return Ok(());
+    }
+    let told: Vec<Uuid> = run!(tx, c => sqlx::query_scalar(
+        "SELECT person_id FROM chat_notices WHERE duty_id = $1")
+        .bind(duty).fetch_all(c).await)?;
+    let told: std::collections::HashSet<Uuid> = told.into_iter().collect();
+    let newcomers: Vec<Uuid> = roster
+        .iter()
+        .filter(|p| !told.contains(p))
+        .copied()
+        .collect();
+    let untold: Vec<(Uuid, String, Option<String>)> = if newcomers.is_empty() {
+        Vec::new()
+    } else if newcomers.len() > 20 {
+        // The chat was switched on: everyone at once.
+        run!(tx, c => sqlx::query_as(
+            "SELECT a.person_id, p.emails, p.language FROM assignments a JOIN people p ON p.id = a.person_id \
+             LEFT JOIN chat_notices n ON n.duty_id = a.duty_id AND n.person_id = a.person_id \
+             WHERE a.org_id = $1 AND a.duty_id = $2 AND a.status = 'confirmed' AND n.person_id IS NULL")
+            .bind(org).bind(duty).fetch_all(c).await)?
+    } else {
+        let mut out = Vec::with_capacity(newcomers.len());
+        for p in newcomers {
+            let row: Option<(String, Option<String>)> = run!(tx, c => sqlx::query_as(
+                "SELECT emails, language FROM people WHERE org_id = $1 AND id = $2")
+                .bind(org).bind(p).fetch_optional(c).await)?;
+            if let Some((emails, lang)) = row {
+                out.push((p, emails, lang));
+            }
+        }
+        out
+    };
     if untold.is_empty() {
         return Ok(());
     }

@@ -1217,3 +1217,53 @@ async fn concurrent_messages_are_written_together_and_each_checked_alone() {
         );
     }
 }
+
+/// On PostgreSQL a roster event can commit after a later-numbered one was read: the worker
+/// looks again at the recent window and applies it then (and only then: an event applied
+/// once is not applied again). SQLite has one writer, so there the order is the commit order.
+#[tokio::test]
+async fn a_roster_event_that_commits_late_is_applied() {
+    if !carebridge_testkit::on_postgres() {
+        return;
+    }
+    let w = world().await;
+    let (anna, _) = w.person("Anna").await;
+    let (ben, _) = w.person("Ben").await;
+    let one = w.duty(at(1, 0), at(1, 8)).await;
+    let two = w.duty(at(2, 0), at(2, 8)).await;
+    w.assign(one, &anna, "lead").await;
+    w.step().await;
+    let db = &w.s.running.state.db;
+    let version = |duty: Uuid| async move {
+        let mut c = db.read().await.unwrap();
+        carebridge_chat::repo::roster(&mut c, duty)
+            .await
+            .unwrap()
+            .map(|r| r.version)
+    };
+    let org: Uuid = {
+        let (_, o) = w.s.get(&w.admin, "/api/v1/orgs/acme").await;
+        o["id"].as_str().unwrap().parse().unwrap()
+    };
+    // A transaction takes the next event number for duty one and does not commit yet…
+    let mut slow = db.begin().await.unwrap();
+    let late = carebridge_store::rosters::emit(
+        &mut slow,
+        org,
+        one,
+        w.s.running.state.now().as_millisecond(),
+    )
+    .await
+    .unwrap();
+    // …while a later-numbered event of duty two commits and is read.
+    w.assign(two, &ben, "lead").await;
+    assert_eq!(w.step().await.rosters, 1);
+    assert_eq!(version(two).await, Some(1));
+    assert_eq!(version(one).await, Some(late - 1));
+    // Now the first one commits: the next step finds it below the cursor and applies it.
+    slow.commit().await.unwrap();
+    assert_eq!(w.step().await.rosters, 1);
+    assert_eq!(version(one).await, Some(late));
+    // Applied once: later steps have nothing to do.
+    assert_eq!(w.step().await.rosters, 0);
+}
