@@ -413,6 +413,13 @@ pub async fn group(x: &mut impl Exec, duty: Uuid) -> Result<Option<GroupRow>, St
     }))
 }
 
+/// The group's epoch and next stream number, without its state: what a listing shows.
+pub async fn group_head(x: &mut impl Exec, duty: Uuid) -> Result<Option<(i64, i64)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT epoch, next_seq FROM chat_groups WHERE duty_id = $1")
+        .bind(duty).fetch_optional(c).await)?)
+}
+
 /// Takes the lock that orders every change of the group of `duty` (its roster row: it exists
 /// before the group does, so creation races are ordered too). On SQLite the single writer
 /// already orders writes.

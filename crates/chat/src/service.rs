@@ -440,22 +440,23 @@ async fn standing(
 }
 
 /// The chats of the caller's person: duties with the chat on that they are rostered on.
+/// Reading only: the group heads come without their state, on a read connection.
 pub async fn groups(
     db: &Db,
     caller: &Caller,
     now: jiff::Timestamp,
 ) -> Result<Vec<wire::ChatGroup>, ServiceError> {
-    let mut tx = db.begin().await?;
-    let duties = repo::duties_of(&mut tx, caller.org, caller.person).await?;
+    let key = server_public(db, caller.org, ms(now)).await?;
+    let mut c = db.read().await?;
+    let duties = repo::duties_of(&mut c, caller.org, caller.person).await?;
     let mut out = Vec::with_capacity(duties.len());
     for duty in duties {
-        match view(&mut tx, caller, duty, ms(now)).await {
+        match view(&mut c, caller, duty, &key, ms(now)).await {
             Ok(g) => out.push(g),
             Err(ServiceError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    tx.commit().await?;
     Ok(out)
 }
 
@@ -466,34 +467,48 @@ pub async fn group(
     duty: Uuid,
     now: jiff::Timestamp,
 ) -> Result<wire::ChatGroup, ServiceError> {
+    let key = server_public(db, caller.org, ms(now)).await?;
+    let mut c = db.read().await?;
+    view(&mut c, caller, duty, &key, ms(now)).await
+}
+
+/// The organisation's external-sender public key, made on first use (only then is anything
+/// written).
+async fn server_public(db: &Db, org: Uuid, now: i64) -> Result<Vec<u8>, ServiceError> {
+    {
+        let mut c = db.read().await?;
+        if let Some((public, _)) = repo::server_key(&mut c, org).await? {
+            return Ok(public);
+        }
+    }
     let mut tx = db.begin().await?;
-    let g = view(&mut tx, caller, duty, ms(now)).await?;
+    let k = server_key(&mut tx, org, now).await?;
     tx.commit().await?;
-    Ok(g)
+    Ok(k.public().to_vec())
 }
 
 async fn view(
-    tx: &mut Tx,
+    x: &mut impl carebridge_store::Exec,
     caller: &Caller,
     duty: Uuid,
+    key: &[u8],
     now: i64,
 ) -> Result<wire::ChatGroup, ServiceError> {
-    let s = standing(tx, duty, caller.org, now).await?;
-    if !repo::is_member(tx, duty, caller.person).await? {
+    let s = standing(x, duty, caller.org, now).await?;
+    if !repo::is_member(x, duty, caller.person).await? {
         return Err(ServiceError::NotFound { what: "chat" });
     }
-    let key = server_key(tx, caller.org, now).await?;
-    let g = repo::group(tx, duty).await?;
-    let member = repo::leaf_of(tx, duty, caller.device).await?.is_some();
+    let g = repo::group_head(x, duty).await?;
+    let member = repo::leaf_of(x, duty, caller.device).await?.is_some();
     Ok(wire::ChatGroup {
         duty_id: duty,
         phase: s.phase.as_str().into(),
         created: g.is_some(),
         group_id: STANDARD.encode(duty.as_bytes()),
-        epoch: g.as_ref().map(|g| g.epoch),
-        last_seq: g.as_ref().map(|g| g.next_seq - 1).unwrap_or(0),
+        epoch: g.map(|(epoch, _)| epoch),
+        last_seq: g.map(|(_, next)| next - 1).unwrap_or(0),
         member,
-        external_sender_key: STANDARD.encode(key.public()),
+        external_sender_key: STANDARD.encode(key),
         external_sender_identity: String::from_utf8_lossy(mls::SERVER_IDENTITY).into_owned(),
         writable_until: ts(s.retention.writable_until(s.roster.ends_at)),
         deleted_at: ts(s.retention.deleted_at(s.roster.ends_at)),
@@ -568,7 +583,7 @@ pub async fn create_group(
     )
     .await?;
     let out = reconcile(&mut tx, duty, now_ms).await?;
-    let g = view(&mut tx, caller, duty, now_ms).await?;
+    let g = view(&mut tx, caller, duty, key.public(), now_ms).await?;
     tx.commit().await?;
     deliver(db, chat, out).await;
     Ok(g)
