@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use carebridge_domain::auth::{Actor, Permission, Source};
-use carebridge_proto::audit::{AuditEvent, AuditVerification};
+use carebridge_proto::audit::{AuditEvent, AuditQuery, AuditVerification};
 use carebridge_proto::duties::{Feature, SetFeature};
 use carebridge_proto::org::{CreateOrg, Org, UpdateOrg};
 use carebridge_proto::problem::Problem;
@@ -134,19 +134,24 @@ async fn update_org(
 
 /// The organisation's audit log, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit", tag = "audit",
-    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    params(("org" = String, Path, description = "slug or id"), AuditQuery),
     responses((status = 200, body = Page<AuditEvent>)), security(("bearer" = [])))]
 async fn audit_log(
     State(s): State<AppState>,
     Auth(p): Auth,
     OrgPath(o): OrgPath,
     Path(_org): Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<Page<AuditEvent>>, ApiError> {
     let limit = page_limit(q.limit)?;
     require(&p, &o, Permission::AuditRead)?;
+    let filter = carebridge_store::audit::AuditFilter {
+        target: q.target,
+        actor: q.actor,
+        action: q.action,
+    };
     Ok(axum::Json(
-        service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+        service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit, &filter).await?,
     ))
 }
 

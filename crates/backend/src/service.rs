@@ -216,11 +216,41 @@ pub async fn audit_page(
     cursor: &CursorKey,
     after: Option<&str>,
     limit: i64,
+    filter: &audit::AuditFilter,
 ) -> Result<Page<AuditEvent>, ServiceError> {
-    let before: Option<i64> = cursor.decode_opt("audit", after)?;
+    let mut v = carebridge_domain::Violations::default();
+    for (name, f) in [
+        ("target", &filter.target),
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+    ] {
+        if f.as_ref().is_some_and(|f| f.is_empty() || f.len() > 200) {
+            v.push(
+                format!("/query/{name}"),
+                "invalid_filter",
+                "must be 1 to 200 characters",
+            );
+        }
+    }
+    v.into_result()?;
+    // A cursor belongs to one filter: the filter is part of the listing's name.
+    let kind = format!(
+        "audit\u{1f}{}\u{1f}{}\u{1f}{}",
+        filter.target.as_deref().unwrap_or(""),
+        filter.actor.as_deref().unwrap_or(""),
+        filter.action.as_deref().unwrap_or("")
+    );
+    let before: Option<i64> = cursor.decode_opt(&kind, after)?;
     let mut c = db.read().await?;
-    let rows = audit::page_desc(&mut c, org.id, before.unwrap_or(i64::MAX), limit + 1).await?;
-    let page = cursor.page("audit", rows, limit, |r| r.seq);
+    let rows = audit::page_desc(
+        &mut c,
+        org.id,
+        before.unwrap_or(i64::MAX),
+        limit + 1,
+        filter,
+    )
+    .await?;
+    let page = cursor.page(&kind, rows, limit, |r| r.seq);
     Ok(Page {
         items: page.items.into_iter().map(event).collect(),
         next_cursor: page.next_cursor,

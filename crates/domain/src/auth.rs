@@ -219,6 +219,23 @@ impl Permission {
             _ => None,
         }
     }
+
+    /// The permissions a token's scopes grant: [`Permission::of_scope`] of each, and for
+    /// [`crate::oauth::CONSOLE_SCOPE`] (only Carebridge's admin console can hold it) every
+    /// permission but `platform` — still narrowed by the person's roles. Sorted, no repeats.
+    pub fn of_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<Permission> {
+        let mut out: Vec<Permission> = Vec::new();
+        for s in scopes {
+            if s == crate::oauth::CONSOLE_SCOPE {
+                out.extend(Permission::org_admin());
+            } else if let Some(p) = Permission::of_scope(s) {
+                out.push(p);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl Principal {

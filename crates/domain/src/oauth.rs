@@ -23,6 +23,12 @@ pub const SCOPES: &[&str] = &[
     "portal:erp",
 ];
 
+/// Carebridge's own public client: the admin console (server-side, code + PKCE).
+pub const CONSOLE_CLIENT: &str = "carebridge-console";
+/// The console's scope: whatever the signed-in person's roles allow on every API (not in
+/// [`SCOPES`], so no registered client can ask for it; only the built-in console holds it).
+pub const CONSOLE_SCOPE: &str = "admin";
+
 /// Scopes only a client may hold for itself (client credentials), never a person's grant.
 pub const CLIENT_ONLY_SCOPES: &[&str] = &["portal:erp"];
 
@@ -188,7 +194,13 @@ pub const API_AUDIENCE: &str = "carebridge";
 /// The audience of tokens for the customer portal (which may run at the ERP vendor).
 pub const PORTAL_AUDIENCE: &str = "portal";
 /// Scopes that mean "Carebridge's APIs" and so cannot share a token with `portal`.
-const API_SCOPES: &[&str] = &["directory:read", "directory:write", "duties:read", "chat"];
+const API_SCOPES: &[&str] = &[
+    "directory:read",
+    "directory:write",
+    "duties:read",
+    "chat",
+    CONSOLE_SCOPE,
+];
 
 /// The one audience a token with these scopes is for: the portal when `portal` is asked for,
 /// else Carebridge's APIs. A token is never valid for both, so a portal (run by someone else)

@@ -244,7 +244,7 @@ pub const CLI: &str = carebridge_domain::oauth::CLI_CLIENT;
 /// The member and client web app (code + PKCE, redirect to `/app/callback`).
 pub const APP: &str = carebridge_domain::oauth::APP_CLIENT;
 /// The admin console (code + PKCE, redirect to `/console/callback`).
-pub const CONSOLE: &str = "carebridge-console";
+pub const CONSOLE: &str = carebridge_domain::oauth::CONSOLE_CLIENT;
 
 /// Carebridge's own apps: public, first-party clients of every organisation.
 pub fn builtin(client_id: &str, base: &str) -> Option<Client> {
@@ -281,7 +281,13 @@ pub fn builtin(client_id: &str, base: &str) -> Option<Client> {
         redirect_uris: redirect
             .map(|r| vec![format!("{base}{r}")])
             .unwrap_or_default(),
-        scopes: all,
+        scopes: if client_id == CONSOLE {
+            let mut s = all;
+            s.push(carebridge_domain::oauth::CONSOLE_SCOPE.to_string());
+            s
+        } else {
+            all
+        },
         grants: grants.iter().map(|g| g.to_string()).collect(),
         first_party: true,
     })

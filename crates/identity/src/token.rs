@@ -634,10 +634,7 @@ pub async fn authenticate_bearer(
         return Ok(None);
     };
     let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-    let mut permissions: Vec<Permission> =
-        scope.split(' ').filter_map(Permission::of_scope).collect();
-    permissions.sort();
-    permissions.dedup();
+    let permissions = Permission::of_scopes(scope.split(' '));
     let org = carebridge_domain::OrgId(org);
     if let Some(gid) = claims.get("gid").and_then(Value::as_str) {
         let (Ok(grant), Some(Ok(person))) = (

@@ -30,3 +30,20 @@ pub struct AuditVerification {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `?limit=&cursor=` and the filters of the audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (with the same filters).
+    pub cursor: Option<String>,
+    /// Only events about this target id (e.g. a person's id).
+    pub target: Option<String>,
+    /// Only events by this actor (as shown in `actor`, e.g. `person:<id>`).
+    pub actor: Option<String>,
+    /// Only actions starting with this (e.g. `person.` or `grant.create`).
+    pub action: Option<String>,
+}

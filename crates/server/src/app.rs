@@ -31,6 +31,7 @@ pub const ROLES: &[&str] = &[
     "chat",
     "portal",
     "notify",
+    "console",
 ];
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -160,10 +161,17 @@ pub fn router(config: &Config, state: AppState, chat: Arc<carebridge_chat::Chat>
         })
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::Extension(chat))
-        .layer(middleware::from_fn_with_state(ops.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(ops.clone(), authenticate));
+    // The console calls the API in-process through `app` as it is now (authentication
+    // included); its own pages are merged beside it and share the layers below.
+    if config.roles.iter().any(|r| r == "console") {
+        app = app.clone().merge(carebridge_console::router(state, app));
+    }
+    app = app
         .layer(middleware::from_fn_with_state(ops.clone(), observe))
+        .layer(middleware::from_fn_with_state(ops.clone(), client_addr))
         .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
@@ -294,10 +302,10 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
     res
 }
 
-/// Turns `Authorization: Bearer <key>` into a principal in the request's extensions. A header
-/// that is present but wrong is a 401 at once; no header means anonymous (handlers that need a
-/// principal say 401 themselves).
-async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next) -> Response {
+/// The caller's address ([`carebridge_web::ClientAddr`]: the TCP peer, or the right-most
+/// untrusted `X-Forwarded-For` hop behind a trusted proxy) in the request's extensions. Requests
+/// the console makes in-process carry the browser's address already.
+async fn client_addr(State(ops): State<Ops>, mut req: Request<Body>, next: Next) -> Response {
     if let Some(peer) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -311,6 +319,13 @@ async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next
         req.extensions_mut()
             .insert(carebridge_web::ClientAddr(addr));
     }
+    next.run(req).await
+}
+
+/// Turns `Authorization: Bearer <key>` into a principal in the request's extensions. A header
+/// that is present but wrong is a 401 at once; no header means anonymous (handlers that need a
+/// principal say 401 themselves).
+async fn authenticate(State(ops): State<Ops>, mut req: Request<Body>, next: Next) -> Response {
     // The OAuth endpoints authenticate their clients themselves (HTTP Basic, form fields);
     // discovery refuses any credential itself (apps must never send their token there); the
     // portal checks its tokens itself against the identity provider's published keys.

@@ -23,7 +23,7 @@ pub struct Config {
     /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
     pub public_url: Option<String>,
     /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `chat`,
-    /// `portal`, `notify` (default: all).
+    /// `portal`, `notify`, `console` (default: all; the console needs `identity`).
     pub roles: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
@@ -156,6 +156,11 @@ impl Config {
             return Err(
                 "the portal without the identity role needs identity_issuer (--identity-issuer https://…)"
                     .into(),
+            );
+        }
+        if runs("console") && !runs("identity") {
+            return Err(
+                "the console signs people in through this process's identity role: run both".into(),
             );
         }
         if let Some(i) = &self.identity_issuer

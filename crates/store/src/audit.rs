@@ -186,13 +186,47 @@ pub async fn page_desc(
     org: OrgId,
     before: i64,
     limit: i64,
+    filter: &AuditFilter,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-    );
-    let rows: Vec<Row> =
-        run!(x, c => sqlx::query_as(&sql).bind(org.0).bind(before).bind(limit).fetch_all(c).await)?;
+    // Each present filter adds one `$n`, so the statement text is one of eight and each
+    // filter can use its index. `action` matches a prefix (`person.` finds every person
+    // action), with LIKE's wildcards in the value escaped.
+    let mut sql = format!("SELECT {COLS} FROM audit_events WHERE org_id = $1 AND seq < $2");
+    let mut binds: Vec<String> = Vec::new();
+    for (col, v) in [
+        ("target_id", filter.target.clone()),
+        ("actor", filter.actor.clone()),
+    ] {
+        if let Some(v) = v {
+            binds.push(v);
+            sql.push_str(&format!(" AND {col} = ${}", binds.len() + 3));
+        }
+    }
+    if let Some(a) = &filter.action {
+        binds.push(format!("{}%", crate::like_escape(a)));
+        sql.push_str(&format!(
+            " AND action LIKE ${} ESCAPE '\\'",
+            binds.len() + 3
+        ));
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT $3");
+    let rows: Vec<Row> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0).bind(before).bind(limit);
+        for b in &binds {
+            q = q.bind(b.clone());
+        }
+        q.fetch_all(c).await
+    })?;
     Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Which audit events a page shows: all, or those of one target, one actor, and/or actions
+/// starting with a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
 }
 
 /// The recorded head `(seq, hash)` of `org`'s chain.

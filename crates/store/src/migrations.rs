@@ -96,10 +96,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_events_recent.sql"),
         include_str!("../migrations/postgres/0014_events_recent.sql"),
     ),
+    (
+        15,
+        "audit_filters",
+        include_str!("../migrations/sqlite/0015_audit_filters.sql"),
+        include_str!("../migrations/postgres/0015_audit_filters.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 14;
+pub const LATEST: i64 = 15;
 
 #[derive(Debug)]
 struct Embedded(Backend);

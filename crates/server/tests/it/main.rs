@@ -8,6 +8,7 @@ mod access;
 mod audit;
 mod bad_input;
 mod chat;
+mod console;
 mod directory;
 mod discovery;
 mod duties;

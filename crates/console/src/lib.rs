@@ -1,0 +1,93 @@
+//! The admin console at `/console`: server-rendered pages (askama, no scripts, no external
+//! assets) for organisation admins, unit admins and dispatchers.
+//!
+//! The console is a *client* of Carebridge, not a role with its own data: it signs people in
+//! through this server's OpenID provider as the built-in first-party client
+//! `carebridge-console` ([`session`]), and every page reads and writes through the HTTP API
+//! in-process with the person's token ([`api`]). So each page shows and allows exactly what
+//! the API allows that person — a unit admin sees their subtrees only, contact grants mask
+//! fields, validation and audit are the API's. The console never touches the database.
+//!
+//! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
+//! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
+//! module per area: `people`, `units`, `duties`, `audit`.
+
+pub mod api;
+mod audit;
+mod duties;
+mod i18n;
+mod people;
+pub mod session;
+mod units;
+mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use carebridge_web::AppState;
+
+/// The console's state: the server's state (clock, sealing key, base URL) and the API it calls.
+#[derive(Clone)]
+pub struct Console(Arc<Inner>);
+
+struct Inner {
+    app: AppState,
+    api: Router,
+    refreshes: session::Refreshes,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl Console {
+    fn app(&self) -> &AppState {
+        &self.0.app
+    }
+
+    fn secure(&self) -> bool {
+        self.0.app.base_url().starts_with("https://")
+    }
+}
+
+/// The console's routes. `api` is the server's composed router (with its authentication
+/// middleware): the console calls it in-process.
+pub fn router(app: AppState, api: Router) -> Router {
+    let c = Console(Arc::new(Inner {
+        app,
+        api,
+        refreshes: session::Refreshes::default(),
+        refresh_lock: tokio::sync::Mutex::new(()),
+    }));
+    let signed = Router::new()
+        .route("/console", get(web::home))
+        .route("/console/logout", post(web::logout))
+        .route("/console/lang", post(web::set_lang))
+        .route("/console/people", get(people::list).post(people::create))
+        .route("/console/people/new", get(people::new_form))
+        .route(
+            "/console/people/{id}",
+            get(people::show).post(people::update),
+        )
+        .route("/console/people/{id}/edit", get(people::edit_form))
+        .route("/console/people/{id}/active", post(people::set_active))
+        .route("/console/units", get(units::list).post(units::create))
+        .route("/console/units/{id}", get(units::show).post(units::update))
+        .route("/console/duties", get(duties::list).post(duties::create))
+        .route("/console/duties/new", get(duties::new_form))
+        .route("/console/duties/{id}", get(duties::show))
+        .route("/console/duties/{id}/assign", post(duties::assign))
+        .route("/console/duties/{id}/chat", post(duties::chat))
+        .route(
+            "/console/duties/{id}/assignments/{a}/remove",
+            post(duties::remove),
+        )
+        .route("/console/audit", get(audit::list))
+        .layer(middleware::from_fn_with_state(c.clone(), web::signed_in));
+    Router::new()
+        .route("/console/login", get(web::login))
+        .route("/console/callback", get(web::callback))
+        .route("/console/assets/console.css", get(web::css))
+        .merge(signed)
+        .layer(middleware::map_response(web::headers))
+        .with_state(c)
+}

@@ -1,0 +1,256 @@
+//! Units: the organisation's tree (as far as the viewer may see it), creating a unit, renaming
+//! and moving one. Also the unit choices of the other pages' forms and filters.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::Method;
+use axum::response::Response;
+use carebridge_proto::Page;
+use carebridge_proto::directory::Unit;
+use uuid::Uuid;
+
+use crate::api::{Fail, with_query};
+use crate::people::field_errors;
+use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+
+/// Units read for one page at most (pages of 200 from the API).
+const MAX_UNITS: usize = 5_000;
+
+/// Every unit the viewer may see, in tree order (each parent before its children, siblings by
+/// name).
+pub async fn all(ctx: &Ctx) -> Result<Vec<Unit>, Fail> {
+    let mut out: Vec<Unit> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = with_query(
+            &ctx.s.org_path("/units"),
+            &[("limit", Some("200")), ("cursor", cursor.as_deref())],
+        );
+        let page = ctx.api.get::<Page<Unit>>(&path).await?.value;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) if out.len() < MAX_UNITS => cursor = Some(c),
+            _ => break,
+        }
+    }
+    let names: HashMap<Uuid, String> = out.iter().map(|u| (u.id, u.name.clone())).collect();
+    // Sort by the names along the path, so the list reads as a tree.
+    let key = |u: &Unit| -> Vec<String> {
+        u.path
+            .iter()
+            .map(|id| names.get(id).cloned().unwrap_or_default().to_lowercase())
+            .collect()
+    };
+    out.sort_by_cached_key(key);
+    Ok(out)
+}
+
+/// A unit in a `<select>`: its id and its name indented by depth.
+pub struct UnitOption {
+    pub id: String,
+    pub label: String,
+}
+
+pub async fn options(ctx: &Ctx) -> Result<Vec<UnitOption>, Fail> {
+    Ok(all(ctx)
+        .await?
+        .into_iter()
+        .map(|u| UnitOption {
+            id: u.id.to_string(),
+            label: format!(
+                "{}{}",
+                "\u{2003}".repeat(u.path.len().saturating_sub(1)),
+                u.name
+            ),
+        })
+        .collect())
+}
+
+/// Unit names by id.
+pub async fn names(ctx: &Ctx) -> Result<HashMap<Uuid, String>, Fail> {
+    Ok(all(ctx)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.name))
+        .collect())
+}
+
+struct TreeRow {
+    id: Uuid,
+    name: String,
+    depth: usize,
+}
+
+#[derive(Template)]
+#[template(path = "units.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<TreeRow>,
+    options: Vec<UnitOption>,
+    errors: Vec<String>,
+    name: String,
+}
+
+async fn list_page(ctx: &Ctx, errors: Vec<String>, name: String, status: u16) -> Response {
+    let t = ctx.t();
+    let units = match all(ctx).await {
+        Ok(u) => u,
+        Err(f) => return ctx.fail(&f),
+    };
+    let rows = units
+        .iter()
+        .map(|u| TreeRow {
+            id: u.id,
+            name: u.name.clone(),
+            depth: u.path.len().saturating_sub(1),
+        })
+        .collect();
+    let options = units
+        .into_iter()
+        .map(|u| UnitOption {
+            id: u.id.to_string(),
+            label: format!(
+                "{}{}",
+                "\u{2003}".repeat(u.path.len().saturating_sub(1)),
+                u.name
+            ),
+        })
+        .collect();
+    html(
+        &ListPage {
+            c: ctx.chrome("units", t.units),
+            rows,
+            options,
+            errors,
+            name,
+        },
+        status,
+    )
+}
+
+/// `GET /console/units`.
+pub async fn list(Extension(ctx): Extension<Ctx>) -> Response {
+    list_page(&ctx, Vec::new(), String::new(), 200).await
+}
+
+/// `POST /console/units`: a new unit.
+pub async fn create(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let name = f.get("name").unwrap_or_default();
+    let parent = f.get("parent_id").and_then(|p| Uuid::parse_str(&p).ok());
+    match ctx
+        .api
+        .send::<Unit>(
+            Method::POST,
+            &ctx.s.org_path("/units"),
+            &serde_json::json!({ "name": name, "parent_id": parent }),
+            None,
+        )
+        .await
+    {
+        Ok(_) => see("/console/units"),
+        Err(e @ Fail::Problem(_)) if matches!(e.status(), 400 | 409 | 422) => {
+            list_page(&ctx, field_errors(ctx.t(), &e), name, 422).await
+        }
+        Err(e) => ctx.fail(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "unit.html")]
+struct ShowPage {
+    c: Chrome,
+    u: Unit,
+    options: Vec<UnitOption>,
+    parent: String,
+    errors: Vec<String>,
+}
+
+async fn show_page(ctx: &Ctx, id: Uuid, errors: Vec<String>, status: u16) -> Response {
+    let u = match ctx
+        .api
+        .get::<Unit>(&ctx.s.org_path(&format!("/units/{id}")))
+        .await
+    {
+        Ok(u) => u.value,
+        Err(f) => return ctx.fail(&f),
+    };
+    // A unit cannot move below itself: its own subtree is not offered.
+    let options = match all(ctx).await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|o| !o.path.contains(&id))
+            .map(|o| UnitOption {
+                id: o.id.to_string(),
+                label: format!(
+                    "{}{}",
+                    "\u{2003}".repeat(o.path.len().saturating_sub(1)),
+                    o.name
+                ),
+            })
+            .collect(),
+        Err(f) => return ctx.fail(&f),
+    };
+    let parent = u.parent_id.map(|p| p.to_string()).unwrap_or_default();
+    html(
+        &ShowPage {
+            c: ctx.chrome("units", u.name.clone()),
+            u,
+            options,
+            parent,
+            errors,
+        },
+        status,
+    )
+}
+
+/// `GET /console/units/{id}`.
+pub async fn show(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+    match id_or_404(&ctx, &id) {
+        Ok(id) => show_page(&ctx, id, Vec::new(), 200).await,
+        Err(r) => r,
+    }
+}
+
+/// `POST /console/units/{id}`: rename and/or move.
+pub async fn update(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match id_or_404(&ctx, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let f = Fields::parse(&body);
+    let parent = f.get("parent_id").and_then(|p| Uuid::parse_str(&p).ok());
+    let if_match = format!(
+        "\"{}\"",
+        f.get("version")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1)
+    );
+    match ctx
+        .api
+        .send::<Unit>(
+            Method::PATCH,
+            &ctx.s.org_path(&format!("/units/{id}")),
+            &serde_json::json!({ "name": f.get("name").unwrap_or_default(), "parent_id": parent }),
+            Some(&if_match),
+        )
+        .await
+    {
+        Ok(_) => see(&format!("/console/units/{id}")),
+        Err(e) if e.status() == 412 => {
+            show_page(&ctx, id, vec![ctx.t().changed_meanwhile.to_string()], 409).await
+        }
+        Err(e @ Fail::Problem(_)) if matches!(e.status(), 400 | 409 | 422) => {
+            show_page(&ctx, id, field_errors(ctx.t(), &e), 422).await
+        }
+        Err(e) => ctx.fail(&e),
+    }
+}

@@ -1,0 +1,654 @@
+//! The admin console driven like a browser (cookies, redirects, forms) against the real server:
+//! sign-in through the OpenID provider, the people pages, the CSRF check on every form, a unit
+//! admin's limits, the duty page's "save assignment" and chat switch, token refresh, the
+//! language switch, sign-out. The Playwright run in a real Chromium is `console_browser.rs`.
+
+use carebridge_testkit::{Browser, Page, TestServer};
+use serde_json::{Value, json};
+
+const PW: &str = "correct horse battery";
+
+/// A person with a password and `role` (over `unit` when given); no second factor asked in
+/// this organisation, so the browser signs in with the password alone.
+async fn staff(s: &TestServer, k: &str, email: &str, role: Option<(&str, Option<&str>)>) -> String {
+    let (st, _) = s
+        .put(
+            k,
+            "/api/v1/orgs/acme/mfa-policy",
+            &json!({"required_for": []}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let id = s.member(k, "acme", "staff", email, None, PW).await;
+    if let Some((role, unit)) = role {
+        let (st, r) = s
+            .post(
+                k,
+                "/api/v1/orgs/acme/roles",
+                &json!({"person_id": id, "role": role, "unit_id": unit}),
+            )
+            .await;
+        assert_eq!(st, 201, "{r}");
+    }
+    id
+}
+
+/// Opens `path` signed out, signs in on the provider's page and follows back.
+async fn sign_in(s: &TestServer, email: &str, path: &str) -> (Browser, Page) {
+    let b = Browser::new(s);
+    let p = b.get(path).await;
+    assert_eq!(p.status, 303, "signed out: to the sign-in");
+    assert!(
+        p.location
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("/console/login?next="),
+        "{p:?}"
+    );
+    let login = b.follow(p).await;
+    assert_eq!(login.status, 200, "the provider's sign-in page");
+    assert!(login.body.contains("name=\"password\""), "{}", login.body);
+    let back = b.sign_in(&login, email, PW).await;
+    (b, back)
+}
+
+async fn unit(s: &TestServer, k: &str, name: &str, parent: Option<&str>) -> String {
+    let (st, u) = s
+        .post(
+            k,
+            "/api/v1/orgs/acme/units",
+            &json!({"name": name, "parent_id": parent}),
+        )
+        .await;
+    assert_eq!(st, 201, "{u}");
+    u["id"].as_str().unwrap().to_string()
+}
+
+async fn count_people(s: &TestServer, k: &str, q: &str) -> usize {
+    let (st, page) = s
+        .get(k, &format!("/api/v1/orgs/acme/people?q={q}&limit=200"))
+        .await;
+    assert_eq!(st, 200, "{page}");
+    page["items"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn an_org_admin_signs_in_and_keeps_people() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let north = unit(&s, &k, "Nord", None).await;
+
+    let (b, people) = sign_in(&s, "ada@example.org", "/console/people").await;
+    assert_eq!(people.status, 200, "{}", people.body);
+    assert!(people.body.contains("<h1>People</h1>"), "{}", people.body);
+    assert!(people.body.contains("Nord"), "units in the filter");
+
+    // Create through the form.
+    let form = b.get("/console/people/new").await;
+    assert_eq!(form.status, 200);
+    let north_s = north.as_str();
+    let r = b
+        .submit(
+            &form,
+            "/console/people",
+            &[
+                ("given_name", "Zoë"),
+                ("family_name", "Brunner"),
+                ("kind", "volunteer"),
+                ("emails", "zoe@example.org"),
+                ("phones", "+41 79 123 45 67"),
+                ("unit", north_s),
+                ("groups", "Sanität, Fahrer"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.follow(r).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Zoë Brunner"), "{}", page.body);
+    assert!(
+        page.body.contains("+41791234567"),
+        "normalised: {}",
+        page.body
+    );
+    assert!(page.body.contains("Sanität"), "{}", page.body);
+    assert!(
+        page.body.contains("person.create"),
+        "history: {}",
+        page.body
+    );
+
+    // A bad e-mail: the form comes back with the reason, nothing is written.
+    let form = b.get("/console/people/new").await;
+    let r = b
+        .submit(
+            &form,
+            "/console/people",
+            &[
+                ("given_name", "Bad"),
+                ("family_name", "Mail"),
+                ("emails", "not-an-address"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("E-mail addresses (1)"), "{}", r.body);
+    assert!(
+        r.body.contains("value=\"Mail\""),
+        "typed values kept: {}",
+        r.body
+    );
+    assert_eq!(count_people(&s, &k, "Mail").await, 0);
+
+    // Every form needs the session's CSRF token.
+    for fields in [
+        vec![("given_name", "No"), ("family_name", "Token")],
+        vec![
+            ("csrf", "forged"),
+            ("given_name", "No"),
+            ("family_name", "Token"),
+        ],
+    ] {
+        let r = b.post("/console/people", &fields).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    assert_eq!(count_people(&s, &k, "Token").await, 0);
+
+    // Search and the person's page; edit against the version read.
+    let list = b.get("/console/people?q=zoe").await;
+    assert!(list.body.contains("Brunner, Zoë"), "{}", list.body);
+    let id = list
+        .body
+        .split("/console/people/")
+        .skip(1)
+        .find(|x| x.len() > 36 && !x.starts_with("new"))
+        .map(|x| x[..36].to_string())
+        .unwrap();
+    let edit = b.get(&format!("/console/people/{id}/edit")).await;
+    assert_eq!(edit.status, 200, "{id}: {}", list.body);
+    let version = edit.field("version").unwrap();
+    let r = b
+        .submit(
+            &edit,
+            &format!("/console/people/{id}"),
+            &[
+                ("version", &version),
+                ("given_name", "Zoë"),
+                ("family_name", "Brunner-Keller"),
+                ("kind", "volunteer"),
+                ("emails", "zoe@example.org"),
+                ("unit", north_s),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, p) = s.get(&k, &format!("/api/v1/orgs/acme/people/{id}")).await;
+    assert_eq!(p["family_name"], "Brunner-Keller");
+    assert!(
+        p["phones"].as_array().unwrap().is_empty(),
+        "the form replaces the phones"
+    );
+    // The same (now stale) form again: refused, the current state shown.
+    let r = b
+        .submit(
+            &edit,
+            &format!("/console/people/{id}"),
+            &[
+                ("version", &version),
+                ("given_name", "Old"),
+                ("family_name", "Form"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("Brunner-Keller"), "{}", r.body);
+
+    // Deactivate.
+    let page = b.get(&format!("/console/people/{id}")).await;
+    let r = b
+        .submit(
+            &page,
+            &format!("/console/people/{id}/active"),
+            &[
+                ("version", &page.field("version").unwrap()),
+                ("active", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, p) = s.get(&k, &format!("/api/v1/orgs/acme/people/{id}")).await;
+    assert_eq!(p["active"], false);
+
+    // The access token lives 10 minutes; the console refreshes it on the next page.
+    s.clock.advance(std::time::Duration::from_secs(11 * 60));
+    let again = b.get("/console/people").await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(again.body.contains("Brunner-Keller"));
+
+    // The language is the person's, stored on their entry.
+    let r = b
+        .submit(
+            &again,
+            "/console/lang",
+            &[("lang", "de"), ("back", "/console/people")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let de = b.follow(r).await;
+    assert!(de.body.contains("<h1>Personen</h1>"), "{}", de.body);
+    let (_, me) = s
+        .get(&k, "/api/v1/orgs/acme/people?q=ada@example.org")
+        .await;
+    assert_eq!(me["items"][0]["language"], "de");
+
+    // Sign out: the cookie is gone and the sign-in is revoked.
+    let r = b.submit(&de, "/console/logout", &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/oauth2/logout"));
+    let after = b.get("/console/people").await;
+    assert_eq!(after.status, 303, "signed out");
+}
+
+#[tokio::test]
+async fn a_unit_admin_sees_and_changes_only_their_subtree() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let north = unit(&s, &k, "Nord", None).await;
+    let south = unit(&s, &k, "Süd", None).await;
+    staff(
+        &s,
+        &k,
+        "nora@example.org",
+        Some(("unit_admin", Some(&north))),
+    )
+    .await;
+    let (st, inside) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Ina", "family_name": "Innen", "unit_ids": [north]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{inside}");
+    let (st, outside) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Otto", "family_name": "Aussen", "unit_ids": [south]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{outside}");
+    let out_id = outside["id"].as_str().unwrap();
+
+    let (b, list) = sign_in(&s, "nora@example.org", "/console/people").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("Innen, Ina"), "{}", list.body);
+    assert!(!list.body.contains("Aussen"), "{}", list.body);
+    assert!(
+        !list.body.contains("/console/audit"),
+        "no audit log in the menu"
+    );
+
+    let page = b.get(&format!("/console/people/{out_id}")).await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    let edit = b.get(&format!("/console/people/{out_id}/edit")).await;
+    assert_eq!(edit.status, 404);
+    let own = b.get("/console/people/new").await;
+    let r = b
+        .submit(
+            &own,
+            &format!("/console/people/{out_id}"),
+            &[
+                ("version", "1"),
+                ("given_name", "Taken"),
+                ("family_name", "Over"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let (_, o) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{out_id}"))
+        .await;
+    assert_eq!(o["family_name"], "Aussen", "unchanged");
+    // A person created by the unit admin outside their subtree is refused.
+    let r = b
+        .submit(
+            &own,
+            "/console/people",
+            &[
+                ("given_name", "New"),
+                ("family_name", "Outside"),
+                ("unit", &south),
+            ],
+        )
+        .await;
+    assert!(matches!(r.status, 403 | 422), "{}", r.body);
+    assert_eq!(count_people(&s, &k, "Outside").await, 0);
+    let audit = b.get("/console/audit").await;
+    assert_eq!(audit.status, 403, "{}", audit.body);
+}
+
+#[tokio::test]
+async fn a_dispatcher_assigns_people_with_the_chat_switch() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, _) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/features/chat",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let team = unit(&s, &k, "Team 3", None).await;
+    staff(&s, &k, "dora@example.org", Some(("dispatcher", None))).await;
+    for (g, f) in [("Anna", "Aebi"), ("Beat", "Bader"), ("Carla", "Conti")] {
+        let (st, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": g, "family_name": f, "unit_ids": [team]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+    }
+    let (b, _) = sign_in(&s, "dora@example.org", "/console/duties").await;
+    let form = b.get("/console/duties/new").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let r = b
+        .submit(
+            &form,
+            "/console/duties",
+            &[
+                ("title", "Sanitätsdienst Stadtlauf"),
+                ("unit_id", &team),
+                ("starts_at", "2026-12-05T08:00"),
+                ("ends_at", "2026-12-05T14:00"),
+                ("time_zone", "Europe/Zurich"),
+                ("chat", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let duty_path = r.location.clone().unwrap();
+    let duty = duty_path.rsplit('/').next().unwrap().to_string();
+    for name in ["Aebi", "Bader", "Conti"] {
+        let found = b.get(&format!("{duty_path}?q={name}")).await;
+        assert_eq!(found.status, 200, "{}", found.body);
+        let person = found
+            .body
+            .split("name=\"person_id\" value=\"")
+            .nth(1)
+            .map(|x| x[..36].to_string())
+            .unwrap();
+        let r = b
+            .submit(
+                &found,
+                &format!("{duty_path}/assign"),
+                &[("person_id", &person), ("role", "helper")],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+    let page = b.get(&duty_path).await;
+    assert!(page.body.contains("Carla Conti"), "{}", page.body);
+    assert!(page.body.contains("Usable until"), "{}", page.body);
+    assert!(
+        page.body.contains("2026-12-07 14:00"),
+        "2 days after the end, in Zurich time: {}",
+        page.body
+    );
+    let (_, roster) = s
+        .get(&k, &format!("/api/v1/orgs/acme/duties/{duty}/roster"))
+        .await;
+    assert_eq!(roster["roster"].as_array().unwrap().len(), 3, "{roster}");
+    assert_eq!(roster["chat"], true);
+
+    // Remove one: off the roster at once.
+    let remove = page
+        .body
+        .split("action=\"")
+        .find(|a| a.contains("/remove"))
+        .map(|a| a.split('"').next().unwrap().to_string())
+        .unwrap();
+    let r = b.submit(&page, &remove, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, roster) = s
+        .get(&k, &format!("/api/v1/orgs/acme/duties/{duty}/roster"))
+        .await;
+    assert_eq!(roster["roster"].as_array().unwrap().len(), 2);
+
+    // The chat switch, against the version shown.
+    let page = b.get(&duty_path).await;
+    let r = b
+        .submit(
+            &page,
+            &format!("{duty_path}/chat"),
+            &[
+                ("version", &page.field("version").unwrap()),
+                ("chat", "off"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, d) = s.get(&k, &format!("/api/v1/orgs/acme/duties/{duty}")).await;
+    assert_eq!(d["chat"], false);
+}
+
+#[tokio::test]
+async fn the_console_scope_is_for_the_console_only() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, c) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/oauth-clients",
+            &json!({"name": "Sneaky", "redirect_uris": ["https://x.example/cb"], "grants": ["authorization_code"],
+                    "scopes": ["openid", "admin"], "first_party": true}),
+        )
+        .await;
+    assert_eq!(st, 422, "{c}");
+    assert_eq!(c["errors"][0]["pointer"], "/scopes/1", "{c}");
+    // Carebridge's own app may not ask for it either: the provider answers with an error page
+    // (the redirect URI is only checked after the client), never a code.
+    let b = Browser::new(&s);
+    let url = format!(
+        "/oauth2/authorize?response_type=code&client_id=carebridge-app&redirect_uri={}&scope=openid%20admin&state=x&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        s.url("/app/callback")
+    );
+    let r = b.get(&url).await;
+    let to = r.location.clone().unwrap_or_default();
+    assert!(!to.contains("code="), "no code for the admin scope: {r:?}");
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_target_actor_and_action() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let mut ids = Vec::new();
+    for n in ["A", "B"] {
+        let (_, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": n, "family_name": "X"}),
+            )
+            .await;
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    let (_, p) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{}", ids[0]))
+        .await;
+    let (st, _) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{}", ids[0]),
+            &format!("\"{}\"", p["version"]),
+            &json!({"family_name": "Y"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, page) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/audit?target={}&limit=1", ids[0]),
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["action"], "person.update", "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/audit?target={}&limit=5&cursor={cursor}",
+                ids[0]
+            ),
+        )
+        .await;
+    let rest: Vec<&Value> = rest["items"].as_array().unwrap().iter().collect();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["action"], "person.create");
+    // A cursor belongs to its filter.
+    let (st, e) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/audit?target={}&cursor={cursor}", ids[1]),
+        )
+        .await;
+    assert_eq!(st, 400, "{e}");
+    let (_, creates) = s
+        .get(&k, "/api/v1/orgs/acme/audit?action=person.cr&limit=200")
+        .await;
+    let creates = creates["items"].as_array().unwrap();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    let actor = creates[0]["actor"].as_str().unwrap().to_string();
+    let (_, by) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/audit?actor={actor}&action=person.&limit=200"),
+        )
+        .await;
+    assert_eq!(by["items"].as_array().unwrap().len(), 3);
+    // Wildcards are literal.
+    let (_, none) = s.get(&k, "/api/v1/orgs/acme/audit?action=%25").await;
+    assert!(none["items"].as_array().unwrap().is_empty(), "{none}");
+    let (st, e) = s.get(&k, "/api/v1/orgs/acme/audit?target=").await;
+    assert_eq!(st, 422, "{e}");
+}
+
+/// Debian's Chromium, installed when missing (the test machines run as root and reach Debian's
+/// packages), and the test's npm packages.
+fn browser_prerequisites(dir: &str) -> String {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        let st = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+            ])
+            .status()
+            .expect("apt-get, to install Debian's chromium for the console browser test");
+        assert!(
+            st.success() && std::path::Path::new(&chromium).exists(),
+            "the console browser test needs Chromium at {chromium} (Debian package chromium)"
+        );
+    }
+    if !std::path::Path::new(&format!("{dir}/node_modules/playwright-core")).exists() {
+        let st = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir)
+            .status()
+            .expect("npm (Node.js) is needed for the console browser test");
+        assert!(st.success(), "npm ci in {dir} failed");
+    }
+    chromium
+}
+
+/// The console in a real browser: headless Chromium driven by Playwright signs in as an org
+/// admin, keeps people, creates a duty, assigns three people with the chat on, changes the
+/// roster, reads the audit log, switches to German and signs out; axe-core checks every main
+/// page (WCAG 2.1 A/AA). Screenshots land in `<target>/console-screenshots/`.
+#[tokio::test]
+async fn console_browser() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
+    let chromium = browser_prerequisites(dir);
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, _) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/features/chat",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let team = unit(&s, &k, "Team 3", None).await;
+    for (g, f) in [("Anna", "Aebi"), ("Beat", "Bader"), ("Carla", "Conti")] {
+        let (st, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": g, "family_name": f, "unit_ids": [team]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
+    let shots = format!("{target}/console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg("console.test.mjs")
+        .current_dir(dir)
+        .env("BASE", s.url(""))
+        .env("ADMIN_EMAIL", "ada@example.org")
+        .env("PASSWORD", PW)
+        .env("PEOPLE", "Aebi,Bader,Conti")
+        .env("UNIT", "Team 3")
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node (Node.js) is needed for the console browser test");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser run failed:\n{log}");
+    assert!(log.contains("\nok"), "{log}");
+    // What the browser did is what the API holds.
+    let (st, duties) = s
+        .get(
+            &k,
+            "/api/v1/orgs/acme/duties?from=2026-12-01T00:00:00Z&to=2026-12-31T00:00:00Z",
+        )
+        .await;
+    assert_eq!(st, 200, "{duties}");
+    let duty = &duties["items"][0];
+    assert_eq!(duty["title"], "Sanitätsdienst Stadtlauf");
+    assert_eq!(duty["chat"], true);
+    let (_, roster) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/duties/{}/roster",
+                duty["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(roster["roster"].as_array().unwrap().len(), 2, "{roster}");
+    for name in ["home", "people", "person", "duty", "audit", "people-phone"] {
+        assert!(
+            std::path::Path::new(&format!("{shots}/{name}.png")).exists(),
+            "screenshot {name}"
+        );
+    }
+}
