@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// the latency of other requests meanwhile), `portal` (ERP feed throughput, appointments
     /// under concurrent load), `import` (a CSV of `--people` rows imported end to end, and again unchanged),
     /// `contacts` (the contacts sync feed and restricted listings), `chat` (duty chat fan-out,
-    /// throughput, membership latency, commit validation cost and idle WebSockets).
+    /// throughput, membership latency, commit validation cost and idle WebSockets), `console`
+    /// (the admin console's pages with `--people` people, signed in through the provider).
     #[arg(long, default_value = "people")]
     pub scenario: String,
     /// Concurrent requests (the `tokens` scenario).
@@ -162,6 +163,80 @@ pub(crate) async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::R
     Ok(ids)
 }
 
+/// One region with `n` teams under it; person `i` of `ids` joins team `i % n`. Returns the
+/// region's id and the teams' (named `Team 0`, `Team 1`, …).
+pub(crate) async fn seed_teams(
+    db: &Db,
+    org: Uuid,
+    ids: &[Uuid],
+    n: usize,
+    now: carebridge_domain::Timestamp,
+) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
+    use carebridge_store::bulk::{Col, Rows, insert};
+    let ms = now.as_millisecond();
+    let region = carebridge_domain::new_v7(now);
+    let teams: Vec<Uuid> = (0..n).map(|_| carebridge_domain::new_v7(now)).collect();
+    let mut tx = db.begin().await?;
+    let mut units = Rows::new();
+    units
+        .uuid(region)
+        .uuid(org)
+        .null()
+        .text("Region")
+        .text(&format!("/{region}/"))
+        .int(1)
+        .int(ms)
+        .int(ms)
+        .end();
+    for (i, t) in teams.iter().enumerate() {
+        units
+            .uuid(*t)
+            .uuid(org)
+            .uuid(region)
+            .text(&format!("Team {i}"))
+            .text(&format!("/{region}/{t}/"))
+            .int(1)
+            .int(ms)
+            .int(ms)
+            .end();
+    }
+    insert(
+        &mut tx,
+        "units",
+        &[
+            ("id", Col::Uuid),
+            ("org_id", Col::Uuid),
+            ("parent_id", Col::Uuid),
+            ("name", Col::Text),
+            ("path", Col::Text),
+            ("version", Col::Int),
+            ("created_at", Col::Int),
+            ("updated_at", Col::Int),
+        ],
+        units,
+        "",
+    )
+    .await?;
+    let mut members = Rows::new();
+    for (i, p) in ids.iter().enumerate() {
+        members.uuid(*p).uuid(teams[i % n]).uuid(org).end();
+    }
+    insert(
+        &mut tx,
+        "person_units",
+        &[
+            ("person_id", Col::Uuid),
+            ("unit_id", Col::Uuid),
+            ("org_id", Col::Uuid),
+        ],
+        members,
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((region, teams))
+}
+
 /// Starts `carebridge serve` on `config`'s database as a child process on a free port and
 /// waits until it is ready: `(child, base URL, pid, client)`.
 pub(crate) async fn spawn_server(
@@ -274,9 +349,10 @@ pub async fn run(args: BenchArgs, config: Config) -> anyhow::Result<()> {
         "import" => return crate::bench_import::run(&args, &config).await,
         "contacts" => return crate::bench_contacts::run(args, config).await,
         "chat" => return crate::bench_chat::run(args, config).await,
+        "console" => return crate::bench_console::run(args, config).await,
         other => {
             bail!(
-                "unknown scenario '{other}': people, duties, tokens, refresh, signin, portal, import, contacts or chat"
+                "unknown scenario '{other}': people, duties, tokens, refresh, signin, portal, import, contacts, chat or console"
             )
         }
     }

@@ -14,7 +14,6 @@ use carebridge_domain::time::SystemClock;
 use carebridge_proto::org::CreateOrg;
 use carebridge_store::bulk::{Col, Rows, insert};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::bench::{BenchArgs, percentiles, rss_kib, seed, spawn_server};
 
@@ -42,66 +41,8 @@ pub async fn run(args: BenchArgs, config: crate::config::Config) -> anyhow::Resu
     .await?;
     let t = Instant::now();
     let ids = seed(&db, org.id, args.people, ms).await?;
-    // One region, 20 teams; person i in team i % 20.
-    let region = carebridge_domain::new_v7(now);
-    let teams: Vec<Uuid> = (0..TEAMS).map(|_| carebridge_domain::new_v7(now)).collect();
+    let (_, teams) = crate::bench::seed_teams(&db, org.id, &ids, TEAMS, now).await?;
     let mut tx = db.begin().await?;
-    let mut units = Rows::new();
-    units
-        .uuid(region)
-        .uuid(org.id)
-        .null()
-        .text("Region")
-        .text(&format!("/{region}/"))
-        .int(1)
-        .int(ms)
-        .int(ms)
-        .end();
-    for (i, t) in teams.iter().enumerate() {
-        units
-            .uuid(*t)
-            .uuid(org.id)
-            .uuid(region)
-            .text(&format!("Team {i}"))
-            .text(&format!("/{region}/{t}/"))
-            .int(1)
-            .int(ms)
-            .int(ms)
-            .end();
-    }
-    insert(
-        &mut tx,
-        "units",
-        &[
-            ("id", Col::Uuid),
-            ("org_id", Col::Uuid),
-            ("parent_id", Col::Uuid),
-            ("name", Col::Text),
-            ("path", Col::Text),
-            ("version", Col::Int),
-            ("created_at", Col::Int),
-            ("updated_at", Col::Int),
-        ],
-        units,
-        "",
-    )
-    .await?;
-    let mut members = Rows::new();
-    for (i, p) in ids.iter().enumerate() {
-        members.uuid(*p).uuid(teams[i % TEAMS]).uuid(org.id).end();
-    }
-    insert(
-        &mut tx,
-        "person_units",
-        &[
-            ("person_id", Col::Uuid),
-            ("unit_id", Col::Uuid),
-            ("org_id", Col::Uuid),
-        ],
-        members,
-        "",
-    )
-    .await?;
     let mut role = Rows::new();
     role.uuid(carebridge_domain::new_v7(now))
         .uuid(org.id)

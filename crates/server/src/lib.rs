@@ -6,6 +6,7 @@
 pub mod app;
 pub mod bench;
 mod bench_chat;
+mod bench_console;
 mod bench_contacts;
 mod bench_duties;
 mod bench_identity;
