@@ -30,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register_device, list_devices))
         .routes(routes!(remove_device))
+        .routes(routes!(person_devices))
+        .routes(routes!(remove_person_device))
         .routes(routes!(upload_key_packages))
         .routes(routes!(list_groups))
         .routes(routes!(get_group, create_group))
@@ -129,7 +131,39 @@ async fn remove_device(
             (c.org, c.person)
         }
     };
-    service::remove_device(&s.db, &chat, org, person, id, s.now()).await?;
+    service::remove_device(&s.db, &chat, org, person, id, None, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A person's chat devices, for administrators (directory write over the person).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}/chat-devices", tag = "chat",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
+    responses((status = 200, body = Vec<Device>), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn person_devices(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<axum::Json<Vec<Device>>, ApiError> {
+    service::may_manage_devices_of(&s.db, &p, o.id, person).await?;
+    Ok(axum::Json(service::devices(&s.db, o.id.0, person).await?))
+}
+
+/// Removes a person's chat device (a lost phone): it leaves every group and its sockets close;
+/// audited as `chat.device.remove`.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/people/{person}/chat-devices/{device}", tag = "chat",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("device" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn remove_person_device(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person, device)): Path<(String, Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    service::may_manage_devices_of(&s.db, &p, o.id, person).await?;
+    let actor = Actor::new(p, Source::Api);
+    service::remove_device(&s.db, &chat, o.id.0, person, device, Some(&actor), s.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -154,6 +154,24 @@ pub async fn devices_of(
     Ok(r.into_iter().map(device).collect())
 }
 
+/// The unit paths of a person of `org`; `None` when there is no such person.
+pub async fn person_unit_paths(
+    x: &mut impl Exec,
+    org: Uuid,
+    person: Uuid,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let exists: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT 1 FROM people WHERE org_id = $1 AND id = $2")
+        .bind(org).bind(person).fetch_optional(c).await)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let paths: Vec<String> = run!(x, c => sqlx::query_scalar(
+        "SELECT u.path FROM person_units pu JOIN units u ON u.id = pu.unit_id \
+         WHERE pu.org_id = $1 AND pu.person_id = $2")
+        .bind(org).bind(person).fetch_all(c).await)?;
+    Ok(Some(paths))
+}
+
 pub async fn touch_device(x: &mut impl Exec, id: Uuid, now: i64) -> Result<(), StoreError> {
     exec!(x, c => sqlx::query("UPDATE chat_devices SET last_seen_at = $1 WHERE id = $2")
         .bind(now).bind(id).execute(c).await)?;

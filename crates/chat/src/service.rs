@@ -273,14 +273,40 @@ pub async fn devices(db: &Db, org: Uuid, person: Uuid) -> Result<Vec<wire::Devic
     Ok(out)
 }
 
+/// Whether `actor` may see and remove the chat devices of `person`: directory write over the
+/// whole organisation or over a unit the person belongs to. A person out of reach, or none,
+/// is 404.
+pub async fn may_manage_devices_of(
+    db: &Db,
+    actor: &Principal,
+    org: carebridge_domain::OrgId,
+    person: Uuid,
+) -> Result<(), ServiceError> {
+    let not_found = ServiceError::NotFound { what: "person" };
+    let mut c = db.read().await?;
+    let Some(paths) = repo::person_unit_paths(&mut c, org.0, person).await? else {
+        return Err(not_found);
+    };
+    match actor.reach(org, carebridge_domain::auth::Permission::DirectoryWrite) {
+        carebridge_domain::auth::Reach::All => Ok(()),
+        r @ carebridge_domain::auth::Reach::Units(_) if paths.iter().any(|p| r.covers(p)) => Ok(()),
+        carebridge_domain::auth::Reach::Units(_) => Err(not_found),
+        carebridge_domain::auth::Reach::Nothing => Err(ServiceError::Forbidden {
+            detail: "managing a person's chat devices needs directory:write over them".into(),
+        }),
+    }
+}
+
 /// Removes a device of `person`: its KeyPackages go, and the server proposes its removal from
-/// every group it was in; its sockets are closed at once.
+/// every group it was in; its sockets are closed at once. An administrator's removal (`by`)
+/// is audited as `chat.device.remove` in the same transaction.
 pub async fn remove_device(
     db: &Db,
     chat: &Chat,
     org: Uuid,
     person: Uuid,
     device: Uuid,
+    by: Option<&carebridge_domain::auth::Actor>,
     now: jiff::Timestamp,
 ) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
@@ -288,6 +314,20 @@ pub async fn remove_device(
         .await?
         .filter(|d| d.person_id == person)
         .ok_or(ServiceError::NotFound { what: "device" })?;
+    if let Some(actor) = by {
+        carebridge_store::audit::record(
+            &mut tx,
+            carebridge_domain::OrgId(org),
+            actor,
+            "chat.device.remove",
+            "person",
+            &person.to_string(),
+            Some(&serde_json::json!({"device": d.id, "name": d.name})),
+            None::<&serde_json::Value>,
+            now,
+        )
+        .await?;
+    }
     let mut duties = repo::delete_device(&mut tx, org, d.id).await?;
     // Locks in one order everywhere (PostgreSQL deadlocks otherwise).
     duties.sort();

@@ -10,8 +10,9 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `duties`, `audit`.
+//! module per area: `people`, `units`, `access`, `duties`, `audit`.
 
+mod access;
 pub mod api;
 mod audit;
 mod duties;
@@ -70,6 +71,12 @@ pub fn router(app: AppState, api: Router) -> Router {
         )
         .route("/console/people/{id}/edit", get(people::edit_form))
         .route("/console/people/{id}/active", post(people::set_active))
+        .route("/console/people/{id}/invite", post(people::invite))
+        .route("/console/people/{id}/sign-out", post(people::sign_out))
+        .route(
+            "/console/people/{id}/devices/{device}/remove",
+            post(people::remove_device),
+        )
         .route("/console/units", get(units::list).post(units::create))
         .route("/console/units/{id}", get(units::show).post(units::update))
         .route("/console/duties", get(duties::list).post(duties::create))
@@ -82,6 +89,8 @@ pub fn router(app: AppState, api: Router) -> Router {
             post(duties::remove),
         )
         .route("/console/audit", get(audit::list))
+        .route("/console/access", get(access::show).post(access::create))
+        .route("/console/access/{id}/delete", post(access::delete))
         .layer(middleware::from_fn_with_state(c.clone(), web::signed_in));
     Router::new()
         .route("/console/login", get(web::login))

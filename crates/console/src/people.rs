@@ -11,6 +11,7 @@ use axum::http::Method;
 use axum::response::Response;
 use carebridge_proto::Page;
 use carebridge_proto::audit::AuditEvent;
+use carebridge_proto::chat::Device;
 use carebridge_proto::directory::{Address, Contact, Person, RoleAssignment};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -146,14 +147,25 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
 struct ShowPage {
     c: Chrome,
     p: Person,
+    devices: Option<Vec<Device>>,
     kind: String,
     roles: Vec<(String, String)>,
     history: Vec<AuditEvent>,
     hidden: bool,
 }
 
+#[derive(Deserialize, Default)]
+pub struct ShowQuery {
+    /// What was just done, for the confirmation line.
+    done: Option<String>,
+}
+
 /// `GET /console/people/{id}`.
-pub async fn show(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+pub async fn show(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
     let t = ctx.t();
     let id = match id_or_404(&ctx, &id) {
         Ok(id) => id,
@@ -202,11 +214,26 @@ pub async fn show(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Res
         Ok(h) => h.value.items,
         Err(_) => Vec::new(),
     };
+    // Only those who may manage the person's devices see them.
+    let devices = ctx
+        .api
+        .get::<Vec<Device>>(&ctx.s.org_path(&format!("/people/{id}/chat-devices")))
+        .await
+        .ok()
+        .map(|d| d.value);
     let hidden = p.fields.is_some();
     let title = format!("{} {}", p.given_name, p.family_name);
+    let mut c = ctx.chrome("people", title);
+    c.notice = match q.done.as_deref() {
+        Some("invited") => Some(t.invitation_sent.to_string()),
+        Some("signed-out") => Some(t.signed_out_everywhere.to_string()),
+        Some("device-removed") => Some(t.device_removed.to_string()),
+        _ => None,
+    };
     html(
         &ShowPage {
-            c: ctx.chrome("people", title),
+            c,
+            devices,
             kind: kind_name(t, &p.kind),
             p,
             roles,
@@ -580,6 +607,59 @@ pub async fn set_active(
     {
         Ok(_) => see(&format!("/console/people/{id}")),
         Err(f) if f.status() == 412 => see(&format!("/console/people/{id}")),
+        Err(f) => ctx.fail(&f),
+    }
+}
+
+/// `POST /console/people/{id}/invite`: e-mails the person a link to set their password.
+pub async fn invite(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+    person_action(&ctx, &id, "invitation", "invited").await
+}
+
+/// `POST /console/people/{id}/sign-out`: ends every session and token of the person.
+pub async fn sign_out(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+    person_action(&ctx, &id, "sign-out-everywhere", "signed-out").await
+}
+
+async fn person_action(ctx: &Ctx, id: &str, action: &str, done: &str) -> Response {
+    let id = match id_or_404(ctx, id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match ctx
+        .api
+        .send::<serde_json::Value>(
+            Method::POST,
+            &ctx.s.org_path(&format!("/people/{id}/{action}")),
+            &serde_json::Value::Null,
+            None,
+        )
+        .await
+    {
+        Ok(_) => see(&format!("/console/people/{id}?done={done}")),
+        Err(f) => ctx.fail(&f),
+    }
+}
+
+/// `POST /console/people/{id}/devices/{device}/remove`: a lost or replaced chat device leaves
+/// every chat at once.
+pub async fn remove_device(
+    Extension(ctx): Extension<Ctx>,
+    Path((id, device)): Path<(String, String)>,
+) -> Response {
+    let (id, device) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &device)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match ctx
+        .api
+        .delete(
+            &ctx.s
+                .org_path(&format!("/people/{id}/chat-devices/{device}")),
+        )
+        .await
+    {
+        Ok(()) => see(&format!("/console/people/{id}?done=device-removed")),
         Err(f) => ctx.fail(&f),
     }
 }

@@ -46,6 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_skill, rename_skill, delete_skill))
         .routes(routes!(list_grants, create_grant))
         .routes(routes!(get_grant, update_grant, delete_grant))
+        .routes(routes!(seen_by))
         .routes(routes!(contact_changes))
         .routes(routes!(list_roles, create_role))
         .routes(routes!(get_role, delete_role))
@@ -458,6 +459,24 @@ async fn list_grants(
     require(&p, &o, Permission::DirectoryRead)?;
     Ok(axum::Json(
         access::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// The access preview: person `person` as person `viewer` would see them with
+/// `directory:read` (their roles, units and the grants now). For organisation-wide directory
+/// writers.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}/seen-by/{viewer}", tag = "contact grants",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("viewer" = Uuid, Path)),
+    responses((status = 200, body = carebridge_proto::directory::SeenBy), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn seen_by(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person, viewer)): Path<(String, Uuid, Uuid)>,
+) -> Result<axum::Json<carebridge_proto::directory::SeenBy>, ApiError> {
+    Ok(axum::Json(
+        access::seen_by(&s.db, &p, &o, person, viewer).await?,
     ))
 }
 

@@ -229,18 +229,7 @@ pub async fn role_grants(
     org: OrgId,
     person: PersonId,
 ) -> Result<Vec<carebridge_domain::auth::RoleGrant>, StoreError> {
-    let rows: Vec<(String, Option<String>)> = run!(x, c => sqlx::query_as(
-        "SELECT r.role, u.path FROM role_assignments r LEFT JOIN units u ON u.id = r.unit_id AND u.org_id = r.org_id WHERE r.org_id = $1 AND r.person_id = $2")
-        .bind(org.0).bind(person.0).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(role, unit_path)| {
-            Some(carebridge_domain::auth::RoleGrant {
-                role: Role::parse(&role)?,
-                unit_path,
-            })
-        })
-        .collect())
+    carebridge_store::roles::grants(x, org, person).await
 }
 
 /// The organisation's second-factor policy: role or person-kind names.

@@ -427,3 +427,15 @@ pub struct ContactChanges {
     pub more: bool,
     pub next_cursor: String,
 }
+
+/// `GET …/people/{person}/seen-by/{viewer}`: what `viewer`, signed in with `directory:read`,
+/// would see of the person — the preview of the access rules.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SeenBy {
+    /// Whether the person shows up for the viewer at all.
+    pub visible: bool,
+    /// The person as the viewer gets them (hidden fields empty; `fields` names the shown
+    /// ones, absent for a full view); absent when not visible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+}

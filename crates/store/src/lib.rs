@@ -52,6 +52,7 @@ macro_rules! exec {
 }
 
 pub mod orgs;
+pub mod roles;
 pub mod rosters;
 
 /// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern, so outside input matches

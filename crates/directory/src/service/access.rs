@@ -77,6 +77,48 @@ pub async fn viewer(
     Ok(Viewer::resolve(&tree, person.0, &roots, &me, &grants))
 }
 
+/// Person `id` as person `viewer` would see them with a credential carrying `directory:read`
+/// (their roles, unit memberships and the grants as they are now). Only organisation-wide
+/// directory writers may ask (they keep the grants); an unknown viewer or person is 404.
+pub async fn seen_by(
+    db: &Db,
+    principal: &Principal,
+    org: &OrgRef,
+    id: Uuid,
+    viewer_id: Uuid,
+) -> Result<carebridge_proto::directory::SeenBy, ServiceError> {
+    if principal.reach(org.id, Permission::DirectoryWrite) != Reach::All {
+        return Err(forbidden(
+            "the access preview needs directory:write over the whole organisation",
+        ));
+    }
+    let mut c = db.read().await?;
+    let person = crate::repo::people::get(&mut c, org.id, carebridge_domain::PersonId(id))
+        .await?
+        .ok_or(ServiceError::NotFound { what: "person" })?;
+    crate::repo::people::get(&mut c, org.id, carebridge_domain::PersonId(viewer_id))
+        .await?
+        .ok_or(ServiceError::NotFound { what: "viewer" })?;
+    // The viewer as their own app would be: a person's credential with `directory:read`
+    // (the nil key id names no stored key; nothing is authenticated with it).
+    let roles =
+        carebridge_store::roles::grants(&mut c, org.id, carebridge_domain::PersonId(viewer_id))
+            .await?;
+    let as_viewer = Principal::Person {
+        via: carebridge_domain::auth::Via::ApiKey(carebridge_domain::ApiKeyId(Uuid::nil())),
+        org: org.id,
+        person: carebridge_domain::PersonId(viewer_id),
+        scopes: vec![Permission::DirectoryRead],
+        roles,
+    };
+    let v = viewer(&mut c, &as_viewer, org).await?;
+    let shown = mask_all(&mut c, org, &v, vec![person]).await?.pop();
+    Ok(carebridge_proto::directory::SeenBy {
+        visible: shown.is_some(),
+        person: shown,
+    })
+}
+
 /// A stable name of the caller, so that a sync cursor only serves the caller it was made for.
 pub fn viewer_key(p: &Principal) -> String {
     match p {

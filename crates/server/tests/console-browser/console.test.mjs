@@ -160,6 +160,16 @@ try {
   expect((await page.locator('#roster').getByText(PEOPLE[0]).count()) === 0, `${PEOPLE[0]} removed`);
   expect(await page.locator('#roster').getByText(PEOPLE[1]).isVisible(), 'the others stay');
 
+  step('revoke a device');
+  await page.getByRole('link', { name: 'People', exact: true }).first().click();
+  await page.getByLabel('Search', { exact: true }).fill(PEOPLE[0]);
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('link', { name: new RegExp(`^${PEOPLE[0]}, `) }).click();
+  await axe('person with a device');
+  await page.getByRole('button', { name: 'Remove: Annas Telefon' }).click();
+  expect((await page.content()).includes('The device is removed from every chat.'), 'the device is gone');
+  expect((await page.locator('#devices').count()) === 0, 'no devices left');
+
   step('audit log');
   await page.getByRole('link', { name: 'Audit log', exact: true }).first().click();
   expect((await page.content()).includes('assignment'), 'assignments in the log');

@@ -33,6 +33,13 @@ async fn staff(s: &TestServer, k: &str, email: &str, role: Option<(&str, Option<
     id
 }
 
+/// A random Ed25519-sized public key, base64 (the server checks its length only at
+/// registration; MLS use would check more).
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2))
+}
+
 /// Opens `path` signed out, signs in on the provider's page and follows back.
 async fn sign_in(s: &TestServer, email: &str, path: &str) -> (Browser, Page) {
     let b = Browser::new(s);
@@ -204,6 +211,47 @@ async fn an_org_admin_signs_in_and_keeps_people() {
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("Brunner-Keller"), "{}", r.body);
 
+    // A lost phone: the admin removes the person's chat device.
+    let (st, _) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/features/chat",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let zoe_key = s.person_key(&k, "acme", &id, &[]).await;
+    let (st, dev) = s
+        .post(
+            &zoe_key,
+            "/api/v1/chat/devices",
+            &json!({"name": "Zoës Telefon", "signature_key": base64_key()}),
+        )
+        .await;
+    assert_eq!(st, 201, "{dev}");
+    let page = b.get(&format!("/console/people/{id}")).await;
+    assert!(page.body.contains("Zoës Telefon"), "{}", page.body);
+    let remove = format!(
+        "/console/people/{id}/devices/{}/remove",
+        dev["device"]["id"].as_str().unwrap()
+    );
+    let r = b.submit(&page, &remove, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.follow(r).await;
+    assert!(
+        page.body.contains("The device is removed from every chat."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Zoës Telefon"), "{}", page.body);
+    assert!(
+        page.body.contains("chat.device.remove"),
+        "audited: {}",
+        page.body
+    );
+    let (_, left) = s.get(&zoe_key, "/api/v1/chat/devices").await;
+    assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+
     // Deactivate.
     let page = b.get(&format!("/console/people/{id}")).await;
     let r = b
@@ -256,7 +304,7 @@ async fn a_unit_admin_sees_and_changes_only_their_subtree() {
     let k = s.org("acme").await;
     let north = unit(&s, &k, "Nord", None).await;
     let south = unit(&s, &k, "Süd", None).await;
-    staff(
+    let nora = staff(
         &s,
         &k,
         "nora@example.org",
@@ -327,6 +375,23 @@ async fn a_unit_admin_sees_and_changes_only_their_subtree() {
     assert_eq!(count_people(&s, &k, "Outside").await, 0);
     let audit = b.get("/console/audit").await;
     assert_eq!(audit.status, 403, "{}", audit.body);
+    // The devices of people outside the subtree are as unknown as the people.
+    let nora_key = s.person_key(&k, "acme", &nora, &[]).await;
+    let inside_id = inside["id"].as_str().unwrap();
+    let (st, _) = s
+        .get(
+            &nora_key,
+            &format!("/api/v1/orgs/acme/people/{inside_id}/chat-devices"),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = s
+        .get(
+            &nora_key,
+            &format!("/api/v1/orgs/acme/people/{out_id}/chat-devices"),
+        )
+        .await;
+    assert_eq!(st, 404);
 }
 
 #[tokio::test]
@@ -598,6 +663,17 @@ async fn console_browser() {
             .await;
         assert_eq!(st, 201, "{p}");
     }
+    let (_, anna) = s.get(&k, "/api/v1/orgs/acme/people?q=Aebi").await;
+    let anna = anna["items"][0]["id"].as_str().unwrap().to_string();
+    let anna_key = s.person_key(&k, "acme", &anna, &[]).await;
+    let (st, dev) = s
+        .post(
+            &anna_key,
+            "/api/v1/chat/devices",
+            &json!({"name": "Annas Telefon", "signature_key": base64_key()}),
+        )
+        .await;
+    assert_eq!(st, 201, "{dev}");
     let target = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
     let shots = format!("{target}/console-screenshots");
@@ -645,10 +721,133 @@ async fn console_browser() {
         )
         .await;
     assert_eq!(roster["roster"].as_array().unwrap().len(), 2, "{roster}");
+    let (_, left) = s.get(&anna_key, "/api/v1/chat/devices").await;
+    assert_eq!(
+        left.as_array().unwrap().len(),
+        0,
+        "the browser removed the device"
+    );
     for name in ["home", "people", "person", "duty", "audit", "people-phone"] {
         assert!(
             std::path::Path::new(&format!("{shots}/{name}.png")).exists(),
             "screenshot {name}"
         );
     }
+}
+
+#[tokio::test]
+async fn grants_and_the_access_preview() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let a = unit(&s, &k, "Alpha", None).await;
+    let b_unit = unit(&s, &k, "Beta", None).await;
+    let (_, viewer) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Vera", "family_name": "Viewer", "unit_ids": [a]}),
+        )
+        .await;
+    let (_, target) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Tom", "family_name": "Target", "unit_ids": [b_unit],
+                    "phones": [{"value": "+41791112233", "type": "mobile"}],
+                    "emails": [{"value": "tom@example.org", "type": "work"}]}),
+        )
+        .await;
+    let (v, t) = (
+        viewer["id"].as_str().unwrap().to_string(),
+        target["id"].as_str().unwrap().to_string(),
+    );
+    let (b, _) = sign_in(&s, "ada@example.org", "/console/access").await;
+    let preview = format!("/console/access?viewer={v}&person={t}");
+    let p = b.get(&preview).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("does not see this person at all"),
+        "{}",
+        p.body
+    );
+    // The search picks the one person it finds.
+    let p = b.get("/console/access?viewer_q=vera&person_q=tom").await;
+    assert!(
+        p.body.contains("does not see this person at all"),
+        "{}",
+        p.body
+    );
+
+    let r = b
+        .submit(
+            &p,
+            "/console/access",
+            &[
+                ("viewer", &format!("unit:{a}")),
+                ("target", &format!("unit:{b_unit}")),
+                ("field", "name"),
+                ("field", "phones"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let p = b.get(&preview).await;
+    assert!(
+        p.body.contains("sees these fields: Name, Phone numbers"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("+41791112233"), "{}", p.body);
+    assert!(!p.body.contains("tom@example.org"), "{}", p.body);
+    // The preview is what the viewer's own credential gets.
+    let vera_key = s.person_key(&k, "acme", &v, &["directory:read"]).await;
+    let (st, own) = s
+        .get(&vera_key, &format!("/api/v1/orgs/acme/people/{t}"))
+        .await;
+    assert_eq!(st, 200, "{own}");
+    let (_, seen) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{t}/seen-by/{v}"))
+        .await;
+    assert_eq!(seen["visible"], true);
+    assert_eq!(
+        seen["person"], own,
+        "the preview equals the viewer's own read"
+    );
+
+    // Only organisation-wide directory writers may preview; unknown people are 404.
+    let (st, _) = s
+        .get(
+            &vera_key,
+            &format!("/api/v1/orgs/acme/people/{t}/seen-by/{v}"),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/people/{t}/seen-by/{}",
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // Delete the grant: the preview closes again.
+    let page = b.get("/console/access").await;
+    let delete = page
+        .body
+        .split("action=\"")
+        .find(|a| a.contains("/delete"))
+        .map(|a| a.split('"').next().unwrap().to_string())
+        .unwrap();
+    let r = b.submit(&page, &delete, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let p = b.get(&preview).await;
+    assert!(
+        p.body.contains("does not see this person at all"),
+        "{}",
+        p.body
+    );
 }
