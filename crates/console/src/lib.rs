@@ -10,13 +10,14 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `access`, `duties`, `audit`.
+//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`.
 
 mod access;
 pub mod api;
 mod audit;
 mod duties;
 mod i18n;
+mod import;
 mod people;
 pub mod session;
 mod units;
@@ -38,6 +39,7 @@ struct Inner {
     api: Router,
     refreshes: session::Refreshes,
     refresh_lock: tokio::sync::Mutex<()>,
+    uploads: import::Uploads,
 }
 
 impl Console {
@@ -58,6 +60,7 @@ pub fn router(app: AppState, api: Router) -> Router {
         api,
         refreshes: session::Refreshes::default(),
         refresh_lock: tokio::sync::Mutex::new(()),
+        uploads: import::Uploads::default(),
     }));
     let signed = Router::new()
         .route("/console", get(web::home))
@@ -89,6 +92,15 @@ pub fn router(app: AppState, api: Router) -> Router {
             post(duties::remove),
         )
         .route("/console/audit", get(audit::list))
+        .route(
+            "/console/import",
+            get(import::form)
+                .post(import::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    import::MAX_FILE + 64 * 1024,
+                )),
+        )
+        .route("/console/import/run", post(import::again))
         .route("/console/access", get(access::show).post(access::create))
         .route("/console/access/{id}/delete", post(access::delete))
         .layer(middleware::from_fn_with_state(c.clone(), web::signed_in));

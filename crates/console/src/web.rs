@@ -245,7 +245,30 @@ pub async fn signed_in(State(c): State<Console>, req: Request, next: Next) -> Re
     }
     let api = Api::new(c.0.api.clone(), Some(s.at.clone()), addr, rid);
     let mut req = req;
-    if req.method() == Method::POST {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if req.method() == Method::POST && multipart {
+        // A file upload: the body is the handler's to stream, so the token comes in the
+        // form's action URL (`?csrf=`).
+        let token = req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "csrf")
+                .map(|(_, v)| v.into_owned())
+        });
+        if !s.csrf_ok(token.as_deref()) {
+            let ctx = Ctx {
+                s,
+                api,
+                here: here.clone(),
+                now: c.app().now(),
+            };
+            let t = ctx.t();
+            return message(ctx.chrome("", t.error_title), 403, t.csrf_failed);
+        }
+    } else if req.method() == Method::POST {
         let (parts, body) = req.into_parts();
         let is_form = parts
             .headers

@@ -585,6 +585,10 @@ pub struct ReadOptions {
 pub enum Item {
     /// The columns, before any row.
     Header(Mapping),
+    /// The header row could not be mapped: each header with the field it would be read into
+    /// (`None`: unknown), so that a caller can offer a corrected mapping. Sent just before
+    /// the file-level errors are returned.
+    Columns(Vec<(String, Option<Field>)>),
     Row(Parsed),
     Errors(Vec<RowError>),
 }
@@ -605,7 +609,7 @@ pub fn read(
     let m = read_each(bytes, &opts, region, |item, _| match item {
         Item::Row(p) => rows.push(p),
         Item::Errors(e) => errors.extend(e),
-        Item::Header(_) => {}
+        Item::Header(_) | Item::Columns(_) => {}
     });
     match m {
         Ok(m) => (Some(m), rows, errors),
@@ -626,6 +630,21 @@ pub fn read_each(
         Format::Csv => read_csv(bytes, opts, region, each),
         Format::Xlsx => read_xlsx(bytes, opts, region, each),
     }
+}
+
+/// Each header with the field an explicit mapping or the aliases give it.
+fn guesses(headers: &[String], explicit: &[(String, Field)]) -> Vec<(String, Option<Field>)> {
+    headers
+        .iter()
+        .map(|h| {
+            let f = explicit
+                .iter()
+                .find(|(name, _)| key(name) == key(h))
+                .map(|(_, f)| *f)
+                .or_else(|| guess(h));
+            (h.clone(), f)
+        })
+        .collect()
 }
 
 fn mapping_of(headers: &[String], explicit: &[(String, Field)]) -> Result<Mapping, Vec<RowError>> {
@@ -682,7 +701,13 @@ fn read_csv(
         Ok(h) => h.iter().map(|c| c.trim().to_string()).collect(),
         Err(e) => return Err(vec![file_error(e.to_string())]),
     };
-    let mapping = mapping_of(&headers, &opts.map)?;
+    let mapping = match mapping_of(&headers, &opts.map) {
+        Ok(m) => m,
+        Err(e) => {
+            each(Item::Columns(guesses(&headers, &opts.map)), 0.0);
+            return Err(e);
+        }
+    };
     each(Item::Header(mapping.clone()), 0.0);
     let total = text.len().max(1) as f64;
     // Line numbers from byte offsets (the reader's own count is off with CRLF line ends),
@@ -817,7 +842,13 @@ fn read_xlsx(
         return Err(vec![file_error(format!("sheet '{name}' is empty"))]);
     };
     let headers: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
-    let mapping = mapping_of(&headers, &opts.map)?;
+    let mapping = match mapping_of(&headers, &opts.map) {
+        Ok(m) => m,
+        Err(e) => {
+            each(Item::Columns(guesses(&headers, &opts.map)), 0.0);
+            return Err(e);
+        }
+    };
     each(Item::Header(mapping.clone()), 0.0);
     let total = rows.len().max(1) as f64;
     for (i, (r, cells)) in rows.enumerate() {

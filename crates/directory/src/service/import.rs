@@ -53,6 +53,7 @@ const MAX_ERRORS: usize = 1_000;
 /// What the reader thread sends.
 enum Msg {
     Header(Mapping),
+    Columns(Vec<(String, Option<Field>)>),
     Items(Vec<Item>, f64),
     Done(Result<(), Vec<RowError>>),
 }
@@ -147,6 +148,10 @@ pub async fn run(
                 gone = send.blocking_send(Msg::Header(m)).is_err();
                 return;
             }
+            if let Item::Columns(c) = item {
+                gone = send.blocking_send(Msg::Columns(c)).is_err();
+                return;
+            }
             buf.push(item);
             last = done;
             if buf.len() >= CHUNK {
@@ -161,7 +166,19 @@ pub async fn run(
     });
 
     // The mapping (or the file-level errors) comes first.
-    let mapping = match recv.recv().await {
+    let mut first = recv.recv().await;
+    if let Some(Msg::Columns(c)) = first {
+        // The header row failed: report how each column would be read, with the errors.
+        report.columns = c
+            .into_iter()
+            .map(|(header, f)| ImportColumn {
+                header,
+                field: f.map_or("unknown", |f| f.name()).to_string(),
+            })
+            .collect();
+        first = recv.recv().await;
+    }
+    let mapping = match first {
         Some(Msg::Header(m)) => m,
         Some(Msg::Done(Err(e))) => return Ok(with_errors(report, e)),
         _ => {
@@ -219,12 +236,13 @@ pub async fn run(
     let mut read_result = Err(vec![file_error("the file could not be read to the end")]);
     while let Some(msg) = recv.recv().await {
         match msg {
-            Msg::Header(_) => {}
+            // Only ever sent before the rows (handled above).
+            Msg::Header(_) | Msg::Columns(_) => {}
             Msg::Items(items, done) => {
                 let mut batch = Batch::default();
                 for item in items {
                     match item {
-                        Item::Header(_) => {}
+                        Item::Header(_) | Item::Columns(_) => {}
                         Item::Errors(e) => {
                             report.rows += 1;
                             report.bad_rows += 1;

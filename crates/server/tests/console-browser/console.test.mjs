@@ -124,6 +124,21 @@ try {
   await page.getByRole('button', { name: 'Search' }).click();
   expect(await page.getByRole('link', { name: 'Lehmann, Lea' }).isVisible(), 'found by prefix');
 
+  step('import a CSV: the report first, then apply');
+  await page.getByRole('link', { name: 'Import', exact: true }).first().click();
+  await axe('import');
+  const csv = 'Vorname;Nachname;E-Mail;Mobile\r\nIda;Imhof;ida@example.org;079 222 33 44\r\nOtto;Ohne;kaputt;\r\n';
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'leute.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await page.getByLabel('Apply the good rows even if some rows have errors').check();
+  await page.getByRole('button', { name: 'Check the file' }).click();
+  expect((await page.locator('#import-result').textContent()).includes('Nothing has been written yet.'), 'a dry run');
+  expect(await page.locator('#row-errors').getByRole('cell', { name: 'kaputt', exact: true }).isVisible(), 'the bad row named');
+  await axe('import report');
+  await shot('import-report');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  expect((await page.locator('#import-result').textContent()).includes('The import is applied.'), 'applied');
+  await shot('import-applied');
+
   step('units');
   await page.getByRole('link', { name: 'Units', exact: true }).first().click();
   await axe('units');

@@ -634,7 +634,7 @@ fn browser_prerequisites(dir: &str) -> String {
 }
 
 /// The console in a real browser: headless Chromium driven by Playwright signs in as an org
-/// admin, keeps people, creates a duty, assigns three people with the chat on, changes the
+/// admin, keeps people, imports a CSV (report, then apply), revokes a device, creates a duty, assigns three people with the chat on, changes the
 /// roster, reads the audit log, switches to German and signs out; axe-core checks every main
 /// page (WCAG 2.1 A/AA). Screenshots land in `<target>/console-screenshots/`.
 #[tokio::test]
@@ -727,7 +727,17 @@ async fn console_browser() {
         0,
         "the browser removed the device"
     );
-    for name in ["home", "people", "person", "duty", "audit", "people-phone"] {
+    let (_, ida) = s.get(&k, "/api/v1/orgs/acme/people?q=imhof").await;
+    assert_eq!(ida["items"].as_array().unwrap().len(), 1, "imported: {ida}");
+    for name in [
+        "home",
+        "people",
+        "person",
+        "import-report",
+        "duty",
+        "audit",
+        "people-phone",
+    ] {
         assert!(
             std::path::Path::new(&format!("{shots}/{name}.png")).exists(),
             "screenshot {name}"
@@ -850,4 +860,138 @@ async fn grants_and_the_access_preview() {
         "{}",
         p.body
     );
+}
+
+#[tokio::test]
+async fn an_import_is_checked_then_applied() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let (b, form) = sign_in(&s, "ada@example.org", "/console/import").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.field("csrf").unwrap();
+    // Windows-1252, semicolons, German headers, one bad e-mail, a column to leave out.
+    let csv = "Vorname;Nachname;E-Mail;Mobile;Einheit;Notiz\r\n\
+               J\u{fc}rg;M\u{fc}ller;juerg@example.org;079 111 22 33;Region Nord/Team 3;x\r\n\
+               Anna;Aebi;anna@example;079 111 22 44;Region Nord/Team 3;y\r\n\
+               Beat;Bader;beat@example.org;;Region Nord;z\r\n";
+    let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(csv);
+    let upload = |csrf: Option<String>, skip: bool| {
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("leute.csv");
+        let mut f = reqwest::multipart::Form::new()
+            .part("file", part)
+            .text("match", "auto")
+            .text("create_units", "on");
+        if skip {
+            f = f.text("skip_bad_rows", "on");
+        }
+        let url = match csrf {
+            Some(c) => s.url(&format!("/console/import?csrf={c}")),
+            None => s.url("/console/import"),
+        };
+        b.http.post(url).multipart(f).send()
+    };
+    // Without the form's token: refused, nothing read.
+    let r = upload(None, true).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = upload(Some(csrf.clone()), true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let report = carebridge_testkit::unescape(&r.text().await.unwrap());
+    assert!(report.contains("Nothing has been written yet."), "{report}");
+    assert!(
+        report.contains("unknown column"),
+        "the note column needs a mapping: {report}"
+    );
+    let upload_id = report
+        .split("name=\"upload\" value=\"")
+        .nth(1)
+        .map(|x| x.split('"').next().unwrap().to_string())
+        .unwrap();
+    // Each column with its reading; the last one is left out on the second check.
+    let headers = [
+        "Vorname", "Nachname", "E-Mail", "Mobile", "Einheit", "Notiz",
+    ];
+    let targets = [
+        "given_name",
+        "family_name",
+        "email",
+        "mobile",
+        "unit",
+        "ignore",
+    ];
+    for (h, t) in headers.iter().zip(targets) {
+        if t != "ignore" {
+            assert!(
+                report.contains(&format!("value=\"{t}\" selected")),
+                "{h} read as {t}: {report}"
+            );
+        }
+    }
+    let with_mode = |mode: &str| {
+        let mut fields: Vec<(String, String)> = vec![
+            ("csrf".into(), csrf.clone()),
+            ("upload".into(), upload_id.clone()),
+            ("match".into(), "auto".into()),
+            ("create_units".into(), "on".into()),
+            ("skip_bad_rows".into(), "on".into()),
+            ("mode".into(), mode.into()),
+        ];
+        for (h, t) in headers.iter().zip(targets) {
+            fields.push(("header".into(), h.to_string()));
+            fields.push(("target".into(), t.to_string()));
+        }
+        fields
+    };
+    // Check again with the note column left out.
+    let r = b
+        .http
+        .post(s.url("/console/import/run"))
+        .form(&with_mode("check"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report = carebridge_testkit::unescape(&r.text().await.unwrap());
+    assert!(report.contains("Nothing has been written yet."), "{report}");
+    assert!(report.contains("<dt>Rows</dt><dd>3</dd>"), "{report}");
+    assert!(report.contains("<dt>New</dt><dd>2</dd>"), "{report}");
+    assert!(report.contains("anna@example"), "the bad value: {report}");
+    assert!(report.contains("Region Nord/Team 3"), "{report}");
+    assert!(
+        report.contains("value=\"ignore\" selected"),
+        "the mapping kept: {report}"
+    );
+    assert_eq!(
+        count_people(&s, &k, "aebi").await,
+        0,
+        "a dry run writes nothing"
+    );
+    let fields = with_mode("apply");
+    let r = b
+        .http
+        .post(s.url("/console/import/run"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = r.text().await.unwrap();
+    assert!(done.contains("The import is applied."), "{done}");
+    assert_eq!(count_people(&s, &k, "m\u{fc}ller").await, 1);
+    assert_eq!(
+        count_people(&s, &k, "aebi").await,
+        0,
+        "the bad row is left out"
+    );
+    let (_, juerg) = s.get(&k, "/api/v1/orgs/acme/people?q=juerg").await;
+    assert_eq!(juerg["items"][0]["phones"][0]["value"], "+41791112233");
+    // The file is gone once applied.
+    let r = b
+        .http
+        .post(s.url("/console/import/run"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
 }
