@@ -160,7 +160,7 @@ pub async fn person_unit_paths(
     org: Uuid,
     person: Uuid,
 ) -> Result<Option<Vec<String>>, StoreError> {
-    let exists: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT 1 FROM people WHERE org_id = $1 AND id = $2")
+    let exists: Option<Uuid> = run!(x, c => sqlx::query_scalar("SELECT id FROM people WHERE org_id = $1 AND id = $2")
         .bind(org).bind(person).fetch_optional(c).await)?;
     if exists.is_none() {
         return Ok(None);

@@ -85,6 +85,15 @@ impl Api {
         }
     }
 
+    /// The same API without the person's token (public endpoints that refuse credentials,
+    /// such as discovery).
+    pub fn anonymous(&self) -> Api {
+        Api {
+            token: None,
+            ..self.clone()
+        }
+    }
+
     /// One request; the status, headers and body as the API answered.
     pub async fn raw(
         &self,

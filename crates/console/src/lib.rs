@@ -10,7 +10,7 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`.
+//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `settings`.
 
 mod access;
 pub mod api;
@@ -20,6 +20,7 @@ mod i18n;
 mod import;
 mod people;
 pub mod session;
+mod settings;
 mod units;
 mod web;
 
@@ -101,6 +102,11 @@ pub fn router(app: AppState, api: Router) -> Router {
                 )),
         )
         .route("/console/import/run", post(import::again))
+        .route("/console/settings", get(settings::show))
+        .route("/console/settings/org", post(settings::org))
+        .route("/console/settings/chat", post(settings::chat))
+        .route("/console/settings/mfa", post(settings::mfa))
+        .route("/console/settings/app", post(settings::app))
         .route("/console/access", get(access::show).post(access::create))
         .route("/console/access/{id}/delete", post(access::delete))
         .layer(middleware::from_fn_with_state(c.clone(), web::signed_in));

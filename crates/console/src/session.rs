@@ -35,10 +35,12 @@ const REFRESH_EARLY_MS: i64 = 30_000;
 
 /// What the console may show, found out at sign-in by asking the API.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Caps {
     pub people: bool,
     pub duties: bool,
     pub audit: bool,
+    pub settings: bool,
 }
 
 /// A signed-in person, as sealed in the session cookie.

@@ -460,6 +460,7 @@ pub async fn callback(
         people: probe(format!("{org}/people?limit=1")).await,
         duties: probe(format!("{org}/duties?limit=1")).await,
         audit: probe(format!("{org}/audit?limit=1")).await,
+        settings: probe(format!("{org}/app-settings")).await,
     };
     let org_name = match api.get::<carebridge_proto::org::Org>(&org).await {
         Ok(o) => o.value.name,
@@ -589,7 +590,7 @@ struct HomePage {
 /// `GET /console`: the start page (where the person may go).
 pub async fn home(Extension(ctx): Extension<Ctx>) -> Response {
     let t = ctx.t();
-    if !(ctx.s.caps.people || ctx.s.caps.duties || ctx.s.caps.audit) {
+    if !(ctx.s.caps.people || ctx.s.caps.duties || ctx.s.caps.audit || ctx.s.caps.settings) {
         return message(ctx.chrome("", t.console), 403, t.no_role);
     }
     html(

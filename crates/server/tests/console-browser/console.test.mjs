@@ -193,9 +193,18 @@ try {
   await axe('audit');
   await shot('audit');
 
+  step('settings and the discovery preview');
+  await page.getByRole('link', { name: 'Settings', exact: true }).first().click();
+  expect(await page.locator('#discovery').isVisible(), 'what apps receive');
+  await axe('settings');
+  await shot('settings');
+
+  step('access rights');
+  await page.getByRole('link', { name: 'Access rights', exact: true }).first().click();
+  await axe('access rights');
+
   step('a phone screen');
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.goBack();
   await page.getByRole('link', { name: 'People', exact: true }).first().click();
   const overflow = await page.evaluate(() => document.body.scrollWidth - window.innerWidth);
   expect(overflow <= 1, `no sideways scrolling of the page on a phone (${overflow}px)`);

@@ -995,3 +995,106 @@ async fn an_import_is_checked_then_applied() {
         .unwrap();
     assert_eq!(r.status(), 410);
 }
+
+#[tokio::test]
+async fn settings_change_what_apps_receive() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let (b, first) = sign_in(&s, "ada@example.org", "/console/settings").await;
+    let page = &first;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("GET /discovery/acme"), "{}", page.body);
+    // The organisation, against its version.
+    let r = b
+        .submit(
+            &page,
+            "/console/settings/org",
+            &[
+                ("version", &page.field("version").unwrap()),
+                ("name", "Spitex Acme"),
+                ("default_language", "de"),
+                ("default_region", "ch"),
+                ("contact_email", "info@acme.example"),
+                ("discoverable", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, org) = s.get(&k, "/api/v1/orgs/acme").await;
+    assert_eq!(org["name"], "Spitex Acme");
+    assert_eq!(org["discoverable"], true);
+    // The chat with its retention, the second factor, what the apps show.
+    let page = &b.get("/console/settings").await;
+    let r = b
+        .submit(
+            &page,
+            "/console/settings/chat",
+            &[
+                ("enabled", "on"),
+                ("writable_days", "3"),
+                ("readable_days", "20"),
+                ("attachment_mib", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, chat) = s.get(&k, "/api/v1/orgs/acme/chat/settings").await;
+    assert_eq!(chat["writable_days"], 3);
+    assert_eq!(chat["attachment_max_bytes"], 5 * 1024 * 1024);
+    let r = b
+        .submit(
+            &page,
+            "/console/settings/mfa",
+            &[("required_for", "org_admin"), ("required_for", "client")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let (_, mfa) = s.get(&k, "/api/v1/orgs/acme/mfa-policy").await;
+    assert_eq!(mfa["required_for"], json!(["org_admin", "client"]));
+    let r = b
+        .submit(
+            &page,
+            "/console/settings/app",
+            &[
+                ("language", "de"),
+                ("language", "fr"),
+                ("primary_color", "#aa0000"),
+                ("support_phone", "+41 44 000 00 00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let after = b.follow(r).await;
+    assert!(after.body.contains("Saved."), "{}", after.body);
+    assert!(
+        after.body.contains("#aa0000"),
+        "in the discovery preview: {}",
+        after.body
+    );
+    let (_, d) =
+        carebridge_testkit::read(s.http.get(s.url("/discovery/acme")).send().await.unwrap()).await;
+    assert_eq!(d["branding"]["primary_color"], "#aa0000", "{d}");
+    // A bad colour: the reason, nothing stored.
+    let r = b
+        .submit(&page, "/console/settings/app", &[("primary_color", "red")])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let (_, d) =
+        carebridge_testkit::read(s.http.get(s.url("/discovery/acme")).send().await.unwrap()).await;
+    assert_eq!(d["branding"]["primary_color"], "#aa0000");
+    // A stale organisation form.
+    let r = b
+        .submit(
+            &first,
+            "/console/settings/org",
+            &[
+                ("version", &first.field("version").unwrap()),
+                ("name", "Old"),
+                ("default_language", "de"),
+                ("default_region", "CH"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+}
