@@ -1008,7 +1008,7 @@ async fn settings_change_what_apps_receive() {
     // The organisation, against its version.
     let r = b
         .submit(
-            &page,
+            page,
             "/console/settings/org",
             &[
                 ("version", &page.field("version").unwrap()),
@@ -1028,7 +1028,7 @@ async fn settings_change_what_apps_receive() {
     let page = &b.get("/console/settings").await;
     let r = b
         .submit(
-            &page,
+            page,
             "/console/settings/chat",
             &[
                 ("enabled", "on"),
@@ -1044,7 +1044,7 @@ async fn settings_change_what_apps_receive() {
     assert_eq!(chat["attachment_max_bytes"], 5 * 1024 * 1024);
     let r = b
         .submit(
-            &page,
+            page,
             "/console/settings/mfa",
             &[("required_for", "org_admin"), ("required_for", "client")],
         )
@@ -1054,7 +1054,7 @@ async fn settings_change_what_apps_receive() {
     assert_eq!(mfa["required_for"], json!(["org_admin", "client"]));
     let r = b
         .submit(
-            &page,
+            page,
             "/console/settings/app",
             &[
                 ("language", "de"),
@@ -1077,7 +1077,7 @@ async fn settings_change_what_apps_receive() {
     assert_eq!(d["branding"]["primary_color"], "#aa0000", "{d}");
     // A bad colour: the reason, nothing stored.
     let r = b
-        .submit(&page, "/console/settings/app", &[("primary_color", "red")])
+        .submit(page, "/console/settings/app", &[("primary_color", "red")])
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
     let (_, d) =
