@@ -10,7 +10,7 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `settings`.
+//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `settings`, `integrations`.
 
 mod access;
 pub mod api;
@@ -18,6 +18,7 @@ mod audit;
 mod duties;
 mod i18n;
 mod import;
+mod integrations;
 mod people;
 pub mod session;
 mod settings;
@@ -102,6 +103,22 @@ pub fn router(app: AppState, api: Router) -> Router {
                 )),
         )
         .route("/console/import/run", post(import::again))
+        .route("/console/integrations", get(integrations::show))
+        .route("/console/integrations/scim", post(integrations::scim))
+        .route("/console/integrations/keys", post(integrations::key))
+        .route(
+            "/console/integrations/keys/{id}/revoke",
+            post(integrations::revoke_key),
+        )
+        .route("/console/integrations/clients", post(integrations::client))
+        .route(
+            "/console/integrations/clients/{id}/revoke",
+            post(integrations::revoke_client),
+        )
+        .route(
+            "/console/integrations/upstream",
+            post(integrations::upstream),
+        )
         .route("/console/settings", get(settings::show))
         .route("/console/settings/org", post(settings::org))
         .route("/console/settings/chat", post(settings::chat))

@@ -31,6 +31,8 @@ pub struct Ctx {
     /// The path and query of this request (the language switch comes back here).
     pub here: String,
     pub now: jiff::Timestamp,
+    /// This server's public base URL (for values pasted elsewhere, e.g. into Entra ID).
+    pub base: String,
 }
 
 impl Ctx {
@@ -264,6 +266,7 @@ pub async fn signed_in(State(c): State<Console>, req: Request, next: Next) -> Re
                 api,
                 here: here.clone(),
                 now: c.app().now(),
+                base: c.app().base_url().to_string(),
             };
             let t = ctx.t();
             return message(ctx.chrome("", t.error_title), 403, t.csrf_failed);
@@ -286,6 +289,7 @@ pub async fn signed_in(State(c): State<Console>, req: Request, next: Next) -> Re
                 api,
                 here: here.clone(),
                 now: c.app().now(),
+                base: c.app().base_url().to_string(),
             };
             let t = ctx.t();
             return message(ctx.chrome("", t.error_title), 403, t.csrf_failed);
@@ -298,6 +302,7 @@ pub async fn signed_in(State(c): State<Console>, req: Request, next: Next) -> Re
         api,
         here,
         now: c.app().now(),
+        base: c.app().base_url().to_string(),
     });
     let mut res = next.run(req).await;
     if let Some(v) = sealed

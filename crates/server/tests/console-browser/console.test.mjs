@@ -199,6 +199,12 @@ try {
   await axe('settings');
   await shot('settings');
 
+  step('integrations');
+  await page.getByRole('link', { name: 'Integrations', exact: true }).first().click();
+  expect(await page.locator('#scim-url').isVisible(), 'the SCIM tenant URL');
+  await axe('integrations');
+  await shot('integrations');
+
   step('access rights');
   await page.getByRole('link', { name: 'Access rights', exact: true }).first().click();
   await axe('access rights');

@@ -1098,3 +1098,89 @@ async fn settings_change_what_apps_receive() {
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
 }
+
+#[tokio::test]
+async fn integrations_show_secrets_once_and_revoke() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let (b, page) = sign_in(&s, "ada@example.org", "/console/integrations").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("{}/scim/v2", s.url(""))),
+        "the tenant URL to paste: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("/oauth2/upstream/callback"),
+        "{}",
+        page.body
+    );
+    // A SCIM token: shown in the answer, works for SCIM, never shown again.
+    let r = b.submit(&page, "/console/integrations/scim", &[]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = carebridge_testkit::unescape(
+        r.body
+            .split("id=\"secret-value\" readonly value=\"")
+            .nth(1)
+            .and_then(|x| x.split('"').next())
+            .unwrap(),
+    );
+    assert!(secret.starts_with("cbk_"), "{secret}");
+    let users = |secret: String| {
+        let http = s.http.clone();
+        let url = s.url("/scim/v2/Users");
+        async move {
+            http.get(url)
+                .bearer_auth(secret)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(users(secret.clone()).await, 200);
+    let again = b.get("/console/integrations").await;
+    assert!(!again.body.contains(&secret), "shown once only");
+    let revoke = again
+        .body
+        .split("<tr>")
+        .find(|row| row.contains("SCIM (Entra ID provisioning)"))
+        .unwrap()
+        .split("action=\"")
+        .find(|a| a.contains("/keys/") && a.contains("/revoke"))
+        .map(|a| a.split('"').next().unwrap().to_string())
+        .unwrap();
+    let r = b.submit(&again, &revoke, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(users(secret).await, 401, "revoked");
+
+    // A confidential client for an integration: its secret once.
+    let r = b
+        .submit(
+            &again,
+            "/console/integrations/clients",
+            &[
+                ("name", "Rostering export"),
+                ("grant", "client_credentials"),
+                ("scope", "duties:read"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body.contains("Rostering export"), "{}", r.body);
+    assert!(r.body.contains("id=\"secret-value\""), "{}", r.body);
+    // A bad registration: the API's reason, nothing registered.
+    let r = b
+        .submit(
+            &again,
+            "/console/integrations/clients",
+            &[("name", "Bad"), ("grant", "authorization_code")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("redirect URI"), "{}", r.body);
+    let (_, clients) = s.get(&k, "/api/v1/orgs/acme/oauth-clients").await;
+    assert_eq!(clients["items"].as_array().unwrap().len(), 1, "{clients}");
+}
