@@ -84,6 +84,11 @@ pub fn router(app: AppState, api: Router) -> Router {
         )
         .route("/console/units", get(units::list).post(units::create))
         .route("/console/units/{id}", get(units::show).post(units::update))
+        .route("/console/units/{id}/admins", post(units::add_admin))
+        .route(
+            "/console/units/{id}/admins/{role}/remove",
+            post(units::remove_admin),
+        )
         .route("/console/duties", get(duties::list).post(duties::create))
         .route("/console/duties/new", get(duties::new_form))
         .route("/console/duties/{id}", get(duties::show))

@@ -160,6 +160,19 @@ pub async fn create(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
     }
 }
 
+/// A unit admin of the unit: the role assignment and the person.
+struct Admin {
+    role: Uuid,
+    person: Uuid,
+    name: String,
+}
+
+/// A person found to make unit admin.
+struct Candidate {
+    id: Uuid,
+    name: String,
+}
+
 #[derive(Template)]
 #[template(path = "unit.html")]
 struct ShowPage {
@@ -168,9 +181,60 @@ struct ShowPage {
     options: Vec<UnitOption>,
     parent: String,
     errors: Vec<String>,
+    admins: Option<Vec<Admin>>,
+    q: String,
+    candidates: Vec<Candidate>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ShowQuery {
+    q: Option<String>,
+}
+
+/// The unit's admins (when the viewer may read role assignments).
+async fn admins(ctx: &Ctx, unit: Uuid) -> Option<Vec<Admin>> {
+    let roles = ctx
+        .api
+        .get::<Page<carebridge_proto::directory::RoleAssignment>>(&with_query(
+            &ctx.s.org_path("/roles"),
+            &[("unit", Some(&unit.to_string())), ("limit", Some("200"))],
+        ))
+        .await
+        .ok()?
+        .value
+        .items;
+    let mut out = Vec::new();
+    for r in roles.into_iter().filter(|r| r.role == "unit_admin") {
+        let name = match ctx
+            .api
+            .get::<carebridge_proto::directory::Person>(
+                &ctx.s.org_path(&format!("/people/{}", r.person_id)),
+            )
+            .await
+        {
+            Ok(p) => format!("{} {}", p.value.given_name, p.value.family_name),
+            Err(_) => r.person_id.to_string(),
+        };
+        out.push(Admin {
+            role: r.id,
+            person: r.person_id,
+            name,
+        });
+    }
+    Some(out)
 }
 
 async fn show_page(ctx: &Ctx, id: Uuid, errors: Vec<String>, status: u16) -> Response {
+    show_page_q(ctx, id, None, errors, status).await
+}
+
+async fn show_page_q(
+    ctx: &Ctx,
+    id: Uuid,
+    q: Option<String>,
+    errors: Vec<String>,
+    status: u16,
+) -> Response {
     let u = match ctx
         .api
         .get::<Unit>(&ctx.s.org_path(&format!("/units/{id}")))
@@ -196,6 +260,31 @@ async fn show_page(ctx: &Ctx, id: Uuid, errors: Vec<String>, status: u16) -> Res
         Err(f) => return ctx.fail(&f),
     };
     let parent = u.parent_id.map(|p| p.to_string()).unwrap_or_default();
+    let admins = admins(ctx, id).await;
+    let q = q.filter(|q| !q.trim().is_empty());
+    let candidates = match (&q, &admins) {
+        (Some(q), Some(list)) => ctx
+            .api
+            .get::<Page<carebridge_proto::directory::Person>>(&with_query(
+                &ctx.s.org_path("/people"),
+                &[
+                    ("q", Some(q)),
+                    ("active", Some("true")),
+                    ("limit", Some("10")),
+                ],
+            ))
+            .await
+            .map(|p| p.value.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !list.iter().any(|a| a.person == p.id))
+            .map(|p| Candidate {
+                id: p.id,
+                name: format!("{} {}", p.given_name, p.family_name),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     html(
         &ShowPage {
             c: ctx.chrome("units", u.name.clone()),
@@ -203,16 +292,74 @@ async fn show_page(ctx: &Ctx, id: Uuid, errors: Vec<String>, status: u16) -> Res
             options,
             parent,
             errors,
+            admins,
+            q: q.unwrap_or_default(),
+            candidates,
         },
         status,
     )
 }
 
-/// `GET /console/units/{id}`.
-pub async fn show(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+/// `GET /console/units/{id}?q=`: the unit, its admins, and people matching `q` to make admin.
+pub async fn show(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ShowQuery>,
+) -> Response {
     match id_or_404(&ctx, &id) {
-        Ok(id) => show_page(&ctx, id, Vec::new(), 200).await,
+        Ok(id) => show_page_q(&ctx, id, q.q, Vec::new(), 200).await,
         Err(r) => r,
+    }
+}
+
+/// `POST /console/units/{id}/admins`: makes a person unit admin of this unit.
+pub async fn add_admin(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match id_or_404(&ctx, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let f = Fields::parse(&body);
+    let Some(person) = f.get("person_id").and_then(|p| Uuid::parse_str(&p).ok()) else {
+        return show_page(&ctx, id, vec![ctx.t().not_found.into()], 422).await;
+    };
+    match ctx
+        .api
+        .send::<serde_json::Value>(
+            Method::POST,
+            &ctx.s.org_path("/roles"),
+            &serde_json::json!({"person_id": person, "role": "unit_admin", "unit_id": id}),
+            None,
+        )
+        .await
+    {
+        Ok(_) => see(&format!("/console/units/{id}")),
+        Err(e @ Fail::Problem(_)) if matches!(e.status(), 400 | 409 | 422) => {
+            show_page(&ctx, id, field_errors(ctx.t(), &e), 422).await
+        }
+        Err(e) => ctx.fail(&e),
+    }
+}
+
+/// `POST /console/units/{id}/admins/{role}/remove`.
+pub async fn remove_admin(
+    Extension(ctx): Extension<Ctx>,
+    Path((id, role)): Path<(String, String)>,
+) -> Response {
+    let (id, role) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &role)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match ctx
+        .api
+        .delete(&ctx.s.org_path(&format!("/roles/{role}")))
+        .await
+    {
+        Ok(()) => see(&format!("/console/units/{id}")),
+        Err(e) => ctx.fail(&e),
     }
 }
 

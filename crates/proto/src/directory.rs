@@ -209,7 +209,10 @@ pub struct CreateRoleAssignment {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RolesQuery {
+    /// Only this person's assignments.
     pub person: Option<Uuid>,
+    /// Only assignments scoped to exactly this unit (e.g. its unit admins).
+    pub unit: Option<Uuid>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -48,23 +48,34 @@ pub async fn of_person(
     Ok(rows.into_iter().map(role).collect())
 }
 
-/// A page of assignments by id, optionally of one person.
+/// A page of assignments by id, optionally of one person and/or scoped to one unit.
 pub async fn page(
     x: &mut impl Exec,
     org: OrgId,
     person: Option<Uuid>,
+    unit: Option<Uuid>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<RoleAssignment>, StoreError> {
     let after = after.unwrap_or(Uuid::nil());
-    let rows: Vec<RoleRow> = match person {
-        Some(p) => run!(x, c => sqlx::query_as(
-            "SELECT id, person_id, role, unit_id, created_at FROM role_assignments WHERE org_id = $1 AND person_id = $2 AND id > $3 ORDER BY id LIMIT $4")
-            .bind(org.0).bind(p).bind(after).bind(limit).fetch_all(c).await)?,
-        None => run!(x, c => sqlx::query_as(
-            "SELECT id, person_id, role, unit_id, created_at FROM role_assignments WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(org.0).bind(after).bind(limit).fetch_all(c).await)?,
-    };
+    let mut sql = String::from(
+        "SELECT id, person_id, role, unit_id, created_at FROM role_assignments WHERE org_id = $1 AND id > $2",
+    );
+    let mut binds = Vec::new();
+    for (col, v) in [("person_id", person), ("unit_id", unit)] {
+        if let Some(v) = v {
+            binds.push(v);
+            sql.push_str(&format!(" AND {col} = ${}", binds.len() + 3));
+        }
+    }
+    sql.push_str(" ORDER BY id LIMIT $3");
+    let rows: Vec<RoleRow> = run!(x, c => {
+        let mut q = sqlx::query_as(&sql).bind(org.0).bind(after).bind(limit);
+        for b in &binds {
+            q = q.bind(*b);
+        }
+        q.fetch_all(c).await
+    })?;
     Ok(rows.into_iter().map(role).collect())
 }
 

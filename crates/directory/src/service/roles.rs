@@ -113,10 +113,16 @@ pub async fn list(
     q: &RolesQuery,
     limit: i64,
 ) -> Result<Page<RoleAssignment>, ServiceError> {
-    let after: Option<Uuid> = cursor.decode_opt("roles", q.cursor.as_deref())?;
+    // A cursor belongs to its filters.
+    let kind = format!(
+        "roles\u{1f}{}\u{1f}{}",
+        q.person.map(|p| p.to_string()).unwrap_or_default(),
+        q.unit.map(|u| u.to_string()).unwrap_or_default()
+    );
+    let after: Option<Uuid> = cursor.decode_opt(&kind, q.cursor.as_deref())?;
     let mut c = db.read().await?;
-    let rows = repo::page(&mut c, org.id, q.person, after, limit + 1).await?;
-    Ok(cursor.page("roles", rows, limit, |r| r.id))
+    let rows = repo::page(&mut c, org.id, q.person, q.unit, after, limit + 1).await?;
+    Ok(cursor.page(&kind, rows, limit, |r| r.id))
 }
 
 pub async fn delete(

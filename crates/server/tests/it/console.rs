@@ -1184,3 +1184,76 @@ async fn integrations_show_secrets_once_and_revoke() {
     let (_, clients) = s.get(&k, "/api/v1/orgs/acme/oauth-clients").await;
     assert_eq!(clients["items"].as_array().unwrap().len(), 1, "{clients}");
 }
+
+#[tokio::test]
+async fn unit_admins_are_named_on_the_unit_page() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let north = unit(&s, &k, "Nord", None).await;
+    let south = unit(&s, &k, "Süd", None).await;
+    let (_, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Nina", "family_name": "Nordmann", "unit_ids": [north]}),
+        )
+        .await;
+    let nina = p["id"].as_str().unwrap().to_string();
+    // Another unit's admin must not show up on this unit.
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": nina, "role": "unit_admin", "unit_id": south}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (b, page) = sign_in(&s, "ada@example.org", &format!("/console/units/{north}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        !page.body.contains("id=\"unit-admins\""),
+        "none yet: {}",
+        page.body
+    );
+    let found = b.get(&format!("/console/units/{north}?q=nordmann")).await;
+    let r = b
+        .submit(
+            &found,
+            &format!("/console/units/{north}/admins"),
+            &[("person_id", &nina)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.follow(r).await;
+    assert!(page.body.contains("Nina Nordmann"), "{}", page.body);
+    let (_, roles) = s
+        .get(&k, &format!("/api/v1/orgs/acme/roles?unit={north}"))
+        .await;
+    let roles = roles["items"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0]["role"], "unit_admin");
+    let remove = page
+        .body
+        .split("action=\"")
+        .find(|a| a.contains("/admins/") && a.contains("/remove"))
+        .map(|a| a.split('"').next().unwrap().to_string())
+        .unwrap();
+    let r = b.submit(&page, &remove, &[]).await;
+    assert_eq!(r.status, 303);
+    let (_, roles) = s
+        .get(&k, &format!("/api/v1/orgs/acme/roles?unit={north}"))
+        .await;
+    assert!(roles["items"].as_array().unwrap().is_empty());
+    let (_, roles) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/roles?unit={south}&person={nina}"),
+        )
+        .await;
+    assert_eq!(
+        roles["items"].as_array().unwrap().len(),
+        1,
+        "the other unit's stays"
+    );
+}
