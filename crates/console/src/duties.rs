@@ -11,7 +11,7 @@ use axum::response::Response;
 use carebridge_proto::Page;
 use carebridge_proto::chat::ChatSettings;
 use carebridge_proto::directory::Person;
-use carebridge_proto::duties::{Assignment, Duty};
+use carebridge_proto::duties::{Assignment, Duty, Qualification};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -45,6 +45,8 @@ pub fn local(s: &str) -> String {
 pub struct ListQuery {
     from: Option<String>,
     cursor: Option<String>,
+    /// `week`: the seven days from `from` as a calendar.
+    view: Option<String>,
 }
 
 struct Row {
@@ -68,6 +70,94 @@ struct ListPage {
     next: Option<String>,
 }
 
+/// One day of the week view.
+struct Day {
+    date: String,
+    label: String,
+    rows: Vec<Row>,
+}
+
+#[derive(Template)]
+#[template(path = "week.html")]
+struct WeekPage {
+    c: Chrome,
+    from: String,
+    days: Vec<Day>,
+    prev: String,
+    next: String,
+    more: bool,
+}
+
+fn row(d: Duty, names: &std::collections::HashMap<Uuid, String>) -> Row {
+    Row {
+        id: d.id,
+        starts: local(&d.starts_local),
+        ends: local(&d.ends_local),
+        zone: d.time_zone,
+        unit: names.get(&d.unit_id).cloned().unwrap_or_default(),
+        state: d.state,
+        filled: format!(
+            "{} / {}",
+            d.confirmed,
+            d.positions.iter().map(|p| p.needed).sum::<i64>()
+        ),
+        chat: d.chat,
+        title: d.title,
+    }
+}
+
+/// The week from `from` (seven days, by each duty's local start date).
+async fn week(ctx: &Ctx, from: jiff::civil::Date) -> Response {
+    let t = ctx.t();
+    let de = ctx.lang() == crate::i18n::Lang::De;
+    let end = from.saturating_add(jiff::Span::new().days(7));
+    let path = with_query(
+        &ctx.s.org_path("/duties"),
+        &[
+            ("from", Some(&format!("{from}T00:00:00Z"))),
+            ("to", Some(&format!("{end}T00:00:00Z"))),
+            ("limit", Some("200")),
+        ],
+    );
+    let page = match ctx.api.get::<Page<Duty>>(&path).await {
+        Ok(p) => p.value,
+        Err(f) => return ctx.fail(&f),
+    };
+    let names = units::names(ctx).await.unwrap_or_default();
+    let mut days: Vec<Day> = (0..7)
+        .map(|i| {
+            let d = from.saturating_add(jiff::Span::new().days(i));
+            let label = if de {
+                d.strftime("%a %d.%m.").to_string()
+            } else {
+                d.strftime("%a %d %b").to_string()
+            };
+            Day {
+                date: d.to_string(),
+                label,
+                rows: Vec::new(),
+            }
+        })
+        .collect();
+    for d in page.items {
+        let date = d.starts_local.get(..10).unwrap_or("").to_string();
+        if let Some(day) = days.iter_mut().find(|x| x.date == date) {
+            day.rows.push(row(d, &names));
+        }
+    }
+    html(
+        &WeekPage {
+            c: ctx.chrome("duties", t.duties),
+            from: from.to_string(),
+            days,
+            prev: from.saturating_sub(jiff::Span::new().days(7)).to_string(),
+            next: end.to_string(),
+            more: page.next_cursor.is_some(),
+        },
+        200,
+    )
+}
+
 /// `GET /console/duties?from=YYYY-MM-DD`: duties ending after the start of that day (UTC).
 pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> Response {
     let t = ctx.t();
@@ -77,6 +167,11 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
         .clone()
         .filter(|f| f.parse::<jiff::civil::Date>().is_ok())
         .unwrap_or(today);
+    if q.view.as_deref() == Some("week")
+        && let Ok(d) = from.parse::<jiff::civil::Date>()
+    {
+        return week(&ctx, d).await;
+    }
     let from_ts = format!("{from}T00:00:00Z");
     let path = with_query(
         &ctx.s.org_path("/duties"),
@@ -91,25 +186,7 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
         Err(f) => return ctx.fail(&f),
     };
     let names = units::names(&ctx).await.unwrap_or_default();
-    let rows = page
-        .items
-        .into_iter()
-        .map(|d| Row {
-            id: d.id,
-            starts: local(&d.starts_local),
-            ends: local(&d.ends_local),
-            zone: d.time_zone,
-            unit: names.get(&d.unit_id).cloned().unwrap_or_default(),
-            state: d.state,
-            filled: format!(
-                "{} / {}",
-                d.confirmed,
-                d.positions.iter().map(|p| p.needed).sum::<i64>()
-            ),
-            chat: d.chat,
-            title: d.title,
-        })
-        .collect();
+    let rows = page.items.into_iter().map(|d| row(d, &names)).collect();
     let next = page.next_cursor.as_deref().map(|c| {
         with_query(
             "/console/duties",
@@ -515,6 +592,238 @@ pub async fn remove(
         .await
     {
         Ok(()) => see(&format!("/console/duties/{id}")),
+        Err(e) => ctx.fail(&e),
+    }
+}
+
+/// A duty's local time as a `datetime-local` value (`2026-12-05T08:00`).
+fn input_time(s: &str) -> String {
+    match s.parse::<jiff::Zoned>() {
+        Ok(z) => z.strftime("%Y-%m-%dT%H:%M").to_string(),
+        Err(_) => s.get(..16).unwrap_or(s).to_string(),
+    }
+}
+
+/// A position row of the edit form.
+struct PositionRow {
+    id: String,
+    name: String,
+    needed: String,
+    qualification: String,
+}
+
+#[derive(Template)]
+#[template(path = "duty_edit.html")]
+struct EditPage {
+    c: Chrome,
+    id: Uuid,
+    version: i64,
+    v: DutyValues,
+    state: String,
+    positions: Vec<PositionRow>,
+    qualifications: Vec<Qualification>,
+    errors: Vec<String>,
+}
+
+async fn edit_page(
+    ctx: &Ctx,
+    d: &Duty,
+    v: Option<(DutyValues, String, Vec<PositionRow>)>,
+    errors: Vec<String>,
+    status: u16,
+) -> Response {
+    let qualifications = ctx
+        .api
+        .get::<Page<Qualification>>(&ctx.s.org_path("/qualifications?limit=200"))
+        .await
+        .map(|q| q.value.items)
+        .unwrap_or_default();
+    let (v, state, mut positions) = v.unwrap_or_else(|| {
+        (
+            DutyValues {
+                title: d.title.clone(),
+                unit: d.unit_id.to_string(),
+                location: d.location.clone().unwrap_or_default(),
+                starts: input_time(&d.starts_local),
+                ends: input_time(&d.ends_local),
+                zone: d.time_zone.clone(),
+                chat: d.chat,
+            },
+            d.state.clone(),
+            d.positions
+                .iter()
+                .map(|p| PositionRow {
+                    id: p.id.to_string(),
+                    name: p.name.clone(),
+                    needed: p.needed.to_string(),
+                    qualification: p
+                        .qualification_id
+                        .map(|q| q.to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        )
+    });
+    // One empty row to add a position.
+    if positions.iter().all(|p| !p.name.is_empty()) {
+        positions.push(PositionRow {
+            id: String::new(),
+            name: String::new(),
+            needed: "1".into(),
+            qualification: String::new(),
+        });
+    }
+    html(
+        &EditPage {
+            c: ctx.chrome("duties", ctx.t().edit),
+            id: d.id,
+            version: d.version,
+            v,
+            state,
+            positions,
+            qualifications,
+            errors,
+        },
+        status,
+    )
+}
+
+/// `GET /console/duties/{id}/edit`.
+pub async fn edit_form(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> Response {
+    let id = match id_or_404(&ctx, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match ctx
+        .api
+        .get::<Duty>(&ctx.s.org_path(&format!("/duties/{id}")))
+        .await
+    {
+        Ok(d) => edit_page(&ctx, &d.value, None, Vec::new(), 200).await,
+        Err(f) => ctx.fail(&f),
+    }
+}
+
+/// `POST /console/duties/{id}/edit`: title, place, times, state (cancel) and positions,
+/// against the version the form was opened with.
+pub async fn update(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match id_or_404(&ctx, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let path = ctx.s.org_path(&format!("/duties/{id}"));
+    let current = match ctx.api.get::<Duty>(&path).await {
+        Ok(d) => d.value,
+        Err(f) => return ctx.fail(&f),
+    };
+    let f = Fields::parse(&body);
+    let v = DutyValues {
+        title: f.get("title").unwrap_or_default(),
+        unit: current.unit_id.to_string(),
+        location: f.get("location").unwrap_or_default(),
+        starts: f.get("starts_at").unwrap_or_default(),
+        ends: f.get("ends_at").unwrap_or_default(),
+        zone: f.get("time_zone").unwrap_or_default(),
+        chat: current.chat,
+    };
+    let state = f.get("state").unwrap_or_else(|| "planned".into());
+    let (ids, names, needed, quals) = (
+        f.list("pos_id"),
+        f.list("pos_name"),
+        f.list("pos_needed"),
+        f.list("pos_qualification"),
+    );
+    let rows: Vec<PositionRow> = (0..names.len())
+        .map(|i| PositionRow {
+            id: ids.get(i).cloned().unwrap_or_default(),
+            name: names[i].clone(),
+            needed: needed.get(i).cloned().unwrap_or_else(|| "1".into()),
+            qualification: quals.get(i).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let positions: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|p| !p.name.is_empty())
+        .map(|p| {
+            serde_json::json!({
+                "id": Uuid::parse_str(&p.id).ok(),
+                "name": p.name,
+                "needed": p.needed.parse::<i64>().unwrap_or(-1),
+                "qualification_id": Uuid::parse_str(&p.qualification).ok(),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "title": v.title,
+        "location": (!v.location.is_empty()).then_some(&v.location),
+        "starts_at": v.starts,
+        "ends_at": v.ends,
+        "time_zone": v.zone,
+        "state": state,
+        "positions": positions,
+    });
+    let if_match = format!(
+        "\"{}\"",
+        f.get("version")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1)
+    );
+    match ctx
+        .api
+        .send::<Duty>(Method::PATCH, &path, &body, Some(&if_match))
+        .await
+    {
+        Ok(_) => see(&format!("/console/duties/{id}")),
+        Err(e) if e.status() == 412 => {
+            edit_page(
+                &ctx,
+                &current,
+                None,
+                vec![ctx.t().changed_meanwhile.into()],
+                409,
+            )
+            .await
+        }
+        Err(e @ Fail::Problem(_)) if matches!(e.status(), 400 | 409 | 422) => {
+            let errors = field_errors(ctx.t(), &e);
+            edit_page(&ctx, &current, Some((v, state, rows)), errors, 422).await
+        }
+        Err(e) => ctx.fail(&e),
+    }
+}
+
+/// `POST /console/duties/{id}/assignments/{a}/decision`: confirm or decline a request.
+pub async fn decide(
+    Extension(ctx): Extension<Ctx>,
+    Path((id, a)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (id, a) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &a)) {
+        (Ok(id), Ok(a)) => (id, a),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let f = Fields::parse(&body);
+    let decision = f.get("decision").unwrap_or_default();
+    match ctx
+        .api
+        .send::<Assignment>(
+            Method::POST,
+            &ctx.s
+                .org_path(&format!("/duties/{id}/assignments/{a}/decision")),
+            &serde_json::json!({ "decision": decision }),
+            None,
+        )
+        .await
+    {
+        Ok(_) => see(&format!("/console/duties/{id}")),
+        Err(e @ Fail::Problem(_)) if matches!(e.status(), 400 | 409 | 422) => {
+            let errors = field_errors(ctx.t(), &e);
+            show_page(&ctx, id, None, errors, 422).await
+        }
         Err(e) => ctx.fail(&e),
     }
 }

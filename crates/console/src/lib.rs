@@ -93,6 +93,14 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/console/duties/new", get(duties::new_form))
         .route("/console/duties/{id}", get(duties::show))
         .route("/console/duties/{id}/assign", post(duties::assign))
+        .route(
+            "/console/duties/{id}/edit",
+            get(duties::edit_form).post(duties::update),
+        )
+        .route(
+            "/console/duties/{id}/assignments/{a}/decision",
+            post(duties::decide),
+        )
         .route("/console/duties/{id}/chat", post(duties::chat))
         .route(
             "/console/duties/{id}/assignments/{a}/remove",

@@ -183,6 +183,15 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every value of `name`, trimmed, blanks included (for rows of aligned fields).
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+
     /// Every non-blank value of `name`.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0

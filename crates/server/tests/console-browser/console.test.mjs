@@ -185,6 +185,13 @@ try {
   expect((await page.content()).includes('The device is removed from every chat.'), 'the device is gone');
   expect((await page.locator('#devices').count()) === 0, 'no devices left');
 
+  step('the week view');
+  await page.goto(`${BASE}/console/duties?view=week&from=2026-12-01`);
+  expect(await page.locator('#day-2026-12-05').isVisible(), 'the day column');
+  expect((await page.content()).includes('Sanitätsdienst Stadtlauf'), 'the duty in its week');
+  await axe('week');
+  await shot('week');
+
   step('audit log');
   await page.getByRole('link', { name: 'Audit log', exact: true }).first().click();
   expect((await page.content()).includes('assignment'), 'assignments in the log');

@@ -499,6 +499,103 @@ async fn a_dispatcher_assigns_people_with_the_chat_switch() {
     assert_eq!(r.status, 303, "{}", r.body);
     let (_, d) = s.get(&k, &format!("/api/v1/orgs/acme/duties/{duty}")).await;
     assert_eq!(d["chat"], false);
+    // A member asks to join; the dispatcher confirms the request.
+    let (_, p) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/people",
+            &json!({"given_name": "Dario", "family_name": "Demont", "unit_ids": [team]}),
+        )
+        .await;
+    let dario = p["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": dario, "role": "member"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let dario_key = s.person_key(&k, "acme", &dario, &["duties:read"]).await;
+    let (st, req) = s
+        .post(
+            &dario_key,
+            &format!("/api/v1/orgs/acme/duties/{duty}/requests"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, 201, "{req}");
+    let page = b.get(&duty_path).await;
+    assert!(page.body.contains("Confirm: Dario Demont"), "{}", page.body);
+    let decide = format!(
+        "{duty_path}/assignments/{}/decision",
+        req["id"].as_str().unwrap()
+    );
+    let r = b.submit(&page, &decide, &[("decision", "confirm")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, a) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/duties/{duty}/assignments/{}",
+                req["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(a["status"], "confirmed");
+
+    // The week view shows the duty on its day.
+    let w = b.get("/console/duties?view=week&from=2026-12-01").await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    let day = w.body.split("id=\"day-2026-12-05\"").nth(1).unwrap();
+    let day = day.split("</section>").next().unwrap();
+    assert!(day.contains("Sanitätsdienst Stadtlauf"), "{}", w.body);
+
+    // Edit: a new position.
+    let edit = b.get(&format!("{duty_path}/edit")).await;
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    let r = b
+        .submit(
+            &edit,
+            &format!("{duty_path}/edit"),
+            &[
+                ("version", &edit.field("version").unwrap()),
+                ("title", "Sanitätsdienst Stadtlauf 2026"),
+                ("starts_at", "2026-12-05T08:00"),
+                ("ends_at", "2026-12-05T15:00"),
+                ("time_zone", "Europe/Zurich"),
+                ("state", "planned"),
+                ("pos_id", ""),
+                ("pos_name", "Fahrer"),
+                ("pos_needed", "2"),
+                ("pos_qualification", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, d) = s.get(&k, &format!("/api/v1/orgs/acme/duties/{duty}")).await;
+    assert_eq!(d["title"], "Sanitätsdienst Stadtlauf 2026");
+    assert_eq!(d["positions"][0]["name"], "Fahrer");
+    assert_eq!(d["positions"][0]["needed"], 2);
+    // Bad times: the reason, nothing changed.
+    let edit = b.get(&format!("{duty_path}/edit")).await;
+    let r = b
+        .submit(
+            &edit,
+            &format!("{duty_path}/edit"),
+            &[
+                ("version", &edit.field("version").unwrap()),
+                ("title", "X"),
+                ("starts_at", "2026-12-05T15:00"),
+                ("ends_at", "2026-12-05T08:00"),
+                ("time_zone", "Europe/Zurich"),
+                ("state", "cancelled"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let (_, d) = s.get(&k, &format!("/api/v1/orgs/acme/duties/{duty}")).await;
+    assert_eq!(d["state"], "planned");
 }
 
 #[tokio::test]
