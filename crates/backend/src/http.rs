@@ -23,6 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_org, list_orgs))
         .routes(routes!(get_org, update_org))
         .routes(routes!(audit_log))
+        .routes(routes!(outbox))
+        .routes(routes!(outbox_retry))
         .routes(routes!(audit_verify))
         .routes(routes!(get_feature, set_feature))
         .merge(crate::discovery::router())
@@ -153,6 +155,42 @@ async fn audit_log(
     Ok(axum::Json(
         service::audit_page(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit, &filter).await?,
     ))
+}
+
+/// The organisation's e-mail and SMS outbox, newest first: delivery state, attempts and the
+/// last error (never the body).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/outbox", tag = "organisations",
+    params(("org" = String, Path, description = "slug or id"), carebridge_proto::outbox::OutboxQuery),
+    responses((status = 200, body = Page<carebridge_proto::outbox::OutboxMessage>)), security(("bearer" = [])))]
+async fn outbox(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<carebridge_proto::outbox::OutboxQuery>,
+) -> Result<axum::Json<Page<carebridge_proto::outbox::OutboxMessage>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    require(&p, &o, Permission::OrgWrite)?;
+    Ok(axum::Json(
+        service::outbox_page(&s.db, &o, &s.cursor, &q, limit).await?,
+    ))
+}
+
+/// Send a given-up or waiting message again now (audited as `outbox.retry`); 409 for a message
+/// already sent.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/outbox/{message}/retry", tag = "organisations",
+    params(("org" = String, Path, description = "slug or id"), ("message" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn outbox_retry(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, uuid::Uuid)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    require(&p, &o, Permission::OrgWrite)?;
+    let actor = Actor::new(p, Source::Api);
+    service::outbox_retry(&s.db, &actor, &o, id, s.now()).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Verify the organisation's audit hash chain.

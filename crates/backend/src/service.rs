@@ -362,3 +362,94 @@ pub async fn set_feature(
     tx.commit().await?;
     Ok(out)
 }
+
+// ---- the outbox ----------------------------------------------------------------------------
+
+/// The organisation's e-mail and SMS messages, newest first (bodies never shown).
+pub async fn outbox_page(
+    db: &Db,
+    org: &OrgRef,
+    cursor: &CursorKey,
+    q: &carebridge_proto::outbox::OutboxQuery,
+    limit: i64,
+) -> Result<Page<carebridge_proto::outbox::OutboxMessage>, ServiceError> {
+    if let Some(st) = &q.state
+        && !matches!(
+            st.as_str(),
+            "pending" | "sending" | "sent" | "dead" | "sink"
+        )
+    {
+        return Err(Violations::single(
+            "/query/state",
+            "invalid_state",
+            "one of pending, sending, sent, dead, sink",
+        )
+        .into());
+    }
+    let kind = format!("outbox\u{1f}{}", q.state.as_deref().unwrap_or(""));
+    let before: Option<i64> = cursor.decode_opt(&kind, q.cursor.as_deref())?;
+    let mut c = db.read().await?;
+    let rows = carebridge_store::outbox::page(
+        &mut c,
+        org.id.0,
+        q.state.as_deref(),
+        before.unwrap_or(i64::MAX),
+        limit + 1,
+    )
+    .await?;
+    let page = cursor.page(&kind, rows, limit, |r| r.seq);
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|r| carebridge_proto::outbox::OutboxMessage {
+                id: r.id,
+                channel: r.channel,
+                recipient: r.recipient,
+                subject: r.subject,
+                purpose: r.purpose,
+                state: r.state,
+                attempts: r.attempts,
+                created_at: from_millis(r.created_at),
+                sent_at: r.sent_at.map(from_millis),
+                next_attempt_at: r.next_attempt_at.map(from_millis),
+                last_error: r.last_error,
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// Sends a given-up (or waiting) message again now; audited as `outbox.retry`.
+pub async fn outbox_retry(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    id: uuid::Uuid,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    let Some(state) = carebridge_store::outbox::state_of(&mut tx, org.id.0, id).await? else {
+        return Err(ServiceError::NotFound { what: "message" });
+    };
+    if !carebridge_store::outbox::retry(&mut tx, org.id.0, id).await? {
+        return Err(ServiceError::Conflict {
+            code: "not_retryable",
+            detail: format!("a message in state '{state}' is not sent again"),
+        });
+    }
+    audit::record(
+        &mut tx,
+        org.id,
+        actor,
+        "outbox.retry",
+        "message",
+        &id.to_string(),
+        Some(&serde_json::json!({ "state": state })),
+        Some(&serde_json::json!({ "state": "pending" })),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

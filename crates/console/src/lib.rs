@@ -10,7 +10,7 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `settings`, `integrations`.
+//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `outbox`, `settings`, `integrations`.
 
 mod access;
 pub mod api;
@@ -19,6 +19,7 @@ mod duties;
 mod i18n;
 mod import;
 mod integrations;
+mod outbox;
 mod people;
 pub mod session;
 mod settings;
@@ -132,6 +133,8 @@ pub fn router(app: AppState, api: Router) -> Router {
             "/console/integrations/upstream",
             post(integrations::upstream),
         )
+        .route("/console/outbox", get(outbox::list))
+        .route("/console/outbox/{id}/retry", post(outbox::retry))
         .route("/console/settings", get(settings::show))
         .route("/console/settings/org", post(settings::org))
         .route("/console/settings/chat", post(settings::chat))

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod duties;
 pub mod identity;
 pub mod org;
+pub mod outbox;
 pub mod portal;
 pub mod problem;
 

@@ -97,3 +97,92 @@ pub async fn to_recipient(
         )
         .collect())
 }
+
+/// One row as the administrators' listing shows it (no body).
+pub struct Row {
+    pub seq: i64,
+    pub id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub purpose: String,
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// An organisation's messages before `before` (a `seq`), newest first, optionally in one
+/// state.
+pub async fn page(
+    x: &mut impl Exec,
+    org: Uuid,
+    state: Option<&str>,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<Row>, StoreError> {
+    type T = (
+        i64,
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    const COLS: &str = "seq, id, channel, recipient, subject, purpose, state, attempts, created_at, sent_at, next_attempt_at, last_error";
+    let rows: Vec<T> = match state {
+        Some(st) => run!(x, c => sqlx::query_as(&format!(
+            "SELECT {COLS} FROM outbox WHERE org_id = $1 AND state = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"))
+            .bind(org).bind(st).bind(before).bind(limit).fetch_all(c).await)?,
+        None => run!(x, c => sqlx::query_as(&format!(
+            "SELECT {COLS} FROM outbox WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"))
+            .bind(org).bind(before).bind(limit).fetch_all(c).await)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| Row {
+            seq: r.0,
+            id: r.1,
+            channel: r.2,
+            recipient: r.3,
+            subject: r.4,
+            purpose: r.5,
+            state: r.6,
+            attempts: r.7,
+            created_at: r.8,
+            sent_at: r.9,
+            next_attempt_at: r.10,
+            last_error: r.11,
+        })
+        .collect())
+}
+
+/// The state of message `id` of `org`, if there is one.
+pub async fn state_of(
+    x: &mut impl Exec,
+    org: Uuid,
+    id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        run!(x, c => sqlx::query_scalar("SELECT state FROM outbox WHERE org_id = $1 AND id = $2")
+        .bind(org).bind(id).fetch_optional(c).await)?,
+    )
+}
+
+/// Sends a given-up or waiting message again at the next worker run, with a fresh count of
+/// attempts. False when it is not `dead` or `pending` (anymore).
+pub async fn retry(tx: &mut Tx, org: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let n = exec!(tx, c => sqlx::query(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL \
+         WHERE org_id = $1 AND id = $2 AND (state = 'dead' OR state = 'pending')")
+        .bind(org).bind(id).execute(c).await)?;
+    Ok(n == 1)
+}

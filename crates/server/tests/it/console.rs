@@ -1354,3 +1354,67 @@ async fn unit_admins_are_named_on_the_unit_page() {
         "the other unit's stays"
     );
 }
+
+#[tokio::test]
+async fn the_outbox_shows_delivery_and_sends_again() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    // The invitation e-mail gave up (as after five refused deliveries).
+    let mut tx = s.running.state.db.begin().await.unwrap();
+    carebridge_store::exec!(&mut tx, c => carebridge_store::sqlx::query(
+        "UPDATE outbox SET state = 'dead', attempts = 5, last_error = '550 mailbox unavailable' WHERE recipient = $1")
+        .bind("ada@example.org").execute(c).await)
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (b, page) = sign_in(&s, "ada@example.org", "/console/outbox?state=dead").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("550 mailbox unavailable"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("token="),
+        "never the body: {}",
+        page.body
+    );
+    let retry = page
+        .body
+        .split("action=\"")
+        .find(|a| a.contains("/retry"))
+        .map(|a| a.split('"').next().unwrap().to_string())
+        .unwrap();
+    let r = b.submit(&page, &retry, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, dead) = s.get(&k, "/api/v1/orgs/acme/outbox?state=dead").await;
+    assert!(dead["items"].as_array().unwrap().is_empty(), "{dead}");
+    let (_, audit) = s.get(&k, "/api/v1/orgs/acme/audit?action=outbox.").await;
+    assert_eq!(audit["items"][0]["action"], "outbox.retry");
+    // A sent message is not sent twice; an unknown one is 404; a bad state filter is 422.
+    let id = retry.split('/').nth(3).unwrap();
+    let mut tx = s.running.state.db.begin().await.unwrap();
+    carebridge_store::exec!(&mut tx, c => carebridge_store::sqlx::query(
+        "UPDATE outbox SET state = 'sent' WHERE recipient = $1")
+        .bind("ada@example.org").execute(c).await)
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (st, e) = s
+        .post(
+            &k,
+            &format!("/api/v1/orgs/acme/outbox/{id}/retry"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(st, 409, "{e}");
+    let (st, _) = s
+        .post(
+            &k,
+            &format!("/api/v1/orgs/acme/outbox/{}/retry", uuid::Uuid::new_v4()),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = s.get(&k, "/api/v1/orgs/acme/outbox?state=lost").await;
+    assert_eq!(st, 422);
+}
