@@ -366,6 +366,80 @@ type ContextRow = (
     Option<i64>,
 );
 
+/// The posting context of many `(duty, person, device)` at once. On PostgreSQL one statement
+/// over the keys unnested (a batch of messages costs one round trip instead of one per
+/// message); on SQLite, where a statement costs no network, one [`post_context`] per key.
+pub async fn post_contexts(
+    tx: &mut Tx,
+    keys: &[(Uuid, Uuid, Uuid)],
+) -> Result<std::collections::HashMap<(Uuid, Uuid, Uuid), PostContext>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(keys.len());
+    if tx.backend() != Backend::Postgres {
+        for &(duty, person, device) in keys {
+            if let Some(c) = post_context(tx, duty, person, device).await? {
+                out.insert((duty, person, device), c);
+            }
+        }
+        return Ok(out);
+    }
+    let duties: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let people: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    let devices: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
+    type Keyed = (
+        Uuid,
+        Uuid,
+        Uuid,
+        Uuid,
+        bool,
+        bool,
+        i64,
+        bool,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    let rows: Vec<Keyed> = match carebridge_store::Exec::raw(&mut *tx) {
+        carebridge_store::Raw::Postgres(c) => sqlx::query_as(
+            "SELECT k.duty, k.person, k.device, r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
+                COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
+                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = k.person), gd.leaf, g.next_seq \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) \
+         JOIN chat_rosters r ON r.duty_id = k.duty \
+         LEFT JOIN chat_settings s ON s.org_id = r.org_id \
+         LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
+         LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = k.device",
+        )
+        .bind(&duties)
+        .bind(&people)
+        .bind(&devices)
+        .fetch_all(c)
+        .await?,
+        carebridge_store::Raw::Sqlite(_) => return Ok(out),
+    };
+    for r in rows {
+        out.insert(
+            (r.0, r.1, r.2),
+            PostContext {
+                org_id: r.3,
+                chat: r.4,
+                cancelled: r.5,
+                ends_at: r.6,
+                deleted: r.7,
+                writable_days: r.8,
+                readable_days: r.9,
+                epoch: r.10,
+                member: r.11 > 0,
+                leaf: r.12,
+                next_seq: r.13,
+            },
+        );
+    }
+    Ok(out)
+}
+
 pub async fn post_context(
     x: &mut impl Exec,
     duty: Uuid,
@@ -449,16 +523,28 @@ pub async fn lock_group(tx: &mut Tx, duty: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Like [`lock_group`], but does not wait: `false` when another transaction holds the group
-/// (PostgreSQL; SQLite has one writer, which the caller is).
-pub async fn try_lock_group(tx: &mut Tx, duty: Uuid) -> Result<bool, StoreError> {
-    if tx.backend() == Backend::Postgres {
-        let got: Option<i32> = run!(tx, c => sqlx::query_scalar(
-            "SELECT 1 FROM chat_rosters WHERE duty_id = $1 FOR UPDATE SKIP LOCKED")
-            .bind(duty).fetch_optional(c).await)?;
-        return Ok(got.is_some());
+/// Like [`lock_group`] for many groups in one statement, but without waiting: the ones this
+/// transaction now holds (PostgreSQL, in id order, skipping those another transaction holds;
+/// SQLite has one writer, which the caller is: all).
+pub async fn try_lock_groups(
+    tx: &mut Tx,
+    duties: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+    if tx.backend() != Backend::Postgres {
+        return Ok(duties.iter().copied().collect());
     }
-    Ok(true)
+    let got: Vec<Uuid> = match carebridge_store::Exec::raw(&mut *tx) {
+        carebridge_store::Raw::Postgres(c) => {
+            sqlx::query_scalar(
+                "SELECT duty_id FROM chat_rosters WHERE duty_id = ANY($1) ORDER BY duty_id FOR UPDATE SKIP LOCKED",
+            )
+            .bind(duties)
+            .fetch_all(c)
+            .await?
+        }
+        carebridge_store::Raw::Sqlite(_) => duties.to_vec(),
+    };
+    Ok(got.into_iter().collect())
 }
 
 pub async fn insert_group(

@@ -1197,30 +1197,37 @@ async fn try_batch(
         batch.iter().map(|_| None).collect();
     let mut next: Vec<(Uuid, i64)> = Vec::new();
     let mut rows: Vec<repo::NewMessage<'_>> = Vec::with_capacity(batch.len());
-    let mut locked: Option<(Uuid, bool)> = None;
+    // The groups this transaction holds, and every message's context: one statement each
+    // for the whole batch (the writer is serialised, so its round trips are the throughput).
+    let mut duties: Vec<Uuid> = batch.iter().map(|p| p.duty).collect();
+    duties.sort();
+    duties.dedup();
+    let held = if skip_busy {
+        repo::try_lock_groups(&mut tx, &duties)
+            .await
+            .map_err(before)?
+    } else {
+        for d in &duties {
+            repo::lock_group(&mut tx, *d).await.map_err(before)?;
+        }
+        duties.iter().copied().collect()
+    };
+    let mut keys: Vec<(Uuid, Uuid, Uuid)> = batch
+        .iter()
+        .filter(|p| held.contains(&p.duty))
+        .map(|p| (p.duty, p.caller.person, p.caller.device))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let contexts = repo::post_contexts(&mut tx, &keys).await.map_err(before)?;
     for i in order {
         let p = &batch[i];
-        let ours = match locked {
-            Some((d, ours)) if d == p.duty => ours,
-            _ => {
-                let ours = if skip_busy {
-                    repo::try_lock_group(&mut tx, p.duty)
-                        .await
-                        .map_err(before)?
-                } else {
-                    repo::lock_group(&mut tx, p.duty).await.map_err(before)?;
-                    true
-                };
-                locked = Some((p.duty, ours));
-                ours
-            }
-        };
-        if !ours {
+        if !held.contains(&p.duty) {
             continue;
         }
-        let ctx = repo::post_context(&mut tx, p.duty, p.caller.person, p.caller.device)
-            .await
-            .map_err(before)?;
+        let ctx = contexts
+            .get(&(p.duty, p.caller.person, p.caller.device))
+            .cloned();
         results[i] = Some(match check_application(ctx, &p.caller, p.epoch, p.now_ms) {
             Err(e) => Err(e),
             Ok((epoch, stored_next)) => {
