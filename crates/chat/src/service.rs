@@ -1458,11 +1458,18 @@ async fn relay_to_nodes(db: &Db, relay: &[String]) {
 /// The PostgreSQL channel of deliveries between nodes.
 pub const RELAY_CHANNEL: &str = "carebridge_chat";
 
-/// A delivery relayed to the other nodes (NOTIFY payloads stay far below 8,000 bytes).
+/// Deliveries relayed to the other nodes: one NOTIFY carries many groups' deliveries (a batch
+/// of messages to fifty groups is one or two notifications, not fifty), each payload below
+/// [`RELAY_PAYLOAD_MAX`] bytes (PostgreSQL's limit is 8,000).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Relay {
     /// The node that delivered locally already.
     n: Uuid,
+    r: Vec<RelayItem>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RelayItem {
     d: Uuid,
     /// Messages `first..=last`, or
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1472,8 +1479,10 @@ struct Relay {
     g: Vec<Uuid>,
 }
 
+const RELAY_PAYLOAD_MAX: usize = 7_000;
+
 fn relay_payloads(node: Uuid, out: &Out) -> Vec<String> {
-    let mut v = Vec::new();
+    let mut items = Vec::new();
     let mut ranges: std::collections::BTreeMap<Uuid, (i64, i64)> = Default::default();
     let all = out
         .msgs
@@ -1486,8 +1495,7 @@ fn relay_payloads(node: Uuid, out: &Out) -> Vec<String> {
         e.1 = e.1.max(seq);
     }
     for (d, m) in ranges {
-        v.push(Relay {
-            n: node,
+        items.push(RelayItem {
             d,
             m: Some(m),
             g: Vec::new(),
@@ -1495,24 +1503,51 @@ fn relay_payloads(node: Uuid, out: &Out) -> Vec<String> {
     }
     for (d, devices) in &out.gone {
         for chunk in devices.chunks(100) {
-            v.push(Relay {
-                n: node,
+            items.push(RelayItem {
                 d: *d,
                 m: None,
                 g: chunk.to_vec(),
             });
         }
     }
-    v.iter()
-        .filter_map(|r| serde_json::to_string(r).ok())
-        .collect()
+    // Packed greedily: an item is at most ~3.8 KB (100 device ids), so each payload holds at
+    // least one and stays under the limit.
+    let mut payloads = Vec::new();
+    let mut current: Vec<RelayItem> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        let len = serde_json::to_string(&item).map_or(0, |s| s.len()) + 1;
+        if !current.is_empty() && size + len > RELAY_PAYLOAD_MAX - 64 {
+            let r = Relay {
+                n: node,
+                r: std::mem::take(&mut current),
+            };
+            payloads.extend(serde_json::to_string(&r).ok());
+            size = 0;
+        }
+        size += len;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        let r = Relay {
+            n: node,
+            r: current,
+        };
+        payloads.extend(serde_json::to_string(&r).ok());
+    }
+    payloads
 }
 
+/// Sends the payloads in one statement.
 async fn publish(db: &Db, payloads: &[String]) -> Result<(), ServiceError> {
     let mut c = db.write().await?;
-    for p in payloads {
-        carebridge_store::exec!(&mut c, c => sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(RELAY_CHANNEL).bind(p).execute(c).await)?;
+    if let carebridge_store::Raw::Postgres(c) = carebridge_store::Exec::raw(&mut c) {
+        sqlx::query("SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p")
+            .bind(RELAY_CHANNEL)
+            .bind(payloads)
+            .execute(c)
+            .await
+            .map_err(StoreError::from)?;
     }
     Ok(())
 }
@@ -1543,18 +1578,15 @@ pub async fn relay(db: Db, chat: Arc<Chat>) {
             if r.n == chat.node {
                 continue;
             }
-            let out = Out {
-                msgs: r
-                    .m
-                    .map(|(a, b)| (a..=b).map(|s| (r.d, s)).collect())
-                    .unwrap_or_default(),
-                rows: Vec::new(),
-                gone: if r.g.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![(r.d, r.g)]
-                },
-            };
+            let mut out = Out::default();
+            for item in r.r {
+                if let Some((a, b)) = item.m {
+                    out.msgs.extend((a..=b).map(|s| (item.d, s)));
+                }
+                if !item.g.is_empty() {
+                    out.gone.push((item.d, item.g));
+                }
+            }
             if let Err(e) = try_deliver(&db, &chat, out).await {
                 tracing::warn!(error = %e, "chat relay: delivery failed");
             }
@@ -2050,6 +2082,38 @@ pub async fn download_attachment(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn relayed_deliveries_are_packed_below_the_notify_limit_and_all_arrive() {
+        use super::{Out, Relay, relay_payloads};
+        let node = Uuid::from_u128(1);
+        let out = Out {
+            msgs: (0..300u128).map(|d| (Uuid::from_u128(d + 10), 5)).collect(),
+            rows: Vec::new(),
+            gone: vec![(
+                Uuid::from_u128(9),
+                (0..250u128).map(|d| Uuid::from_u128(d + 1000)).collect(),
+            )],
+        };
+        let payloads = relay_payloads(node, &out);
+        assert!(
+            payloads.len() > 1 && payloads.len() < 20,
+            "{}",
+            payloads.len()
+        );
+        let (mut groups, mut gone) = (0, 0);
+        for p in &payloads {
+            assert!(p.len() < 8_000, "{}", p.len());
+            let r: Relay = serde_json::from_str(p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.n, node);
+            for item in r.r {
+                groups += usize::from(item.m.is_some());
+                gone += item.g.len();
+            }
+        }
+        assert_eq!((groups, gone), (300, 250));
+    }
+
     use carebridge_domain::auth::{Principal, Via};
     use carebridge_domain::{ApiKeyId, OrgId, PersonId};
     use uuid::Uuid;

@@ -739,7 +739,12 @@ impl Device {
                 .parse()
                 .map_err(|_| ClientError::Ws("bad token".into()))?,
         );
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        // tungstenite zero-fills its whole read buffer before each read: at the default 128 KiB
+        // that was most of a busy device's CPU. Chat frames are small; 8 KiB is plenty (larger
+        // frames still arrive whole).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
             .await
             .map_err(|e| ClientError::Ws(e.to_string()))?;
         Ok(Socket { ws })
