@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::api::{Fail, with_query};
 use crate::people::field_errors;
 use crate::units;
-use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, see};
 
 /// The fields a grant can open, in the API's words.
 const FIELDS: &[&str] = &["name", "phones", "emails", "address", "skills", "groups"];
@@ -306,12 +306,5 @@ pub async fn delete(Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> R
         Ok(id) => id,
         Err(r) => return r,
     };
-    match ctx
-        .api
-        .delete(&ctx.s.org_path(&format!("/contact-grants/{id}")))
-        .await
-    {
-        Ok(()) => see("/console/access"),
-        Err(e) => ctx.fail(&e),
-    }
+    delete_then(&ctx, &format!("/contact-grants/{id}"), "/console/access").await
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::api::{Fail, with_query};
 use crate::people::field_errors;
 use crate::units::{self, UnitOption};
-use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, ids_or_404, see};
 
 /// Time zones offered first in the duty form (any IANA name is accepted).
 const ZONES: &[&str] = &[
@@ -548,12 +548,7 @@ pub async fn chat(Extension(ctx): Extension<Ctx>, Path(id): Path<String>, body: 
     };
     let f = Fields::parse(&body);
     let on = f.get("chat").as_deref() == Some("on");
-    let if_match = format!(
-        "\"{}\"",
-        f.get("version")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-    );
+    let if_match = f.if_match();
     match ctx
         .api
         .send::<Duty>(
@@ -582,18 +577,16 @@ pub async fn remove(
     Extension(ctx): Extension<Ctx>,
     Path((id, a)): Path<(String, String)>,
 ) -> Response {
-    let (id, a) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &a)) {
-        (Ok(id), Ok(a)) => (id, a),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, a) = match ids_or_404(&ctx, &id, &a) {
+        Ok(ids) => ids,
+        Err(r) => return r,
     };
-    match ctx
-        .api
-        .delete(&ctx.s.org_path(&format!("/duties/{id}/assignments/{a}")))
-        .await
-    {
-        Ok(()) => see(&format!("/console/duties/{id}")),
-        Err(e) => ctx.fail(&e),
-    }
+    delete_then(
+        &ctx,
+        &format!("/duties/{id}/assignments/{a}"),
+        &format!("/console/duties/{id}"),
+    )
+    .await
 }
 
 /// A duty's local time as a `datetime-local` value (`2026-12-05T08:00`).
@@ -766,12 +759,7 @@ pub async fn update(
         "state": state,
         "positions": positions,
     });
-    let if_match = format!(
-        "\"{}\"",
-        f.get("version")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-    );
+    let if_match = f.if_match();
     match ctx
         .api
         .send::<Duty>(Method::PATCH, &path, &body, Some(&if_match))
@@ -802,9 +790,9 @@ pub async fn decide(
     Path((id, a)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (id, a) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &a)) {
-        (Ok(id), Ok(a)) => (id, a),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, a) = match ids_or_404(&ctx, &id, &a) {
+        Ok(ids) => ids,
+        Err(r) => return r,
     };
     let f = Fields::parse(&body);
     let decision = f.get("decision").unwrap_or_default();

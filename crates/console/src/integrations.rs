@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::api::Fail;
 use crate::people::field_errors;
-use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, see};
 
 /// Permissions an organisation key can be given.
 const KEY_PERMISSIONS: &[&str] = &[
@@ -174,14 +174,7 @@ async fn revoke(ctx: &Ctx, id: &str, what: &str) -> Response {
         Ok(id) => id,
         Err(r) => return r,
     };
-    match ctx
-        .api
-        .delete(&ctx.s.org_path(&format!("/{what}/{id}")))
-        .await
-    {
-        Ok(()) => see("/console/integrations"),
-        Err(f) => ctx.fail(&f),
-    }
+    delete_then(ctx, &format!("/{what}/{id}"), "/console/integrations").await
 }
 
 /// `POST /console/integrations/clients`: registers an app or integration.

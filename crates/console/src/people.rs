@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::api::{Fail, with_query};
 use crate::i18n::Texts;
 use crate::units::{self, UnitOption};
-use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, ids_or_404, see};
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
@@ -589,12 +589,7 @@ pub async fn set_active(
     };
     let f = Fields::parse(&body);
     let active = f.get("active").as_deref() == Some("true");
-    let if_match = format!(
-        "\"{}\"",
-        f.get("version")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-    );
+    let if_match = f.if_match();
     match ctx
         .api
         .send::<Person>(
@@ -647,19 +642,14 @@ pub async fn remove_device(
     Extension(ctx): Extension<Ctx>,
     Path((id, device)): Path<(String, String)>,
 ) -> Response {
-    let (id, device) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &device)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, device) = match ids_or_404(&ctx, &id, &device) {
+        Ok(ids) => ids,
+        Err(r) => return r,
     };
-    match ctx
-        .api
-        .delete(
-            &ctx.s
-                .org_path(&format!("/people/{id}/chat-devices/{device}")),
-        )
-        .await
-    {
-        Ok(()) => see(&format!("/console/people/{id}?done=device-removed")),
-        Err(f) => ctx.fail(&f),
-    }
+    delete_then(
+        &ctx,
+        &format!("/people/{id}/chat-devices/{device}"),
+        &format!("/console/people/{id}?done=device-removed"),
+    )
+    .await
 }

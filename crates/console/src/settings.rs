@@ -165,12 +165,7 @@ async fn after(ctx: &Ctx, r: Result<(), Fail>) -> Response {
 /// `POST /console/settings/org`.
 pub async fn org(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    let if_match = format!(
-        "\"{}\"",
-        f.get("version")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-    );
+    let if_match = f.if_match();
     let body = serde_json::json!({
         "name": f.get("name").unwrap_or_default(),
         "default_language": f.get("default_language").unwrap_or_default(),

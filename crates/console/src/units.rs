@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::api::{Fail, with_query};
 use crate::people::field_errors;
-use crate::web::{Chrome, Ctx, Fields, html, id_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, ids_or_404, see};
 
 /// Units read for one page at most (pages of 200 from the API).
 const MAX_UNITS: usize = 5_000;
@@ -349,18 +349,16 @@ pub async fn remove_admin(
     Extension(ctx): Extension<Ctx>,
     Path((id, role)): Path<(String, String)>,
 ) -> Response {
-    let (id, role) = match (id_or_404(&ctx, &id), id_or_404(&ctx, &role)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, role) = match ids_or_404(&ctx, &id, &role) {
+        Ok(ids) => ids,
+        Err(r) => return r,
     };
-    match ctx
-        .api
-        .delete(&ctx.s.org_path(&format!("/roles/{role}")))
-        .await
-    {
-        Ok(()) => see(&format!("/console/units/{id}")),
-        Err(e) => ctx.fail(&e),
-    }
+    delete_then(
+        &ctx,
+        &format!("/roles/{role}"),
+        &format!("/console/units/{id}"),
+    )
+    .await
 }
 
 /// `POST /console/units/{id}`: rename and/or move.
@@ -375,12 +373,7 @@ pub async fn update(
     };
     let f = Fields::parse(&body);
     let parent = f.get("parent_id").and_then(|p| Uuid::parse_str(&p).ok());
-    let if_match = format!(
-        "\"{}\"",
-        f.get("version")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-    );
+    let if_match = f.if_match();
     match ctx
         .api
         .send::<Unit>(

@@ -183,6 +183,17 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
+    /// The `If-Match` value for the form's `version` field (a form without one matches no
+    /// version, so the API refuses it as stale).
+    pub fn if_match(&self) -> String {
+        format!(
+            "\"{}\"",
+            self.get("version")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(-1)
+        )
+    }
+
     /// Every value of `name`, trimmed, blanks included (for rows of aligned fields).
     pub fn list(&self, name: &str) -> Vec<String> {
         self.0
@@ -625,6 +636,20 @@ pub async fn css() -> Response {
         include_str!("../assets/console.css"),
     )
         .into_response()
+}
+
+/// Two ids from the path, or the not-found page.
+#[allow(clippy::result_large_err)]
+pub fn ids_or_404(ctx: &Ctx, a: &str, b: &str) -> Result<(Uuid, Uuid), Response> {
+    Ok((id_or_404(ctx, a)?, id_or_404(ctx, b)?))
+}
+
+/// Deletes `api_path` (of the organisation) and goes back to `back`, or shows why not.
+pub async fn delete_then(ctx: &Ctx, api_path: &str, back: &str) -> Response {
+    match ctx.api.delete(&ctx.s.org_path(api_path)).await {
+        Ok(()) => see(back),
+        Err(f) => ctx.fail(&f),
+    }
 }
 
 /// An id from the path, or the not-found page (the error is the response itself, as for
