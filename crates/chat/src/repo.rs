@@ -422,22 +422,40 @@ pub async fn post_contexts(
     for r in rows {
         out.insert(
             (r.0, r.1, r.2),
-            PostContext {
-                org_id: r.3,
-                chat: r.4,
-                cancelled: r.5,
-                ends_at: r.6,
-                deleted: r.7,
-                writable_days: r.8,
-                readable_days: r.9,
-                epoch: r.10,
-                member: r.11 > 0,
-                leaf: r.12,
-                next_seq: r.13,
-            },
+            context((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13)),
         );
     }
     Ok(out)
+}
+
+fn context(
+    (
+        org_id,
+        chat,
+        cancelled,
+        ends_at,
+        deleted,
+        writable_days,
+        readable_days,
+        epoch,
+        member,
+        leaf,
+        next_seq,
+    ): ContextRow,
+) -> PostContext {
+    PostContext {
+        org_id,
+        chat,
+        cancelled,
+        ends_at,
+        deleted,
+        writable_days,
+        readable_days,
+        epoch,
+        member: member > 0,
+        leaf,
+        next_seq,
+    }
 }
 
 pub async fn post_context(
@@ -455,33 +473,7 @@ pub async fn post_context(
          LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \
          WHERE r.duty_id = $1")
         .bind(duty).bind(person).bind(device).fetch_optional(c).await)?;
-    Ok(r.map(
-        |(
-            org_id,
-            chat,
-            cancelled,
-            ends_at,
-            deleted,
-            writable_days,
-            readable_days,
-            epoch,
-            member,
-            leaf,
-            next_seq,
-        )| PostContext {
-            org_id,
-            chat,
-            cancelled,
-            ends_at,
-            deleted,
-            writable_days,
-            readable_days,
-            epoch,
-            member: member > 0,
-            leaf,
-            next_seq,
-        },
-    ))
+    Ok(r.map(context))
 }
 
 /// A group as the server follows it.
