@@ -32,6 +32,7 @@ pub const ROLES: &[&str] = &[
     "portal",
     "notify",
     "console",
+    "app",
 ];
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -168,6 +169,9 @@ pub fn router(config: &Config, state: AppState, chat: Arc<carebridge_chat::Chat>
     // included); its own pages are merged beside it and share the layers below.
     if config.roles.iter().any(|r| r == "console") {
         app = app.clone().merge(carebridge_console::router(state, app));
+    }
+    if config.roles.iter().any(|r| r == "app") {
+        app = app.merge(carebridge_app::router());
     }
     app = app
         .layer(middleware::from_fn_with_state(ops.clone(), observe))

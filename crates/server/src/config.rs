@@ -23,7 +23,7 @@ pub struct Config {
     /// The URL people reach this server at (used in links); defaults to `http://<listen>`.
     pub public_url: Option<String>,
     /// Which roles to run: any of `identity`, `backend`, `directory`, `duties`, `chat`,
-    /// `portal`, `notify`, `console` (default: all; the console needs `identity`).
+    /// `portal`, `notify`, `console`, `app` (default: all; the console needs `identity`).
     pub roles: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,

@@ -704,7 +704,7 @@ async fn the_audit_log_filters_by_target_actor_and_action() {
 
 /// Debian's Chromium, installed when missing (the test machines run as root and reach Debian's
 /// packages), and the test's npm packages.
-fn browser_prerequisites(dir: &str) -> String {
+pub(crate) fn browser_prerequisites(dir: &str) -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
         let st = std::process::Command::new("sh")

@@ -1,0 +1,345 @@
+//! The member and client app (`/app`, a PWA) in a real browser: headless Chromium driven by
+//! Playwright (`tests/console-browser/app.test.mjs`) against the real server. A member finds
+//! the organisation through discovery, signs in, sees their duties and 5,000 contacts, searches
+//! them as they type, goes offline and still finds a colleague's phone number, and signs out,
+//! which wipes the device's copy. A relative signs in with password and SMS code (read from the
+//! server's outbox by this test and handed to the browser run), sees the client's visits with
+//! who is coming, asks to cancel one, writes to the organisation and makes a calendar link. A
+//! capture of every request shows no `Authorization` header to discovery or settings.
+
+use std::process::Stdio;
+
+use carebridge_domain::Clock;
+use carebridge_testkit::TestServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const PW: &str = "correct horse battery";
+
+/// The serving side of the app: the shell for its pages, files revalidated, a strict CSP.
+#[tokio::test]
+async fn the_app_shell_is_served_with_its_manifest_and_worker() {
+    let s = TestServer::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(s.url("/app")).send().await.unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(r.headers()["location"], "/app/");
+    for path in ["/app/", "/app/callback"] {
+        let r = http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("/app/app.js") && body.contains("/app/manifest.webmanifest"),
+            "{body}"
+        );
+    }
+    let r = http
+        .get(s.url("/app/manifest.webmanifest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/manifest+json");
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(
+        (m["start_url"].as_str(), m["display"].as_str()),
+        (Some("/app/"), Some("standalone"))
+    );
+    let r = http.get(s.url("/app/sw.js")).send().await.unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let sw = r.text().await.unwrap();
+    assert!(
+        sw.contains("carebridge-app-") && !sw.contains("__VERSION__"),
+        "{sw}"
+    );
+    let r = http
+        .get(s.url("/app/sw.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = http.get(s.url("/app/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // The app's OAuth client is built in, with its callback on this server.
+    let r = http
+        .get(s.url("/oauth2/authorize?response_type=code&client_id=carebridge-app&redirect_uri=http://evil.example/app/callback&code_challenge=x&code_challenge_method=S256&scope=openid"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 303, "a foreign redirect URI is never used");
+}
+
+/// An ERP client's token (client credentials, `portal:erp`).
+async fn erp(s: &TestServer, k: &str) -> String {
+    let (st, c) = s
+        .post(
+            k,
+            "/api/v1/orgs/acme/oauth-clients",
+            &json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["portal:erp"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{c}");
+    let r = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .basic_auth(
+            c["client"]["client_id"].as_str().unwrap(),
+            c["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "portal:erp"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (st, t) = carebridge_testkit::read(r).await;
+    assert_eq!(st, 200, "{t}");
+    t["access_token"].as_str().unwrap().to_string()
+}
+
+/// The real time: the browser's clock is real, so the server's test clock starts there.
+#[allow(clippy::disallowed_methods)]
+fn real_now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// RFC 3339 of the server's clock plus `h` hours.
+fn hours(s: &TestServer, h: i64) -> String {
+    jiff::Timestamp::from_second(s.clock.now().as_second() + h * 3600)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn app_browser() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
+    let chromium = crate::console::browser_prerequisites(dir);
+    let s = TestServer::start().await;
+    // The browser reads the real clock; so does the server here.
+    s.clock.set(real_now());
+    let k = s.org("acme").await;
+    let (_, org) = s.get(&k, "/api/v1/orgs/acme").await;
+    let (st, r) = s
+        .patch(
+            &k,
+            "/api/v1/orgs/acme",
+            &format!("\"{}\"", org["version"]),
+            &json!({"name": "Spitex Acme", "discoverable": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let (st, r) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/mfa-policy",
+            &json!({"required_for": ["client", "relative"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+
+    // 5,000 colleagues in Team Nord, imported; members of the team see each other's names,
+    // phones and e-mails.
+    let mut csv = String::from("Personalnummer;Vorname;Nachname;Handy;E-Mail;Einheit\n");
+    for i in 0..5000 {
+        csv.push_str(&format!(
+            "E{i};Vorname{i};Kollege{i};+41 79 {:03} {:02} {:02};k{i}@acme.example;Team Nord\n",
+            200 + i / 10000,
+            (i / 100) % 100,
+            i % 100
+        ));
+    }
+    csv.push_str("E-BEA;Bea;Brunner;+41 79 555 12 34;bea@acme.example;Team Nord\n");
+    let r = s
+        .http
+        .post(s.url("/api/v1/orgs/acme/people/import?create_units=true"))
+        .bearer_auth(&k)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let (st, rep) = carebridge_testkit::read(r).await;
+    assert_eq!(st, 200, "{rep}");
+    let (_, units) = s.get(&k, "/api/v1/orgs/acme/units?limit=100").await;
+    let team = units["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "Team Nord")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, g) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/contact-grants",
+            &json!({"viewer": {"kind": "unit", "id": team}, "target": {"kind": "unit", "id": team},
+                    "fields": ["name", "phones", "emails"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    let mia = s
+        .member(&k, "acme", "staff", "mia@acme.example", None, PW)
+        .await;
+    let (_, p) = s.get(&k, &format!("/api/v1/orgs/acme/people/{mia}")).await;
+    let (st, r) = s
+        .patch(
+            &k,
+            &format!("/api/v1/orgs/acme/people/{mia}"),
+            &format!("\"{}\"", p["version"]),
+            &json!({"given_name": "Mia", "family_name": "Meier", "unit_ids": [team]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    // Mia's confirmed duty tomorrow.
+    let (st, d) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/duties",
+            &json!({"unit_id": team, "title": "Nachtdienst Notruf", "location": "Wache Nord",
+                    "starts_at": hours(&s, 20), "ends_at": hours(&s, 28), "time_zone": "Europe/Zurich"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let (st, a) = s
+        .post(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/duties/{}/assignments",
+                d["id"].as_str().unwrap()
+            ),
+            &json!({"person_id": mia, "role": "helper"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{a}");
+
+    // Rita, relative of the client Clara, with her mobile for the SMS code; the ERP feeds the
+    // portal.
+    let rita = s
+        .member(
+            &k,
+            "acme",
+            "relative",
+            "rita@example.org",
+            Some("+41 79 100 00 02"),
+            PW,
+        )
+        .await;
+    let erp = erp(&s, &k).await;
+    for (path, body) in [
+        (
+            "/portal/v1/erp/settings",
+            json!({"name": "Spitex Acme", "language": "de", "time_zone": "Europe/Zurich", "show_photos": false}),
+        ),
+        (
+            "/portal/v1/erp/clients",
+            json!([{"id": "K1", "given_name": "Clara", "family_name": "Keller"}]),
+        ),
+        (
+            "/portal/v1/erp/appointments",
+            json!([{"id": "A1", "client": "K1", "start": hours(&s, 48), "end": hours(&s, 49), "service": "Grundpflege", "carer_first_name": "Petra"},
+                   {"id": "A2", "client": "K1", "start": hours(&s, 72), "end": hours(&s, 73), "service": "Hauswirtschaft"}]),
+        ),
+        (
+            "/portal/v1/erp/links",
+            json!([{"client": "K1", "subject": rita, "relation": "relative", "messages": true}]),
+        ),
+    ] {
+        let (st, r) = s.put(&erp, path, &body).await;
+        assert_eq!(st, 200, "{path}: {r}");
+    }
+
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
+    let shots = format!("{target}/app-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut child = tokio::process::Command::new("node")
+        .arg("app.test.mjs")
+        .current_dir(dir)
+        .env("BASE", s.url(""))
+        .env("MEMBER", "mia@acme.example")
+        .env("RELATIVE", "+41791000002")
+        .env("PASSWORD", PW)
+        .env("COLLEAGUE", "Bea Brunner")
+        .env("COLLEAGUE_PHONE", "+41795551234")
+        .env("CONTACTS", "5002")
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (Node.js) is needed for the app browser test");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+        s
+    });
+    // The browser run asks for SMS codes on stdout ("SMS <phone>"); the answer is the newest
+    // code the server texted to that phone.
+    let mut log = String::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(phone) = line.strip_prefix("SMS ") {
+                let code = s.texted_code(phone.trim()).await;
+                stdin
+                    .write_all(format!("{code}\n").as_bytes())
+                    .await
+                    .unwrap();
+                stdin.flush().await.unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("the browser run took over 5 minutes");
+    let status = child.wait().await.unwrap();
+    let log = format!("{log}{}", err.await.unwrap());
+    assert!(status.success(), "the browser run failed:\n{log}");
+    assert!(log.contains("\nok"), "{log}");
+    // The figures (search timing, request counts) for `--nocapture` runs.
+    eprintln!("{log}");
+
+    // What the browser did is what the portal holds.
+    let (st, reqs) = s.get(&erp, "/portal/v1/erp/requests").await;
+    assert_eq!(st, 200, "{reqs}");
+    let reqs = reqs.as_array().unwrap();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "cancel");
+    assert_eq!(reqs[0]["reason"], "Wir sind an dem Tag verreist.");
+    let (st, msgs) = s.get(&erp, "/portal/v1/erp/messages").await;
+    assert_eq!(st, 200, "{msgs}");
+    assert!(
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"] == "Schlüssel"),
+        "{msgs}"
+    );
+    // Sign-out revoked the member's grant: the identity shows no session for Mia.
+    let mia_key = s.person_key(&k, "acme", &mia, &[]).await;
+    let (st, sessions) = s.get(&mia_key, "/api/v1/me/sessions").await;
+    assert_eq!(st, 200, "{sessions}");
+    assert_eq!(sessions.as_array().map(Vec::len), Some(0), "{sessions}");
+}
