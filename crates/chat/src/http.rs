@@ -67,6 +67,10 @@ async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
             detail: "send the device token as Authorization: Bearer cbd_…".into(),
         });
     };
+    device_of(token, s).await
+}
+
+async fn device_of(token: &str, s: &AppState) -> Result<Caller, ApiError> {
     match service::authenticate(&s.db, token, s.now().as_millisecond()).await? {
         Some(c) => Ok(c),
         None => Err(ApiError::Unauthorized {
@@ -317,23 +321,74 @@ async fn download_attachment(
         .into_response())
 }
 
+/// The WebSocket subprotocol a browser names, beside its device token, because a browser's
+/// `WebSocket` cannot send an `Authorization` header.
+pub const WS_PROTOCOL: &str = "carebridge.chat.v1";
+
+/// The device token of a WebSocket upgrade: `Authorization: Bearer cbd_…`, or (browsers)
+/// `Sec-WebSocket-Protocol: carebridge.chat.v1, cbd_…`.
+fn socket_token(headers: &HeaderMap) -> Option<(&str, bool)> {
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+    {
+        return Some((t.trim(), false));
+    }
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect();
+    if !offered.contains(&WS_PROTOCOL) {
+        return None;
+    }
+    offered
+        .into_iter()
+        .find(|p| p.starts_with("cbd_"))
+        .map(|t| (t, true))
+}
+
 /// The device's live stream: JSON text frames (`Frame`) for every new message of its groups.
 /// Frames can arrive out of order across concurrent senders; a device that sees a gap fetches
-/// it by cursor.
+/// it by cursor. The device token goes in `Authorization`, or — from a browser, which cannot
+/// set that header — as a second WebSocket subprotocol beside `carebridge.chat.v1` (the answer
+/// selects `carebridge.chat.v1`).
 #[utoipa::path(get, path = "/api/v1/chat/ws", tag = "chat",
     responses((status = 101, description = "WebSocket"), (status = 401, body = Problem)), security(("bearer" = [])))]
 async fn socket(
-    DeviceAuth(c): DeviceAuth,
+    State(s): State<AppState>,
+    headers: HeaderMap,
     Extension(chat): Extension<Arc<Chat>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Some((token, browser)) = socket_token(&headers) else {
+        return Err(ApiError::Unauthorized {
+            detail: "send the device token as Authorization: Bearer cbd_…, or as the WebSocket subprotocol cbd_… beside carebridge.chat.v1".into(),
+        });
+    };
+    let c = device_of(token, &s).await?;
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let upgrade = if browser {
+        upgrade.protocols([WS_PROTOCOL])
+    } else {
+        upgrade
+    };
     // Small buffers: an idle socket costs ~12 KiB instead of ~140 KiB (FACTS.md).
-    upgrade
+    Ok(upgrade
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
         .on_upgrade(move |ws| run_socket(ws, chat, c.device))
-        .into_response()
+        .into_response())
 }
 
 async fn run_socket(mut ws: WebSocket, chat: Arc<Chat>, device: Uuid) {

@@ -183,6 +183,8 @@ pub fn router(config: &Config, state: AppState, chat: Arc<carebridge_chat::Chat>
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
+            // Browsers' chat sockets carry the device token here.
+            header::SEC_WEBSOCKET_PROTOCOL,
         ]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid));

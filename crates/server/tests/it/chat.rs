@@ -551,6 +551,18 @@ async fn bad_mls_input_is_refused_and_changes_nothing() {
             .await
             .unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // A browser names its token as a subprotocol; a wrong one is refused alike.
+    let r =
+        w.s.http
+            .get(format!("{}/api/v1/chat/ws", w.s.base))
+            .header(
+                "sec-websocket-protocol",
+                "carebridge.chat.v1, cbd_not-a-device",
+            )
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 
     // The group went on normally: one epoch further (the self-update), messages flow.
     let after = a.chat(duty).await.unwrap();
