@@ -3,15 +3,8 @@
 // (contacts, duties) in IndexedDB and wipes it on sign-out. The server replaces the version
 // below with a digest of the embedded files, so a new build replaces the cache.
 const VERSION = 'carebridge-app-__VERSION__';
-const SHELL = [
-  '/app/',
-  '/app/app.js',
-  '/app/app.css',
-  '/app/manifest.webmanifest',
-  '/app/icon.svg',
-  '/app/icon-192.png',
-  '/app/icon-512.png',
-];
+// The server fills in every file of the build (the shell page is kept as '/app/').
+const SHELL = ['/app/', ...'__FILES__'.split(' ')];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

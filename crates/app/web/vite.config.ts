@@ -13,6 +13,9 @@ export default defineConfig({
     reportCompressedSize: true,
     rollupOptions: {
       output: {
+        // Fixed names for the entry and the stylesheet; chunks (the chat view and the MLS
+        // library with its crypto, loaded only when a chat opens) are named after their module.
+        // The Rust crate embeds whatever dist/ holds (its build script lists it).
         entryFileNames: 'app.js',
         chunkFileNames: 'app-[name].js',
         assetFileNames: 'app[extname]',

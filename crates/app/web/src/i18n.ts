@@ -87,6 +87,19 @@ const en = {
   loading: 'Loading…',
   required: 'Please fill this in.',
   language: 'Language',
+  chat: 'Chat',
+  openChat: 'Open the chat',
+  chatYou: 'You',
+  chatMember: 'Member {id}',
+  chatFile: 'Image or PDF (encrypted before it leaves this device)',
+  chatOpenFile: 'Open {name} ({size} KB)',
+  chatOpenUntil: 'Open for messages until {time}.',
+  chatReadOnly: 'Read-only; deleted on {time}.',
+  chatReadOnlyNow: 'This chat is read-only now.',
+  chatWaiting: 'Waiting for a member’s device to add this one…',
+  chatDeleted: 'This chat no longer exists.',
+  chatGone: 'This device is no longer in the chat.',
+  chatDeviceGone: 'This device was removed from the chat. Sign in again to use the chat here.',
 } as const;
 
 export type Key = keyof typeof en;
@@ -178,6 +191,19 @@ const de: Texts = {
   loading: 'Wird geladen…',
   required: 'Bitte ausfüllen.',
   language: 'Sprache',
+  chat: 'Chat',
+  openChat: 'Chat öffnen',
+  chatYou: 'Du',
+  chatMember: 'Mitglied {id}',
+  chatFile: 'Bild oder PDF (wird vor dem Senden auf diesem Gerät verschlüsselt)',
+  chatOpenFile: '{name} öffnen ({size} KB)',
+  chatOpenUntil: 'Offen für Nachrichten bis {time}.',
+  chatReadOnly: 'Nur lesen; wird am {time} gelöscht.',
+  chatReadOnlyNow: 'Dieser Chat ist jetzt nur noch lesbar.',
+  chatWaiting: 'Warten, bis ein Gerät eines Mitglieds dieses Gerät aufnimmt…',
+  chatDeleted: 'Diesen Chat gibt es nicht mehr.',
+  chatGone: 'Dieses Gerät ist nicht mehr im Chat.',
+  chatDeviceGone: 'Dieses Gerät wurde aus dem Chat entfernt. Melde dich erneut an, um den Chat hier zu nutzen.',
 };
 
 const fr: Texts = {
@@ -266,6 +292,19 @@ const fr: Texts = {
   loading: 'Chargement…',
   required: 'Veuillez remplir ce champ.',
   language: 'Langue',
+  chat: 'Discussion',
+  openChat: 'Ouvrir la discussion',
+  chatYou: 'Vous',
+  chatMember: 'Membre {id}',
+  chatFile: 'Image ou PDF (chiffré avant de quitter cet appareil)',
+  chatOpenFile: 'Ouvrir {name} ({size} Ko)',
+  chatOpenUntil: 'Ouverte aux messages jusqu’au {time}.',
+  chatReadOnly: 'Lecture seule ; supprimée le {time}.',
+  chatReadOnlyNow: 'Cette discussion est désormais en lecture seule.',
+  chatWaiting: 'En attente qu’un appareil d’un membre ajoute celui-ci…',
+  chatDeleted: 'Cette discussion n’existe plus.',
+  chatGone: 'Cet appareil ne fait plus partie de la discussion.',
+  chatDeviceGone: 'Cet appareil a été retiré de la discussion. Reconnectez-vous pour l’utiliser ici.',
 };
 
 const it: Texts = {
@@ -354,6 +393,19 @@ const it: Texts = {
   loading: 'Caricamento…',
   required: 'Compila questo campo.',
   language: 'Lingua',
+  chat: 'Chat',
+  openChat: 'Apri la chat',
+  chatYou: 'Tu',
+  chatMember: 'Membro {id}',
+  chatFile: 'Immagine o PDF (cifrato prima di lasciare il dispositivo)',
+  chatOpenFile: 'Apri {name} ({size} KB)',
+  chatOpenUntil: 'Aperta ai messaggi fino al {time}.',
+  chatReadOnly: 'Sola lettura; eliminata il {time}.',
+  chatReadOnlyNow: 'Questa chat ora è in sola lettura.',
+  chatWaiting: 'In attesa che il dispositivo di un membro aggiunga questo…',
+  chatDeleted: 'Questa chat non esiste più.',
+  chatGone: 'Questo dispositivo non è più nella chat.',
+  chatDeviceGone: 'Questo dispositivo è stato rimosso dalla chat. Accedi di nuovo per usarla qui.',
 };
 
 const fi: Texts = {
@@ -442,6 +494,19 @@ const fi: Texts = {
   loading: 'Ladataan…',
   required: 'Täytä tämä kenttä.',
   language: 'Kieli',
+  chat: 'Keskustelu',
+  openChat: 'Avaa keskustelu',
+  chatYou: 'Sinä',
+  chatMember: 'Jäsen {id}',
+  chatFile: 'Kuva tai PDF (salataan ennen kuin se lähtee laitteelta)',
+  chatOpenFile: 'Avaa {name} ({size} kt)',
+  chatOpenUntil: 'Avoinna viesteille {time} asti.',
+  chatReadOnly: 'Vain luku; poistetaan {time}.',
+  chatReadOnlyNow: 'Keskustelu on nyt vain luettavissa.',
+  chatWaiting: 'Odotetaan, että jäsenen laite lisää tämän laitteen…',
+  chatDeleted: 'Tätä keskustelua ei enää ole.',
+  chatGone: 'Tämä laite ei ole enää keskustelussa.',
+  chatDeviceGone: 'Tämä laite poistettiin keskustelusta. Kirjaudu uudelleen käyttääksesi sitä täällä.',
 };
 
 const sv: Texts = {
@@ -530,6 +595,19 @@ const sv: Texts = {
   loading: 'Laddar…',
   required: 'Fyll i det här fältet.',
   language: 'Språk',
+  chat: 'Chatt',
+  openChat: 'Öppna chatten',
+  chatYou: 'Du',
+  chatMember: 'Medlem {id}',
+  chatFile: 'Bild eller PDF (krypteras innan den lämnar enheten)',
+  chatOpenFile: 'Öppna {name} ({size} kB)',
+  chatOpenUntil: 'Öppen för meddelanden till {time}.',
+  chatReadOnly: 'Endast läsning; raderas {time}.',
+  chatReadOnlyNow: 'Chatten är nu endast läsbar.',
+  chatWaiting: 'Väntar på att en medlems enhet lägger till den här…',
+  chatDeleted: 'Chatten finns inte längre.',
+  chatGone: 'Den här enheten är inte längre med i chatten.',
+  chatDeviceGone: 'Den här enheten togs bort från chatten. Logga in igen för att använda den här.',
 };
 
 const ALL: Record<string, Texts> = { en, de, fr, it, fi, sv };

@@ -102,7 +102,7 @@ async function shell(session: Session): Promise<void> {
         'ul',
         {},
         list.map(([href, key]) =>
-          h('li', {}, h('a', { href, 'aria-current': current.startsWith(href) || (view === 'duty' && href === '#/duties') || (view === 'contact' && href === '#/contacts') ? 'page' : null }, t(key))),
+          h('li', {}, h('a', { href, 'aria-current': current.startsWith(href) || ((view === 'duty' || view === 'chat') && href === '#/duties') || (view === 'contact' && href === '#/contacts') ? 'page' : null }, t(key))),
         ),
       ),
     );
@@ -117,6 +117,11 @@ async function shell(session: Session): Promise<void> {
         return contact(ctx, arg ?? '');
       case 'care':
         return care(ctx, arg);
+      case 'chat': {
+        // The MLS library is loaded only for the chat.
+        const m = await import('./views/chat');
+        return m.chat(ctx, arg ?? '');
+      }
       case 'account':
         return account(ctx);
       default: {
@@ -129,6 +134,11 @@ async function shell(session: Session): Promise<void> {
   window.addEventListener('hashchange', () => void route());
 
   await refreshData(ctx);
+  // A browser that is already a chat device keeps its chats in step (commits the roster's
+  // changes, joins new chats) while the app is open.
+  if (!ctx.offline && (await store.get('chat.device'))) {
+    void import('./views/chat').then((m) => m.device(ctx)).catch((e: unknown) => console.warn('chat', e));
+  }
   if (!location.hash) {
     const start = ctx.kind === 'client' || ctx.kind === 'relative' ? '#/care' : '#/duties';
     history.replaceState(null, '', start);

@@ -343,3 +343,266 @@ async fn app_browser() {
     assert_eq!(st, 200, "{sessions}");
     assert_eq!(sessions.as_array().map(Vec::len), Some(0), "{sessions}");
 }
+
+/// A duty chat between the browser (ts-mls, in Chromium) and Rust devices (openmls, the
+/// member SDK): the browser joins from a Rust device's Welcome, messages and encrypted
+/// attachments go both ways, a roster change adds a Rust device through a commit the browser
+/// makes, the dispatcher's removal takes the browser out, and sign-out removes its device. The
+/// browser run (`app-chat.test.mjs`) asks this test to act for the Rust devices and the
+/// dispatcher over standard input and output ("ASK …" / the answer).
+#[tokio::test]
+async fn app_chat_browser() {
+    use carebridge_client::content::Content;
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
+    let chromium = crate::console::browser_prerequisites(dir);
+    let s = TestServer::start().await;
+    s.clock.set(real_now());
+    let k = s.org("acme").await;
+    let (st, r) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/features/chat",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let (st, u) = s
+        .post(&k, "/api/v1/orgs/acme/units", &json!({"name": "Sanität"}))
+        .await;
+    assert_eq!(st, 201, "{u}");
+    let unit = u["id"].as_str().unwrap().to_string();
+    let mia = s
+        .member(&k, "acme", "staff", "mia@acme.example", None, PW)
+        .await;
+    let mut people = vec![];
+    for given in ["Ben", "Carl"] {
+        let (st, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": given, "family_name": "Muster", "unit_ids": [unit]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+        let id = p["id"].as_str().unwrap().to_string();
+        let key = s.person_key(&k, "acme", &id, &[]).await;
+        people.push((id, key));
+    }
+    let (st, d) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/duties",
+            &json!({"unit_id": unit, "title": "Sanitätsdienst Stadtlauf", "chat": true,
+                    "starts_at": hours(&s, 20), "ends_at": hours(&s, 28), "time_zone": "Europe/Zurich"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let duty: uuid::Uuid = d["id"].as_str().unwrap().parse().unwrap();
+    let assign = |person: String| {
+        let s = &s;
+        let k = &k;
+        async move {
+            let (st, a) = s
+                .post(
+                    k,
+                    &format!("/api/v1/orgs/acme/duties/{duty}/assignments"),
+                    &json!({"person_id": person, "role": "helper"}),
+                )
+                .await;
+            assert_eq!(st, 201, "{a}");
+            a["id"].as_str().unwrap().to_string()
+        }
+    };
+    let step = || async {
+        let r = &s.running;
+        carebridge_chat::service::step(&r.state.db, &r.chat, r.state.now())
+            .await
+            .unwrap()
+    };
+    let mia_assignment = assign(mia.clone()).await;
+    assign(people[0].0.clone()).await;
+    step().await;
+    let mut ben = carebridge_client::Device::register(&s.base, &people[0].1, "Ben phone", 5)
+        .await
+        .unwrap();
+    let mut carl = carebridge_client::Device::register(&s.base, &people[1].1, "Carl phone", 5)
+        .await
+        .unwrap();
+    ben.open(duty).await.unwrap();
+    assert!(ben.joined(duty), "Ben's device made the group");
+
+    // A real PNG for the attachments both ways.
+    let png = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../app/web/public/icon-192.png"
+    ))
+    .unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
+    let shots = format!("{target}/app-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let file = s.dir().join("einsatzplan.png");
+    std::fs::write(&file, &png).unwrap();
+
+    let mut child = tokio::process::Command::new("node")
+        .arg("app-chat.test.mjs")
+        .current_dir(dir)
+        .env("BASE", s.url(""))
+        .env("MEMBER", "mia@acme.example")
+        .env("PASSWORD", PW)
+        .env("DUTY", duty.to_string())
+        .env("FILE", &file)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (Node.js) is needed for the app chat browser test");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+        s
+    });
+    let texts = |got: Vec<carebridge_client::Received>| -> Vec<Content> {
+        got.iter().map(|r| Content::decode(&r.plaintext)).collect()
+    };
+    let mut log = String::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push_str(&line);
+            log.push('\n');
+            let Some(ask) = line.strip_prefix("ASK ") else {
+                continue;
+            };
+            let (cmd, arg) = ask.split_once(' ').unwrap_or((ask, ""));
+            let answer: String = match cmd {
+                // Ben's device commits the server's proposal that adds the browser.
+                "ben-commit" => match ben.sync(duty).await {
+                    Ok(_) => "ok".into(),
+                    Err(e) => format!("fail {e}"),
+                },
+                "ben-read" => match ben.sync(duty).await {
+                    Ok(got) if texts(got.clone()).contains(&Content::text(arg)) => "ok".into(),
+                    Ok(got) => format!("fail Ben read {:?}", texts(got)),
+                    Err(e) => format!("fail {e}"),
+                },
+                "ben-send" => {
+                    let t0 = real_now().as_millisecond();
+                    match ben.send_text(duty, arg).await {
+                        Ok(_) => format!("ok {t0}"),
+                        Err(e) => format!("fail {e}"),
+                    }
+                }
+                "ben-read-file" => match ben.sync(duty).await {
+                    Ok(got) => {
+                        let mut answer = format!("fail no attachment in {:?}", texts(got.clone()));
+                        for c in texts(got) {
+                            if let Content::Attachment(a) = c {
+                                answer = match ben.download(duty, &a).await {
+                                    Ok(bytes) if bytes == png && a.mime == "image/png" => {
+                                        "ok".into()
+                                    }
+                                    Ok(bytes) => {
+                                        format!("fail {} bytes of {}", bytes.len(), a.mime)
+                                    }
+                                    Err(e) => format!("fail {e}"),
+                                };
+                            }
+                        }
+                        answer
+                    }
+                    Err(e) => format!("fail {e}"),
+                },
+                "ben-send-file" => match ben
+                    .send_attachment(duty, "lageplan.png", "image/png", &png)
+                    .await
+                {
+                    Ok(_) => "ok".into(),
+                    Err(e) => format!("fail {e}"),
+                },
+                // The dispatcher puts Carl on the roster: the server proposes his device, and
+                // the browser (online) commits it.
+                "add-carl" => {
+                    assign(people[1].0.clone()).await;
+                    step().await;
+                    "ok".into()
+                }
+                "carl-joined" => {
+                    let mut joined = false;
+                    for _ in 0..50 {
+                        if carl.open(duty).await.is_ok() && carl.joined(duty) {
+                            joined = true;
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    match (joined, carl.send_text(duty, arg).await) {
+                        (true, Ok(_)) => "ok".into(),
+                        (j, r) => format!("fail joined {j}: {r:?}"),
+                    }
+                }
+                // The dispatcher takes Mia off the roster; Ben's device commits the removal
+                // and writes on.
+                "remove-mia" => {
+                    let (st, b) = s
+                        .delete(
+                            &k,
+                            &format!(
+                                "/api/v1/orgs/acme/duties/{duty}/assignments/{mia_assignment}"
+                            ),
+                        )
+                        .await;
+                    assert_eq!(st, 204, "{b}");
+                    step().await;
+                    let read = ben.sync(duty).await;
+                    let sent = ben.send_text(duty, arg).await;
+                    match (read, sent) {
+                        (Ok(got), Ok(_))
+                            if texts(got.clone()).contains(&Content::text("Carl ist dabei")) =>
+                        {
+                            "ok".into()
+                        }
+                        (read, sent) => format!("fail {read:?} {sent:?}"),
+                    }
+                }
+                "devices" => {
+                    let (_, devs) = s
+                        .get(&k, &format!("/api/v1/orgs/acme/people/{mia}/chat-devices"))
+                        .await;
+                    format!("ok {}", devs.as_array().map(Vec::len).unwrap_or(99))
+                }
+                _ => format!("fail unknown command {cmd}"),
+            };
+            stdin
+                .write_all(format!("{answer}\n").as_bytes())
+                .await
+                .unwrap();
+            stdin.flush().await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("the browser run took over 5 minutes");
+    let status = child.wait().await.unwrap();
+    let log = format!("{log}{}", err.await.unwrap());
+    assert!(status.success(), "the browser run failed:\n{log}");
+    assert!(log.contains("\nok"), "{log}");
+    eprintln!("{log}");
+    // The Rust devices agree on the group the browser changed (no fork), and Carl reads
+    // Ben's message written after the browser left.
+    let got = carl.sync(duty).await.unwrap();
+    assert!(
+        texts(got).contains(&Content::text("Nach Mias Abmeldung")),
+        "Carl reads on"
+    );
+    assert_eq!(
+        ben.epoch_authenticator(duty),
+        carl.epoch_authenticator(duty)
+    );
+}

@@ -34,7 +34,19 @@ export async function account(ctx: Ctx): Promise<void> {
         : null,
     ),
     h('p', { class: 'muted' }, t('signOutHint')),
-    h('button', { type: 'button', id: 'sign-out', onclick: () => void signOut(ctx.session) }, t('signOut')),
+    h(
+      'button',
+      {
+        type: 'button',
+        id: 'sign-out',
+        onclick: async () => {
+          // This browser's chat device goes first (the server removes it from every chat).
+          if (await store.get('chat.device')) await (await import('./chat')).removeDevice(ctx);
+          await signOut(ctx.session);
+        },
+      },
+      t('signOut'),
+    ),
   );
   focusHeading(ctx.main);
 }

@@ -150,6 +150,7 @@ export async function duty(ctx: Ctx, id: string): Promise<void> {
       a ? h('span', { class: 'badge' }, t(`role_${a.role}` as Key)) : null,
     ),
     d.chat ? h('p', { class: 'muted' }, t('chatOn')) : null,
+    d.chat && a?.status === 'confirmed' ? h('p', {}, h('a', { href: `#/chat/${d.id}`, class: 'button', id: 'open-chat' }, t('openChat'))) : null,
     signUp,
     out,
   );

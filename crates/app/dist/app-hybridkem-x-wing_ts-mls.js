@@ -1,0 +1,1 @@
+throw Error(`Could not resolve "@hpke/hybridkem-x-wing" imported by "ts-mls". Is it installed?`);

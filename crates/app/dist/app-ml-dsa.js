@@ -1,0 +1,1 @@
+throw Error(`Could not resolve "@noble/post-quantum/ml-dsa.js" imported by "ts-mls". Is it installed?`);

@@ -1,0 +1,1 @@
+throw Error(`Could not resolve "@hpke/ml-kem" imported by "ts-mls". Is it installed?`);
