@@ -79,7 +79,11 @@ export interface Line {
 export type ChatEvent =
   | { kind: 'line'; duty: string; line: Line }
   | { kind: 'joined'; duty: string }
-  | { kind: 'gone'; duty: string };
+  /** The chat is gone for this device: `deleted` (retention, or the person left the roster)
+   * or `removed` (this device was taken out of the group). */
+  | { kind: 'gone'; duty: string; why: 'deleted' | 'removed' }
+  /** This device no longer exists on the server: every chat of it is gone. */
+  | { kind: 'device-gone' };
 
 interface StoredKeyPackage {
   ref: string;
@@ -267,6 +271,7 @@ export class ChatEngine {
   private async forgetDevice(): Promise<void> {
     this.closed = true;
     this.ws?.close();
+    this.emit({ kind: 'device-gone' });
     const keys = ['chat.device', ...[...this.groups.keys()].flatMap((d) => [`chat.group.${d}`, `chat.lines.${d}`])];
     for (const k of keys) await store.del(k);
     this.groups.clear();
@@ -343,10 +348,10 @@ export class ChatEngine {
     this.emit({ kind: 'line', duty, line });
   }
 
-  private async forget(duty: string): Promise<void> {
+  private async forget(duty: string, why: 'deleted' | 'removed'): Promise<void> {
     this.groups.delete(duty);
     await store.del(`chat.group.${duty}`);
-    this.emit({ kind: 'gone', duty });
+    this.emit({ kind: 'gone', duty, why });
   }
 
   /** The duty's chat as the server sees it (404: not for this person, or deleted). */
@@ -367,7 +372,7 @@ export class ChatEngine {
       try {
         head = await this.head(duty);
       } catch (e) {
-        if (e instanceof ChatRefused && e.status === 404) await this.forget(duty);
+        if (e instanceof ChatRefused && e.status === 404) await this.forget(duty, 'deleted');
         throw e;
       }
       const g = await this.group(duty);
@@ -429,7 +434,7 @@ export class ChatEngine {
       try {
         page = await this.req(`/api/v1/chat/groups/${encodeURIComponent(duty)}/messages?after=${g.cursor}&limit=500`);
       } catch (e) {
-        if (e instanceof ChatRefused && e.status === 404) await this.forget(duty);
+        if (e instanceof ChatRefused && e.status === 404) await this.forget(duty, 'deleted');
         throw e;
       }
       for (const m of page.items) await this.process(duty, g, m);
@@ -472,7 +477,7 @@ export class ChatEngine {
       console.warn('chat: skipped message', m.seq, e);
     }
     await this.save(duty, g);
-    if (g.state.groupActiveState.kind !== 'active') await this.forget(duty);
+    if (g.state.groupActiveState.kind !== 'active') await this.forget(duty, 'removed');
   }
 
   private async join(duty: string, g: Group, bytes: Uint8Array): Promise<void> {
@@ -519,7 +524,7 @@ export class ChatEngine {
     }
     g.state = r.newState;
     await this.save(duty, g);
-    if (g.state.groupActiveState.kind !== 'active') await this.forget(duty);
+    if (g.state.groupActiveState.kind !== 'active') await this.forget(duty, 'removed');
     return true;
   }
 
@@ -604,12 +609,22 @@ export class ChatEngine {
         void this.serial(() => this.onFrame(m)).catch((e: unknown) => console.warn('chat frame', e));
       } else if (f.type === 'deleted' && f.duty_id) {
         const d = f.duty_id;
-        void this.serial(() => this.forget(d));
+        void this.serial(() => this.forget(d, 'deleted'));
       }
     };
     ws.onclose = () => {
       this.ws = null;
-      if (!this.closed) setTimeout(() => this.connect(), 5000);
+      // The server closes the socket of a removed device: ask before reconnecting (a 401
+      // ends this device here).
+      if (!this.closed) {
+        setTimeout(() => {
+          this.req('/api/v1/chat/groups')
+            .then(() => this.connect())
+            .catch((e: unknown) => {
+              if (!(e instanceof DeviceGone)) setTimeout(() => this.connect(), 5000);
+            });
+        }, 1000);
+      }
     };
   }
 

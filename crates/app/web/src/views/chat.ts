@@ -130,12 +130,17 @@ export async function chat(ctx: Ctx, duty: string): Promise<void> {
       off();
       return;
     }
+    if (ev.kind === 'device-gone') {
+      text.disabled = file.disabled = sendBtn.disabled = true;
+      fill(status, t('chatDeviceGone'));
+      return;
+    }
     if (ev.duty !== duty) return;
     if (ev.kind === 'line') show(ev.line);
     else if (ev.kind === 'joined') void state();
     else if (ev.kind === 'gone') {
       text.disabled = file.disabled = sendBtn.disabled = true;
-      fill(status, t('chatGone'));
+      fill(status, ev.why === 'deleted' ? t('chatDeleted') : t('chatGone'));
     }
   });
   form.addEventListener('submit', async (ev) => {
