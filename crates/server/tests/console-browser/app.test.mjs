@@ -118,9 +118,20 @@ try {
   watch(page, errors);
 
   step('the app opens on the organisation search');
+  const loaded = [];
+  page.on('requestfinished', (r) => loaded.push(r));
   const first = await page.goto(`${BASE}/app/`);
   expect(first.ok(), 'the shell loads');
   await page.waitForSelector('#org-q');
+  await page.waitForLoadState('networkidle');
+  // What the first visit transfers (compressed bodies as sent, headers included).
+  let bytes = 0;
+  for (const r of loaded) {
+    const z = await r.sizes();
+    bytes += z.responseBodySize + z.responseHeadersSize;
+  }
+  console.log(`first load: ${(bytes / 1024).toFixed(1)} KiB in ${loaded.length} requests (${loaded.map((r) => new URL(r.url()).pathname).join(' ')})`);
+  expect(bytes < 200 * 1024, 'the app shell is under 200 KB');
   await axe(page, 'organisation search');
   await page.fill('#org-q', 'spitex');
   await page.click('form[role=search] button[type=submit]');
