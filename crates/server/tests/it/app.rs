@@ -226,6 +226,41 @@ async fn app_browser() {
         )
         .await;
     assert_eq!(st, 201, "{a}");
+    // As a member of the team she may read its duty calendar: an open duty to sign up for.
+    let (st, r) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/roles",
+            &json!({"person_id": mia, "role": "member", "unit_id": team}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let (st, open) = s
+        .post(
+            &k,
+            "/api/v1/orgs/acme/duties",
+            &json!({"unit_id": team, "title": "Tagdienst Markt", "location": "Marktplatz",
+                    "starts_at": hours(&s, 44), "ends_at": hours(&s, 50), "time_zone": "Europe/Zurich"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{open}");
+    let mia_key = s.person_key(&k, "acme", &mia, &[]).await;
+    let (st, list) = s
+        .get(
+            &mia_key,
+            &format!(
+                "/api/v1/orgs/acme/duties?from={}&to={}&state=planned&limit=100",
+                hours(&s, 0),
+                hours(&s, 24 * 30)
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(2),
+        "a member reads the team's duties: {list}"
+    );
 
     // Rita, relative of the client Clara, with her mobile for the SMS code; the ERP feeds the
     // portal.
@@ -321,6 +356,21 @@ async fn app_browser() {
     // The figures (search timing, request counts) for `--nocapture` runs.
     eprintln!("{log}");
 
+    // Mia's sign-up is a request on the open duty.
+    let (st, roster) = s
+        .get(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/duties/{}/assignments",
+                open["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{roster}");
+    assert!(
+        roster.to_string().contains(&mia) && roster.to_string().contains("requested"),
+        "{roster}"
+    );
     // What the browser did is what the portal holds.
     let (st, reqs) = s.get(&erp, "/portal/v1/erp/requests").await;
     assert_eq!(st, 200, "{reqs}");

@@ -628,11 +628,14 @@ export class ChatEngine {
     };
   }
 
+  /** A frame in order is processed as it is; a gap is fetched by cursor; proposals are
+   * committed at once. */
   private async onFrame(m: ChatMessage): Promise<void> {
     const g = await this.group(m.duty_id);
     const inOrder = g.state ? m.seq <= g.cursor + 1 : m.kind === 'welcome';
-    if (inOrder) await this.process(m.duty_id, g, m);
-    await this.syncLocked(m.duty_id);
+    if (!inOrder) return this.syncLocked(m.duty_id);
+    await this.process(m.duty_id, g, m);
+    if (g.state && Object.keys(g.state.unappliedProposals).length > 0) await this.syncLocked(m.duty_id);
   }
 
   /** Every chat of the person: create where nobody has, catch up and commit. */

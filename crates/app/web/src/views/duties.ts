@@ -67,7 +67,8 @@ export async function duties(ctx: Ctx): Promise<void> {
 
   try {
     const q = new URLSearchParams({ from: new Date(now).toISOString(), to: new Date(now + 30 * DAY).toISOString(), state: 'planned', limit: '100' });
-    const all = (await call<Page<Duty>>(ctx.session, 'api', `${org(ctx)}/duties?${q}`)).items.filter((d) => !known.has(d.id));
+    const assigned = new Set(mine.map((m) => m.duty.id));
+    const all = (await call<Page<Duty>>(ctx.session, 'api', `${org(ctx)}/duties?${q}`)).items.filter((d) => !assigned.has(d.id));
     for (const d of all) known.set(d.id, { duty: d, assignment: null });
     fill(open, h('h2', { id: 'h-open' }, t('openDuties')), list(all.map((d) => item(d, null, null))));
     open.hidden = false;
