@@ -13,8 +13,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::chat::{
-    Attachment, ChatGroup, ChatSettings, CreateGroup, Device, KeyPackageStock, Messages,
-    MessagesQuery, PostMessage, Posted, RegisterDevice, RegisteredDevice, UploadKeyPackages,
+    Attachment, ChatGroup, ChatMember, ChatSettings, CreateGroup, Device, KeyPackageStock,
+    Messages, MessagesQuery, PostMessage, Posted, RegisterDevice, RegisteredDevice,
+    UploadKeyPackages,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_web::{ApiError, AppState, Auth, Json, Me, OrgPath, Path, Query, require};
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(upload_key_packages))
         .routes(routes!(list_groups))
         .routes(routes!(get_group, create_group))
+        .routes(routes!(group_members))
         .routes(routes!(list_messages, post_message))
         .routes(routes!(socket))
         .routes(routes!(upload_attachment))
@@ -206,6 +208,21 @@ async fn get_group(
     Path(duty): Path<Uuid>,
 ) -> Result<axum::Json<ChatGroup>, ApiError> {
     Ok(axum::Json(service::group(&s.db, &c, duty, s.now()).await?))
+}
+
+/// Who is in the duty's chat: the devices of the rostered people, with their names (the
+/// stream's `sender` is a device id).
+#[utoipa::path(get, path = "/api/v1/chat/groups/{duty}/members", tag = "chat",
+    params(("duty" = Uuid, Path)),
+    responses((status = 200, body = Vec<ChatMember>), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn group_members(
+    State(s): State<AppState>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+) -> Result<axum::Json<Vec<ChatMember>>, ApiError> {
+    Ok(axum::Json(
+        service::members(&s.db, &c, duty, s.now()).await?,
+    ))
 }
 
 /// Creates the duty's MLS group from its first member device's GroupInfo.

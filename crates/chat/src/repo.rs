@@ -305,6 +305,19 @@ pub async fn is_member(x: &mut impl Exec, duty: Uuid, person: Uuid) -> Result<bo
     Ok(n > 0)
 }
 
+/// The devices of the people on the roster of `duty`, with the person's name:
+/// `(device, person, given name, family name)`.
+pub async fn member_devices(
+    x: &mut impl Exec,
+    duty: Uuid,
+) -> Result<Vec<(Uuid, Uuid, String, String)>, StoreError> {
+    Ok(run!(x, c => sqlx::query_as(
+        "SELECT d.id, d.person_id, p.given_name, p.family_name FROM chat_members m \
+         JOIN chat_devices d ON d.person_id = m.person_id AND d.org_id = m.org_id \
+         JOIN people p ON p.id = d.person_id WHERE m.duty_id = $1 ORDER BY p.family_name, p.given_name, d.id")
+        .bind(duty).fetch_all(c).await)?)
+}
+
 /// Duties (not deleted) whose chat `person` may read: on the roster now, or with a device
 /// still in the group.
 pub async fn duties_of(

@@ -512,6 +512,30 @@ pub async fn group(
     view(&mut c, caller, duty, &key, ms(now)).await
 }
 
+/// Who is in the chat: the devices of the people on the duty's roster, with their names (for
+/// a rostered caller only, like the chat itself).
+pub async fn members(
+    db: &Db,
+    caller: &Caller,
+    duty: Uuid,
+    now: jiff::Timestamp,
+) -> Result<Vec<wire::ChatMember>, ServiceError> {
+    let mut c = db.read().await?;
+    standing(&mut c, duty, caller.org, ms(now)).await?;
+    if !repo::is_member(&mut c, duty, caller.person).await? {
+        return Err(ServiceError::NotFound { what: "chat" });
+    }
+    Ok(repo::member_devices(&mut c, duty)
+        .await?
+        .into_iter()
+        .map(|(device_id, person_id, given, family)| wire::ChatMember {
+            device_id,
+            person_id,
+            name: format!("{given} {family}").trim().to_string(),
+        })
+        .collect())
+}
+
 /// The organisation's external-sender public key, made on first use (only then is anything
 /// written).
 async fn server_public(db: &Db, org: Uuid, now: i64) -> Result<Vec<u8>, ServiceError> {

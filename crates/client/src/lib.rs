@@ -232,6 +232,19 @@ impl Device {
         Ok(r.json().await?)
     }
 
+    /// Who is in the chat of `duty`: the devices of the rostered people with their names.
+    pub async fn members(&self, duty: Uuid) -> Result<Vec<wire::ChatMember>, ClientError> {
+        let r = check(
+            self.http
+                .get(self.url(&format!("/api/v1/chat/groups/{duty}/members")))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(r.json().await?)
+    }
+
     /// Whether this device is in the group of `duty` (locally).
     pub fn joined(&self, duty: Uuid) -> bool {
         self.groups.contains_key(&duty)

@@ -272,6 +272,19 @@ impl Session {
         Ok(())
     }
 
+    /// The names of the devices in the chat of `duty` (device id → person's name).
+    pub async fn names(
+        &self,
+        duty: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, String>, ClientError> {
+        let d = self.device()?;
+        Ok(d.members(duty)
+            .await?
+            .into_iter()
+            .map(|m| (m.device_id, m.name))
+            .collect())
+    }
+
     /// This device's id.
     pub fn device_id(&self) -> Result<Uuid, ClientError> {
         Ok(self.device()?.id)

@@ -105,6 +105,16 @@ pub struct PostMessage {
     pub welcome: Option<String>,
 }
 
+/// A device of a person on a duty's roster, so members can show who wrote (the stream names
+/// devices, not people).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ChatMember {
+    pub device_id: Uuid,
+    pub person_id: Uuid,
+    /// The person's given and family name.
+    pub name: String,
+}
+
 /// Where an accepted message landed in the group's stream.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Posted {

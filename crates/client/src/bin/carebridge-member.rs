@@ -2,6 +2,7 @@
 //! write duty chats end to end encrypted (MLS), send and fetch encrypted attachments. State
 //! (tokens, device keys, chat history) lives in one file with mode 0600.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,10 +129,14 @@ fn safe_name(name: &str, id: Uuid) -> PathBuf {
     }
 }
 
-fn print_line(me: Uuid, l: &Line) {
+/// One line of a chat: who (me, the person's name when known, else the device id's start).
+fn print_line(me: Uuid, names: &HashMap<Uuid, String>, l: &Line) {
     let who = match l.sender {
         Some(s) if s == me => "me".to_string(),
-        Some(s) => s.to_string().chars().take(8).collect(),
+        Some(s) => names
+            .get(&s)
+            .map(|n| clean(n))
+            .unwrap_or_else(|| s.to_string().chars().take(8).collect()),
         None => "-".into(),
     };
     match &l.content {
@@ -220,8 +225,11 @@ async fn main() -> anyhow::Result<()> {
             let lines = s.read(duty).await;
             s.save(&path)?;
             let me = s.device_id()?;
-            for l in lines? {
-                print_line(me, &l);
+            let lines = lines?;
+            // Names are a nicety: without them (offline, removed) the device ids show.
+            let names = s.names(duty).await.unwrap_or_default();
+            for l in lines {
+                print_line(me, &names, &l);
             }
         }
         Cmd::Send { duty, text } => {
@@ -269,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
                 match s
                     .follow(&path, |duty, l| {
                         print!("{duty}  ");
-                        print_line(me, l);
+                        print_line(me, &HashMap::new(), l);
                     })
                     .await
                 {

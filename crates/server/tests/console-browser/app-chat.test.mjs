@@ -120,6 +120,7 @@ try {
   await page.waitForSelector('#chat-lines li.theirs:has-text("Grüezi vom Terminal")');
   const seenAt = await page.evaluate(() => window.__seen['Grüezi vom Terminal']);
   console.log(`latency: Rust device send → shown in the browser: ${seenAt - sentAt} ms`);
+  await page.waitForSelector('#chat-lines li.theirs:has-text("Grüezi vom Terminal") .who:text-is("Ben Muster")');
 
   step('browser → browser, timed');
   const lat = [];
@@ -155,6 +156,8 @@ try {
   await ask('carl-joined Carl ist dabei');
   await page.waitForSelector('#chat-lines li.theirs:has-text("Carl ist dabei")', { timeout: 15000 });
   await nora.waitForSelector('#chat-lines li.theirs:has-text("Carl ist dabei")', { timeout: 15000 });
+  // Carl came later: his name is asked for when his first line arrives.
+  await page.waitForSelector('#chat-lines li.theirs:has-text("Carl ist dabei") .who:text-is("Carl Muster")');
   await page.evaluate(axeSource);
   const a = await page.evaluate(async () => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
   expect(a.violations.length === 0, `axe-core on the chat: ${JSON.stringify(a.violations.map((v) => [v.id, v.nodes.map((n) => n.target)]))}`);

@@ -179,6 +179,18 @@ async fn roster_drives_membership_and_everyone_current_reads_everything() {
         assert!(d.joined(duty));
         assert_eq!(d.epoch(duty), Some(1));
     }
+    // Members see who is in the chat by name (the stream names devices); Clara does not.
+    let names = a1.members(duty).await.unwrap();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|m| m.device_id == b2.id && m.name == "Ben Muster")
+    );
+    assert!(matches!(
+        c1.members(duty).await.unwrap_err(),
+        carebridge_client::ClientError::Api { status: 404, .. }
+    ));
     let auth = a1.epoch_authenticator(duty).unwrap();
     for d in [&a2, &b1, &b2] {
         assert_eq!(d.epoch_authenticator(duty).unwrap(), auth, "no fork");

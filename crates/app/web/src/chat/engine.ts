@@ -39,7 +39,7 @@ import {
 import { defaultClientConfig } from 'ts-mls/clientConfig.js';
 import { makeKeyPackageRef } from 'ts-mls/keyPackage.js';
 import { call } from '../api';
-import { net, type Session } from '../auth';
+import { net, Offline, type Session } from '../auth';
 import * as store from '../store';
 
 export interface ChatGroup {
@@ -202,7 +202,12 @@ export class ChatEngine {
     let device = await store.get<Device>('chat.device');
     if (!device) device = await ChatEngine.register(session, cs);
     const e = new ChatEngine(base, cs, device);
-    await e.topUp();
+    try {
+      await e.topUp();
+    } catch (err) {
+      // Offline: the stored chats can still be read; the stock is checked next time.
+      if (!(err instanceof Offline)) throw err;
+    }
     return e;
   }
 
@@ -357,6 +362,12 @@ export class ChatEngine {
   /** The duty's chat as the server sees it (404: not for this person, or deleted). */
   head(duty: string): Promise<ChatGroup> {
     return this.req<ChatGroup>(`/api/v1/chat/groups/${encodeURIComponent(duty)}`);
+  }
+
+  /** Who is in the chat: device id → the person's name (the stream names devices). */
+  async names(duty: string): Promise<Map<string, string>> {
+    const list = await this.req<{ device_id: string; name: string }[]>(`/api/v1/chat/groups/${encodeURIComponent(duty)}/members`);
+    return new Map(list.map((m) => [m.device_id, m.name]));
   }
 
   /** Whether this device is in the duty's group on this device (it can read and write). */

@@ -3,6 +3,7 @@
 // messages, and sends text and encrypted attachments (images shown inline, other files saved).
 
 import { ChatEngine, ChatRefused, DeviceGone, type ChatGroup, type Content, type Line } from '../chat/engine';
+import { Offline } from '../auth';
 import { alertBox, explain, notice, type Ctx } from '../ctx';
 import { fill, focusHeading, h } from '../dom';
 import { t, when } from '../i18n';
@@ -37,8 +38,8 @@ export async function removeDevice(ctx: Ctx): Promise<void> {
   }
 }
 
-function lineView(e: ChatEngine, duty: string, l: Line, out: HTMLElement): HTMLElement {
-  const who = l.mine ? t('chatYou') : t('chatMember', { id: (l.sender ?? '').slice(0, 8) });
+function lineView(e: ChatEngine, duty: string, l: Line, names: Map<string, string>, out: HTMLElement): HTMLElement {
+  const who = l.mine ? t('chatYou') : (names.get(l.sender ?? '') ?? t('chatMember', { id: (l.sender ?? '').slice(0, 8) }));
   const c: Content = l.content;
   let body: HTMLElement;
   if (c.type === 'text') {
@@ -71,7 +72,12 @@ function lineView(e: ChatEngine, duty: string, l: Line, out: HTMLElement): HTMLE
     );
     body = box;
   }
-  return h('li', { class: l.mine ? 'mine' : 'theirs', 'data-seq': l.seq }, h('p', { class: 'muted' }, `${who} · ${when(l.at)}`), body);
+  return h(
+    'li',
+    { class: l.mine ? 'mine' : 'theirs', 'data-seq': l.seq, 'data-sender': l.sender ?? '' },
+    h('p', { class: 'muted' }, h('span', { class: 'who' }, who), ` · ${when(l.at)}`),
+    body,
+  );
 }
 
 export async function chat(ctx: Ctx, duty: string): Promise<void> {
@@ -103,13 +109,34 @@ export async function chat(ctx: Ctx, duty: string): Promise<void> {
     head = await e.open(duty);
   } catch (err) {
     if (err instanceof ChatRefused && err.status === 404) fill(status, t('chatDeleted'));
-    else fill(status, alertBox(err instanceof DeviceGone ? t('chatDeviceGone') : explain(ctx, err)));
+    else if (err instanceof Offline) {
+      // Offline: what this device already read stays readable.
+      fill(status, explain(ctx, err));
+      const kept = (await store.get<Line[]>(`chat.lines.${duty}`)) ?? [];
+      list.replaceChildren(...kept.map((l) => h('li', { class: l.mine ? 'mine' : 'theirs' }, h('p', { class: 'body' }, l.content.type === 'text' ? l.content.text : l.content.name))));
+    } else fill(status, alertBox(err instanceof DeviceGone ? t('chatDeviceGone') : explain(ctx, err)));
     return;
   }
   const here = (): boolean => document.body.contains(list);
+  // Who wrote: the names of the rostered people's devices, asked again for a device not yet
+  // known (someone added meanwhile); people who left show as "Member <device>".
+  let names = await e.names(duty).catch(() => new Map<string, string>());
+  const asked = new Set<string>();
   const show = (l: Line): void => {
     if (list.querySelector(`[data-seq="${l.seq}"]`)) return;
-    const li = lineView(e, duty, l, out);
+    const sender = l.sender ?? '';
+    if (!l.mine && sender && !names.has(sender) && !asked.has(sender)) {
+      asked.add(sender);
+      void e
+        .names(duty)
+        .then((n) => {
+          names = n;
+          const name = n.get(sender);
+          if (name) for (const w of list.querySelectorAll(`[data-sender="${sender}"] .who`)) w.textContent = name;
+        })
+        .catch(() => undefined);
+    }
+    const li = lineView(e, duty, l, names, out);
     const after = [...list.children].find((x) => Number((x as HTMLElement).dataset['seq']) > l.seq);
     list.insertBefore(li, after ?? null);
   };
