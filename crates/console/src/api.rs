@@ -85,6 +85,14 @@ impl Api {
         }
     }
 
+    /// The same API with another token (the portal's office token).
+    pub fn with_token(&self, token: String) -> Api {
+        Api {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
     /// The same API without the person's token (public endpoints that refuse credentials,
     /// such as discovery).
     pub fn anonymous(&self) -> Api {

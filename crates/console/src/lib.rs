@@ -10,7 +10,7 @@
 //!
 //! Rooms: `session` (sign-in, sealed session cookie, refresh, CSRF), `api` (the in-process
 //! client), `web` (the page chrome, the signed-in middleware, error pages, forms), and one
-//! module per area: `people`, `units`, `access`, `import`, `duties`, `audit`, `outbox`, `settings`, `integrations`.
+//! module per area: `people`, `units`, `access`, `import`, `duties`, `portal`, `audit`, `outbox`, `settings`, `integrations`.
 
 mod access;
 pub mod api;
@@ -21,6 +21,7 @@ mod import;
 mod integrations;
 mod outbox;
 mod people;
+mod portal;
 pub mod session;
 mod settings;
 mod units;
@@ -133,6 +134,9 @@ pub fn router(app: AppState, api: Router) -> Router {
             "/console/integrations/upstream",
             post(integrations::upstream),
         )
+        .route("/console/portal", get(portal::show))
+        .route("/console/portal/requests/{id}/answer", post(portal::answer))
+        .route("/console/portal/messages", post(portal::reply))
         .route("/console/outbox", get(outbox::list))
         .route("/console/outbox/{id}/retry", post(outbox::retry))
         .route("/console/settings", get(settings::show))

@@ -29,6 +29,10 @@ pub const CONSOLE_CLIENT: &str = "carebridge-console";
 /// [`SCOPES`], so no registered client can ask for it; only the built-in console holds it).
 pub const CONSOLE_SCOPE: &str = "admin";
 
+/// The scope of the short-lived portal tokens an organisation admin gets for the portal's
+/// office endpoints (`POST /api/v1/orgs/{org}/portal-token`); never granted through OAuth.
+pub const PORTAL_OFFICE_SCOPE: &str = "portal:office";
+
 /// Scopes only a client may hold for itself (client credentials), never a person's grant.
 pub const CLIENT_ONLY_SCOPES: &[&str] = &["portal:erp"];
 

@@ -7,7 +7,7 @@ use carebridge_domain::auth::{Actor, Permission, Source};
 use carebridge_domain::role::Role;
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{AccountId, PersonId, Violations};
-use carebridge_proto::identity::{Consent, Invitation, MfaPolicy, SignInSession};
+use carebridge_proto::identity::{Consent, Invitation, MfaPolicy, OfficeToken, SignInSession};
 use carebridge_proto::problem::Problem;
 use carebridge_store::orgs::OrgRef;
 use carebridge_store::{audit, exec, run, sqlx};
@@ -32,7 +32,53 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_sessions))
         .routes(routes!(end_my_session))
         .routes(routes!(my_consents))
+        .routes(routes!(portal_token))
         .routes(routes!(revoke_my_consent))
+}
+
+/// How long an office token for the portal lives.
+const OFFICE_TOKEN_TTL_S: i64 = 300;
+
+/// A five-minute token for the customer portal's office endpoints (open requests, messages
+/// from clients, links), for a person who administers the whole organisation — the admin
+/// console asks for one per page. The portal cannot see roles (it may run elsewhere, with only
+/// this provider's keys), so the role is checked here, when the token is made; the token
+/// names the person and the organisation, with audience `portal` and scope `portal:office`.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/portal-token", tag = "identity",
+    params(("org" = String, Path, description = "slug or id")),
+    responses((status = 200, body = OfficeToken), (status = 403, body = Problem)), security(("bearer" = [])))]
+async fn portal_token(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+) -> Result<axum::Json<OfficeToken>, ApiError> {
+    require(&p, &o, Permission::OrgWrite)?;
+    let Some((org, person)) = p.person() else {
+        return Err(ServiceError::Forbidden {
+            detail: "office tokens are for people (organisation admins), not for keys or clients"
+                .into(),
+        }
+        .into());
+    };
+    let now = s.now();
+    let key = crate::keys::active(&s.db).await?;
+    let token = key.sign(&serde_json::json!({
+        "iss": s.base_url(),
+        "sub": person.0.to_string(),
+        "aud": carebridge_domain::oauth::PORTAL_AUDIENCE,
+        "exp": now.as_second() + OFFICE_TOKEN_TTL_S,
+        "iat": now.as_second(),
+        "jti": carebridge_domain::ids::new_v7(now).to_string(),
+        "org": org.0.to_string(),
+        "scope": carebridge_domain::oauth::PORTAL_OFFICE_SCOPE,
+        "client_id": "office",
+    }))?;
+    Ok(axum::Json(OfficeToken {
+        access_token: token,
+        token_type: "Bearer".into(),
+        expires_in: OFFICE_TOKEN_TTL_S,
+    }))
 }
 
 /// Who must use a second factor in this organisation.

@@ -5,6 +5,8 @@
 //!   (it names a grant, `gid`).
 //! - [`Erp`]: the organisation's ERP or back office with a client-credentials token of scope
 //!   `portal:erp`.
+//! - [`Office`]: the ERP, or an organisation admin with a short-lived office token (scope
+//!   `portal:office`), for reading and answering (the admin console's portal page).
 //!
 //! Both are tokens with audience `portal`, so a token for Carebridge's own APIs is refused here,
 //! and a portal token is refused there.
@@ -161,6 +163,39 @@ impl FromRequestParts<AppState> for Caller {
             subject,
             org: org_of(&c)?,
         })
+    }
+}
+
+/// The organisation's back office: the ERP's client-credentials token (`portal:erp`), or an
+/// organisation admin's short-lived office token (`portal:office`, made by the identity
+/// provider's `POST /api/v1/orgs/{org}/portal-token`, which checks the role). Used on the
+/// endpoints that read and answer (requests, messages, links, settings), never on the ERP's
+/// feeds, which stay the ERP's.
+pub struct Office(pub Erp);
+
+impl FromRequestParts<AppState> for Office {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let c = claims(parts, s).await?;
+        if c.gid.is_none() && has_scope(&c, "portal:erp") {
+            return Ok(Office(Erp {
+                org: org_of(&c)?,
+                client_id: c.sub,
+            }));
+        }
+        if c.gid.is_none() && has_scope(&c, carebridge_domain::oauth::PORTAL_OFFICE_SCOPE) {
+            let person = Uuid::parse_str(&c.sub)
+                .map_err(|_| unauthorized("the token's subject is not a person"))?;
+            return Ok(Office(Erp {
+                org: org_of(&c)?,
+                client_id: format!("office:{person}"),
+            }));
+        }
+        Err(ServiceError::Forbidden {
+            detail: "insufficient_scope: this needs the ERP's token (`portal:erp`) or an organisation admin's office token (`portal:office`)".into(),
+        }
+        .into())
     }
 }
 

@@ -16,8 +16,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carebridge_proto::portal::{
     AnswerRequest, Appointment, AppointmentsQuery, CreateMessage, CreateRequest, CreatedFeed,
-    ErpAppointment, ErpClient, ErpLink, ErpMessage, ErpReply, ErpRequest, Message, PortalClient,
-    PortalMe, PortalSettings, Request, SinceQuery, UpsertReport,
+    ErpAppointment, ErpClient, ErpLink, ErpMessage, ErpReply, ErpRequest, LinksQuery, Message,
+    OfficeLink, PortalClient, PortalMe, PortalSettings, Request, SinceQuery, UpsertReport,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_web::{ApiError, AppState, Json, Path, Query};
@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Caller, Erp, Portal};
+use crate::auth::{Caller, Erp, Office, Portal};
 use crate::service;
 
 /// The version of the contract.
@@ -53,7 +53,7 @@ fn erp_api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(erp_clients))
         .routes(routes!(erp_appointments))
-        .routes(routes!(erp_links))
+        .routes(routes!(erp_links, office_links))
         .routes(routes!(erp_requests))
         .routes(routes!(erp_answer))
         .routes(routes!(erp_inbox, erp_reply))
@@ -260,7 +260,7 @@ async fn calendar(State(s): State<AppState>, Path(token): Path<String>) -> Respo
     responses((status = 200, body = PortalSettings), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn get_settings(
     State(s): State<AppState>,
-    erp: Erp,
+    Office(erp): Office,
 ) -> Result<axum::Json<PortalSettings>, ApiError> {
     Ok(axum::Json(service::settings(&s.db, &erp).await?))
 }
@@ -320,12 +320,24 @@ async fn erp_links(
     ))
 }
 
+/// Live links (who may act for which client, and what for), by client name; for the ERP and
+/// the organisation's office (an admin's office token).
+#[utoipa::path(get, path = "/portal/v1/erp/links", tag = "erp", params(LinksQuery),
+    responses((status = 200, body = Vec<OfficeLink>), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn office_links(
+    State(s): State<AppState>,
+    Office(erp): Office,
+    Query(q): Query<LinksQuery>,
+) -> Result<axum::Json<Vec<OfficeLink>>, ApiError> {
+    Ok(axum::Json(service::office_links(&s.db, &erp, &q).await?))
+}
+
 /// Requests to move or cancel visits (default: open ones of the last 30 days), oldest first.
 #[utoipa::path(get, path = "/portal/v1/erp/requests", tag = "erp", params(SinceQuery),
     responses((status = 200, body = Vec<ErpRequest>)), security(("bearer" = [])))]
 async fn erp_requests(
     State(s): State<AppState>,
-    erp: Erp,
+    Office(erp): Office,
     Query(q): Query<SinceQuery>,
 ) -> Result<axum::Json<Vec<ErpRequest>>, ApiError> {
     Ok(axum::Json(
@@ -339,7 +351,7 @@ async fn erp_requests(
     responses((status = 200, body = ErpRequest), (status = 409, body = Problem)), security(("bearer" = [])))]
 async fn erp_answer(
     State(s): State<AppState>,
-    erp: Erp,
+    Office(erp): Office,
     Path(id): Path<Uuid>,
     body: Json<AnswerRequest>,
 ) -> Result<axum::Json<ErpRequest>, ApiError> {
@@ -353,7 +365,7 @@ async fn erp_answer(
     responses((status = 200, body = Vec<ErpMessage>)), security(("bearer" = [])))]
 async fn erp_inbox(
     State(s): State<AppState>,
-    erp: Erp,
+    Office(erp): Office,
     Query(q): Query<SinceQuery>,
 ) -> Result<axum::Json<Vec<ErpMessage>>, ApiError> {
     Ok(axum::Json(
@@ -366,7 +378,7 @@ async fn erp_inbox(
     responses((status = 201, body = ErpMessage), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn erp_reply(
     State(s): State<AppState>,
-    erp: Erp,
+    Office(erp): Office,
     body: Json<ErpReply>,
 ) -> Result<Response, ApiError> {
     let m = service::reply(&s.db, &erp, body.value, s.now()).await?;

@@ -151,6 +151,36 @@ fn link_row(
     }
 }
 
+/// Live links of the organisation (active clients), by client name, optionally only clients
+/// whose given or family name starts with `prefix` (lower-case, LIKE-escaped by the caller):
+/// `(link row, client ERP id, subject)`.
+pub async fn office_links(
+    x: &mut impl Exec,
+    org: Uuid,
+    prefix: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(LinkRow, String, Uuid)>, StoreError> {
+    let sql = format!(
+        "SELECT {LINK_COLS}, c.erp_id, l.subject FROM portal_links l JOIN portal_clients c ON c.id = l.client_id \
+         WHERE l.org_id = $1 AND l.revoked_at IS NULL AND c.active = TRUE \
+         AND ($2 IS NULL OR lower(c.family_name) LIKE $2 ESCAPE '\\' OR lower(c.given_name) LIKE $2 ESCAPE '\\') \
+         ORDER BY c.family_name, c.given_name, c.id, l.subject LIMIT $3"
+    );
+    type Row = (Uuid, Uuid, String, bool, bool, String, String, String, Uuid);
+    let rows: Vec<Row> =
+        run!(x, c => sqlx::query_as(&sql).bind(org).bind(prefix).bind(limit).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, client_id, relation, a, m, g, f, erp, subject)| {
+            (
+                link_row((id, client_id, relation, a, m, g, f)),
+                erp,
+                subject,
+            )
+        })
+        .collect())
+}
+
 /// The clients a person may act for, by family and given name.
 pub async fn links_of(
     x: &mut impl Exec,

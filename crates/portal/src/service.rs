@@ -1021,6 +1021,48 @@ pub async fn answer(
 }
 
 /// Messages to the organisation (default: the last 30 days), oldest first.
+/// Live links for the office (`?q=` a name prefix, `limit` 1 to 200, default 50).
+pub async fn office_links(
+    db: &Db,
+    erp: &Erp,
+    q: &carebridge_proto::portal::LinksQuery,
+) -> Result<Vec<carebridge_proto::portal::OfficeLink>, ServiceError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Violations::single(
+            "/query/limit",
+            "invalid_limit",
+            format!("limit must be 1 to 200, got {limit}"),
+        )
+        .into());
+    }
+    let prefix =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{}%", carebridge_store::like_escape(&p.to_lowercase())));
+    let mut c = db.read().await?;
+    Ok(
+        repo::office_links(&mut c, erp.org, prefix.as_deref(), i64::from(limit))
+            .await?
+            .into_iter()
+            .map(
+                |(l, erp_id, subject)| carebridge_proto::portal::OfficeLink {
+                    client_erp_id: erp_id,
+                    client_given_name: l.given_name,
+                    client_family_name: l.family_name,
+                    subject,
+                    relation: l.relation,
+                    permissions: LinkPermissions {
+                        appointments: l.appointments,
+                        messages: l.messages,
+                    },
+                },
+            )
+            .collect(),
+    )
+}
+
 pub async fn inbox(
     db: &Db,
     erp: &Erp,

@@ -112,6 +112,16 @@ pub struct Invitation {
     pub expires_at: jiff::Timestamp,
 }
 
+/// `POST /api/v1/orgs/{org}/portal-token`: a short-lived token for the customer portal's
+/// office endpoints (requests, messages, links), for an organisation admin (the console).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OfficeToken {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds.
+    pub expires_in: i64,
+}
+
 /// A browser sign-in session.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct SignInSession {

@@ -282,6 +282,31 @@ fn yes() -> bool {
     true
 }
 
+/// A live link as the organisation's office sees it: who may act for which client, and what
+/// the link allows.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OfficeLink {
+    pub client_erp_id: String,
+    pub client_given_name: String,
+    pub client_family_name: String,
+    /// The person's `sub` at the identity provider (their directory id).
+    pub subject: Uuid,
+    /// `self` or `relative`.
+    pub relation: String,
+    pub permissions: LinkPermissions,
+}
+
+/// `GET /portal/v1/erp/links`: live links, by client name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LinksQuery {
+    /// Only clients whose given or family name starts with this (case-insensitive).
+    pub q: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
 /// What a bulk upsert did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct UpsertReport {

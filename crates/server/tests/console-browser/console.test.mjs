@@ -212,6 +212,12 @@ try {
   await axe('integrations');
   await shot('integrations');
 
+  step('the portal page (requests, messages, links)');
+  await page.getByRole('link', { name: 'Portal', exact: true }).first().click();
+  expect((await heading()) === 'Portal', 'the portal page');
+  await axe('portal');
+  await shot('portal');
+
   step('access rights');
   await page.getByRole('link', { name: 'Access rights', exact: true }).first().click();
   await axe('access rights');

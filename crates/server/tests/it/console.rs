@@ -1456,3 +1456,189 @@ async fn every_console_form_needs_the_csrf_token() {
         "nothing written"
     );
 }
+
+/// The portal page: an organisation admin answers a relative's request and message through
+/// the customer portal's office endpoints (with a five-minute office token the identity API
+/// makes only for organisation admins), and sees who may act for which client. A unit admin
+/// gets no office token; an office token opens neither the API nor the ERP's feeds nor a
+/// relative's endpoints.
+#[tokio::test]
+async fn portal_page_answers_requests_and_messages() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let ada = staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let (st, _) = s
+        .put(
+            &k,
+            "/api/v1/orgs/acme/mfa-policy",
+            &json!({"required_for": ["relative"]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let rita = s
+        .member(
+            &k,
+            "acme",
+            "relative",
+            "rita@example.org",
+            Some("+41 79 100 00 02"),
+            PW,
+        )
+        .await;
+    let (erp_client, app) = crate::portal::clients(&s, &k, "acme").await;
+    let erp = crate::portal::erp_token(&s, &erp_client, "portal:erp").await;
+    let start = (carebridge_testkit::t0() + jiff::SignedDuration::from_hours(48)).to_string();
+    let end = (carebridge_testkit::t0() + jiff::SignedDuration::from_hours(49)).to_string();
+    for (path, body) in [
+        (
+            "/portal/v1/erp/clients",
+            json!([{"id": "K1", "given_name": "Clara", "family_name": "Keller"}]),
+        ),
+        (
+            "/portal/v1/erp/appointments",
+            json!([{"id": "A1", "client": "K1", "start": start, "end": end, "service": "Grundpflege"}]),
+        ),
+        (
+            "/portal/v1/erp/links",
+            json!([{"client": "K1", "subject": rita, "relation": "relative", "messages": true}]),
+        ),
+    ] {
+        let (st, r) = s.put(&erp, path, &body).await;
+        assert_eq!(st, 200, "{path}: {r}");
+    }
+    let rita_token = crate::portal::person_token(
+        &s,
+        &app,
+        "rita@example.org",
+        "+41791000002",
+        "openid portal",
+    )
+    .await;
+    let (_, clients) = s.get(&rita_token, "/portal/v1/clients").await;
+    let client = clients[0]["id"].as_str().unwrap().to_string();
+    let (_, visits) = s
+        .get(
+            &rita_token,
+            &format!("/portal/v1/clients/{client}/appointments"),
+        )
+        .await;
+    let visit = visits[0]["id"].as_str().unwrap().to_string();
+    let (st, req) = s
+        .post(
+            &rita_token,
+            &format!("/portal/v1/clients/{client}/appointments/{visit}/requests"),
+            &json!({"kind": "cancel", "reason": "Wir sind verreist."}),
+        )
+        .await;
+    assert_eq!(st, 201, "{req}");
+    let (st, m) = s
+        .post(
+            &rita_token,
+            &format!("/portal/v1/clients/{client}/messages"),
+            &json!({"subject": "Schlüssel", "body": "Der Schlüssel liegt beim Nachbarn."}),
+        )
+        .await;
+    assert_eq!(st, 201, "{m}");
+
+    // The admin's page shows the request, the message and the link (with Rita's name).
+    let (b, _) = sign_in(&s, "ada@example.org", "/console").await;
+    let page = b.get(&s.url("/console/portal")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for text in [
+        "Wir sind verreist.",
+        "Schlüssel",
+        "Der Schlüssel liegt beim Nachbarn.",
+        "Clara Keller",
+        "Test rita",
+    ] {
+        assert!(page.body.contains(text), "{text} missing: {}", page.body);
+    }
+    let rid = req["id"].as_str().unwrap();
+    let r = b
+        .submit(
+            &page,
+            &format!("/console/portal/requests/{rid}/answer"),
+            &[("state", "declined"), ("answer", "Bitte rufen Sie uns an.")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, all) = s.get(&erp, "/portal/v1/erp/requests?state=all").await;
+    assert_eq!(all[0]["state"], "declined", "{all}");
+    assert_eq!(all[0]["answer"], "Bitte rufen Sie uns an.", "{all}");
+    let r = b
+        .submit(
+            &page,
+            "/console/portal/messages",
+            &[
+                ("client", "K1"),
+                ("subject", "Re: Schlüssel"),
+                ("body", "Danke, wir holen ihn."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, msgs) = s
+        .get(
+            &rita_token,
+            &format!("/portal/v1/clients/{client}/messages"),
+        )
+        .await;
+    assert!(
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "from_organisation" && m["body"] == "Danke, wir holen ihn."),
+        "{msgs}"
+    );
+    // A reply without a body is refused with the portal's reason, nothing written.
+    let r = b
+        .submit(
+            &page,
+            "/console/portal/messages",
+            &[("client", "K1"), ("subject", "Leer"), ("body", "")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // The office token: only for organisation admins, and only for the portal's office side.
+    let ada_key = s.person_key(&k, "acme", &ada, &[]).await;
+    let (st, tok) = s
+        .post(&ada_key, "/api/v1/orgs/acme/portal-token", &Value::Null)
+        .await;
+    assert_eq!(st, 200, "{tok}");
+    let office = tok["access_token"].as_str().unwrap();
+    let (st, _) = s.get(office, "/api/v1/orgs/acme/people").await;
+    assert_eq!(st, 401, "an office token is not an API token");
+    let (st, _) = s.put(office, "/portal/v1/erp/clients", &json!([])).await;
+    assert_eq!(st, 403, "the ERP's feeds stay the ERP's");
+    let (st, _) = s.get(office, "/portal/v1/clients").await;
+    assert_eq!(st, 403, "not a relative's token");
+    let (st, links) = s.get(office, "/portal/v1/erp/links?q=kel").await;
+    assert_eq!(
+        (st, links[0]["client_erp_id"].as_str()),
+        (200, Some("K1")),
+        "{links}"
+    );
+    let (st, links) = s.get(office, "/portal/v1/erp/links?limit=0").await;
+    assert_eq!(st, 422, "{links}");
+    let team = unit(&s, &k, "Team 1", None).await;
+    let una = staff(
+        &s,
+        &k,
+        "una@example.org",
+        Some(("unit_admin", Some(team.as_str()))),
+    )
+    .await;
+    let una_key = s.person_key(&k, "acme", &una, &[]).await;
+    let (st, _) = s
+        .post(&una_key, "/api/v1/orgs/acme/portal-token", &Value::Null)
+        .await;
+    assert_eq!(st, 403, "a unit admin gets no office token");
+    let (st, _) = s
+        .post(&k, "/api/v1/orgs/acme/portal-token", &Value::Null)
+        .await;
+    assert_eq!(st, 403, "an API key is not a person");
+    let (ub, _) = sign_in(&s, "una@example.org", "/console").await;
+    let p = ub.get(&s.url("/console/portal")).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+}

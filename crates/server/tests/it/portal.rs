@@ -12,7 +12,11 @@ const CB: &str = "http://127.0.0.1:9/cb";
 
 /// An ERP client (client credentials, `portal:erp`) and a first-party app client (code flow,
 /// `openid portal`) of `slug`: `((erp id, erp secret), (app id, app secret))`.
-async fn clients(s: &TestServer, key: &str, slug: &str) -> ((String, String), (String, String)) {
+pub(crate) async fn clients(
+    s: &TestServer,
+    key: &str,
+    slug: &str,
+) -> ((String, String), (String, String)) {
     let mut out = vec![];
     for body in [
         json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["portal:erp"]}),
@@ -33,7 +37,11 @@ async fn clients(s: &TestServer, key: &str, slug: &str) -> ((String, String), (S
 }
 
 /// A client-credentials token.
-async fn erp_token(s: &TestServer, (id, secret): &(String, String), scope: &str) -> String {
+pub(crate) async fn erp_token(
+    s: &TestServer,
+    (id, secret): &(String, String),
+    scope: &str,
+) -> String {
     let r = s
         .http
         .post(s.url("/oauth2/token"))
