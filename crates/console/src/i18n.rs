@@ -344,6 +344,15 @@ pub struct Texts {
     pub yes: &'static str,
     pub no: &'static str,
     pub person_label: &'static str,
+    pub sign_ins: &'static str,
+    pub browser: &'static str,
+    pub signed_in_at: &'static str,
+    pub end_session: &'static str,
+    pub session_ended: &'static str,
+    pub import_running: &'static str,
+    pub file: &'static str,
+    pub elapsed: &'static str,
+    pub refresh: &'static str,
 }
 
 pub static EN: Texts = Texts {
@@ -601,6 +610,15 @@ pub static EN: Texts = Texts {
     yes: "yes",
     no: "no",
     person_label: "Person",
+    sign_ins: "Sign-ins",
+    browser: "Browser",
+    signed_in_at: "Signed in",
+    end_session: "End",
+    session_ended: "The sign-in was ended; its tokens no longer work.",
+    import_running: "The file is being imported in one transaction. This page refreshes itself and shows the report when it is done.",
+    file: "File",
+    elapsed: "Running for",
+    refresh: "Refresh now",
 };
 
 pub static DE: Texts = Texts {
@@ -858,6 +876,15 @@ pub static DE: Texts = Texts {
     yes: "ja",
     no: "nein",
     person_label: "Person",
+    sign_ins: "Anmeldungen",
+    browser: "Browser",
+    signed_in_at: "Angemeldet",
+    end_session: "Beenden",
+    session_ended: "Die Anmeldung wurde beendet; ihre Tokens gelten nicht mehr.",
+    import_running: "Die Datei wird in einer Transaktion importiert. Diese Seite aktualisiert sich selbst und zeigt den Bericht, sobald er fertig ist.",
+    file: "Datei",
+    elapsed: "Läuft seit",
+    refresh: "Jetzt aktualisieren",
 };
 
 #[cfg(test)]

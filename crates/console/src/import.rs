@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::Console;
 use crate::api::{Fail, with_query};
-use crate::web::{Chrome, Ctx, Fields, html};
+use crate::web::{Chrome, Ctx, Fields, html, see};
 
 /// The largest file (as the API's import endpoint).
 pub const MAX_FILE: usize = 64 * 1024 * 1024;
@@ -96,6 +96,121 @@ impl Uploads {
         if let Ok(mut map) = self.0.lock() {
             map.remove(id);
         }
+    }
+}
+
+/// Files of more lines (or bytes) than this are applied in the background: the answer is a
+/// page that refreshes itself until the report is there.
+const BACKGROUND_LINES: usize = 5_000;
+const BACKGROUND_BYTES: usize = 1024 * 1024;
+
+fn long(bytes: &[u8]) -> bool {
+    bytes.len() > BACKGROUND_BYTES
+        || bytes.iter().filter(|b| **b == b'\n').count() > BACKGROUND_LINES
+}
+
+/// An apply running in this process: its owner, file, start, options and, once done, the
+/// report (or why there is none).
+struct Job {
+    owner: Uuid,
+    name: String,
+    size: usize,
+    started: Instant,
+    o: Options,
+    done: Option<Result<ImportReport, Vec<String>>>,
+}
+
+/// Background applies by random id (kept [`KEEP_FOR`] after they start, this process only).
+#[derive(Default)]
+pub struct Jobs(Mutex<HashMap<String, Job>>);
+
+impl Jobs {
+    fn start(&self, owner: Uuid, name: String, size: usize, o: Options) -> Option<String> {
+        let id = crate::session::random();
+        let mut map = self.0.lock().ok()?;
+        map.retain(|_, j| j.started.elapsed() < KEEP_FOR || j.done.is_none());
+        map.insert(
+            id.clone(),
+            Job {
+                owner,
+                name,
+                size,
+                started: Instant::now(),
+                o,
+                done: None,
+            },
+        );
+        Some(id)
+    }
+
+    fn finish(&self, id: &str, r: Result<ImportReport, Vec<String>>) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(j) = map.get_mut(id)
+        {
+            j.done = Some(r);
+        }
+    }
+
+    /// `(name, size, seconds running, options, result when done)`, for its owner only.
+    #[allow(clippy::type_complexity)]
+    fn view(
+        &self,
+        id: &str,
+        owner: Uuid,
+    ) -> Option<(
+        String,
+        usize,
+        u64,
+        Options,
+        Option<Result<ImportReport, Vec<String>>>,
+    )> {
+        let map = self.0.lock().ok()?;
+        map.get(id).filter(|j| j.owner == owner).map(|j| {
+            (
+                j.name.clone(),
+                j.size,
+                j.started.elapsed().as_secs(),
+                j.o.clone(),
+                j.done.clone(),
+            )
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "import_job.html")]
+struct JobPage {
+    c: Chrome,
+    name: String,
+    kib: usize,
+    seconds: u64,
+}
+
+/// `GET /console/import/jobs/{id}`: a background apply — refreshing while it runs, then its
+/// report.
+pub async fn job(
+    State(c): State<Console>,
+    Extension(ctx): Extension<Ctx>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Some((name, size, seconds, o, done)) = c.0.jobs.view(&id, ctx.s.me) else {
+        return crate::web::message(ctx.chrome("import", ctx.t().import), 404, ctx.t().not_found);
+    };
+    match done {
+        None => html(
+            &JobPage {
+                c: ctx.chrome("import", ctx.t().import),
+                name,
+                kib: size.div_ceil(1024),
+                seconds,
+            },
+            200,
+        ),
+        Some(Ok(r)) => {
+            let status = if r.applied { 200 } else { 422 };
+            page(&ctx, o, None, name, Some(r), Vec::new(), status)
+        }
+        Some(Err(lines)) => page(&ctx, o, None, name, None, lines, 422),
     }
 }
 
@@ -321,6 +436,20 @@ pub async fn again(
         );
     };
     let apply = f.get("mode").as_deref() == Some("apply");
+    if apply && long(&bytes) {
+        let Some(job) = c.0.jobs.start(ctx.s.me, name, bytes.len(), o.clone()) else {
+            return ctx.fail(&Fail::Broken("import jobs unavailable".into()));
+        };
+        let (c2, ctx2, job2) = (c.clone(), ctx.clone(), job.clone());
+        tokio::spawn(async move {
+            let r = run(&ctx2, bytes, &o, false).await;
+            if matches!(&r, Ok(r) if r.applied) {
+                c2.0.uploads.forget(&id);
+            }
+            c2.0.jobs.finish(&job2, r.map_err(|f| problem_lines(&f)));
+        });
+        return see(&format!("/console/import/jobs/{job}"));
+    }
     match run(&ctx, bytes, &o, !apply).await {
         Ok(r) => {
             let upload = if r.applied {

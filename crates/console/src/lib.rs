@@ -44,6 +44,7 @@ struct Inner {
     refreshes: session::Refreshes,
     refresh_lock: tokio::sync::Mutex<()>,
     uploads: import::Uploads,
+    jobs: import::Jobs,
 }
 
 impl Console {
@@ -65,6 +66,7 @@ pub fn router(app: AppState, api: Router) -> Router {
         refreshes: session::Refreshes::default(),
         refresh_lock: tokio::sync::Mutex::new(()),
         uploads: import::Uploads::default(),
+        jobs: import::Jobs::default(),
     }));
     let signed = Router::new()
         .route("/console", get(web::home))
@@ -80,6 +82,10 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/console/people/{id}/active", post(people::set_active))
         .route("/console/people/{id}/invite", post(people::invite))
         .route("/console/people/{id}/sign-out", post(people::sign_out))
+        .route(
+            "/console/people/{id}/sessions/{session}/end",
+            post(people::end_session),
+        )
         .route(
             "/console/people/{id}/devices/{device}/remove",
             post(people::remove_device),
@@ -118,6 +124,7 @@ pub fn router(app: AppState, api: Router) -> Router {
                 )),
         )
         .route("/console/import/run", post(import::again))
+        .route("/console/import/jobs/{id}", get(import::job))
         .route("/console/integrations", get(integrations::show))
         .route("/console/integrations/scim", post(integrations::scim))
         .route("/console/integrations/keys", post(integrations::key))

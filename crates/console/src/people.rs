@@ -13,6 +13,7 @@ use carebridge_proto::Page;
 use carebridge_proto::audit::AuditEvent;
 use carebridge_proto::chat::Device;
 use carebridge_proto::directory::{Address, Contact, Person, RoleAssignment};
+use carebridge_proto::identity::SignInSession;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -148,6 +149,7 @@ struct ShowPage {
     c: Chrome,
     p: Person,
     devices: Option<Vec<Device>>,
+    sessions: Option<Vec<SignInSession>>,
     kind: String,
     roles: Vec<(String, String)>,
     history: Vec<AuditEvent>,
@@ -221,6 +223,13 @@ pub async fn show(
         .await
         .ok()
         .map(|d| d.value);
+    // The person's sign-ins, for those who may sign them out.
+    let sessions = ctx
+        .api
+        .get::<Vec<SignInSession>>(&ctx.s.org_path(&format!("/people/{id}/sessions")))
+        .await
+        .ok()
+        .map(|d| d.value);
     let hidden = p.fields.is_some();
     let title = format!("{} {}", p.given_name, p.family_name);
     let mut c = ctx.chrome("people", title);
@@ -228,12 +237,14 @@ pub async fn show(
         Some("invited") => Some(t.invitation_sent.to_string()),
         Some("signed-out") => Some(t.signed_out_everywhere.to_string()),
         Some("device-removed") => Some(t.device_removed.to_string()),
+        Some("session-ended") => Some(t.session_ended.to_string()),
         _ => None,
     };
     html(
         &ShowPage {
             c,
             devices,
+            sessions,
             kind: kind_name(t, &p.kind),
             p,
             roles,
@@ -634,6 +645,23 @@ async fn person_action(ctx: &Ctx, id: &str, action: &str, done: &str) -> Respons
         Ok(_) => see(&format!("/console/people/{id}?done={done}")),
         Err(f) => ctx.fail(&f),
     }
+}
+
+/// `POST /console/people/{id}/sessions/{session}/end`: ends one sign-in (and its tokens).
+pub async fn end_session(
+    Extension(ctx): Extension<Ctx>,
+    Path((id, session)): Path<(String, String)>,
+) -> Response {
+    let (id, session) = match ids_or_404(&ctx, &id, &session) {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    delete_then(
+        &ctx,
+        &format!("/people/{id}/sessions/{session}"),
+        &format!("/console/people/{id}?done=session-ended"),
+    )
+    .await
 }
 
 /// `POST /console/people/{id}/devices/{device}/remove`: a lost or replaced chat device leaves

@@ -27,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(invite))
         .routes(routes!(sign_out_everywhere))
+        .routes(routes!(person_sessions))
+        .routes(routes!(end_person_session))
         .routes(routes!(person_consents))
         .routes(routes!(revoke_person_consent))
         .routes(routes!(my_sessions))
@@ -292,6 +294,75 @@ async fn sign_out_everywhere(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+fn session_view(l: crate::sessions::Listed) -> SignInSession {
+    SignInSession {
+        id: l.id,
+        user_agent: l.user_agent,
+        amr: l.amr,
+        created_at: from_millis(l.created_at),
+        last_seen_at: from_millis(l.last_seen_at),
+        expires_at: from_millis(l.expires_at),
+    }
+}
+
+/// A person's live sign-in sessions (browser sign-ins of their account), for those who may
+/// sign them out everywhere.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/people/{person}/sessions", tag = "identity",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path)),
+    responses((status = 200, body = Vec<SignInSession>), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn person_sessions(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person)): Path<(String, Uuid)>,
+) -> Result<axum::Json<Vec<SignInSession>>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let (_, _, account, _) = person_row(&s, &o, person).await?;
+    let Some(account) = account else {
+        return Ok(axum::Json(vec![]));
+    };
+    let mut c = s.db.read().await?;
+    let list = crate::sessions::list(&mut c, AccountId(account), s.now()).await?;
+    Ok(axum::Json(list.into_iter().map(session_view).collect()))
+}
+
+/// End one sign-in session of a person (and revoke the tokens issued through it); audited.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/people/{person}/sessions/{session}", tag = "identity",
+    params(("org" = String, Path, description = "slug or id"), ("person" = Uuid, Path), ("session" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn end_person_session(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, person, session)): Path<(String, Uuid, Uuid)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let (_, _, account, _) = person_row(&s, &o, person).await?;
+    let Some(account) = account else {
+        return Err(ServiceError::NotFound { what: "session" }.into());
+    };
+    let now = s.now();
+    let mut tx = s.db.begin().await?;
+    if !crate::sessions::revoke(&mut tx, AccountId(account), session, "admin_sign_out", now).await?
+    {
+        return Err(ServiceError::NotFound { what: "session" }.into());
+    }
+    audit::record(
+        &mut tx,
+        o.id,
+        &Actor::new(p, Source::Api),
+        "person.session.end",
+        "person",
+        &person.to_string(),
+        None::<&()>,
+        Some(&serde_json::json!({"session": session})),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 async fn consents_of(s: &AppState, person: PersonId) -> Result<Vec<Consent>, ApiError> {
     let mut c = s.db.read().await?;
     let rows: Vec<(String, String, i64, Option<String>)> = run!(&mut c, c => sqlx::query_as(
@@ -412,18 +483,7 @@ async fn my_sessions(
     };
     let mut c = s.db.read().await?;
     let list = crate::sessions::list(&mut c, account, s.now()).await?;
-    Ok(axum::Json(
-        list.into_iter()
-            .map(|l| SignInSession {
-                id: l.id,
-                user_agent: l.user_agent,
-                amr: l.amr,
-                created_at: from_millis(l.created_at),
-                last_seen_at: from_millis(l.last_seen_at),
-                expires_at: from_millis(l.expires_at),
-            })
-            .collect(),
-    ))
+    Ok(axum::Json(list.into_iter().map(session_view).collect()))
 }
 
 /// End one of my sessions (and revoke the tokens issued through it).

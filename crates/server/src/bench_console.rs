@@ -195,6 +195,51 @@ pub async fn run(args: BenchArgs, config: crate::config::Config) -> anyhow::Resu
         }
     }
 
+    // The portal, fed by an ERP: 2,000 clients, each with a relative from the directory.
+    let erp = api(
+        reqwest::Method::POST,
+        format!("/api/v1/orgs/{SLUG}/oauth-clients"),
+        json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["portal:erp"]}),
+    )
+    .await?;
+    let tok: serde_json::Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(
+            erp["client"]["client_id"].as_str().unwrap_or_default(),
+            erp["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "portal:erp"),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let erp_token = tok["access_token"]
+        .as_str()
+        .context("an ERP token")?
+        .to_string();
+    for chunk in 0..2usize {
+        let clients: Vec<serde_json::Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| json!({"id": format!("K{i}"), "given_name": format!("Client{i}"), "family_name": format!("Keller{i:04}")}))
+            .collect();
+        let links: Vec<serde_json::Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| json!({"client": format!("K{i}"), "subject": ids[i * 37 % ids.len()], "relation": "relative", "messages": true}))
+            .collect();
+        for (path, body) in [("clients", clients), ("links", links)] {
+            let r = http
+                .put(format!("{base}/portal/v1/erp/{path}"))
+                .bearer_auth(&erp_token)
+                .json(&body)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("ERP feed {path}: {}", r.status());
+            }
+        }
+    }
+
     let mut b = Browser {
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -273,6 +318,22 @@ pub async fn run(args: BenchArgs, config: crate::config::Config) -> anyhow::Resu
             format!("/console/duties/{duty_id}?q=weber"),
         ),
         ("audit log, first page", "/console/audit".to_string()),
+        (
+            "portal (2,000 links: 50 with names)",
+            "/console/portal".to_string(),
+        ),
+        (
+            "portal, clients 'keller00'",
+            "/console/portal?q=keller00".to_string(),
+        ),
+        ("import form", "/console/import".to_string()),
+        ("access rights", "/console/access".to_string()),
+        ("outbox", "/console/outbox".to_string()),
+        ("integrations", "/console/integrations".to_string()),
+        (
+            "settings (with discovery preview)",
+            "/console/settings".to_string(),
+        ),
     ];
     let n = (args.requests / 10).max(20);
     println!("each page {n} times, one at a time; p50 / p90 / p99 / max");

@@ -1642,3 +1642,135 @@ async fn portal_page_answers_requests_and_messages() {
     let p = ub.get(&s.url("/console/portal")).await;
     assert_eq!(p.status, 403, "{}", p.body);
 }
+
+/// A person's sign-ins on their page: an admin ends one, and the browser signed in through it
+/// is out (its tokens stop); audited.
+#[tokio::test]
+async fn an_admin_ends_one_sign_in_of_a_person() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    let bob = staff(&s, &k, "bob@example.org", None).await;
+    // Bob signs in (to the console, which shows him little).
+    let (bob_browser, _) = sign_in(&s, "bob@example.org", "/console").await;
+    let home = bob_browser.get(&s.url("/console")).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+
+    let (b, _) = sign_in(&s, "ada@example.org", "/console").await;
+    let page = b.get(&s.url(&format!("/console/people/{bob}"))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let action = page
+        .body
+        .split("action=\"")
+        .map(|x| x.split('"').next().unwrap_or(""))
+        .find(|a| a.contains("/sessions/") && a.ends_with("/end"))
+        .expect("an end button for Bob's sign-in")
+        .to_string();
+    let (_, list) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{bob}/sessions"))
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let r = b.submit(&page, &action, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, list) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{bob}/sessions"))
+        .await;
+    assert_eq!(list, json!([]));
+    // Bob's console lost its grant: at the latest when his access token runs out, he is
+    // sent to sign in again.
+    s.clock.advance(std::time::Duration::from_secs(11 * 60));
+    let again = bob_browser.get(&s.url("/console")).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    let (_, events) = s
+        .get(&k, "/api/v1/orgs/acme/audit?action=person.session.end")
+        .await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
+    // Unknown session: 404, nothing written.
+    let (st, _) = s
+        .delete(
+            &k,
+            &format!(
+                "/api/v1/orgs/acme/people/{bob}/sessions/{}",
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .await;
+    assert_eq!(st, 404);
+}
+
+/// A long file is applied in the background: the answer is a page that refreshes itself
+/// until the report is there; only the person who started it sees it.
+#[tokio::test]
+async fn a_long_import_runs_in_the_background_with_a_progress_page() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    staff(&s, &k, "eve@example.org", Some(("org_admin", None))).await;
+    let (b, form) = sign_in(&s, "ada@example.org", "/console/import").await;
+    let csrf = form.field("csrf").unwrap();
+    let mut csv = String::from("Vorname;Nachname;E-Mail\n");
+    for i in 0..6000 {
+        csv.push_str(&format!("Vorname{i};Lang{i};lang{i}@example.org\n"));
+    }
+    let part = reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("lang.csv");
+    let f = reqwest::multipart::Form::new()
+        .part("file", part)
+        .text("match", "auto");
+    let r = b
+        .http
+        .post(s.url(&format!("/console/import?csrf={csrf}")))
+        .multipart(f)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report = carebridge_testkit::unescape(&r.text().await.unwrap());
+    let upload_id = report
+        .split("name=\"upload\" value=\"")
+        .nth(1)
+        .map(|x| x.split('"').next().unwrap().to_string())
+        .expect("the kept upload");
+    let r = b
+        .http
+        .post(s.url("/console/import/run"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("upload", upload_id.as_str()),
+            ("match", "auto"),
+            ("mode", "apply"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let job = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(job.starts_with("/console/import/jobs/"), "{job}");
+    let first = b.get(&s.url(&job)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first.body.contains("http-equiv=\"refresh\"") && first.body.contains("lang.csv"),
+        "the running page: {}",
+        first.body
+    );
+    let (eve, _) = sign_in(&s, "eve@example.org", "/console").await;
+    assert_eq!(eve.get(&s.url(&job)).await.status, 404, "not Eve's import");
+    let mut done = None;
+    for _ in 0..600 {
+        let p = b.get(&s.url(&job)).await;
+        if p.body.contains("http-equiv=\"refresh\"") {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        done = Some(p);
+        break;
+    }
+    let done = done.expect("the import finished within a minute");
+    assert_eq!(done.status, 200, "{}", done.body);
+    let body = carebridge_testkit::unescape(&done.body);
+    assert!(body.contains("<dt>New</dt><dd>6000</dd>"), "{body}");
+    assert_eq!(count_people(&s, &k, "lang5999").await, 1);
+}

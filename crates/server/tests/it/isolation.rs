@@ -92,6 +92,7 @@ async fn no_route_crosses_organisations() {
                 .replace("{person}", person["id"].as_str().unwrap())
                 .replace("{viewer}", person["id"].as_str().unwrap())
                 .replace("{device}", &uuid::Uuid::new_v4().to_string())
+                .replace("{session}", &uuid::Uuid::new_v4().to_string())
                 .replace("{message}", &uuid::Uuid::new_v4().to_string())
                 .replace("{assignment}", role["id"].as_str().unwrap())
                 .replace("{key}", &key_id)
