@@ -97,21 +97,31 @@ pub async fn show(Extension(ctx): Extension<Ctx>, Query(q): Query<PortalQuery>) 
         Ok(l) => l.value,
         Err(f) => return ctx.fail(&f),
     };
-    // The people behind the links, by name where the directory shows them to this admin.
-    let mut names: HashMap<Uuid, String> = HashMap::new();
+    // The people behind the links, by name where the directory shows them to this admin;
+    // asked for side by side (at most 50 small reads).
+    let mut asks = tokio::task::JoinSet::new();
+    let mut seen = std::collections::HashSet::new();
     for l in &links {
-        if names.contains_key(&l.subject) {
-            continue;
+        if seen.insert(l.subject) {
+            let (api, path, id) = (
+                ctx.api.clone(),
+                ctx.s.org_path(&format!("/people/{}", l.subject)),
+                l.subject,
+            );
+            asks.spawn(async move {
+                let name = match api.get::<Person>(&path).await {
+                    Ok(p) => format!("{} {}", p.value.given_name, p.value.family_name),
+                    Err(_) => id.to_string(),
+                };
+                (id, name)
+            });
         }
-        let name = match ctx
-            .api
-            .get::<Person>(&ctx.s.org_path(&format!("/people/{}", l.subject)))
-            .await
-        {
-            Ok(p) => format!("{} {}", p.value.given_name, p.value.family_name),
-            Err(_) => l.subject.to_string(),
-        };
-        names.insert(l.subject, name);
+    }
+    let mut names: HashMap<Uuid, String> = HashMap::new();
+    while let Some(done) = asks.join_next().await {
+        if let Ok((id, name)) = done {
+            names.insert(id, name);
+        }
     }
     let links = links
         .into_iter()
