@@ -353,6 +353,11 @@ pub struct Texts {
     pub file: &'static str,
     pub elapsed: &'static str,
     pub refresh: &'static str,
+    pub erase: &'static str,
+    pub erase_explain: &'static str,
+    pub erase_confirm: &'static str,
+    pub erase_confirm_missing: &'static str,
+    pub erased: &'static str,
 }
 
 pub static EN: Texts = Texts {
@@ -619,6 +624,11 @@ pub static EN: Texts = Texts {
     file: "File",
     elapsed: "Running for",
     refresh: "Refresh now",
+    erase: "Erase this person",
+    erase_explain: "Erasing removes the person's data, their roles, grants and consents, their account when no other organisation uses it, and messages sent to them. It cannot be undone; the audit log keeps only that it happened.",
+    erase_confirm: "I understand that this cannot be undone",
+    erase_confirm_missing: "Tick the box to confirm that the person is to be erased for good.",
+    erased: "The person was erased.",
 };
 
 pub static DE: Texts = Texts {
@@ -885,6 +895,11 @@ pub static DE: Texts = Texts {
     file: "Datei",
     elapsed: "Läuft seit",
     refresh: "Jetzt aktualisieren",
+    erase: "Diese Person löschen",
+    erase_explain: "Löschen entfernt die Daten der Person, ihre Rollen, Freigaben und Einwilligungen, ihr Konto, wenn keine andere Organisation es nutzt, und an sie gesendete Nachrichten. Das lässt sich nicht rückgängig machen; das Audit-Protokoll hält nur fest, dass es geschah.",
+    erase_confirm: "Mir ist klar, dass das nicht rückgängig zu machen ist",
+    erase_confirm_missing: "Bitte das Kästchen ankreuzen, um das endgültige Löschen zu bestätigen.",
+    erased: "Die Person wurde gelöscht.",
 };
 
 #[cfg(test)]

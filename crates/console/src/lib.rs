@@ -82,6 +82,7 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/console/people/{id}/active", post(people::set_active))
         .route("/console/people/{id}/invite", post(people::invite))
         .route("/console/people/{id}/sign-out", post(people::sign_out))
+        .route("/console/people/{id}/erase", post(people::erase))
         .route(
             "/console/people/{id}/sessions/{session}/end",
             post(people::end_session),

@@ -20,14 +20,18 @@ use uuid::Uuid;
 use crate::api::{Fail, with_query};
 use crate::i18n::Texts;
 use crate::units::{self, UnitOption};
-use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, ids_or_404, see};
+use crate::web::{Chrome, Ctx, Fields, delete_then, html, id_or_404, ids_or_404, message, see};
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     q: Option<String>,
     unit: Option<String>,
+    group: Option<String>,
+    skill: Option<String>,
     active: Option<String>,
     cursor: Option<String>,
+    /// What was just done (`erased`), for the confirmation line.
+    done: Option<String>,
 }
 
 #[derive(Template)]
@@ -36,6 +40,8 @@ struct ListPage {
     c: Chrome,
     q: String,
     unit: String,
+    group: String,
+    skill: String,
     active: String,
     units: Vec<UnitOption>,
     people: Vec<Row>,
@@ -73,6 +79,8 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
         &[
             ("q", q.q.as_deref()),
             ("unit", q.unit.as_deref()),
+            ("group", q.group.as_deref()),
+            ("skill", q.skill.as_deref()),
             (
                 "active",
                 match active.as_str() {
@@ -95,6 +103,8 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
             &[
                 ("q", q.q.as_deref()),
                 ("unit", q.unit.as_deref()),
+                ("group", q.group.as_deref()),
+                ("skill", q.skill.as_deref()),
                 ("active", q.active.as_deref()),
                 ("cursor", cursor),
             ],
@@ -128,11 +138,17 @@ pub async fn list(Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) ->
             active: p.active,
         })
         .collect();
+    let mut c = ctx.chrome("people", t.people);
+    if q.done.as_deref() == Some("erased") {
+        c.notice = Some(t.erased.to_string());
+    }
     html(
         &ListPage {
-            c: ctx.chrome("people", t.people),
+            c,
             q: q.q.clone().unwrap_or_default(),
             unit: q.unit.clone().unwrap_or_default(),
+            group: q.group.clone().unwrap_or_default(),
+            skill: q.skill.clone().unwrap_or_default(),
             active,
             units,
             people,
@@ -613,6 +629,40 @@ pub async fn set_active(
     {
         Ok(_) => see(&format!("/console/people/{id}")),
         Err(f) if f.status() == 412 => see(&format!("/console/people/{id}")),
+        Err(f) => ctx.fail(&f),
+    }
+}
+
+/// `POST /console/people/{id}/erase`: erases the person for good (their data, account when
+/// no other organisation uses it, grants; the audit log keeps a tombstone). The form must
+/// carry the confirmation box.
+pub async fn erase(
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match id_or_404(&ctx, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if Fields::parse(&body).get("confirm").as_deref() != Some("on") {
+        return message(
+            ctx.chrome("people", ctx.t().erase),
+            422,
+            ctx.t().erase_confirm_missing,
+        );
+    }
+    match ctx
+        .api
+        .send::<serde_json::Value>(
+            Method::POST,
+            &ctx.s.org_path(&format!("/people/{id}/erase")),
+            &serde_json::Value::Null,
+            None,
+        )
+        .await
+    {
+        Ok(_) => see("/console/people?done=erased"),
         Err(f) => ctx.fail(&f),
     }
 }

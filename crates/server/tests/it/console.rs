@@ -1774,3 +1774,63 @@ async fn a_long_import_runs_in_the_background_with_a_progress_page() {
     assert!(body.contains("<dt>New</dt><dd>6000</dd>"), "{body}");
     assert_eq!(count_people(&s, &k, "lang5999").await, 1);
 }
+
+/// People filtered by group and skill; a person erased from their page, only with the
+/// confirmation box ticked.
+#[tokio::test]
+async fn people_by_group_and_skill_and_erasing_a_person() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    staff(&s, &k, "ada@example.org", Some(("org_admin", None))).await;
+    for (g, f, groups, skills) in [
+        (
+            "Anna",
+            "Aebi",
+            json!(["Einsatzleitung"]),
+            json!(["Sanitäter"]),
+        ),
+        (
+            "Beat",
+            "Bader",
+            json!(["Einsatzleitung"]),
+            json!(["Fahrer"]),
+        ),
+        ("Carla", "Conti", json!([]), json!(["Sanitäter"])),
+    ] {
+        let (st, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": g, "family_name": f, "groups": groups, "skills": skills}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+    }
+    let (b, _) = sign_in(&s, "ada@example.org", "/console").await;
+    let p = b
+        .get(&s.url("/console/people?group=Einsatzleitung&skill=Sanit%C3%A4ter"))
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("Aebi"), "{}", p.body);
+    assert!(
+        !p.body.contains("Bader") && !p.body.contains("Conti"),
+        "{}",
+        p.body
+    );
+    let (_, list) = s.get(&k, "/api/v1/orgs/acme/people?q=conti").await;
+    let carla = list["items"][0]["id"].as_str().unwrap().to_string();
+    let page = b.get(&s.url(&format!("/console/people/{carla}"))).await;
+    let action = format!("/console/people/{carla}/erase");
+    assert!(page.body.contains(&action), "{}", page.body);
+    // Without the box: refused, nothing erased.
+    let r = b.submit(&page, &action, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(count_people(&s, &k, "conti").await, 1);
+    let r = b.submit(&page, &action, &[("confirm", "on")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(count_people(&s, &k, "conti").await, 0);
+    let (st, _) = s
+        .get(&k, &format!("/api/v1/orgs/acme/people/{carla}"))
+        .await;
+    assert_eq!(st, 404);
+}
