@@ -274,10 +274,16 @@ async fn main() -> anyhow::Result<()> {
             let mut s = Session::load(&path)?;
             let me = s.device_id()?;
             loop {
+                // Who is in each chat, asked again on every (re)connect: a device added later
+                // shows by its id until then.
+                let mut names = HashMap::new();
+                for g in s.chats().await.unwrap_or_default() {
+                    names.extend(s.names(g.duty_id).await.unwrap_or_default());
+                }
                 match s
                     .follow(&path, |duty, l| {
                         print!("{duty}  ");
-                        print_line(me, &HashMap::new(), l);
+                        print_line(me, &names, l);
                     })
                     .await
                 {

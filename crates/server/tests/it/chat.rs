@@ -1024,6 +1024,13 @@ async fn the_member_cli_signs_in_reads_writes_and_exchanges_attachments() {
     assert_eq!(texts[0], &Content::text("Treffpunkt Zelt 3"));
     assert_eq!(texts[1], &Content::text("Bin unterwegs"));
     assert!(matches!(texts[2], Content::Attachment(a) if a.id == plan.id));
+    // Who wrote: the CLI shows names, not device ids.
+    let names = session.names(duty).await.unwrap();
+    assert_eq!(
+        names.get(&bob_phone.id).map(String::as_str),
+        Some("Bob Muster"),
+        "{names:?}"
+    );
     let (a, data) = session.download(duty, plan.id).await.unwrap();
     assert_eq!(data, secret);
     assert_eq!(a.name, "../../etc/plan.pdf");
