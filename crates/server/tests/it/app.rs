@@ -110,6 +110,86 @@ async fn erp(s: &TestServer, k: &str) -> String {
     t["access_token"].as_str().unwrap().to_string()
 }
 
+/// A Playwright script in `tests/console-browser`, run by Node against the test server. It
+/// talks to the test over standard input and output: it prints its steps and figures, and
+/// requests that the test answers with one line each (SMS codes, actions of Rust devices).
+struct BrowserRun {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    err: tokio::task::JoinHandle<String>,
+    log: String,
+}
+
+impl BrowserRun {
+    /// Starts `script` with `env` (plus `CHROMIUM` and `SHOTS`, the screenshot folder
+    /// `<target>/app-screenshots`).
+    fn start(script: &str, env: &[(&str, String)]) -> BrowserRun {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
+        let chromium = crate::console::browser_prerequisites(dir);
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
+        let shots = format!("{target}/app-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut child = tokio::process::Command::new("node")
+            .arg(script)
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("SHOTS", &shots)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node (Node.js) is needed for the browser tests");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = child.stderr.take().unwrap();
+        let err = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+            s
+        });
+        BrowserRun {
+            child,
+            stdin,
+            lines,
+            err,
+            log: String::new(),
+        }
+    }
+
+    /// The script's next line (kept for the log), `None` when it ended.
+    async fn next(&mut self) -> Option<String> {
+        let line = self.lines.next_line().await.unwrap()?;
+        self.log.push_str(&line);
+        self.log.push('\n');
+        Some(line)
+    }
+
+    async fn answer(&mut self, answer: &str) {
+        self.stdin
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Waits for the script to end; fails with its whole output unless it succeeded and said
+    /// "ok". The output (with the measured figures) is printed for `--nocapture` runs.
+    async fn finish(mut self) {
+        let status = self.child.wait().await.unwrap();
+        let log = format!("{}{}", self.log, self.err.await.unwrap());
+        assert!(status.success(), "the browser run failed:\n{log}");
+        assert!(log.contains("\nok"), "{log}");
+        eprintln!("{log}");
+    }
+}
+
+/// At most five minutes for a browser run.
+const BROWSER_RUN: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The real time: the browser's clock is real, so the server's test clock starts there.
 #[allow(clippy::disallowed_methods)]
 fn real_now() -> jiff::Timestamp {
@@ -125,8 +205,6 @@ fn hours(s: &TestServer, h: i64) -> String {
 
 #[tokio::test]
 async fn app_browser() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
-    let chromium = crate::console::browser_prerequisites(dir);
     let s = TestServer::start().await;
     // The browser reads the real clock; so does the server here.
     s.clock.set(real_now());
@@ -298,63 +376,32 @@ async fn app_browser() {
         assert_eq!(st, 200, "{path}: {r}");
     }
 
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
-    let shots = format!("{target}/app-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).unwrap();
-    let mut child = tokio::process::Command::new("node")
-        .arg("app.test.mjs")
-        .current_dir(dir)
-        .env("BASE", s.url(""))
-        .env("MEMBER", "mia@acme.example")
-        .env("RELATIVE", "+41791000002")
-        .env("PASSWORD", PW)
-        .env("COLLEAGUE", "Bea Brunner")
-        .env("COLLEAGUE_PHONE", "+41795551234")
-        .env("CONTACTS", "5002")
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node (Node.js) is needed for the app browser test");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = child.stderr.take().unwrap();
-    let err = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
-        s
-    });
-    // The browser run asks for SMS codes on stdout ("SMS <phone>"); the answer is the newest
-    // code the server texted to that phone.
-    let mut log = String::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.push_str(&line);
-            log.push('\n');
+    let mut run = BrowserRun::start(
+        "app.test.mjs",
+        &[
+            ("BASE", s.url("")),
+            ("MEMBER", "mia@acme.example".into()),
+            ("RELATIVE", "+41791000002".into()),
+            ("PASSWORD", PW.into()),
+            ("COLLEAGUE", "Bea Brunner".into()),
+            ("COLLEAGUE_PHONE", "+41795551234".into()),
+            ("CONTACTS", "5002".into()),
+        ],
+    );
+    // The browser run asks for SMS codes ("SMS <phone>"); the answer is the newest code the
+    // server texted to that phone.
+    let drive = async {
+        while let Some(line) = run.next().await {
             if let Some(phone) = line.strip_prefix("SMS ") {
                 let code = s.texted_code(phone.trim()).await;
-                stdin
-                    .write_all(format!("{code}\n").as_bytes())
-                    .await
-                    .unwrap();
-                stdin.flush().await.unwrap();
+                run.answer(&code).await;
             }
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(300), run)
+    tokio::time::timeout(BROWSER_RUN, drive)
         .await
         .expect("the browser run took over 5 minutes");
-    let status = child.wait().await.unwrap();
-    let log = format!("{log}{}", err.await.unwrap());
-    assert!(status.success(), "the browser run failed:\n{log}");
-    assert!(log.contains("\nok"), "{log}");
-    // The figures (search timing, request counts) for `--nocapture` runs.
-    eprintln!("{log}");
+    run.finish().await;
 
     // Mia's sign-up is a request on the open duty.
     let (st, roster) = s
@@ -405,8 +452,6 @@ async fn app_browser() {
 async fn app_chat_browser() {
     use carebridge_client::content::Content;
 
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console-browser");
-    let chromium = crate::console::browser_prerequisites(dir);
     let s = TestServer::start().await;
     s.clock.set(real_now());
     let k = s.org("acme").await;
@@ -493,46 +538,25 @@ async fn app_chat_browser() {
         "/../app/web/public/icon-192.png"
     ))
     .unwrap();
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
-    let shots = format!("{target}/app-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
     let file = s.dir().join("einsatzplan.png");
     std::fs::write(&file, &png).unwrap();
 
-    let mut child = tokio::process::Command::new("node")
-        .arg("app-chat.test.mjs")
-        .current_dir(dir)
-        .env("BASE", s.url(""))
-        .env("MEMBER", "mia@acme.example")
-        .env("SECOND", "nora@acme.example")
-        .env("PASSWORD", PW)
-        .env("DUTY", duty.to_string())
-        .env("FILE", &file)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node (Node.js) is needed for the app chat browser test");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = child.stderr.take().unwrap();
-    let err = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
-        s
-    });
+    let mut run = BrowserRun::start(
+        "app-chat.test.mjs",
+        &[
+            ("BASE", s.url("")),
+            ("MEMBER", "mia@acme.example".into()),
+            ("SECOND", "nora@acme.example".into()),
+            ("PASSWORD", PW.into()),
+            ("DUTY", duty.to_string()),
+            ("FILE", file.display().to_string()),
+        ],
+    );
     let texts = |got: Vec<carebridge_client::Received>| -> Vec<Content> {
         got.iter().map(|r| Content::decode(&r.plaintext)).collect()
     };
-    let mut log = String::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.push_str(&line);
-            log.push('\n');
+    let drive = async {
+        while let Some(line) = run.next().await {
             let Some(ask) = line.strip_prefix("ASK ") else {
                 continue;
             };
@@ -657,21 +681,13 @@ async fn app_chat_browser() {
                 }
                 _ => format!("fail unknown command {cmd}"),
             };
-            stdin
-                .write_all(format!("{answer}\n").as_bytes())
-                .await
-                .unwrap();
-            stdin.flush().await.unwrap();
+            run.answer(&answer).await;
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(300), run)
+    tokio::time::timeout(BROWSER_RUN, drive)
         .await
         .expect("the browser run took over 5 minutes");
-    let status = child.wait().await.unwrap();
-    let log = format!("{log}{}", err.await.unwrap());
-    assert!(status.success(), "the browser run failed:\n{log}");
-    assert!(log.contains("\nok"), "{log}");
-    eprintln!("{log}");
+    run.finish().await;
     // The Rust devices agree on the group the browsers changed (no fork), once one of them
     // committed the removal of Nora's device.
     carl.sync(duty).await.unwrap();
