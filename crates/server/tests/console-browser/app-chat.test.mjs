@@ -4,42 +4,18 @@
 // "fail …") from standard input. Environment: BASE, MEMBER, PASSWORD, DUTY, FILE (a PNG),
 // SHOTS, CHROMIUM. Prints "ok" at the end; exits non-zero with the failing step otherwise.
 
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { axe, env, expect, finish, launch, request, step, watch } from './app-lib.mjs';
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const BASE = env('BASE');
 const DUTY = env('DUTY');
 
-const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 async function ask(cmd) {
-  console.log(`ASK ${cmd}`);
-  const { value } = await stdinLines.next();
+  const value = await request(`ASK ${cmd}`);
   if (!value.startsWith('ok')) throw new Error(`${cmd}: ${value}`);
   return value.slice(2).trim();
 }
 
-let current = 'start';
-const step = (s) => {
-  current = s;
-  console.log(`step: ${s}`);
-};
-const expect = (ok, what) => {
-  if (!ok) throw new Error(`expected: ${what}`);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const errors = [];
 const DEVICE_STORE = async (page) =>
   page.evaluate(
@@ -61,9 +37,8 @@ const DEVICE_STORE = async (page) =>
 async function member(login) {
   const context = await browser.newContext({ locale: 'en-GB', viewport: { width: 390, height: 844 } });
   const page = await context.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
+  watch(page, errors);
   page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
     if (m.type() === 'warning') console.log(`browser warning (${login}): ${m.text()}`);
   });
   await page.goto(`${BASE}/app/?org=acme`);
@@ -158,9 +133,7 @@ try {
   await nora.waitForSelector('#chat-lines li.theirs:has-text("Carl ist dabei")', { timeout: 15000 });
   // Carl came later: his name is asked for when his first line arrives.
   await page.waitForSelector('#chat-lines li.theirs:has-text("Carl ist dabei") .who:text-is("Carl Muster")');
-  await page.evaluate(axeSource);
-  const a = await page.evaluate(async () => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  expect(a.violations.length === 0, `axe-core on the chat: ${JSON.stringify(a.violations.map((v) => [v.id, v.nodes.map((n) => n.target)]))}`);
+  await axe(page, 'duty chat');
   await page.screenshot({ path: `${env('SHOTS')}/08-duty-chat.png`, fullPage: true });
 
   step('two days after the duty the chat is read-only: reading works, writing does not');
@@ -192,17 +165,7 @@ try {
   expect((await ask('devices mia')) === '0', 'no chat device of Mia is left');
 
   expect(errors.length === 0, `no script errors: ${errors.join(' | ')}`);
-  await browser.close();
-  console.log('ok');
-  process.exit(0);
+  await finish(browser, null, errors);
 } catch (e) {
-  console.error(`failed at step "${current}": ${e.stack ?? e}`);
-  for (const c of browser.contexts()) {
-    for (const p of c.pages()) {
-      console.error(`page ${p.url()}: ${(await p.textContent('body').catch(() => '')).slice(0, 2000)}`);
-      await p.screenshot({ path: `${process.env.SHOTS}/failure.png`, fullPage: true }).catch(() => {});
-    }
-  }
-  await browser.close().catch(() => {});
-  process.exit(1);
+  await finish(browser, e, errors);
 }

@@ -6,43 +6,17 @@
 // SMS codes: this script prints "SMS <phone>" and reads the code from standard input.
 // Exits non-zero with the failing step on any failure; prints "ok" at the end.
 
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { axe, env, expect, finish, launch, request, step, watch } from './app-lib.mjs';
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const BASE = env('BASE');
 const SHOTS = env('SHOTS');
 const PASSWORD = env('PASSWORD');
 
-const stdin = createInterface({ input: process.stdin });
-const stdinLines = stdin[Symbol.asyncIterator]();
 async function smsCode(phone) {
-  console.log(`SMS ${phone}`);
-  const { value } = await stdinLines.next();
-  return value.trim();
+  return request(`SMS ${phone}`);
 }
 
-let current = 'start';
-const step = (s) => {
-  current = s;
-  console.log(`step: ${s}`);
-};
-const expect = (ok, what) => {
-  if (!ok) throw new Error(`expected: ${what}`);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 // Every request any page or the service worker sends, with all its headers.
 const requests = [];
@@ -50,27 +24,6 @@ function capture(context) {
   context.on('request', (r) => {
     requests.push(r.allHeaders().then((h) => ({ url: r.url(), method: r.method(), auth: h['authorization'] ?? null })));
   });
-}
-
-async function axe(page, name) {
-  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(axeSource);
-  const r = await page.evaluate(async () =>
-    // eslint-disable-next-line no-undef
-    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }),
-  );
-  if (r.violations.length > 0) {
-    const v = r.violations.map((x) => ({ id: x.id, help: x.help, nodes: x.nodes.map((n) => n.target) }));
-    throw new Error(`axe-core on ${name}: ${JSON.stringify(v)}`);
-  }
-  console.log(`axe: ${name} ok (${r.passes.length} rules passed)`);
-}
-
-function watch(page, errors) {
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(String(e)));
 }
 
 async function signIn(page, login) {
@@ -261,18 +214,7 @@ try {
   console.log(`requests: ${all.length} in all, ${discovery.length} to discovery without a credential, ${api.length} API calls with a token`);
 
   expect(errors.length === 0, `no script errors: ${errors.join(' | ')}`);
-  await browser.close();
-  console.log('ok');
-  process.exit(0);
+  await finish(browser, null, errors);
 } catch (e) {
-  console.error(`failed at step "${current}": ${e.stack ?? e}`);
-  for (const c of browser.contexts()) {
-    for (const p of c.pages()) {
-      console.error(`page ${p.url()}: ${(await p.textContent('body').catch(() => '')).slice(0, 2000)}`);
-      await p.screenshot({ path: `${SHOTS}/failure.png`, fullPage: true }).catch(() => {});
-    }
-  }
-  if (errors.length) console.error(`script errors: ${errors.join(' | ')}`);
-  await browser.close().catch(() => {});
-  process.exit(1);
+  await finish(browser, e, errors);
 }
