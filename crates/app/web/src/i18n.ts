@@ -100,6 +100,8 @@ const en = {
   chatDeleted: 'This chat no longer exists.',
   chatGone: 'This device is no longer in the chat.',
   chatDeviceGone: 'This device was removed from the chat. Sign in again to use the chat here.',
+  skip: 'Skip to content',
+  mainNav: 'Main',
 } as const;
 
 export type Key = keyof typeof en;
@@ -204,6 +206,8 @@ const de: Texts = {
   chatDeleted: 'Diesen Chat gibt es nicht mehr.',
   chatGone: 'Dieses Gerät ist nicht mehr im Chat.',
   chatDeviceGone: 'Dieses Gerät wurde aus dem Chat entfernt. Melde dich erneut an, um den Chat hier zu nutzen.',
+  skip: 'Zum Inhalt springen',
+  mainNav: 'Hauptnavigation',
 };
 
 const fr: Texts = {
@@ -305,6 +309,8 @@ const fr: Texts = {
   chatDeleted: 'Cette discussion n’existe plus.',
   chatGone: 'Cet appareil ne fait plus partie de la discussion.',
   chatDeviceGone: 'Cet appareil a été retiré de la discussion. Reconnectez-vous pour l’utiliser ici.',
+  skip: 'Aller au contenu',
+  mainNav: 'Navigation principale',
 };
 
 const it: Texts = {
@@ -406,6 +412,8 @@ const it: Texts = {
   chatDeleted: 'Questa chat non esiste più.',
   chatGone: 'Questo dispositivo non è più nella chat.',
   chatDeviceGone: 'Questo dispositivo è stato rimosso dalla chat. Accedi di nuovo per usarla qui.',
+  skip: 'Vai al contenuto',
+  mainNav: 'Navigazione principale',
 };
 
 const fi: Texts = {
@@ -507,6 +515,8 @@ const fi: Texts = {
   chatDeleted: 'Tätä keskustelua ei enää ole.',
   chatGone: 'Tämä laite ei ole enää keskustelussa.',
   chatDeviceGone: 'Tämä laite poistettiin keskustelusta. Kirjaudu uudelleen käyttääksesi sitä täällä.',
+  skip: 'Siirry sisältöön',
+  mainNav: 'Päävalikko',
 };
 
 const sv: Texts = {
@@ -608,6 +618,8 @@ const sv: Texts = {
   chatDeleted: 'Chatten finns inte längre.',
   chatGone: 'Den här enheten är inte längre med i chatten.',
   chatDeviceGone: 'Den här enheten togs bort från chatten. Logga in igen för att använda den här.',
+  skip: 'Hoppa till innehållet',
+  mainNav: 'Huvudmeny',
 };
 
 const ALL: Record<string, Texts> = { en, de, fr, it, fi, sv };

@@ -56,11 +56,24 @@ async function boot(): Promise<void> {
 }
 
 async function shell(session: Session): Promise<void> {
-  const nav = h('nav', { class: 'tabs', 'aria-label': t('app') });
+  const nav = h('nav', { class: 'tabs', 'aria-label': t('mainNav') });
   const banner = h('p', { class: 'offline', role: 'status', hidden: true }, t('offline'));
   const main = h('main', { id: 'main' });
   const title = h('span', { class: 'brand' }, session.orgName);
-  fill(root, h('a', { class: 'skip', href: '#main' }, t('app')), h('header', { class: 'bar' }, title), banner, nav, main);
+  fill(root, h(
+      'a',
+      {
+        class: 'skip',
+        href: '#main',
+        // The app routes by the hash: move the focus instead of following the link.
+        onclick: (e: Event) => {
+          e.preventDefault();
+          main.tabIndex = -1;
+          main.focus();
+        },
+      },
+      t('skip'),
+    ), h('header', { class: 'bar' }, title), banner, nav, main);
 
   const ctx: Ctx = {
     session,
