@@ -81,35 +81,6 @@ async fn the_app_shell_is_served_with_its_manifest_and_worker() {
     assert_ne!(r.status(), 303, "a foreign redirect URI is never used");
 }
 
-/// An ERP client's token (client credentials, `portal:erp`).
-async fn erp(s: &TestServer, k: &str) -> String {
-    let (st, c) = s
-        .post(
-            k,
-            "/api/v1/orgs/acme/oauth-clients",
-            &json!({"name": "ERP", "grants": ["client_credentials"], "scopes": ["portal:erp"]}),
-        )
-        .await;
-    assert_eq!(st, 201, "{c}");
-    let r = s
-        .http
-        .post(s.url("/oauth2/token"))
-        .basic_auth(
-            c["client"]["client_id"].as_str().unwrap(),
-            c["client_secret"].as_str(),
-        )
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "portal:erp"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let (st, t) = carebridge_testkit::read(r).await;
-    assert_eq!(st, 200, "{t}");
-    t["access_token"].as_str().unwrap().to_string()
-}
-
 /// A Playwright script in `tests/console-browser`, run by Node against the test server. It
 /// talks to the test over standard input and output: it prints its steps and figures, and
 /// requests that the test answers with one line each (SMS codes, actions of Rust devices).
@@ -352,7 +323,8 @@ async fn app_browser() {
             PW,
         )
         .await;
-    let erp = erp(&s, &k).await;
+    let (erp_client, _) = crate::portal::clients(&s, &k, "acme").await;
+    let erp = crate::portal::erp_token(&s, &erp_client, "portal:erp").await;
     for (path, body) in [
         (
             "/portal/v1/erp/settings",
