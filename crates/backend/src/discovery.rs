@@ -260,7 +260,7 @@ async fn document(
     let mut c = s.db.read().await?;
     let settings = load(&mut c, o.id).await?;
     let name: String = run!(&mut c, c => sqlx::query_scalar("SELECT name FROM organisations WHERE id = $1").bind(o.id.0).fetch_one(c).await)?;
-    let features: Vec<String> = run!(&mut c, c => sqlx::query_scalar("SELECT feature FROM features WHERE org_id = $1 AND enabled ORDER BY feature").bind(o.id.0).fetch_all(c).await)?;
+    let features = carebridge_store::features::enabled_list(&mut c, o.id.0).await?;
     let base = s.base_url().to_string();
     let chat_url = match (&settings.chat_url, features.iter().any(|f| f == "chat")) {
         (Some(u), _) => Some(u.clone()),
@@ -273,10 +273,14 @@ async fn document(
         name,
         issuer: d.issuer.clone().unwrap_or_else(|| base.clone()),
         client_id: "carebridge-app".into(),
-        portal_url: settings
-            .portal_url
-            .clone()
-            .or_else(|| d.portal_here.then(|| base.clone())),
+        portal_url: if features.iter().any(|f| f == "portal") {
+            settings
+                .portal_url
+                .clone()
+                .or_else(|| d.portal_here.then(|| base.clone()))
+        } else {
+            None
+        },
         chat_url,
         features,
         languages: if settings.languages.is_empty() {

@@ -30,9 +30,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(crate::discovery::router())
 }
 
-/// A feature switch of the organisation (`chat`).
+/// A feature switch of the organisation: `chat` (off until switched on), `directory` (the
+/// members' contact directory: contact grants and the apps' contacts) or `portal` (the customer
+/// portal), both on until switched off.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/features/{feature}", tag = "organisations",
-    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat")),
+    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat, directory or portal")),
     responses((status = 200, body = Feature), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn get_feature(
     State(s): State<AppState>,
@@ -46,7 +48,7 @@ async fn get_feature(
 
 /// Switch a feature on or off; the first switch-on provisions its tenant (audited).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/features/{feature}", tag = "organisations", request_body = SetFeature,
-    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat")),
+    params(("org" = String, Path, description = "slug or id"), ("feature" = String, Path, description = "chat, directory or portal")),
     responses((status = 200, body = Feature), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn set_feature(
     State(s): State<AppState>,

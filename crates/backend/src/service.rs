@@ -285,14 +285,11 @@ pub async fn verify_chain(db: &Db, org: OrgId) -> Result<AuditVerification, Serv
     )
 }
 
-/// Features an organisation can switch on.
-pub const FEATURES: &[&str] = &["chat"];
-
 fn feature_name(name: &str) -> Result<&'static str, ServiceError> {
-    FEATURES
+    features::KNOWN
         .iter()
-        .find(|f| **f == name)
-        .copied()
+        .find(|(f, _)| *f == name)
+        .map(|(f, _)| *f)
         .ok_or(ServiceError::NotFound { what: "feature" })
 }
 
@@ -303,7 +300,7 @@ pub async fn feature(db: &Db, org: &OrgRef, name: &str) -> Result<Feature, Servi
     let f = features::get(&mut c, org.id.0, name).await?;
     Ok(Feature {
         feature: name.into(),
-        enabled: f.as_ref().is_some_and(|f| f.enabled),
+        enabled: f.as_ref().map_or(features::default_of(name), |f| f.enabled),
         tenant_id: f.as_ref().map(|f| f.tenant_id),
         changed_at: f.map(|f| from_millis(f.changed_at)),
     })
@@ -321,9 +318,10 @@ pub async fn set_feature(
     let name = feature_name(name)?;
     let mut tx = db.begin().await?;
     let before = features::get(&mut tx, org.id.0, name).await?;
-    if before.as_ref().map(|f| f.enabled) == Some(input.enabled)
-        || (before.is_none() && !input.enabled)
-    {
+    let was = before
+        .as_ref()
+        .map_or(features::default_of(name), |f| f.enabled);
+    if was == input.enabled {
         drop(tx);
         return feature(db, org, name).await;
     }
@@ -343,9 +341,9 @@ pub async fn set_feature(
         changed_at: Some(from_millis(f.changed_at)),
     };
     let action = match (before.is_none(), input.enabled) {
-        (true, _) => "feature.provision",
+        (true, true) => "feature.provision",
         (false, true) => "feature.enable",
-        (false, false) => "feature.disable",
+        (_, false) => "feature.disable",
     };
     audit::record(
         &mut tx,

@@ -111,7 +111,24 @@ impl Api {
         body: Vec<u8>,
         if_match: Option<&str>,
     ) -> Result<(StatusCode, axum::http::HeaderMap, Vec<u8>), Fail> {
+        self.raw_with(method, path, content_type, body, if_match, &[])
+            .await
+    }
+
+    /// [`Api::raw`] with further request headers (e.g. `Prefer`).
+    pub async fn raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        if_match: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Result<(StatusCode, axum::http::HeaderMap, Vec<u8>), Fail> {
         let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
         if let Some(t) = &self.token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -1,32 +1,24 @@
 //! Import: upload a CSV or XLSX file, see the dry-run report (the columns as the importer read
 //! them, with a choice per column to correct the mapping; counts; every row error), then apply
-//! it. The file is kept in this process's memory between the steps (30 minutes, at most
-//! [`MAX_KEPT`] bytes for all uploads together; the oldest go first), so the report and the
-//! apply read the same bytes. The work is the API's `POST …/people/import`.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! it. Each step is an import job of the API (`POST …/import-jobs`): the file is kept by the
+//! API for an hour, so a check and the apply read the same bytes on any node, and a long file
+//! shows its progress on a page that refreshes itself (`/console/import/jobs/{id}`).
 
 use askama::Template;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Multipart, State};
+use axum::extract::Multipart;
 use axum::http::Method;
 use axum::response::Response;
-use carebridge_proto::directory::ImportReport;
+use carebridge_proto::directory::{ImportJob, ImportMatch, ImportOptions, ImportReport};
 use carebridge_proto::problem::Problem;
 use uuid::Uuid;
 
-use crate::Console;
 use crate::api::{Fail, with_query};
 use crate::web::{Chrome, Ctx, Fields, html, see};
 
 /// The largest file (as the API's import endpoint).
 pub const MAX_FILE: usize = 64 * 1024 * 1024;
-/// All kept uploads together.
-const MAX_KEPT: usize = 256 * 1024 * 1024;
-const KEEP_FOR: Duration = Duration::from_secs(30 * 60);
 
 /// The fields a column can be read into (the API's `map` names).
 const TARGETS: &[&str] = &[
@@ -49,168 +41,85 @@ const TARGETS: &[&str] = &[
     "roles",
 ];
 
-struct Kept {
-    owner: Uuid,
-    name: String,
-    bytes: Vec<u8>,
-    at: Instant,
-}
-
-/// Uploads between the dry run and the apply, by random id.
-#[derive(Default)]
-pub struct Uploads(Mutex<HashMap<String, Kept>>);
-
-impl Uploads {
-    fn keep(&self, owner: Uuid, name: String, bytes: Vec<u8>) -> Option<String> {
-        let id = crate::session::random();
-        let mut map = self.0.lock().ok()?;
-        map.retain(|_, k| k.at.elapsed() < KEEP_FOR);
-        while map.values().map(|k| k.bytes.len()).sum::<usize>() + bytes.len() > MAX_KEPT {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, k)| k.at)
-                .map(|(id, _)| id.clone())?;
-            map.remove(&oldest);
-        }
-        map.insert(
-            id.clone(),
-            Kept {
-                owner,
-                name,
-                bytes,
-                at: Instant::now(),
-            },
-        );
-        Some(id)
-    }
-
-    /// The file and its name, for its owner only.
-    fn get(&self, id: &str, owner: Uuid) -> Option<(String, Vec<u8>)> {
-        let map = self.0.lock().ok()?;
-        map.get(id)
-            .filter(|k| k.owner == owner && k.at.elapsed() < KEEP_FOR)
-            .map(|k| (k.name.clone(), k.bytes.clone()))
-    }
-
-    fn forget(&self, id: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(id);
-        }
-    }
-}
-
-/// Files of more lines (or bytes) than this are applied in the background: the answer is a
-/// page that refreshes itself until the report is there.
-const BACKGROUND_LINES: usize = 5_000;
-const BACKGROUND_BYTES: usize = 1024 * 1024;
-
-fn long(bytes: &[u8]) -> bool {
-    bytes.len() > BACKGROUND_BYTES
-        || bytes.iter().filter(|b| **b == b'\n').count() > BACKGROUND_LINES
-}
-
-/// An apply running in this process: its owner, file, start, options and, once done, the
-/// report (or why there is none).
-struct Job {
-    owner: Uuid,
-    name: String,
-    size: usize,
-    started: Instant,
-    o: Options,
-    done: Option<Result<ImportReport, Vec<String>>>,
-}
-
-/// Background applies by random id (kept [`KEEP_FOR`] after they start, this process only).
-#[derive(Default)]
-pub struct Jobs(Mutex<HashMap<String, Job>>);
-
-impl Jobs {
-    fn start(&self, owner: Uuid, name: String, size: usize, o: Options) -> Option<String> {
-        let id = crate::session::random();
-        let mut map = self.0.lock().ok()?;
-        map.retain(|_, j| j.started.elapsed() < KEEP_FOR || j.done.is_none());
-        map.insert(
-            id.clone(),
-            Job {
-                owner,
-                name,
-                size,
-                started: Instant::now(),
-                o,
-                done: None,
-            },
-        );
-        Some(id)
-    }
-
-    fn finish(&self, id: &str, r: Result<ImportReport, Vec<String>>) {
-        if let Ok(mut map) = self.0.lock()
-            && let Some(j) = map.get_mut(id)
-        {
-            j.done = Some(r);
-        }
-    }
-
-    /// `(name, size, seconds running, options, result when done)`, for its owner only.
-    #[allow(clippy::type_complexity)]
-    fn view(
-        &self,
-        id: &str,
-        owner: Uuid,
-    ) -> Option<(
-        String,
-        usize,
-        u64,
-        Options,
-        Option<Result<ImportReport, Vec<String>>>,
-    )> {
-        let map = self.0.lock().ok()?;
-        map.get(id).filter(|j| j.owner == owner).map(|j| {
-            (
-                j.name.clone(),
-                j.size,
-                j.started.elapsed().as_secs(),
-                j.o.clone(),
-                j.done.clone(),
-            )
-        })
-    }
-}
+/// How long the console waits for a job before showing its progress page instead.
+const WAIT: &str = "wait=2";
 
 #[derive(Template)]
 #[template(path = "import_job.html")]
 struct JobPage {
     c: Chrome,
     name: String,
-    kib: usize,
-    seconds: u64,
+    kib: i64,
+    seconds: i64,
+    percent: u32,
 }
 
-/// `GET /console/import/jobs/{id}`: a background apply — refreshing while it runs, then its
-/// report.
+/// `GET /console/import/jobs/{id}`: an import job — refreshing with its progress while it
+/// runs, then its report with the forms to check again or apply.
 pub async fn job(
-    State(c): State<Console>,
     Extension(ctx): Extension<Ctx>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let Some((name, size, seconds, o, done)) = c.0.jobs.view(&id, ctx.s.me) else {
-        return crate::web::message(ctx.chrome("import", ctx.t().import), 404, ctx.t().not_found);
+    let t = ctx.t();
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return crate::web::message(ctx.chrome("import", t.import), 404, t.not_found);
     };
-    match done {
-        None => html(
+    let j = match ctx
+        .api
+        .get::<ImportJob>(&ctx.s.org_path(&format!("/import-jobs/{id}")))
+        .await
+    {
+        Ok(g) => g.value,
+        Err(f) if f.status() == 404 => {
+            return crate::web::message(ctx.chrome("import", t.import), 404, t.not_found);
+        }
+        Err(f) => return ctx.fail(&f),
+    };
+    show(&ctx, j)
+}
+
+/// A job as a page: its progress while it runs, else its report or why there is none.
+fn show(ctx: &Ctx, j: ImportJob) -> Response {
+    let t = ctx.t();
+    let o = Options::of(&j.options);
+    // The file can be run again while it is kept.
+    let file = j.file_expires_at.map(|_| j.file_id.to_string());
+    match j.state.as_str() {
+        "running" => html(
             &JobPage {
-                c: ctx.chrome("import", ctx.t().import),
-                name,
-                kib: size.div_ceil(1024),
-                seconds,
+                c: ctx.chrome("import", t.import),
+                name: j.file_name,
+                kib: (j.file_size + 1023) / 1024,
+                seconds: ctx.now.duration_since(j.created_at).as_secs().max(0),
+                // Whole percent, never 100 before the report is there.
+                percent: ((j.progress * 100.0).floor().clamp(0.0, 99.0)) as u32,
             },
             200,
         ),
-        Some(Ok(r)) => {
-            let status = if r.applied { 200 } else { 422 };
-            page(&ctx, o, None, name, Some(r), Vec::new(), status)
+        "done" => match j.report {
+            Some(r) => {
+                let status = if r.dry_run || r.applied { 200 } else { 422 };
+                let file = if r.applied { None } else { file };
+                page(ctx, o, file, j.file_name, Some(r), Vec::new(), status)
+            }
+            None => ctx.fail(&Fail::Broken("import job without a report".into())),
+        },
+        "interrupted" => page(
+            ctx,
+            o,
+            file,
+            j.file_name,
+            None,
+            vec![t.import_interrupted.into()],
+            409,
+        ),
+        _ => {
+            let lines = match j.problem {
+                Some(p) => problem_lines(&Fail::Problem(p)),
+                None => vec![t.not_applied.to_string()],
+            };
+            page(ctx, o, file, j.file_name, None, lines, 422)
         }
-        Some(Err(lines)) => page(&ctx, o, None, name, None, lines, 422),
     }
 }
 
@@ -237,6 +146,23 @@ impl Options {
             deactivate_missing: f.get("deactivate_missing").unwrap_or_default(),
             sheet: f.get("sheet").unwrap_or_default(),
             map: f.get("map").unwrap_or_default(),
+        }
+    }
+
+    /// The options a job ran with.
+    fn of(o: &ImportOptions) -> Options {
+        Options {
+            match_by: match o.match_by {
+                ImportMatch::Auto => "auto",
+                ImportMatch::ExternalId => "external_id",
+                ImportMatch::Email => "email",
+            }
+            .into(),
+            create_units: o.create_units,
+            skip_bad_rows: o.skip_bad_rows,
+            deactivate_missing: o.deactivate_missing.clone().unwrap_or_default(),
+            sheet: o.sheet.clone().unwrap_or_default(),
+            map: o.map.clone().unwrap_or_default(),
         }
     }
 
@@ -298,23 +224,46 @@ pub async fn form(Extension(ctx): Extension<Ctx>) -> Response {
     page(&ctx, o, None, String::new(), None, Vec::new(), 200)
 }
 
-/// Runs the API's import on `bytes`; the report, or the reason there is none.
-async fn run(ctx: &Ctx, bytes: Vec<u8>, o: &Options, dry_run: bool) -> Result<ImportReport, Fail> {
-    let q = o.query(dry_run);
+/// Starts an import job (over `upload`'s bytes, or the kept file `file`) and waits up to
+/// [`WAIT`] for it: its report, or a redirect to the page that follows it.
+async fn start(
+    ctx: &Ctx,
+    o: &Options,
+    dry_run: bool,
+    upload: Option<(&str, Vec<u8>)>,
+    file: Option<&str>,
+) -> Result<Response, Fail> {
+    let mut q = o.query(dry_run);
+    match (&upload, file) {
+        (Some((name, _)), _) => q.push(("name", Some((*name).to_string()))),
+        (None, f) => q.push(("file", f.map(str::to_string))),
+    }
     let pairs: Vec<(&str, Option<&str>)> = q.iter().map(|(k, v)| (*k, v.as_deref())).collect();
-    let path = with_query(&ctx.s.org_path("/people/import"), &pairs);
+    let path = with_query(&ctx.s.org_path("/import-jobs"), &pairs);
+    let body = upload.map(|(_, b)| b).unwrap_or_default();
     let (status, _, body) = ctx
         .api
-        .raw(Method::POST, &path, Some("text/csv"), bytes, None)
+        .raw_with(
+            Method::POST,
+            &path,
+            Some("text/csv"),
+            body,
+            None,
+            &[("prefer", WAIT)],
+        )
         .await?;
     if status.as_u16() == 401 {
         return Err(Fail::SignedOut);
     }
-    // 422 with a report: the file has errors and nothing was applied.
-    if let Ok(r) = serde_json::from_slice::<ImportReport>(&body)
-        && (status.is_success() || status.as_u16() == 422)
+    if status.is_success()
+        && let Ok(j) = serde_json::from_slice::<ImportJob>(&body)
     {
-        return Ok(r);
+        // Finished within the wait: the report at once; else the page that follows it.
+        return Ok(if j.state == "running" {
+            see(&format!("/console/import/jobs/{}", j.id))
+        } else {
+            show(ctx, j)
+        });
     }
     Err(match serde_json::from_slice::<Problem>(&body) {
         Ok(p) => Fail::Problem(p),
@@ -334,11 +283,7 @@ fn problem_lines(f: &Fail) -> Vec<String> {
 
 /// `POST /console/import` (multipart: the file and the options): keeps the file and shows the
 /// dry run.
-pub async fn upload(
-    State(c): State<Console>,
-    Extension(ctx): Extension<Ctx>,
-    mut form: Multipart,
-) -> Response {
+pub async fn upload(Extension(ctx): Extension<Ctx>, mut form: Multipart) -> Response {
     let t = ctx.t();
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut file: Option<(String, Vec<u8>)> = None;
@@ -393,21 +338,19 @@ pub async fn upload(
             422,
         );
     };
-    let kept = c.0.uploads.keep(ctx.s.me, name.clone(), bytes.clone());
-    match run(&ctx, bytes, &o, true).await {
-        Ok(r) => page(&ctx, o, kept, name, Some(r), Vec::new(), 200),
-        Err(f @ Fail::Problem(_)) => page(&ctx, o, None, name, None, problem_lines(&f), 422),
+    match start(&ctx, &o, true, Some((&name, bytes)), None).await {
+        Ok(r) => r,
+        Err(f @ Fail::Problem(_)) => {
+            let status = if f.status() == 409 { 409 } else { 422 };
+            page(&ctx, o, None, name, None, problem_lines(&f), status)
+        }
         Err(f) => ctx.fail(&f),
     }
 }
 
 /// `POST /console/import/run`: with the kept file, check again (with a corrected column
 /// mapping) or apply.
-pub async fn again(
-    State(c): State<Console>,
-    Extension(ctx): Extension<Ctx>,
-    body: Bytes,
-) -> Response {
+pub async fn again(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
     let t = ctx.t();
     let f = Fields::parse(&body);
     let mut o = Options::from(&f);
@@ -423,45 +366,35 @@ pub async fn again(
             .collect::<Vec<_>>()
             .join(";");
     }
-    let id = f.get("upload").unwrap_or_default();
-    let Some((name, bytes)) = c.0.uploads.get(&id, ctx.s.me) else {
-        return page(
-            &ctx,
-            o,
-            None,
-            String::new(),
-            None,
-            vec![t.import_expired.into()],
-            410,
-        );
-    };
+    let file = f.get("file").unwrap_or_default();
     let apply = f.get("mode").as_deref() == Some("apply");
-    if apply && long(&bytes) {
-        let Some(job) = c.0.jobs.start(ctx.s.me, name, bytes.len(), o.clone()) else {
-            return ctx.fail(&Fail::Broken("import jobs unavailable".into()));
-        };
-        let (c2, ctx2, job2) = (c.clone(), ctx.clone(), job.clone());
-        tokio::spawn(async move {
-            let r = run(&ctx2, bytes, &o, false).await;
-            if matches!(&r, Ok(r) if r.applied) {
-                c2.0.uploads.forget(&id);
-            }
-            c2.0.jobs.finish(&job2, r.map_err(|f| problem_lines(&f)));
-        });
-        return see(&format!("/console/import/jobs/{job}"));
-    }
-    match run(&ctx, bytes, &o, !apply).await {
-        Ok(r) => {
-            let upload = if r.applied {
-                c.0.uploads.forget(&id);
-                None
-            } else {
-                Some(id)
-            };
-            let status = if apply && !r.applied { 422 } else { 200 };
-            page(&ctx, o, upload, name, Some(r), Vec::new(), status)
+    match start(&ctx, &o, !apply, None, Some(&file)).await {
+        Ok(r) => r,
+        Err(e @ Fail::Problem(_))
+            if file.is_empty() || e.fields().iter().any(|v| v.code == "file_expired") =>
+        {
+            page(
+                &ctx,
+                o,
+                None,
+                String::new(),
+                None,
+                vec![t.import_expired.into()],
+                410,
+            )
         }
-        Err(e @ Fail::Problem(_)) => page(&ctx, o, Some(id), name, None, problem_lines(&e), 422),
+        Err(e @ Fail::Problem(_)) => {
+            let status = if e.status() == 409 { 409 } else { 422 };
+            page(
+                &ctx,
+                o,
+                Some(file),
+                String::new(),
+                None,
+                problem_lines(&e),
+                status,
+            )
+        }
         Err(e) => ctx.fail(&e),
     }
 }

@@ -43,8 +43,6 @@ struct Inner {
     api: Router,
     refreshes: session::Refreshes,
     refresh_lock: tokio::sync::Mutex<()>,
-    uploads: import::Uploads,
-    jobs: import::Jobs,
 }
 
 impl Console {
@@ -65,8 +63,6 @@ pub fn router(app: AppState, api: Router) -> Router {
         api,
         refreshes: session::Refreshes::default(),
         refresh_lock: tokio::sync::Mutex::new(()),
-        uploads: import::Uploads::default(),
-        jobs: import::Jobs::default(),
     }));
     let signed = Router::new()
         .route("/console", get(web::home))
@@ -150,6 +146,7 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/console/settings", get(settings::show))
         .route("/console/settings/org", post(settings::org))
         .route("/console/settings/chat", post(settings::chat))
+        .route("/console/settings/features", post(settings::features))
         .route("/console/settings/mfa", post(settings::mfa))
         .route("/console/settings/app", post(settings::app))
         .route("/console/access", get(access::show).post(access::create))

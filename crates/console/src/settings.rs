@@ -1,6 +1,6 @@
-//! Settings: the organisation's data, the chat feature, who must use a second factor, the
-//! chat's retention, what the apps get (languages, branding, support), and the discovery
-//! preview — exactly the public documents apps receive, fetched without any credential as an
+//! Settings: the organisation's data, the features (chat, directory, portal), who must use a
+//! second factor, the chat's retention, what the apps get (languages, branding, support), and
+//! the discovery preview — exactly the public documents apps receive, fetched without any credential as an
 //! app would.
 
 use askama::Template;
@@ -38,6 +38,8 @@ struct SettingsPage {
     c: Chrome,
     org: Org,
     chat: Option<Feature>,
+    directory: Option<Feature>,
+    portal: Option<Feature>,
     mfa: Option<MfaPolicy>,
     retention: Option<ChatSettings>,
     app: Option<AppSettings>,
@@ -84,12 +86,15 @@ async fn page(ctx: &Ctx, errors: Vec<String>, done: bool, status: u16) -> Respon
         Ok(o) => o.value,
         Err(f) => return ctx.fail(&f),
     };
-    let chat = ctx
-        .api
-        .get::<Feature>(&ctx.s.org_path("/features/chat"))
-        .await
-        .ok()
-        .map(|g| g.value);
+    let feature = |name: &'static str| async move {
+        ctx.api
+            .get::<Feature>(&ctx.s.org_path(&format!("/features/{name}")))
+            .await
+            .ok()
+            .map(|g| g.value)
+    };
+    let (chat, directory, portal) =
+        tokio::join!(feature("chat"), feature("directory"), feature("portal"));
     let mfa = ctx
         .api
         .get::<MfaPolicy>(&ctx.s.org_path("/mfa-policy"))
@@ -130,6 +135,8 @@ async fn page(ctx: &Ctx, errors: Vec<String>, done: bool, status: u16) -> Respon
             c,
             org,
             chat,
+            directory,
+            portal,
             mfa,
             retention,
             app,
@@ -218,6 +225,33 @@ pub async fn chat(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
         .await
         .map(|_| ());
     after(&ctx, r).await
+}
+
+/// `POST /console/settings/features`: the directory and portal switches (a switch left as it
+/// was changes nothing and writes no audit event).
+pub async fn features(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    // Only the switches the page showed (`shown`), so a switch missing from it stays as it is.
+    let shown = f.all("shown");
+    for name in ["directory", "portal"]
+        .into_iter()
+        .filter(|n| shown.iter().any(|s| s == n))
+    {
+        let r = ctx
+            .api
+            .send::<Feature>(
+                Method::PUT,
+                &ctx.s.org_path(&format!("/features/{name}")),
+                &serde_json::json!({ "enabled": f.get(name).is_some() }),
+                None,
+            )
+            .await
+            .map(|_| ());
+        if r.is_err() {
+            return after(&ctx, r).await;
+        }
+    }
+    after(&ctx, Ok(())).await
 }
 
 /// `POST /console/settings/mfa`.

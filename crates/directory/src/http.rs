@@ -5,9 +5,9 @@ use axum::http::StatusCode;
 use carebridge_domain::auth::{Actor, Permission, Principal, Source};
 use carebridge_proto::directory::{
     ChangesQuery, ContactChanges, ContactGrant, ContactGrantInput, CreatePerson,
-    CreateRoleAssignment, CreateUnit, ImportOptions, ImportReport, Label, LabelInput, PeopleQuery,
-    Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdateContactGrant, UpdatePerson,
-    UpdateUnit,
+    CreateRoleAssignment, CreateUnit, ImportJob, ImportOptions, ImportReport, Label, LabelInput,
+    PeopleQuery, Person, PersonExport, RoleAssignment, RolesQuery, Unit, UpdateContactGrant,
+    UpdatePerson, UpdateUnit,
 };
 use carebridge_proto::problem::Problem;
 use carebridge_proto::{Page, PageQuery};
@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::service::labels::{self, Kind};
-use crate::service::{access, feed, import, people, roles, units};
+use crate::service::{access, feed, import, jobs, people, roles, units};
 
 /// The largest import upload: 100,000 rows of a few hundred bytes, with room to spare.
 pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -38,8 +38,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(import_people))
+                .routes(routes!(list_import_jobs, create_import_job))
                 .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
+        .routes(routes!(get_import_job, delete_import_job))
         .routes(routes!(list_groups, create_group))
         .routes(routes!(get_group, rename_group, delete_group))
         .routes(routes!(list_skills, create_skill))
@@ -297,6 +299,134 @@ async fn import_people(
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((status, axum::Json(report)))
+}
+
+/// The longest `Prefer: wait=` honoured, in seconds.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// `Prefer: wait=N` (RFC 7240): how long to wait for the job before answering.
+fn preferred_wait(headers: &axum::http::HeaderMap) -> std::time::Duration {
+    let secs = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|p| p.trim().strip_prefix("wait="))
+        .find_map(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_secs(secs.min(MAX_WAIT_SECS))
+}
+
+/// Start a people import in the background over the file in the body (CSV or XLSX, as
+/// `…/people/import`), or with `file=` over the file of an earlier job (files are kept an hour:
+/// apply a dry run, or check it again with another `map`). Answers at once with the running
+/// job, or, with `Prefer: wait=N` (at most 30 s), when it finished within N seconds. One import
+/// per organisation at a time (409 `import_running`).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/import-jobs", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ImportOptions,
+        ("Prefer" = Option<String>, Header, description = "wait=N: answer when the job has finished, at most N seconds (30 at most)")),
+    request_body(content = Vec<u8>, content_type = "text/csv", description = "the file; empty with `file=`"),
+    responses((status = 201, body = ImportJob, description = "the job (running, or finished within the wait)"),
+        (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_import_job(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(org): Path<String>,
+    Query(q): Query<ImportOptions>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Created<ImportJob>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let source = match q.file {
+        Some(id) if body.is_empty() => jobs::Source::File(id),
+        Some(_) => {
+            return Err(ApiError::bad_request_at(
+                "body_with_file",
+                "send either a file in the body or `file=` naming an uploaded one, not both",
+                "/query/file",
+            ));
+        }
+        None => jobs::Source::Upload {
+            name: q.name.clone().unwrap_or_default(),
+            bytes: body.to_vec(),
+        },
+    };
+    let runner = jobs::Runner {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+    };
+    let may_assign_roles = require(&p, &o, Permission::RolesWrite).is_ok();
+    let by = access::viewer_key(&p);
+    let (job, handle) = jobs::start(
+        runner,
+        actor(p),
+        by,
+        &o,
+        source,
+        q,
+        may_assign_roles,
+        s.now(),
+    )
+    .await?;
+    let wait = preferred_wait(&headers);
+    let job = if !wait.is_zero() && tokio::time::timeout(wait, handle).await.is_ok() {
+        jobs::get(&s.db, &o, job.id, s.now()).await?
+    } else {
+        job
+    };
+    Ok(Created {
+        outcome: carebridge_web::idem::Outcome::Fresh(job),
+        collection: collection(&org, "import-jobs"),
+    })
+}
+
+/// Import jobs of the organisation, newest first (finished ones are kept a week).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/import-jobs", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), PageQuery),
+    responses((status = 200, body = Page<ImportJob>)), security(("bearer" = [])))]
+async fn list_import_jobs(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path(_org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<ImportJob>>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    let limit = page_limit(q.limit)?;
+    Ok(axum::Json(
+        jobs::list(&s.db, &o, &s.cursor, q.cursor.as_deref(), limit, s.now()).await?,
+    ))
+}
+
+/// An import job: its progress while it runs, then its report (or why it failed).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/import-jobs/{job}", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("job" = Uuid, Path)),
+    responses((status = 200, body = ImportJob), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_import_job(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<axum::Json<ImportJob>, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    Ok(axum::Json(jobs::get(&s.db, &o, id, s.now()).await?))
+}
+
+/// Delete a finished import job with its report (and its file, unless another job uses it).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/import-jobs/{job}", tag = "people",
+    params(("org" = String, Path, description = "slug or id"), ("job" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn delete_import_job(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OrgPath(o): OrgPath,
+    Path((_org, id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require(&p, &o, Permission::DirectoryWrite)?;
+    jobs::delete(&s.db, &o, id, s.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Search and filter people, in name order: only the people the caller may see (everyone

@@ -2,7 +2,8 @@
 //! it needs nothing of the identity provider but its published keys.
 //!
 //! - [`Caller`]: a person (client or relative) with a token of scope `portal` from a sign-in
-//!   (it names a grant, `gid`).
+//!   (it names a grant, `gid`); refused while the organisation has the `portal` feature off
+//!   (the ERP's feeds and the office keep working, so nothing is lost meanwhile).
 //! - [`Erp`]: the organisation's ERP or back office with a client-credentials token of scope
 //!   `portal:erp`.
 //! - [`Office`]: the ERP, or an organisation admin with a short-lived office token (scope
@@ -159,10 +160,15 @@ impl FromRequestParts<AppState> for Caller {
         }
         let subject = Uuid::parse_str(&c.sub)
             .map_err(|_| unauthorized("the token's subject is not a person"))?;
-        Ok(Caller {
-            subject,
-            org: org_of(&c)?,
-        })
+        let org = org_of(&c)?;
+        let mut db = s.db.read().await?;
+        if !carebridge_store::features::enabled(&mut db, org, "portal").await? {
+            return Err(ServiceError::Forbidden {
+                detail: "feature_off: the organisation has switched the customer portal off".into(),
+            }
+            .into());
+        }
+        Ok(Caller { subject, org })
     }
 }
 

@@ -257,6 +257,42 @@ pub struct ImportOptions {
     /// street, postal_code, locality, country, unit, groups, skills, roles, ignore).
     #[serde(default)]
     pub map: Option<String>,
+    /// Import jobs only: the file's name, shown with the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Import jobs only: run over the file of an earlier job (kept an hour after its upload)
+    /// instead of a request body, e.g. to apply a dry run or check it with another mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Uuid>,
+}
+
+/// A people import run in the background (`/api/v1/orgs/{org}/import-jobs`): its file, options,
+/// progress and, once finished, its report.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportJob {
+    pub id: Uuid,
+    /// The uploaded file; other jobs can run over it until `file_expires_at`.
+    pub file_id: Uuid,
+    pub file_name: String,
+    pub file_size: i64,
+    /// When the file is deleted; absent once it is gone.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub file_expires_at: Option<jiff::Timestamp>,
+    pub options: ImportOptions,
+    /// `running`; `done` (see the report: applied, or why not); `failed` (see the problem:
+    /// the import could not run); `interrupted` (the server running it stopped; nothing of a
+    /// non-dry run was written, as an import is one transaction).
+    pub state: String,
+    /// The fraction of the file read, from 0 to 1.
+    pub progress: f64,
+    /// Who started it (`person:<id>` or a key's label).
+    pub created_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<jiff::Timestamp>,
+    pub report: Option<ImportReport>,
+    pub problem: Option<crate::problem::Problem>,
 }
 
 /// One problem in an imported file. Line 1 is the header row; line 0 is the file itself.

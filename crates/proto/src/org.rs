@@ -155,9 +155,11 @@ pub struct Discovery {
     pub issuer: String,
     /// The public client id of Carebridge's app.
     pub client_id: String,
+    /// The customer portal's base URL; absent when the `portal` feature is off.
     pub portal_url: Option<String>,
+    /// The chat's base URL; absent when the `chat` feature is off (unless set explicitly).
     pub chat_url: Option<String>,
-    /// Enabled features (`chat`, …).
+    /// Enabled features, in name order (`chat`, `directory`, `portal`).
     pub features: Vec<String>,
     pub languages: Vec<String>,
     pub branding: Branding,

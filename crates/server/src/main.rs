@@ -453,6 +453,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                 deactivate_missing,
                 sheet,
                 map: (!map.is_empty()).then(|| map.join(";")),
+                ..Default::default()
             };
             let db = open_db(&config, None).await?;
             let report =

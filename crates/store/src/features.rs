@@ -1,4 +1,4 @@
-//! Per-organisation feature switches (e.g. `chat`). Switching a feature on the first time
+//! Per-organisation feature switches ([`KNOWN`]: `chat`, `directory`, `portal`). Switching a feature on the first time
 //! provisions its tenant id, which stays the same when the feature is switched off and on again.
 //! Read by every role that must know whether a feature is on; written by the backend role.
 
@@ -29,9 +29,41 @@ pub async fn get(
     }))
 }
 
-/// Whether `feature` is switched on for `org`.
+/// The features an organisation can switch, each with its state before anyone switched it:
+/// - `chat`: the duty chat; off until switched on, which provisions its tenant;
+/// - `directory`: the members' contact directory (contact grants, the apps' contacts); on;
+/// - `portal`: the customer portal for clients and relatives; on.
+pub const KNOWN: &[(&str, bool)] = &[("chat", false), ("directory", true), ("portal", true)];
+
+/// A known feature's state before it was ever switched (`false` for unknown names).
+pub fn default_of(feature: &str) -> bool {
+    KNOWN
+        .iter()
+        .find(|(f, _)| *f == feature)
+        .is_some_and(|(_, on)| *on)
+}
+
+/// Whether `feature` is switched on for `org` (its default when never switched).
 pub async fn enabled(x: &mut impl Exec, org: Uuid, feature: &str) -> Result<bool, StoreError> {
-    Ok(get(x, org, feature).await?.is_some_and(|f| f.enabled))
+    Ok(get(x, org, feature)
+        .await?
+        .map_or(default_of(feature), |f| f.enabled))
+}
+
+/// The known features switched on for `org`, in name order.
+pub async fn enabled_list(x: &mut impl Exec, org: Uuid) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String, bool)> = run!(x, c => sqlx::query_as(
+        "SELECT feature, enabled FROM features WHERE org_id = $1")
+        .bind(org).fetch_all(c).await)?;
+    Ok(KNOWN
+        .iter()
+        .filter(|(name, default)| {
+            rows.iter()
+                .find(|(f, _)| f == name)
+                .map_or(*default, |(_, on)| *on)
+        })
+        .map(|(name, _)| (*name).to_string())
+        .collect())
 }
 
 /// Sets the switch; `new_tenant` is used only when the feature was never provisioned.

@@ -102,10 +102,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0015_audit_filters.sql"),
         include_str!("../migrations/postgres/0015_audit_filters.sql"),
     ),
+    (
+        16,
+        "import_jobs",
+        include_str!("../migrations/sqlite/0016_import_jobs.sql"),
+        include_str!("../migrations/postgres/0016_import_jobs.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 15;
+pub const LATEST: i64 = 16;
 
 #[derive(Debug)]
 struct Embedded(Backend);

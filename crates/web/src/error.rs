@@ -308,6 +308,23 @@ impl ApiError {
 /// Base of every problem `type` URI.
 pub const PROBLEM_BASE: &str = "https://carebridge.dev/problems/";
 
+impl ApiError {
+    /// The problem document of this error, as a response would carry it (without a request
+    /// id): for work that answers later, such as import jobs.
+    pub fn problem(&self) -> Problem {
+        let (status, code, title, detail, errors) = self.parts();
+        Problem {
+            kind: format!("{PROBLEM_BASE}{code}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_string(),
+            request_id: None,
+            errors,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title, detail, errors) = self.parts();

@@ -11,6 +11,8 @@ export interface Ctx {
   main: HTMLElement;
   /** Clients the person may act for in the portal (`null`: no portal grant). */
   clients: PortalClient[] | null;
+  /** Whether the organisation offers its members the contact directory (feature `directory`). */
+  directory: boolean;
   /** The person's own directory entry kind, once the contacts are on the device. */
   kind: string | null;
   offline: boolean;

@@ -79,6 +79,7 @@ async function shell(session: Session): Promise<void> {
     session,
     main,
     clients: await store.get<PortalClient[]>('portal.clients') ?? null,
+    directory: (await store.get<Discovery>('discovery'))?.features.includes('directory') ?? true,
     kind: null,
     offline: !navigator.onLine,
     markOffline(off: boolean) {
@@ -99,14 +100,17 @@ async function shell(session: Session): Promise<void> {
   const tabs = (): [string, Key][] => {
     const member = ctx.kind === null || ctx.kind === 'staff' || ctx.kind === 'volunteer';
     const out: [string, Key][] = [];
-    if (member) out.push(['#/duties', 'duties'], ['#/contacts', 'contacts']);
+    if (member) out.push(['#/duties', 'duties']);
+    if (member && ctx.directory) out.push(['#/contacts', 'contacts']);
     if (ctx.clients && ctx.clients.length > 0) out.push(['#/care', 'care']);
     out.push(['#/account', 'account']);
     return out;
   };
 
   async function route(): Promise<void> {
-    const [, view = '', arg] = location.hash.split('/');
+    const [, hashView = '', arg] = location.hash.split('/');
+    // The contacts are not offered while the organisation has its directory switched off.
+    const view = !ctx.directory && (hashView === 'contacts' || hashView === 'contact') ? '' : hashView;
     const list = tabs();
     const current = `#/${view}`;
     fill(
@@ -165,12 +169,17 @@ async function refreshData(ctx: Ctx): Promise<void> {
   try {
     const d = await publicJson<Discovery>(`/discovery/${encodeURIComponent(s.slug)}`);
     await store.set('discovery', d);
+    ctx.directory = d.features.includes('directory');
     await publicJson<Record<string, unknown>>(`/discovery/${encodeURIComponent(s.slug)}/settings`).then((x) => store.set('settings', x));
     if (d.branding?.primary_color) document.documentElement.style.setProperty('--brand', d.branding.primary_color);
     await sync(s);
-    if (s.portalRefresh) {
+    if (s.portalRefresh && d.portal_url !== null) {
       ctx.clients = await call<PortalClient[]>(s, 'portal', '/portal/v1/clients');
       await store.set('portal.clients', ctx.clients);
+    } else if (d.portal_url === null) {
+      // The organisation switched its portal off.
+      ctx.clients = null;
+      await store.set('portal.clients', null);
     }
     ctx.markOffline(false);
   } catch (e) {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod feed;
+pub mod jobs;
 pub mod labels;
 pub mod people;
 pub mod roles;

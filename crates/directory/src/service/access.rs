@@ -4,7 +4,8 @@
 //!
 //! - Organisation-wide readers (`directory:read` over the whole organisation) see everyone.
 //! - A person signed in with the `directory:read` scope sees themselves, the people of the
-//!   units their roles cover (unit admins, dispatchers), and what grants open to them.
+//!   units their roles cover (unit admins, dispatchers), and what grants open to them (grants
+//!   open nothing while the organisation has the `directory` feature off).
 //! - Changes: organisation-wide writers change anyone; unit admins change people of their
 //!   subtrees (and may only add or remove units inside it); a person with the
 //!   `directory:write` scope changes their own phones, e-mails, address and language.
@@ -65,11 +66,17 @@ pub async fn viewer(
         Reach::All | Reach::Nothing => Vec::new(),
     };
     let tree = repo::tree(x, org.id).await?;
-    let grants: Vec<_> = repo::all(x, org.id)
-        .await?
-        .into_iter()
-        .map(|(_, g)| g)
-        .collect();
+    // With the `directory` feature off, grants open nothing: people see themselves and what
+    // their roles cover (unit admins keep maintaining their units).
+    let grants: Vec<_> = if carebridge_store::features::enabled(x, org.id.0, "directory").await? {
+        repo::all(x, org.id)
+            .await?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let me = feed::memberships(x, org.id, &[person.0])
         .await?
         .remove(&person.0)

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod feed;
 pub mod import;
+pub mod jobs;
 pub mod labels;
 pub mod people;
 pub mod roles;

@@ -151,6 +151,20 @@ try {
   await page.screenshot({ path: `${SHOTS}/05-contact-offline.png`, fullPage: true });
   await member.setOffline(false);
 
+  step('with the directory switched off the app offers no contacts; on again, they come back');
+  expect((await request('DIRECTORY off')) === 'ok', 'the directory switched off');
+  await page.goto(`${BASE}/app/#/duties`);
+  await page.reload();
+  await page.waitForSelector('nav.tabs >> text=Duties');
+  await page.waitForFunction(() => ![...document.querySelectorAll('nav.tabs a')].some((a) => a.getAttribute('href') === '#/contacts'), null, { timeout: 15000 });
+  await page.goto(`${BASE}/app/#/contacts`);
+  await page.waitForFunction(() => location.hash !== '#/contacts', null, { timeout: 15000 });
+  expect((await request('DIRECTORY on')) === 'ok', 'the directory switched on');
+  await page.reload();
+  await page.waitForSelector('nav.tabs >> text=Contacts');
+  await page.click('nav.tabs >> text=Contacts');
+  await page.waitForFunction((n) => (document.querySelector('#contact-count')?.textContent ?? '').includes(n), env('CONTACTS'), { timeout: 60000 });
+
   step('sign-out wipes what the device keeps');
   const before = await storedContacts(page);
   expect(before.contacts >= Number(env('CONTACTS')) && before.session, `the device kept the contacts (${JSON.stringify(before)})`);

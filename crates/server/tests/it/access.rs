@@ -878,6 +878,62 @@ async fn self_service_unit_admins_and_grants() {
     );
     let (_, log) = s.get(&k, "/api/v1/orgs/acme/audit?limit=1").await;
     assert_eq!(log["items"][0]["action"], "grant.create", "{log}");
+
+    // The `directory` feature off: grants open nothing (Bob's list and his synced copy lose
+    // Ada, he keeps himself), unit admins keep their units; on again, the grant counts again.
+    let feed_all = |key: String, cursor: Option<String>| {
+        let s = &s;
+        async move {
+            let mut path = "/api/v1/orgs/acme/contacts/changes".to_string();
+            if let Some(c) = cursor {
+                path = format!("{path}?cursor={c}");
+            }
+            let (st, v) = s.get(&key, &path).await;
+            assert_eq!(st, 200, "{v}");
+            v
+        }
+    };
+    let before = feed_all(bob_key.clone(), None).await;
+    assert!(before["upserts"].to_string().contains(&ada), "{before}");
+    let switch = |on: bool| {
+        let (s, k) = (&s, &k);
+        async move {
+            let (st, f) = s
+                .put(
+                    k,
+                    "/api/v1/orgs/acme/features/directory",
+                    &json!({"enabled": on}),
+                )
+                .await;
+            assert_eq!((st, &f["enabled"]), (200, &json!(on)), "{f}");
+        }
+    };
+    switch(false).await;
+    let (_, page) = s.get(&bob_key, "/api/v1/orgs/acme/people?q=ada").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+    let (_, page) = s.get(&bob_key, "/api/v1/orgs/acme/people").await;
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [bob.as_str()], "only himself: {page}");
+    let after = feed_all(
+        bob_key.clone(),
+        before["next_cursor"].as_str().map(str::to_string),
+    )
+    .await;
+    assert!(
+        after["reset"] == json!(true) && !after["upserts"].to_string().contains(&ada)
+            || after["removals"].to_string().contains(&ada),
+        "the synced copy loses Ada: {after}"
+    );
+    let (st, _) = s.get(&una_key, &me).await;
+    assert_eq!(st, 200, "the unit admin still sees Ada");
+    switch(true).await;
+    let (_, page) = s.get(&bob_key, "/api/v1/orgs/acme/people?q=ada").await;
+    assert_eq!(page["items"][0]["id"], ada.as_str(), "{page}");
     // Narrow it, then withdraw it: audited, and Ada disappears for Bob.
     let gpath = format!(
         "/api/v1/orgs/acme/contact-grants/{}",

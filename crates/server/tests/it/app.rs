@@ -360,13 +360,24 @@ async fn app_browser() {
             ("CONTACTS", "5002".into()),
         ],
     );
-    // The browser run asks for SMS codes ("SMS <phone>"); the answer is the newest code the
-    // server texted to that phone.
+    // The browser run asks for SMS codes ("SMS <phone>"; the answer is the newest code the
+    // server texted to that phone) and to switch the directory ("DIRECTORY off|on").
     let drive = async {
         while let Some(line) = run.next().await {
             if let Some(phone) = line.strip_prefix("SMS ") {
                 let code = s.texted_code(phone.trim()).await;
                 run.answer(&code).await;
+            } else if let Some(state) = line.strip_prefix("DIRECTORY ") {
+                let on = state.trim() == "on";
+                let (st, f) = s
+                    .put(
+                        &k,
+                        "/api/v1/orgs/acme/features/directory",
+                        &json!({"enabled": on}),
+                    )
+                    .await;
+                assert_eq!((st, &f["enabled"]), (200, &json!(on)), "{f}");
+                run.answer("ok").await;
             }
         }
     };

@@ -44,7 +44,7 @@ async fn apps_read_discovery_and_settings_without_any_credential() {
     assert_eq!(doc["client_id"], "carebridge-app");
     assert_eq!(doc["portal_url"], "https://portal.erp.example/acme");
     assert_eq!(doc["chat_url"], s.base.as_str(), "chat on: this server");
-    assert_eq!(doc["features"], json!(["chat"]));
+    assert_eq!(doc["features"], json!(["chat", "directory", "portal"]));
     assert_eq!(doc["languages"], json!(["de", "fr"]));
     assert_eq!(doc["branding"]["primary_color"], "#c8102e");
     assert_eq!(doc["support"]["email"], "help@acme.example");

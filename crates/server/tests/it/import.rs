@@ -3,7 +3,7 @@
 //! deactivation, matching by e-mail, duplicates, roles, XLSX, column mapping.
 
 use carebridge_testkit::TestServer;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 async fn upload(s: &TestServer, key: &str, query: &str, body: &[u8]) -> (u16, Value) {
     let r = s
@@ -584,4 +584,181 @@ async fn a_second_import_into_the_same_organisation_is_refused_while_one_runs() 
     // After it, imports run again.
     let (st, r) = upload(&s, &k, "dry_run=true&create_units=true", &swiss(THREE)).await;
     assert_eq!(st, 200, "{r}");
+}
+
+async fn job_post(
+    s: &TestServer,
+    key: &str,
+    query: &str,
+    body: &[u8],
+    wait: bool,
+) -> (u16, Option<String>, Value) {
+    let mut r = s
+        .http
+        .post(s.url(&format!("/api/v1/orgs/acme/import-jobs?{query}")))
+        .bearer_auth(key)
+        .header("content-type", "text/csv")
+        .body(body.to_vec());
+    if wait {
+        r = r.header("prefer", "wait=30");
+    }
+    let r = r.send().await.unwrap();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let (st, v) = carebridge_testkit::read(r).await;
+    (st, location, v)
+}
+
+/// Import jobs: a file uploaded once, checked (dry run), then applied over the kept file on
+/// the job resource; a job without waiting is followed to its report; one import per
+/// organisation at a time; an applied file is deleted, a checked one expires after an hour;
+/// bad calls are refused.
+#[tokio::test]
+async fn import_jobs_check_then_apply_a_kept_file() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let (st, loc, dry) = job_post(
+        &s,
+        &k,
+        "dry_run=true&create_units=true&name=team.csv",
+        &swiss(THREE),
+        true,
+    )
+    .await;
+    assert_eq!(st, 201, "{dry}");
+    let id = dry["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        loc.as_deref(),
+        Some(format!("/api/v1/orgs/acme/import-jobs/{id}").as_str())
+    );
+    assert_eq!(dry["state"], "done", "{dry}");
+    assert_eq!(dry["progress"], 1.0);
+    assert_eq!(dry["file_name"], "team.csv");
+    assert_eq!(dry["options"]["dry_run"], true);
+    assert_eq!(dry["report"]["dry_run"], true);
+    assert_eq!(dry["report"]["created"], 3, "{dry}");
+    assert!(dry["file_expires_at"].is_string(), "{dry}");
+    assert!(
+        people(&s, &k, "").await.is_empty(),
+        "a dry run writes nothing"
+    );
+
+    // A minute later, applied over the kept file (no body).
+    s.clock.advance(std::time::Duration::from_secs(60));
+    let file = dry["file_id"].as_str().unwrap();
+    let (st, _, applied) =
+        job_post(&s, &k, &format!("file={file}&create_units=true"), b"", true).await;
+    assert_eq!(st, 201, "{applied}");
+    assert_eq!(applied["state"], "done", "{applied}");
+    assert_eq!(applied["file_name"], "team.csv");
+    assert_eq!(applied["report"]["applied"], true, "{applied}");
+    assert_eq!(applied["report"]["created"], 3);
+    assert_eq!(people(&s, &k, "").await.len(), 3);
+    let (st, list) = s.get(&k, "/api/v1/orgs/acme/import-jobs").await;
+    assert_eq!(st, 200, "{list}");
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [applied["id"].as_str().unwrap(), id.as_str()],
+        "newest first"
+    );
+    let (st, again) = s
+        .get(&k, &format!("/api/v1/orgs/acme/import-jobs/{id}"))
+        .await;
+    assert_eq!((st, &again["report"]), (200, &dry["report"]));
+
+    // Without waiting: the job answers at once and is followed to its report; meanwhile a
+    // second import into the organisation is refused.
+    let mut big = String::from("Vorname;Nachname;E-Mail\n");
+    for i in 0..5000 {
+        big.push_str(&format!("V{i};N{i};n{i}@example.org\n"));
+    }
+    let (st, _, running) = job_post(&s, &k, "dry_run=true", big.as_bytes(), false).await;
+    assert_eq!(
+        (st, &running["state"]),
+        (201, &json!("running")),
+        "{running}"
+    );
+    let (st, _, busy) = job_post(&s, &k, "dry_run=true", &swiss(THREE), false).await;
+    assert_eq!(
+        (st, &busy["code"]),
+        (409, &json!("import_running")),
+        "{busy}"
+    );
+    let path = format!(
+        "/api/v1/orgs/acme/import-jobs/{}",
+        running["id"].as_str().unwrap()
+    );
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        let (_, j) = s.get(&k, &path).await;
+        let p = j["progress"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{j}");
+        if j["state"] != "running" {
+            done = j;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["report"]["created"], 5000);
+
+    // Bad calls: precise errors, nothing stored.
+    let (st, _, e) = job_post(&s, &k, &format!("file={file}"), b"x;y\n", false).await;
+    assert_eq!((st, &e["code"]), (400, &json!("body_with_file")), "{e}");
+    let (st, _, e) = job_post(&s, &k, "dry_run=true", b"", false).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["errors"][0]["code"], "empty_file", "{e}");
+    let (st, _, e) = job_post(&s, &k, "dry_run=true&colour=red", b"a\n", false).await;
+    assert_eq!(st, 400, "an unknown option: {e}");
+    let reader = s.key("acme", &["directory:read"]).await;
+    let (st, _, _) = job_post(&s, &reader, "dry_run=true", &swiss(THREE), false).await;
+    assert_eq!(st, 403);
+    let (st, _) = s.get(&reader, &path).await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/import-jobs/{}", uuid::Uuid::new_v4()),
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (_, list) = s.get(&k, "/api/v1/orgs/acme/import-jobs").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
+
+    // The applied file was deleted at once: the dry run's job says so, and a run over it is
+    // refused.
+    let (_, old) = s
+        .get(&k, &format!("/api/v1/orgs/acme/import-jobs/{id}"))
+        .await;
+    assert_eq!(old["file_expires_at"], Value::Null, "{old}");
+    let (st, _, e) = job_post(&s, &k, &format!("file={file}"), b"", false).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["errors"][0]["code"], "file_expired", "{e}");
+    // A file that was only checked expires after an hour.
+    let five = running["file_id"].as_str().unwrap();
+    assert!(done["file_expires_at"].is_string(), "{done}");
+    s.clock.advance(std::time::Duration::from_secs(3601));
+    let (st, _, e) = job_post(&s, &k, &format!("file={five}"), b"", false).await;
+    assert_eq!(
+        (st, &e["errors"][0]["code"]),
+        (422, &json!("file_expired")),
+        "{e}"
+    );
+    // Deleted with its report.
+    let (st, _) = s
+        .delete(&k, &format!("/api/v1/orgs/acme/import-jobs/{id}"))
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .get(&k, &format!("/api/v1/orgs/acme/import-jobs/{id}"))
+        .await;
+    assert_eq!(st, 404);
 }

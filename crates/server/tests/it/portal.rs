@@ -1064,3 +1064,80 @@ async fn the_contract_file_is_the_generated_contract() {
         assert!(p.starts_with("/portal/v1/"), "{p}");
     }
 }
+
+/// The public discovery document, read as an app reads it (no credential).
+async fn discovery(s: &TestServer) -> (u16, Value) {
+    carebridge_testkit::read(s.http.get(s.url("/discovery/acme")).send().await.unwrap()).await
+}
+
+/// With the organisation's `portal` feature off, clients and relatives are refused (403
+/// `feature_off`) and discovery names no portal; the ERP's feed keeps working, and switching it
+/// on again serves everything as before.
+#[tokio::test]
+async fn switching_the_portal_off_refuses_clients_and_keeps_the_erp_feed() {
+    let w = world().await;
+    feed(&w).await;
+    let s = &w.s;
+    let admin = s.key("acme", &[]).await;
+    let (st, f) = s.get(&admin, "/api/v1/orgs/acme/features/portal").await;
+    assert_eq!(
+        (st, &f["enabled"]),
+        (200, &json!(true)),
+        "on by default: {f}"
+    );
+    let (st, d) = discovery(s).await;
+    assert_eq!(st, 200, "{d}");
+    assert!(d["portal_url"].is_string(), "{d}");
+    assert!(d["features"].as_array().unwrap().contains(&json!("portal")));
+
+    let (st, f) = s
+        .put(
+            &admin,
+            "/api/v1/orgs/acme/features/portal",
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!((st, &f["enabled"]), (200, &json!(false)), "{f}");
+    let (st, p) = s.get(&w.clara, "/portal/v1/me").await;
+    assert_eq!(st, 403, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("feature_off"), "{p}");
+    let (st, _) = s.get(&w.rita, "/portal/v1/clients").await;
+    assert_eq!(st, 403);
+    let (_, d) = discovery(s).await;
+    assert_eq!(d["portal_url"], Value::Null, "{d}");
+    assert!(!d["features"].as_array().unwrap().contains(&json!("portal")));
+    // The ERP still feeds (nothing is lost while the portal is off).
+    let (st, r) = s
+        .put(
+            &w.erp,
+            "/portal/v1/erp/clients",
+            &json!([{"id": "K3", "given_name": "Nora", "family_name": "New"}]),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+
+    let (st, _) = s
+        .put(
+            &admin,
+            "/api/v1/orgs/acme/features/portal",
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, me) = s.get(&w.clara, "/portal/v1/me").await;
+    assert_eq!((st, &me["clients"]), (200, &json!(1)), "{me}");
+    // Both switches are in the audit log.
+    let (_, events) = s
+        .get(&admin, "/api/v1/orgs/acme/audit?action=feature.&limit=10")
+        .await;
+    let actions: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"feature.disable") && actions.contains(&"feature.enable"),
+        "{events}"
+    );
+}
