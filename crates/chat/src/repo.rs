@@ -949,6 +949,14 @@ pub async fn insert_attachment(
     Ok(())
 }
 
+/// The bytes (encrypted) the attachments of `duty` take together.
+pub async fn attachments_size(x: &mut impl Exec, duty: Uuid) -> Result<i64, StoreError> {
+    let n: Option<i64> = run!(x, c => sqlx::query_scalar(
+        "SELECT CAST(SUM(size) AS BIGINT) FROM chat_attachments WHERE duty_id = $1")
+        .bind(duty).fetch_one(c).await)?;
+    Ok(n.unwrap_or(0))
+}
+
 /// The encrypted blob of an attachment of `duty`.
 pub async fn attachment(
     x: &mut impl Exec,

@@ -2077,6 +2077,20 @@ pub async fn upload_attachment(
     if size > max + wire::ATTACHMENT_OVERHEAD {
         return Err(too_large(max));
     }
+    // The chat's share of the server: a fixed number of files at the limit. Counted in the
+    // upload's transaction: SQLite serialises uploads; on PostgreSQL uploads to one chat at
+    // the same moment may each pass and exceed it by their own size.
+    let quota = (max + wire::ATTACHMENT_OVERHEAD).saturating_mul(wire::DUTY_ATTACHMENT_FILES);
+    let used = repo::attachments_size(&mut tx, duty).await?;
+    if used.saturating_add(size) > quota {
+        return Err(conflict(
+            "quota_exceeded",
+            format!(
+                "this chat's attachments may take {quota} bytes in all ({} files at the size limit); {used} are taken",
+                wire::DUTY_ATTACHMENT_FILES
+            ),
+        ));
+    }
     let id = Uuid::new_v4();
     repo::insert_attachment(&mut tx, id, duty, caller.org, caller.device, body, now_ms).await?;
     tx.commit().await?;

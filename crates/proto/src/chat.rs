@@ -186,6 +186,9 @@ pub struct ChatSettings {
 pub const DEFAULT_ATTACHMENT_MAX: i64 = 10 * 1024 * 1024;
 /// The highest attachment size limit an organisation may set: 100 MiB.
 pub const ATTACHMENT_MAX_LIMIT: i64 = 100 * 1024 * 1024;
+/// A duty chat's attachments together take at most this many times the size limit (500 MiB
+/// at the 10 MiB default); more is refused with 409 `quota_exceeded` until the chat is deleted.
+pub const DUTY_ATTACHMENT_FILES: i64 = 50;
 /// What encryption adds to an attachment (the AES-GCM tag): the limit counts the file.
 pub const ATTACHMENT_OVERHEAD: i64 = 16;
 

@@ -268,13 +268,21 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// One step of periodic housekeeping (tests call it directly with a moved clock): forgets
-/// idempotency keys older than [`IDEMPOTENCY_TTL`]. Returns how many were removed.
+/// idempotency keys older than [`IDEMPOTENCY_TTL`], prunes the contacts feed's log (30 to 60
+/// days kept) and unused viewers, and deletes expired import files and week-old import jobs.
+/// Returns how many idempotency keys and log entries were removed.
 pub async fn housekeeping_step(db: &Db, now: carebridge_domain::Timestamp) -> anyhow::Result<u64> {
     let before =
         now.as_millisecond() - i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(i64::MAX);
     let mut tx = db.begin().await?;
     let n = carebridge_store::idempotency::purge(&mut tx, before).await?;
     tx.commit().await?;
+    let n = n + carebridge_directory::service::feed::prune(db, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("pruning the contacts feed: {e}"))?;
+    carebridge_directory::service::jobs::prune(db, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("pruning import jobs: {e}"))?;
     Ok(n)
 }
 

@@ -108,10 +108,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0016_import_jobs.sql"),
         include_str!("../migrations/postgres/0016_import_jobs.sql"),
     ),
+    (
+        17,
+        "contact_log_floor",
+        include_str!("../migrations/sqlite/0017_contact_log_floor.sql"),
+        include_str!("../migrations/postgres/0017_contact_log_floor.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 16;
+pub const LATEST: i64 = 17;
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -44,7 +44,8 @@ export async function call<T>(
 
 /** Public discovery documents: fetched with no credential at all, as the seed's flow asks. */
 export async function publicJson<T>(path: string): Promise<T> {
-  const r = await net(path, { credentials: 'omit', headers: { accept: 'application/json' } });
+  // Revalidated every time (a 304 when unchanged): a switched feature shows at once.
+  const r = await net(path, { credentials: 'omit', cache: 'no-cache', headers: { accept: 'application/json' } });
   if (!r.ok) {
     const p = (await r.json().catch(() => ({ title: r.statusText }))) as Problem;
     throw new ApiError({ ...p, status: r.status });

@@ -9,7 +9,10 @@
 //!   memberships and whether active); NULL when they did not exist. Every write of a person
 //!   logs it except renames of their groups or units (which change neither).
 //!   The feed evaluates a client's earlier viewer on the state the client saw.
-//! - `feed_viewers`: the viewers clients synced as, by digest (a cursor names a digest).
+//! - `feed_viewers`: the viewers clients synced as, by digest (a cursor names a digest), with
+//!   when a pass last ended as them.
+//! - Housekeeping ([`prune`]) keeps about 30 to 60 days of log: `contact_heads.log_floor` is the
+//!   oldest change number it still explains.
 
 use std::collections::HashMap;
 
@@ -69,6 +72,41 @@ pub async fn head(x: &mut impl Exec, org: OrgId) -> Result<i64, StoreError> {
     let v: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT seq FROM contact_heads WHERE org_id = $1")
         .bind(org.0).fetch_optional(c).await)?;
     Ok(v.unwrap_or(0))
+}
+
+/// The oldest change number the log still explains (older states: start again).
+pub async fn floor(x: &mut impl Exec, org: OrgId) -> Result<i64, StoreError> {
+    let v: Option<i64> = run!(x, c => sqlx::query_scalar("SELECT log_floor FROM contact_heads WHERE org_id = $1")
+        .bind(org.0).fetch_optional(c).await)?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Prunes the feed's tables of every organisation: a head remembered at least `keep_ms` ago
+/// becomes the log's floor (older log entries go) and the current head is remembered; viewers
+/// unused since `viewers_before` go. Returns the log entries deleted.
+pub async fn prune(
+    tx: &mut Tx,
+    now_ms: i64,
+    keep_ms: i64,
+    viewers_before: i64,
+) -> Result<u64, StoreError> {
+    exec!(tx, c => sqlx::query(
+        "UPDATE contact_heads SET mark_seq = seq, mark_at = $1 WHERE mark_at = 0")
+        .bind(now_ms).execute(c).await)?;
+    let due: Vec<(Uuid, i64)> = run!(tx, c => sqlx::query_as(
+        "SELECT org_id, mark_seq FROM contact_heads WHERE mark_at <= $1")
+        .bind(now_ms - keep_ms).fetch_all(c).await)?;
+    let mut n = 0;
+    for (org, mark) in due {
+        n += exec!(tx, c => sqlx::query("DELETE FROM contact_log WHERE org_id = $1 AND seq < $2")
+            .bind(org).bind(mark).execute(c).await)?;
+        exec!(tx, c => sqlx::query(
+            "UPDATE contact_heads SET log_floor = $2, mark_seq = seq, mark_at = $3 WHERE org_id = $1")
+            .bind(org).bind(mark).bind(now_ms).execute(c).await)?;
+    }
+    exec!(tx, c => sqlx::query("DELETE FROM feed_viewers WHERE used_at < $1")
+        .bind(viewers_before).execute(c).await)?;
+    Ok(n)
 }
 
 /// Marks people as changed at `seq` (and, with `created`, as created then).
@@ -313,7 +351,7 @@ pub async fn seqs(
     Ok(out)
 }
 
-/// Stores a viewer under its digest (once).
+/// Stores a viewer under its digest, or marks a stored one as used now.
 pub async fn save_viewer(
     tx: &mut Tx,
     org: OrgId,
@@ -322,9 +360,22 @@ pub async fn save_viewer(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query(
-        "INSERT INTO feed_viewers (org_id, digest, viewer, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+        "INSERT INTO feed_viewers (org_id, digest, viewer, created_at, used_at) VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (org_id, digest) DO UPDATE SET used_at = excluded.used_at")
         .bind(org.0).bind(digest).bind(viewer_json).bind(now_ms).execute(c).await)?;
     Ok(())
+}
+
+/// When a stored viewer was last used (`None`: not stored).
+pub async fn viewer_used(
+    x: &mut impl Exec,
+    org: OrgId,
+    digest: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        run!(x, c => sqlx::query_scalar("SELECT used_at FROM feed_viewers WHERE org_id = $1 AND digest = $2")
+        .bind(org.0).bind(digest).fetch_optional(c).await)?,
+    )
 }
 
 /// A stored viewer's JSON.

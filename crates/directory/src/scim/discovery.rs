@@ -196,11 +196,95 @@ pub async fn read_only() -> ScimError {
     ScimError::new(405, None, "discovery endpoints are read-only")
 }
 
-/// `POST /.search` is not supported (filter with `GET ?filter=`).
+/// `POST /.search` at the root (across resource types, RFC 7644 §3.4.3) is not supported:
+/// Users and Groups have their own `.search`.
 pub async fn search_unsupported() -> ScimError {
     ScimError::new(
         501,
         None,
-        "POST .search is not supported; use GET with ?filter=",
+        "POST /.search across resource types is not supported; use /Users/.search or /Groups/.search",
     )
+}
+
+/// A `SearchRequest` body (RFC 7644 §3.4.3) as the query parameters of a list: the same
+/// filter, sorting, paging and attribute selection as `GET`. Unknown members and a missing
+/// `SearchRequest` schema are refused (`invalidSyntax`).
+pub fn search_query(body: &[u8]) -> Result<std::collections::HashMap<String, String>, ScimError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ScimError::new(
+            400,
+            Some("invalidSyntax"),
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let Value::Object(m) = v else {
+        return Err(ScimError::new(
+            400,
+            Some("invalidSyntax"),
+            "a SearchRequest is a JSON object",
+        ));
+    };
+    let mut q = std::collections::HashMap::new();
+    let mut schema = false;
+    for (k, v) in m {
+        let name = match k.to_ascii_lowercase().as_str() {
+            "schemas" => {
+                schema = v
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|s| s == super::SEARCH_REQUEST));
+                continue;
+            }
+            "attributes" => "attributes",
+            "excludedattributes" => "excludedAttributes",
+            "filter" => "filter",
+            "sortby" => "sortBy",
+            "sortorder" => "sortOrder",
+            "startindex" => "startIndex",
+            "count" => "count",
+            _ => {
+                return Err(ScimError::new(
+                    400,
+                    Some("invalidSyntax"),
+                    format!("'{k}' is not a SearchRequest attribute"),
+                ));
+            }
+        };
+        let text = match (&v, name) {
+            (Value::Array(a), "attributes" | "excludedAttributes") => {
+                let mut names = Vec::with_capacity(a.len());
+                for x in a {
+                    match x.as_str() {
+                        Some(n) => names.push(n.to_string()),
+                        None => {
+                            return Err(ScimError::new(
+                                400,
+                                Some("invalidSyntax"),
+                                format!("'{k}' is a list of attribute names"),
+                            ));
+                        }
+                    }
+                }
+                names.join(",")
+            }
+            (Value::Null, _) => continue,
+            (Value::Number(n), "startIndex" | "count") => n.to_string(),
+            (Value::String(x), name) if !matches!(name, "startIndex" | "count") => x.clone(),
+            _ => {
+                return Err(ScimError::new(
+                    400,
+                    Some("invalidSyntax"),
+                    format!("'{k}' has the wrong type"),
+                ));
+            }
+        };
+        q.insert(name.to_string(), text);
+    }
+    if !schema {
+        return Err(ScimError::new(
+            400,
+            Some("invalidSyntax"),
+            format!("a SearchRequest names the schema {}", super::SEARCH_REQUEST),
+        ));
+    }
+    Ok(q)
 }

@@ -317,6 +317,18 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /Groups/.search`: a `SearchRequest` body, answered as `GET /Groups` with those
+/// parameters.
+pub async fn search(
+    State(s): State<AppState>,
+    ext: Extensions,
+    body: axum::body::Bytes,
+) -> Result<Scim, ScimError> {
+    caller(&s, &ext).await?;
+    let q = super::discovery::search_query(&body)?;
+    list(State(s), ext, Query(q)).await
+}
+
 pub async fn list(
     State(s): State<AppState>,
     ext: Extensions,

@@ -38,6 +38,7 @@ pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// Largest page.
@@ -63,13 +64,10 @@ pub fn router() -> Router<AppState> {
             "/scim/v2/.search",
             axum::routing::post(discovery::search_unsupported),
         )
-        .route(
-            "/scim/v2/Users/.search",
-            axum::routing::post(discovery::search_unsupported),
-        )
+        .route("/scim/v2/Users/.search", axum::routing::post(users::search))
         .route(
             "/scim/v2/Groups/.search",
-            axum::routing::post(discovery::search_unsupported),
+            axum::routing::post(groups::search),
         )
         .route("/scim/v2/Users", get(users::list).post(users::create))
         .route(

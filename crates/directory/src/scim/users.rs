@@ -629,6 +629,18 @@ fn sort_expr(b: carebridge_store::Backend, by: &str) -> Option<&'static str> {
     })
 }
 
+/// `POST /Users/.search`: a `SearchRequest` body, answered as `GET /Users` with those
+/// parameters.
+pub async fn search(
+    State(s): State<AppState>,
+    ext: Extensions,
+    body: axum::body::Bytes,
+) -> Result<Scim, ScimError> {
+    caller(&s, &ext).await?;
+    let q = super::discovery::search_query(&body)?;
+    list(State(s), ext, Query(q)).await
+}
+
 pub async fn list(
     State(s): State<AppState>,
     ext: Extensions,

@@ -19,8 +19,9 @@
 //! viewer could see at some point since its last sync (one whose page a pass had passed before
 //! they came into view may be named without having been given), so the feed does not leak the
 //! ids of others. When the caller's viewer changes in the
-//! middle of a pass, or the cursor belongs to someone else, or its viewer is gone, the answer
-//! starts again with `reset: true` and a snapshot.
+//! middle of a pass, or the cursor belongs to someone else, or its viewer is gone, or it is
+//! older than the pruned log explains (30 to 60 days, [`prune`]), the answer starts again with
+//! `reset: true` and a snapshot.
 
 use std::collections::HashMap;
 
@@ -112,6 +113,22 @@ fn states<'a>(
     out
 }
 
+/// How long the log explains past states (pruned by [`prune`]; 30 to 60 days are kept).
+pub const LOG_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Viewers no pass ended as for this long are dropped.
+const VIEWER_KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
+/// A stored viewer's use is written at most this often.
+const VIEWER_TOUCH_MS: i64 = 24 * 3600 * 1000;
+
+/// Housekeeping of the feed's tables (every organisation): see [`repo::prune`].
+pub async fn prune(db: &Db, now: Timestamp) -> Result<u64, ServiceError> {
+    let now = now.as_millisecond();
+    let mut tx = db.begin().await?;
+    let n = repo::prune(&mut tx, now, LOG_KEPT_MS, now - VIEWER_KEPT_MS).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 pub async fn changes(
     db: &Db,
     principal: &Principal,
@@ -120,6 +137,26 @@ pub async fn changes(
     q: &ChangesQuery,
     now: Timestamp,
 ) -> Result<ContactChanges, ServiceError> {
+    let (page, from) = changes_once(db, principal, org, key, q, now).await?;
+    // Pruned while this page read the log: the page may miss what the pruned entries
+    // explained, so the caller starts again (the second call sees the floor).
+    if let Some(from) = from
+        && from < repo::floor(&mut db.read().await?, org.id).await?
+    {
+        return Ok(changes_once(db, principal, org, key, q, now).await?.0);
+    }
+    Ok(page)
+}
+
+/// One answer, with the change number it read the log from (`None`: no log was read).
+async fn changes_once(
+    db: &Db,
+    principal: &Principal,
+    org: &OrgRef,
+    key: &CursorKey,
+    q: &ChangesQuery,
+    now: Timestamp,
+) -> Result<(ContactChanges, Option<i64>), ServiceError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ServiceError::Invalid(Violations::single(
@@ -132,6 +169,7 @@ pub async fn changes(
     let mut c = db.read().await?;
     // The head first: whatever is read afterwards is at least this new.
     let head = repo::head(&mut c, org.id).await?;
+    let floor = repo::floor(&mut c, org.id).await?;
     let viewer = access::viewer(&mut c, principal, org).await?;
     let digest = viewer.digest();
     let who = access::viewer_key(principal);
@@ -157,6 +195,8 @@ pub async fn changes(
         Some(cur) if cur.who != who => fresh(true),
         // A database restored from a backup: the client knows more than the server.
         Some(cur) if cur.seen > head => fresh(true),
+        // Older than the log explains (pruned after 30 to 60 days): start again.
+        Some(cur) if cur.seq.is_some_and(|s| s < floor) => fresh(true),
         Some(cur) => {
             let old = match cur.seq {
                 Some(_) => repo::viewer(&mut c, org.id, &cur.viewer)
@@ -258,10 +298,8 @@ pub async fn changes(
         access::mask(p, fields.get(&p.id).copied().unwrap_or(Fields::NONE));
     }
     drop(c);
-    if repo::viewer(&mut db.read().await?, org.id, &pass.viewer)
-        .await?
-        .is_none()
-    {
+    let used = repo::viewer_used(&mut db.read().await?, org.id, &pass.viewer).await?;
+    if used.is_none_or(|at| at < now.as_millisecond() - VIEWER_TOUCH_MS) {
         let json = serde_json::to_string(&viewer).map_err(|e| {
             ServiceError::Store(carebridge_store::StoreError::Corrupt(format!(
                 "viewer json: {e}"
@@ -296,11 +334,14 @@ pub async fn changes(
             pass: None,
         }
     };
-    Ok(ContactChanges {
-        reset,
-        upserts: people,
-        removals,
-        more,
-        next_cursor: key.encode("contacts", &next),
-    })
+    Ok((
+        ContactChanges {
+            reset,
+            upserts: people,
+            removals,
+            more,
+            next_cursor: key.encode("contacts", &next),
+        },
+        from,
+    ))
 }

@@ -187,7 +187,6 @@ pub async fn start(
         });
     }
     let mut tx = db.begin().await?;
-    repo::prune(&mut tx, now_ms, now_ms - JOB_KEPT_MS).await?;
     let (file, bytes) = match source {
         Source::Upload { name, bytes } => {
             if bytes.is_empty() {
@@ -341,6 +340,15 @@ async fn run(
         tracing::error!(job = %id, error = %e, "import job: the result could not be stored");
     }
     live_end(id);
+}
+
+/// Housekeeping: deletes expired files and jobs finished over a week ago.
+pub async fn prune(db: &Db, now: Timestamp) -> Result<(), ServiceError> {
+    let now = now.as_millisecond();
+    let mut tx = db.begin().await?;
+    repo::prune(&mut tx, now, now - JOB_KEPT_MS).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One job.

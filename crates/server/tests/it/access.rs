@@ -1132,3 +1132,93 @@ async fn a_person_read_mid_pass_and_moved_away_is_removed() {
     assert!(!client.store.contains_key(&p));
     s.stop().await;
 }
+
+/// Housekeeping prunes the feed's log: a client that last synced before the log's floor
+/// starts again with a snapshot (and ends up equal to a fresh read); one that synced after
+/// the floor still gets just the changes.
+#[tokio::test]
+async fn a_client_older_than_the_pruned_log_starts_again() {
+    use carebridge_domain::Clock;
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let db = &s.running.state.db;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let mut ids = Vec::new();
+    for name in ["Ada", "Bob"] {
+        let (st, p) = s
+            .post(
+                &k,
+                "/api/v1/orgs/acme/people",
+                &json!({"given_name": name, "family_name": "X"}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    let sync = |cursor: Option<String>| {
+        let s = &s;
+        let k = &k;
+        async move {
+            let path = match cursor {
+                Some(c) => format!("/api/v1/orgs/acme/contacts/changes?cursor={c}"),
+                None => "/api/v1/orgs/acme/contacts/changes".into(),
+            };
+            let (st, v) = s.get(k, &path).await;
+            assert_eq!(st, 200, "{v}");
+            assert_eq!(v["more"], false, "{v}");
+            v
+        }
+    };
+    let rename = |id: String, body: Value| {
+        let s = &s;
+        let k = &k;
+        async move {
+            let path = format!("/api/v1/orgs/acme/people/{id}");
+            let (_, cur) = s.get(k, &path).await;
+            let (st, v) = s
+                .patch(k, &path, &format!("\"{}\"", cur["version"]), &body)
+                .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    };
+    let old = sync(None).await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The first housekeeping remembers the head; changes follow.
+    carebridge_server::housekeeping_step(db, s.clock.now())
+        .await
+        .unwrap();
+    rename(ids[0].clone(), json!({"given_name": "Ada-Maria"})).await;
+    rename(ids[1].clone(), json!({"active": false})).await;
+    let mid = sync(Some(old.clone())).await;
+    assert_eq!(mid["reset"], false, "{mid}");
+    let mid = mid["next_cursor"].as_str().unwrap().to_string();
+    // 31 days on, the remembered head becomes the floor; the old cursor is exactly there.
+    s.clock.advance(day * 31);
+    carebridge_server::housekeeping_step(db, s.clock.now())
+        .await
+        .unwrap();
+    let r = sync(Some(old.clone())).await;
+    assert_eq!(r["reset"], false, "still explained by the log: {r}");
+    // Another change, another 31 days: the floor passes the old cursor.
+    rename(ids[0].clone(), json!({"family_name": "Y"})).await;
+    s.clock.advance(day * 31);
+    let pruned = carebridge_server::housekeeping_step(db, s.clock.now())
+        .await
+        .unwrap();
+    assert!(pruned >= 1, "the rename's log entry went: {pruned}");
+    let r = sync(Some(old)).await;
+    assert_eq!(r["reset"], true, "{r}");
+    let names: Vec<&str> = r["upserts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["family_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Y"], "a snapshot of who is active now: {r}");
+    let r = sync(Some(mid)).await;
+    assert_eq!(r["reset"], false, "after the floor: just the changes: {r}");
+    assert_eq!(r["upserts"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["upserts"][0]["id"], ids[0].as_str());
+}

@@ -1095,6 +1095,27 @@ async fn the_member_cli_signs_in_reads_writes_and_exchanges_attachments() {
         matches!(&e, carebridge_client::ClientError::Api { status: 422, body } if body.contains("too_large")),
         "{e}"
     );
+    // A chat holds at most 50 files' worth: the 51st full-size file is refused (the two small
+    // ones sent earlier take less than one).
+    let mut sent = 0;
+    let refused = loop {
+        match bob_phone
+            .send_attachment(duty, "full.bin", "application/octet-stream", &[7u8; 100])
+            .await
+        {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent <= 50, "the quota holds");
+    };
+    assert!(
+        matches!(&refused, carebridge_client::ClientError::Api { status: 409, body } if body.contains("quota_exceeded")),
+        "{refused}"
+    );
+    assert_eq!(
+        sent, 49,
+        "50 files of 116 bytes (encrypted) minus the two small ones"
+    );
     let (st, bad) =
         w.s.put(
             &w.admin,

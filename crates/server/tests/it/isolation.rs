@@ -65,6 +65,19 @@ async fn no_route_crosses_organisations() {
         )
         .await;
     assert_eq!(st, 201, "{grant}");
+    let job: Value = s
+        .http
+        .post(s.url("/api/v1/orgs/alpha/import-jobs?dry_run=true"))
+        .bearer_auth(&ka)
+        .header("prefer", "wait=30")
+        .body("Vorname;Nachname;E-Mail\nAda;X;ada@alpha.example\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "done", "{job}");
     let (_, keys) = s.get(&ka, "/api/v1/orgs/alpha/api-keys").await;
     let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
     let (_, org) = s.get(&ka, "/api/v1/orgs/alpha").await;
@@ -102,6 +115,7 @@ async fn no_route_crosses_organisations() {
                 .replace("{group}", group["id"].as_str().unwrap())
                 .replace("{skill}", skill["id"].as_str().unwrap())
                 .replace("{grant}", grant["id"].as_str().unwrap())
+                .replace("{job}", job["id"].as_str().unwrap())
                 .replace("{client}", client["client"]["id"].as_str().unwrap())
                 .replace(
                     "{client_id}",

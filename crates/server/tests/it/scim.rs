@@ -239,6 +239,70 @@ async fn entra_provisions_users_and_groups() {
         assert_eq!(st, 400, "{bad}: {e}");
         assert_eq!(e["scimType"], "invalidFilter", "{bad}: {e}");
     }
+    // The same search as a SearchRequest (POST /Users/.search), with paging and attributes.
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let (st, _, _, r) = call(
+        &s,
+        k,
+        "POST",
+        "/Users/.search",
+        Some(
+            json!({"schemas": [SEARCH], "filter": r#"displayName co "hopper""#,
+            "attributes": ["userName"], "startIndex": 1, "count": 10}),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["totalResults"], 1, "{r}");
+    assert!(r["Resources"][0]["userName"].is_string(), "{r}");
+    assert!(
+        r["Resources"][0].get("name").is_none(),
+        "only the attributes asked: {r}"
+    );
+    let (st, _, _, r) = call(
+        &s,
+        k,
+        "POST",
+        "/Groups/.search",
+        Some(json!({"schemas": [SEARCH], "count": 0})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["Resources"], json!([]), "{r}");
+    for (bad, why) in [
+        (json!({"filter": "userName pr"}), "no SearchRequest schema"),
+        (
+            json!({"schemas": [SEARCH], "shoeSize": 40}),
+            "an unknown member",
+        ),
+        (
+            json!({"schemas": [SEARCH], "count": "ten"}),
+            "a count that is text",
+        ),
+        (
+            json!({"schemas": [SEARCH], "filter": "userName eq"}),
+            "a bad filter",
+        ),
+    ] {
+        let (st, _, _, e) = call(&s, k, "POST", "/Users/.search", Some(bad), None).await;
+        assert_eq!(st, 400, "{why}: {e}");
+        assert!(
+            e["scimType"] == "invalidSyntax" || e["scimType"] == "invalidFilter",
+            "{why}: {e}"
+        );
+    }
+    let (st, _, _, _) = call(
+        &s,
+        None,
+        "POST",
+        "/Users/.search",
+        Some(json!({"schemas": [SEARCH]})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 401);
 
     // Entra's PATCH forms.
     let (st, _, etag, x) = call(
