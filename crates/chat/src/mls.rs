@@ -5,7 +5,7 @@
 //! Add/Remove proposals as the group's external sender.
 //!
 //! A group's public state lives in an openmls `MemoryStorage`, saved as one blob per group
-//! (length-prefixed, sorted key/value pairs); every function here takes the blob and returns
+//! (length-prefixed, sorted key/value pairs, deflated); every function here takes the blob and returns
 //! the next one, so the caller decides inside its transaction whether the change sticks.
 //!
 //! Outside input never panics here: every parse is `tls_deserialize_exact` with errors
@@ -100,7 +100,31 @@ impl ServerKey {
 
 // ---- state blobs ------------------------------------------------------------------------------
 
+/// The first bytes of a deflated state blob. Read as the entry count of the plain format they
+/// would mean over four billion entries, so the two formats cannot be confused (states saved
+/// before compression still load).
+const DEFLATED: [u8; 4] = [0xFF, 0xFF, 0xFF, 0xFE];
+/// The largest inflated state accepted (a group of 500 members is under 1 MiB).
+const MAX_STATE: u64 = 64 * 1024 * 1024;
+
+/// The state as stored: the sorted entries, deflated. openmls writes its values as JSON with
+/// byte strings as number arrays, which deflate to a fraction: less to write and to log per
+/// commit.
 fn to_blob(s: &MemoryStorage) -> Result<Vec<u8>, MlsError> {
+    use std::io::Write as _;
+    let plain = encode(s)?;
+    let mut out = Vec::with_capacity(plain.len() / 3 + DEFLATED.len());
+    out.extend_from_slice(&DEFLATED);
+    let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    z.write_all(&plain)
+        .map_err(|e| MlsError::State(format!("deflate: {e}")))?;
+    z.finish()
+        .map_err(|e| MlsError::State(format!("deflate: {e}")))
+}
+
+/// The plain format: entry count, then per entry key and value lengths and bytes (big-endian
+/// u32 lengths), sorted by key.
+fn encode(s: &MemoryStorage) -> Result<Vec<u8>, MlsError> {
     let map = s
         .values
         .read()
@@ -119,6 +143,24 @@ fn to_blob(s: &MemoryStorage) -> Result<Vec<u8>, MlsError> {
 }
 
 fn from_blob(b: &[u8]) -> Result<MemoryStorage, MlsError> {
+    let Some(z) = b.strip_prefix(&DEFLATED) else {
+        return decode_plain(b);
+    };
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    flate2::read::DeflateDecoder::new(z)
+        .take(MAX_STATE + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| MlsError::State(format!("inflate: {e}")))?;
+    if plain.len() as u64 > MAX_STATE {
+        return Err(MlsError::State(
+            "the state blob inflates beyond its limit".into(),
+        ));
+    }
+    decode_plain(&plain)
+}
+
+fn decode_plain(b: &[u8]) -> Result<MemoryStorage, MlsError> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], MlsError> {
         if b.len() < n {
             return Err(MlsError::State("truncated state blob".into()));
@@ -630,6 +672,32 @@ mod tests {
         // The valid commit is accepted.
         assert!(apply_commit(&followed.state, &commit).is_ok());
         (kp, info, commit, followed.state, key)
+    }
+
+    #[test]
+    fn states_are_stored_deflated_and_older_plain_states_still_load() {
+        let (_, _, commit, state, _) = valid_objects();
+        assert!(state.starts_with(&DEFLATED), "saved deflated");
+        let storage = from_blob(&state).unwrap();
+        let plain = encode(&storage).unwrap();
+        assert!(
+            state.len() < plain.len(),
+            "{} < {}",
+            state.len(),
+            plain.len()
+        );
+        // A state saved before compression (the plain format) loads and works the same.
+        assert!(apply_commit(&plain, &commit).is_ok());
+        assert_eq!(encode(&decode_plain(&plain).unwrap()).unwrap(), plain);
+        // A deflate stream that inflates beyond the limit, and a broken one, are refused.
+        let mut bomb = DEFLATED.to_vec();
+        let mut z = flate2::write::DeflateEncoder::new(bomb, flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &vec![0u8; (MAX_STATE + 1) as usize]).unwrap();
+        bomb = z.finish().unwrap();
+        assert!(from_blob(&bomb).is_err());
+        let mut broken = state.clone();
+        broken.truncate(state.len() / 2);
+        assert!(from_blob(&broken).is_err());
     }
 
     #[test]
