@@ -259,7 +259,10 @@ async fn run(
 ) {
     let Runner { db, clock } = runner;
     let id = j.id;
-    let beat = (db.backend() == Backend::Postgres).then(|| {
+    // Whatever happens to this task (a panic included), the heartbeat stops and the claim
+    // ends: the organisation can import again, and the row reads as interrupted.
+    let mut running = Running { id, beat: None };
+    running.beat = (db.backend() == Backend::Postgres).then(|| {
         let (db, clock, org_id) = (db.clone(), clock.clone(), org.id);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
@@ -300,7 +303,7 @@ async fn run(
         import::run(&db, &actor, &org, req, clock.now(), &progress).await
     }
     .await;
-    if let Some(b) = beat {
+    if let Some(b) = running.beat.take() {
         b.abort();
     }
     // An applied file is deleted at once: its people are in the directory now, and a copy of
@@ -339,7 +342,22 @@ async fn run(
     if let Err(e) = written {
         tracing::error!(job = %id, error = %e, "import job: the result could not be stored");
     }
-    live_end(id);
+    drop(running);
+}
+
+/// A job's task while it runs: stops the heartbeat and ends the claim when dropped.
+struct Running {
+    id: Uuid,
+    beat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(b) = self.beat.take() {
+            b.abort();
+        }
+        live_end(self.id);
+    }
 }
 
 /// Housekeeping: deletes expired files and jobs finished over a week ago.
