@@ -11,6 +11,11 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 use crate::error::StoreError;
 use crate::migrations;
 
+/// An SQLite collation comparing text case-insensitively by Unicode lower case (registered on
+/// every SQLite connection): `expr = $1 COLLATE unicode_nocase` matches `Élodie` for
+/// `élodie`.
+pub const UNICODE_NOCASE: &str = "unicode_nocase";
+
 /// Which SQL dialect is behind a [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -137,7 +142,13 @@ impl Db {
                 // Reads through a memory map (up to 256 MiB of the file) instead of a `pread`
                 // copy into each connection's small page cache: the readers walk large ranges
                 // (sync snapshots, listings) and were spending a third of their time copying.
-                .pragma("mmap_size", "268435456");
+                .pragma("mmap_size", "268435456")
+                // SQLite's own case folding (`LOWER`, `NOCASE`) is ASCII-only.
+                .collation(UNICODE_NOCASE, |a: &str, b: &str| {
+                    a.chars()
+                        .flat_map(char::to_lowercase)
+                        .cmp(b.chars().flat_map(char::to_lowercase))
+                });
             if let Some(dir) = o
                 .get_filename()
                 .parent()

@@ -1,6 +1,8 @@
 //! SCIM filters to SQL. Every attribute a filter may name maps to a column or an `EXISTS`
 //! probe; values travel as bind parameters. Case rules follow the schemas: `caseExact: false`
-//! attributes compare lower-cased on both sides, `externalId` and ids exactly. JSON contact
+//! attributes compare without case (PostgreSQL: `LOWER` on both sides; SQLite: the
+//! `unicode_nocase` collation, and ASCII-only `LOWER … LIKE` for `co`/`ew`), `externalId` and
+//! ids exactly. JSON contact
 //! lists are searched with each backend's JSON functions (`json_each` / `jsonb_array_elements`).
 
 use carebridge_domain::scim::{AttrPath, Filter, Op, Value};
@@ -54,7 +56,8 @@ fn text_of(v: &Value) -> Result<String, ScimError> {
     }
 }
 
-/// `expr op value` for a string column; `ci` lower-cases both sides.
+/// `expr op value` for a string column; `ci` compares without case (Unicode lower case; on
+/// SQLite `co` and `ew` fold ASCII only).
 fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<String, ScimError> {
     if let Value::Null = v {
         return match op {
@@ -64,6 +67,32 @@ fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<St
         };
     }
     let raw = text_of(v)?;
+    // SQLite folds only ASCII in `LOWER` and `LIKE`: comparisons and prefixes go through the
+    // Unicode collation instead (`sw` as a range: everything from the value up to the value
+    // followed by the highest code point). `co` and `ew` stay ASCII-folded on SQLite.
+    if ci && sql.backend == Backend::Sqlite {
+        let c = carebridge_store::UNICODE_NOCASE;
+        let cmp = |sql: &mut Sql, op: &str, val: String| {
+            format!("{expr} {op} {} COLLATE {c}", sql.arg(Arg::Text(val)))
+        };
+        match op {
+            Op::Eq => return Ok(cmp(sql, "=", raw)),
+            Op::Ne => return Ok(format!("({expr} IS NULL OR {})", cmp(sql, "<>", raw))),
+            Op::Gt => return Ok(cmp(sql, ">", raw)),
+            Op::Lt => return Ok(cmp(sql, "<", raw)),
+            Op::Ge => return Ok(cmp(sql, ">=", raw)),
+            Op::Le => return Ok(cmp(sql, "<=", raw)),
+            Op::Sw => {
+                let upper = format!("{raw}\u{10FFFF}");
+                return Ok(format!(
+                    "({} AND {})",
+                    cmp(sql, ">=", raw),
+                    cmp(sql, "<", upper)
+                ));
+            }
+            Op::Co | Op::Ew => {}
+        }
+    }
     let (e, val) = if ci {
         (format!("LOWER({expr})"), raw.to_lowercase())
     } else {

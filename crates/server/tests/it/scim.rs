@@ -607,3 +607,59 @@ async fn entra_provisions_users_and_groups() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// `caseExact: false` attributes compare without case beyond ASCII on both backends (SQLite's
+/// own `LOWER` folds ASCII only): equality, order and prefixes of names with umlauts and
+/// accents.
+#[tokio::test]
+async fn filters_ignore_case_beyond_ascii() {
+    let s = TestServer::start().await;
+    s.org("acme").await;
+    let key = s.key("acme", &["directory:read", "directory:write"]).await;
+    let k = Some(key.as_str());
+    for (user, given, family) in [
+        ("elodie@contoso.ch", "Élodie", "Öberg"),
+        ("aerni@contoso.ch", "Ärni", "Müller"),
+    ] {
+        let (st, _, _, u) = call(
+            &s,
+            k,
+            "POST",
+            "/Users",
+            Some(json!({"schemas": [USER], "userName": user,
+                "name": {"givenName": given, "familyName": family}})),
+            None,
+        )
+        .await;
+        assert_eq!(st, 201, "{u}");
+    }
+    for (f, want) in [
+        (r#"name.givenName eq "élodie""#, vec!["Élodie"]),
+        (r#"name.givenName eq "ÄRNI""#, vec!["Ärni"]),
+        (r#"name.givenName ne "ÉLODIE""#, vec!["Ärni"]),
+        (r#"name.familyName sw "öB""#, vec!["Élodie"]),
+        (r#"name.familyName sw "MÜ""#, vec!["Ärni"]),
+        (r#"name.familyName sw "müllerin""#, vec![]),
+        (r#"name.familyName ge "ö""#, vec!["Élodie"]),
+        (r#"name.familyName lt "Ö""#, vec!["Ärni"]),
+    ] {
+        let (st, _, _, r) = call(
+            &s,
+            k,
+            "GET",
+            &format!("/Users?filter={}&sortBy=userName", urlencode(f)),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{f}: {r}");
+        let got: Vec<&str> = r["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"]["givenName"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{f}: {r}");
+    }
+    s.stop().await;
+}
