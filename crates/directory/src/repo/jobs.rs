@@ -74,11 +74,13 @@ fn job(r: JobRow) -> Job {
     }
 }
 
-/// Deletes expired files and jobs older than `jobs_before` (every organisation's).
+/// Deletes expired files and jobs older than `jobs_before`, interrupted ones included (every
+/// organisation's).
 pub async fn prune(x: &mut impl Exec, now: i64, jobs_before: i64) -> Result<(), StoreError> {
     exec!(x, c => sqlx::query("DELETE FROM import_files WHERE expires_at <= $1")
         .bind(now).execute(c).await)?;
-    exec!(x, c => sqlx::query("DELETE FROM import_jobs WHERE created_at < $1 AND state <> 'running'")
+    // A row still `running` that long ago was interrupted (its process stopped).
+    exec!(x, c => sqlx::query("DELETE FROM import_jobs WHERE created_at < $1 AND updated_at < $1")
         .bind(jobs_before).execute(c).await)?;
     Ok(())
 }

@@ -761,4 +761,15 @@ async fn import_jobs_check_then_apply_a_kept_file() {
         .get(&k, &format!("/api/v1/orgs/acme/import-jobs/{id}"))
         .await;
     assert_eq!(st, 404);
+    // Housekeeping forgets the other jobs after a week.
+    let (_, list) = s.get(&k, "/api/v1/orgs/acme/import-jobs").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    use carebridge_domain::Clock;
+    s.clock
+        .advance(std::time::Duration::from_secs(8 * 24 * 3600));
+    carebridge_server::housekeeping_step(&s.running.state.db, s.clock.now())
+        .await
+        .unwrap();
+    let (_, list) = s.get(&k, "/api/v1/orgs/acme/import-jobs").await;
+    assert_eq!(list["items"], json!([]), "{list}");
 }
