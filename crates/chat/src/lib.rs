@@ -28,6 +28,8 @@ pub struct Chat {
     /// Roster events of the recent window (PostgreSQL) this process has applied already, so
     /// that a worker step reads again only those that committed late.
     pub(crate) late_seen: std::sync::Mutex<std::collections::BTreeSet<i64>>,
+    /// Loaded group states kept between commits.
+    pub(crate) states: service::StateCache,
 }
 
 impl Default for Chat {
@@ -37,6 +39,7 @@ impl Default for Chat {
             node: uuid::Uuid::new_v4(),
             posts: service::Batch::default(),
             late_seen: Default::default(),
+            states: Default::default(),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! Add/Remove proposals as the group's external sender.
 //!
 //! A group's public state lives in an openmls `MemoryStorage`, saved as one blob per group
-//! (length-prefixed, sorted key/value pairs, deflated); every function here takes the blob and returns
-//! the next one, so the caller decides inside its transaction whether the change sticks.
+//! (length-prefixed, sorted key/value pairs, deflated); every function that changes it takes the
+//! blob and returns the next one, so the caller decides inside its transaction whether the
+//! change sticks. The server's proposals need no state (group id, epoch and the server's key);
+//! they enter the state with the commit that references them.
 //!
 //! Outside input never panics here: every parse is `tls_deserialize_exact` with errors
 //! mapped to [`MlsError`].
@@ -377,16 +379,59 @@ pub struct Applied {
 
 /// Checks a public commit against the group's public state (signature, epoch, proposals,
 /// tree) and applies it. Proposals referenced by the commit must be the server's own of this
-/// epoch (they are in the stored proposal store).
-pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
+/// epoch: `proposals`, their messages as sent (states saved before proposals were kept out of
+/// them may hold some already).
+pub fn apply_commit(
+    state: &[u8],
+    proposals: &[Vec<u8>],
+    bytes: &[u8],
+) -> Result<Applied, MlsError> {
+    Ok(apply(Group::load(state)?, proposals, bytes)?.0)
+}
+
+/// A group's public state, loaded: what [`apply`] works on. A server keeps the one of a busy
+/// group in memory between commits (after its transaction committed), so that a commit need
+/// not read, inflate and parse the whole tree again.
+pub struct Group {
+    storage: MemoryStorage,
+    pg: PublicGroup,
+}
+
+impl Group {
+    /// Loads a stored state blob.
+    pub fn load(state: &[u8]) -> Result<Group, MlsError> {
+        let (storage, pg) = load(state)?;
+        Ok(Group { storage, pg })
+    }
+
+    /// The group's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.pg.group_context().epoch().as_u64()
+    }
+}
+
+/// [`apply_commit`] on a loaded group; also returns the group after the commit (the state
+/// the returned blob holds). The group is consumed: on an error it is gone, and the caller
+/// loads it again from the stored blob.
+pub fn apply(
+    group: Group,
+    proposals: &[Vec<u8>],
+    bytes: &[u8],
+) -> Result<(Applied, Group), MlsError> {
     let MlsMessageBodyIn::PublicMessage(msg) = decode(bytes)? else {
         return Err(MlsError::Refused(
             "a commit must be a public message".into(),
         ));
     };
-    let (storage, mut pg) = load(state)?;
+    let Group { storage, mut pg } = group;
     if msg.group_id() != pg.group_id() {
         return Err(MlsError::Refused("the commit is for another group".into()));
+    }
+    for p in proposals {
+        let MlsMessageBodyIn::PublicMessage(m) = decode(p)? else {
+            return Err(MlsError::State("a stored proposal is not public".into()));
+        };
+        ingest(&storage, &mut pg, m)?;
     }
     let before = members(&pg);
     let crypto = RustCrypto::default();
@@ -441,7 +486,7 @@ pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
         .map_err(|_| MlsError::State("storage lock poisoned".into()))?
         .retain(|k, _| !k.starts_with(b"QueuedProposal"));
     let gid = pg.group_id().clone();
-    Ok(Applied {
+    let applied = Applied {
         sender,
         adds,
         removes,
@@ -449,7 +494,8 @@ pub fn apply_commit(state: &[u8], bytes: &[u8]) -> Result<Applied, MlsError> {
         before,
         members: members(&pg),
         state: save(&storage, &gid)?,
-    })
+    };
+    Ok((applied, Group { storage, pg }))
 }
 
 /// Checks that `bytes` is a Welcome of our suite for exactly the KeyPackages the commit
@@ -520,75 +566,66 @@ pub fn check_key_package(bytes: &[u8]) -> Result<KeyPackageInfo, MlsError> {
     })
 }
 
-fn ingest_own(
+/// Puts one of the server's proposals of the current epoch into the group's proposal store,
+/// so that a commit may reference it.
+fn ingest(
     storage: &MemoryStorage,
     pg: &mut PublicGroup,
-    out: &MlsMessageOut,
-) -> Result<Vec<u8>, MlsError> {
-    let bytes = out.to_bytes().map_err(refused)?;
-    let MlsMessageBodyIn::PublicMessage(m) = decode(&bytes)? else {
-        return Err(MlsError::State("own proposal is not public".into()));
-    };
+    m: PublicMessageIn,
+) -> Result<(), MlsError> {
     let processed = pg
         .process_message(&RustCrypto::default(), m)
-        .map_err(refused)?;
+        .map_err(|e| MlsError::State(format!("a stored proposal no longer applies: {e:?}")))?;
     match processed.into_content() {
         ProcessedMessageContent::ProposalMessage(q) => {
             pg.add_proposal(storage, *q).map_err(refused)?;
+            Ok(())
         }
-        _ => {
-            return Err(MlsError::State(
-                "own proposal read back as something else".into(),
-            ));
-        }
+        _ => Err(MlsError::State(
+            "a stored proposal read back as something else".into(),
+        )),
     }
-    Ok(bytes)
 }
 
-/// A group loaded for the server's own proposals: load once, propose many, save once.
-pub struct Proposer {
-    storage: MemoryStorage,
-    pg: PublicGroup,
+/// The server's external proposal to add the device of KeyPackage `kp` to group `group_id`
+/// in `epoch`. It needs no group state: it is signed by the server's key and names the epoch;
+/// the state takes it in when a commit references it ([`apply_commit`]).
+pub fn propose_add(
+    key: &ServerKey,
+    group_id: &[u8],
+    epoch: u64,
+    kp: &[u8],
+) -> Result<Vec<u8>, MlsError> {
+    let kp = key_package(kp)?;
+    ExternalProposal::new_add::<OpenMlsRustCrypto>(
+        kp,
+        GroupId::from_slice(group_id),
+        GroupEpoch::from(epoch),
+        &key.pair,
+        SenderExtensionIndex::new(0),
+    )
+    .map_err(refused)?
+    .to_bytes()
+    .map_err(refused)
 }
 
-impl Proposer {
-    pub fn load(state: &[u8]) -> Result<Proposer, MlsError> {
-        let (storage, pg) = load(state)?;
-        Ok(Proposer { storage, pg })
-    }
-
-    /// Proposes to add the device of KeyPackage `kp`. The proposal goes into the group's
-    /// proposal store, so a commit may reference it.
-    pub fn add(&mut self, key: &ServerKey, kp: &[u8]) -> Result<Vec<u8>, MlsError> {
-        let kp = key_package(kp)?;
-        let out = ExternalProposal::new_add::<OpenMlsRustCrypto>(
-            kp,
-            self.pg.group_id().clone(),
-            self.pg.group_context().epoch(),
-            &key.pair,
-            SenderExtensionIndex::new(0),
-        )
-        .map_err(refused)?;
-        ingest_own(&self.storage, &mut self.pg, &out)
-    }
-
-    /// Proposes to remove `leaf`.
-    pub fn remove(&mut self, key: &ServerKey, leaf: u32) -> Result<Vec<u8>, MlsError> {
-        let out = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
-            LeafNodeIndex::new(leaf),
-            self.pg.group_id().clone(),
-            self.pg.group_context().epoch(),
-            &key.pair,
-            SenderExtensionIndex::new(0),
-        )
-        .map_err(refused)?;
-        ingest_own(&self.storage, &mut self.pg, &out)
-    }
-
-    /// The state with the proposals.
-    pub fn save(&self) -> Result<Vec<u8>, MlsError> {
-        save(&self.storage, self.pg.group_id())
-    }
+/// The server's external proposal to remove `leaf` from group `group_id` in `epoch`.
+pub fn propose_remove(
+    key: &ServerKey,
+    group_id: &[u8],
+    epoch: u64,
+    leaf: u32,
+) -> Result<Vec<u8>, MlsError> {
+    ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+        LeafNodeIndex::new(leaf),
+        GroupId::from_slice(group_id),
+        GroupEpoch::from(epoch),
+        &key.pair,
+        SenderExtensionIndex::new(0),
+    )
+    .map_err(refused)?
+    .to_bytes()
+    .map_err(refused)
 }
 
 /// The server's key as an external sender (for tests and clients that build the context).
@@ -670,7 +707,7 @@ mod tests {
             .unwrap();
         let commit = bundle.commit().to_bytes().unwrap();
         // The valid commit is accepted.
-        assert!(apply_commit(&followed.state, &commit).is_ok());
+        assert!(apply_commit(&followed.state, &[], &commit).is_ok());
         (kp, info, commit, followed.state, key)
     }
 
@@ -687,7 +724,7 @@ mod tests {
             plain.len()
         );
         // A state saved before compression (the plain format) loads and works the same.
-        assert!(apply_commit(&plain, &commit).is_ok());
+        assert!(apply_commit(&plain, &[], &commit).is_ok());
         assert_eq!(encode(&decode_plain(&plain).unwrap()).unwrap(), plain);
         // A deflate stream that inflates beyond the limit, and a broken one, are refused.
         let mut bomb = DEFLATED.to_vec();
@@ -698,6 +735,70 @@ mod tests {
         let mut broken = state.clone();
         broken.truncate(state.len() / 2);
         assert!(from_blob(&broken).is_err());
+    }
+
+    #[test]
+    fn server_proposals_enter_the_state_with_the_commit_that_references_them() {
+        let key = ServerKey::generate().unwrap();
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let cwk = |name: &str, s: &SignatureKeyPair| CredentialWithKey {
+            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
+            signature_key: s.public().into(),
+        };
+        let mut group = new_group(&key, &provider, &signer, cwk("device:a", &signer));
+        let info = group
+            .export_group_info(provider.crypto(), &signer, true)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let followed = follow(&info, &[7u8; 16], key.public()).unwrap();
+        let (bp, bs) = (
+            OpenMlsRustCrypto::default(),
+            SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap(),
+        );
+        let kp = KeyPackage::builder()
+            .build(SUITE, &bp, &bs, cwk("device:b", &bs))
+            .unwrap();
+        let kp = MlsMessageOut::from(kp.key_package().clone())
+            .to_bytes()
+            .unwrap();
+        // Made from the group id and epoch alone; the member takes it in and commits it.
+        let proposal = propose_add(&key, &[7u8; 16], 0, &kp).unwrap();
+        let m = MlsMessageIn::tls_deserialize_exact(&proposal).unwrap();
+        let processed = group
+            .process_message(&provider, m.try_into_protocol_message().unwrap())
+            .unwrap();
+        let ProcessedMessageContent::ProposalMessage(q) = processed.into_content() else {
+            panic!("expected a proposal");
+        };
+        group
+            .store_pending_proposal(provider.storage(), *q)
+            .unwrap();
+        let (commit, _, _) = group
+            .commit_to_pending_proposals(&provider, &signer)
+            .unwrap();
+        let commit = commit.to_bytes().unwrap();
+        // Without its proposal the commit does not apply; with it, it adds the device.
+        assert!(apply_commit(&followed.state, &[], &commit).is_err());
+        let applied = apply_commit(&followed.state, &[proposal.clone()], &commit).unwrap();
+        assert_eq!(applied.adds.len(), 1);
+        assert_eq!(applied.adds[0].identity, b"device:b");
+        assert_eq!(applied.epoch, 1);
+        // A proposal of another epoch is refused, and a state saved with the proposal already
+        // inside (as servers did before) still takes the commit.
+        let stale = propose_add(&key, &[7u8; 16], 1, &kp).unwrap();
+        assert!(apply_commit(&followed.state, &[stale], &commit).is_err());
+        let (storage, mut pg) = load(&followed.state).unwrap();
+        let MlsMessageBodyIn::PublicMessage(pm) = decode(&proposal).unwrap() else {
+            panic!("public");
+        };
+        ingest(&storage, &mut pg, pm).unwrap();
+        let old_style = save(&storage, pg.group_id()).unwrap();
+        assert_eq!(
+            apply_commit(&old_style, &[], &commit).unwrap().members,
+            applied.members
+        );
     }
 
     #[test]
@@ -737,7 +838,7 @@ mod tests {
         let (commit, welcome, _) = group
             .add_members(&provider, &signer, std::slice::from_ref(&b))
             .unwrap();
-        let applied = apply_commit(&followed.state, &commit.to_bytes().unwrap()).unwrap();
+        let applied = apply_commit(&followed.state, &[], &commit.to_bytes().unwrap()).unwrap();
         let welcome = welcome.to_bytes().unwrap();
         assert_eq!(applied.adds.len(), 1);
         check_welcome(&welcome, &applied.adds).unwrap();
@@ -782,11 +883,11 @@ mod tests {
                         let _ = classify(input, &[7u8; 16]);
                         let _ = check_key_package(input);
                         let _ = follow(input, &[7u8; 16], key.public());
-                        let _ = apply_commit(state, input);
+                        let _ = apply_commit(state, &[], input);
                     }
                 }
                 // A corrupt state blob is an error, not a panic.
-                let _ = apply_commit(&state[..cut.min(state.len())], commit);
+                let _ = apply_commit(&state[..cut.min(state.len())], &[], commit);
             });
         }
     }

@@ -510,6 +510,19 @@ pub async fn group(x: &mut impl Exec, duty: Uuid) -> Result<Option<GroupRow>, St
     }))
 }
 
+/// The group's organisation and epoch, without its state.
+pub struct GroupMeta {
+    pub org_id: Uuid,
+    pub epoch: i64,
+}
+
+pub async fn group_meta(x: &mut impl Exec, duty: Uuid) -> Result<Option<GroupMeta>, StoreError> {
+    let r: Option<(Uuid, i64)> = run!(x, c => sqlx::query_as(
+        "SELECT org_id, epoch FROM chat_groups WHERE duty_id = $1")
+        .bind(duty).fetch_optional(c).await)?;
+    Ok(r.map(|(org_id, epoch)| GroupMeta { org_id, epoch }))
+}
+
 /// The group's epoch and next stream number, without its state: what a listing shows.
 pub async fn group_head(x: &mut impl Exec, duty: Uuid) -> Result<Option<(i64, i64)>, StoreError> {
     Ok(run!(x, c => sqlx::query_as(
@@ -561,22 +574,37 @@ pub async fn insert_group(
     now: i64,
 ) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query(
-        "INSERT INTO chat_groups (duty_id, org_id, epoch, state, next_seq, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)")
-        .bind(duty).bind(org).bind(epoch).bind(state).bind(now).execute(c).await)?;
+        "INSERT INTO chat_groups (duty_id, org_id, epoch, state, next_seq, created_at, updated_at, state_id) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)")
+        .bind(duty).bind(org).bind(epoch).bind(state).bind(now).bind(new_state_id()).execute(c).await)?;
     Ok(())
 }
 
+/// Saves the group's new state under a new `state_id`, which it returns.
 pub async fn save_group(
     tx: &mut Tx,
     duty: Uuid,
     epoch: i64,
     state: &[u8],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
+    let id = new_state_id();
     exec!(tx, c => sqlx::query(
-        "UPDATE chat_groups SET epoch = $1, state = $2, updated_at = $3 WHERE duty_id = $4")
-        .bind(epoch).bind(state).bind(now).bind(duty).execute(c).await)?;
-    Ok(())
+        "UPDATE chat_groups SET epoch = $1, state = $2, updated_at = $3, state_id = $4 WHERE duty_id = $5")
+        .bind(epoch).bind(state).bind(now).bind(id).bind(duty).execute(c).await)?;
+    Ok(id)
+}
+
+/// A fresh `state_id`: random, so a group deleted and created again never repeats one.
+fn new_state_id() -> i64 {
+    let (hi, _) = Uuid::new_v4().as_u64_pair();
+    hi as i64
+}
+
+/// The `state_id` of the group's stored state.
+pub async fn state_id(x: &mut impl Exec, duty: Uuid) -> Result<Option<i64>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT state_id FROM chat_groups WHERE duty_id = $1")
+        .bind(duty).fetch_optional(c).await)?)
 }
 
 /// `(device, leaf, since_seq)` of every device in the group now.
@@ -635,12 +663,26 @@ pub async fn insert_proposal(
     device: Uuid,
     action: &str,
     epoch: i64,
+    seq: i64,
 ) -> Result<(), StoreError> {
     exec!(tx, c => sqlx::query(
-        "INSERT INTO chat_proposals (duty_id, device_id, org_id, action, epoch) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (duty_id, device_id) DO UPDATE SET action = excluded.action, epoch = excluded.epoch")
-        .bind(duty).bind(device).bind(org).bind(action).bind(epoch).execute(c).await)?;
+        "INSERT INTO chat_proposals (duty_id, device_id, org_id, action, epoch, seq) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (duty_id, device_id) DO UPDATE SET action = excluded.action, epoch = excluded.epoch, seq = excluded.seq")
+        .bind(duty).bind(device).bind(org).bind(action).bind(epoch).bind(seq).execute(c).await)?;
     Ok(())
+}
+
+/// The server's proposal messages of `epoch` that the stored state does not hold yet, in the
+/// order they were made (a commit may reference any of them).
+pub async fn proposal_messages(
+    x: &mut impl Exec,
+    duty: Uuid,
+    epoch: i64,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(run!(x, c => sqlx::query_scalar(
+        "SELECT m.data FROM chat_proposals p JOIN chat_messages m ON m.duty_id = p.duty_id AND m.seq = p.seq \
+         WHERE p.duty_id = $1 AND p.epoch = $2 ORDER BY p.seq")
+        .bind(duty).bind(epoch).fetch_all(c).await)?)
 }
 
 pub async fn clear_proposals(tx: &mut Tx, duty: Uuid) -> Result<(), StoreError> {

@@ -701,6 +701,7 @@ pub async fn post(
         ));
     };
     let mut out = Out::default();
+    let kept;
     let posted = match incoming {
         // Handled above, without this transaction.
         Incoming::Application { .. } => {
@@ -710,11 +711,21 @@ pub async fn post(
             if i64::try_from(epoch).ok() != Some(epoch_now) {
                 return Err(stale(epoch, epoch_now));
             }
-            let state = repo::group(&mut tx, duty)
+            let state_id = repo::state_id(&mut tx, duty)
                 .await?
-                .ok_or_else(|| corrupt("group vanished under its lock"))?
-                .state;
-            let applied = mls::apply_commit(&state, &msg)
+                .ok_or_else(|| corrupt("group vanished under its lock"))?;
+            let group = match chat.states.take(duty, state_id) {
+                Some(g) => g,
+                None => {
+                    let state = repo::group(&mut tx, duty)
+                        .await?
+                        .ok_or_else(|| corrupt("group vanished under its lock"))?
+                        .state;
+                    mls::Group::load(&state).map_err(corrupt)?
+                }
+            };
+            let proposals = repo::proposal_messages(&mut tx, duty, epoch_now).await?;
+            let (applied, group) = mls::apply(group, &proposals, &msg)
                 .map_err(|e| invalid("/message", "invalid_commit", e.to_string()))?;
             if i64::from(applied.sender) != my_leaf {
                 return Err(forbidden(
@@ -890,9 +901,11 @@ pub async fn post(
                     }
                 }
             }
-            repo::save_group(&mut tx, duty, new_epoch, &applied.state, now_ms).await?;
+            let new_state =
+                repo::save_group(&mut tx, duty, new_epoch, &applied.state, now_ms).await?;
             repo::clear_proposals(&mut tx, duty).await?;
             out.extend(reconcile(&mut tx, duty, now_ms).await?);
+            kept = Some((new_state, group));
             wire::Posted {
                 seq,
                 epoch: new_epoch,
@@ -907,8 +920,59 @@ pub async fn post(
         }
     };
     tx.commit().await?;
+    if let Some((state_id, group)) = kept {
+        chat.states.put(duty, state_id, group);
+    }
     deliver(db, chat, out).await;
     Ok(posted)
+}
+
+/// Loaded public states of recently committed groups, by duty, each with the `state_id` it
+/// was stored under: a commit takes its group's state out (used only while the stored state
+/// is still that one — another node may have committed meanwhile) and puts the next one back
+/// once its transaction committed. A commit that fails leaves nothing behind; the next one
+/// loads the stored blob. At most [`StateCache::MAX`] groups (the least recently used go).
+#[derive(Default)]
+pub(crate) struct StateCache {
+    groups: std::sync::Mutex<std::collections::HashMap<Uuid, (i64, u64, mls::Group)>>,
+    uses: std::sync::atomic::AtomicU64,
+}
+
+impl StateCache {
+    const MAX: usize = 64;
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, (i64, u64, mls::Group)>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn take(&self, duty: Uuid, state_id: i64) -> Option<mls::Group> {
+        let (id, _, g) = self.lock().remove(&duty)?;
+        (id == state_id).then_some(g)
+    }
+
+    pub(crate) fn put(&self, duty: Uuid, state_id: i64, group: mls::Group) {
+        let used = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut groups = self.lock();
+        if groups.len() >= Self::MAX && !groups.contains_key(&duty) {
+            let oldest = groups
+                .iter()
+                .min_by_key(|(_, (_, u, _))| *u)
+                .map(|(d, _)| *d);
+            if let Some(d) = oldest {
+                groups.remove(&d);
+            }
+        }
+        groups.insert(duty, (state_id, used, group));
+    }
+
+    /// Forgets a group (deleted).
+    pub(crate) fn forget(&self, duty: Uuid) {
+        self.lock().remove(&duty);
+    }
 }
 
 /// The refusal of a message for another epoch than the group's.
@@ -1371,7 +1435,7 @@ fn message_view(duty: Uuid, m: MessageRow) -> wire::ChatMessage {
 /// creates it afresh. The caller holds the group's lock.
 pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, ServiceError> {
     let mut out = Out::default();
-    let Some(g) = repo::group(tx, duty).await? else {
+    let Some(g) = repo::group_meta(tx, duty).await? else {
         return Ok(out);
     };
     let Some(roster) = repo::roster(tx, duty).await? else {
@@ -1397,19 +1461,17 @@ pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, 
     let pending = repo::proposals(tx, duty, g.epoch).await?;
     let proposed = |d: Uuid| pending.iter().any(|(p, _)| *p == d);
     let key = server_key(tx, g.org_id, now).await?;
-    let mut group: Option<mls::Proposer> = None;
+    // Proposals name the group and the epoch only: the stored state is neither read nor
+    // rewritten here; the commit that references them reads them back from the stream.
+    let epoch = u64::try_from(g.epoch).map_err(corrupt)?;
     for (device, leaf, _) in &leaves {
         if is_wanted(device) || proposed(*device) {
             continue;
         }
         let leaf = u32::try_from(*leaf).map_err(corrupt)?;
-        let p = match &mut group {
-            Some(p) => p,
-            None => group.insert(mls::Proposer::load(&g.state).map_err(corrupt)?),
-        };
-        let msg = p.remove(&key, leaf).map_err(corrupt)?;
+        let msg = mls::propose_remove(&key, duty.as_bytes(), epoch, leaf).map_err(corrupt)?;
         let seq = repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
-        repo::insert_proposal(tx, duty, g.org_id, *device, "remove", g.epoch).await?;
+        repo::insert_proposal(tx, duty, g.org_id, *device, "remove", g.epoch, seq).await?;
         out.msgs.push((duty, seq));
     }
     if phase == Phase::Writable {
@@ -1420,11 +1482,7 @@ pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, 
             let Some(kp) = repo::claim_key_package(tx, *device).await? else {
                 continue;
             };
-            let p = match &mut group {
-                Some(p) => p,
-                None => group.insert(mls::Proposer::load(&g.state).map_err(corrupt)?),
-            };
-            let msg = match p.add(&key, &kp) {
+            let msg = match mls::propose_add(&key, duty.as_bytes(), epoch, &kp) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(device = %device, error = %e, "a stored KeyPackage could not be proposed");
@@ -1433,14 +1491,9 @@ pub(crate) async fn reconcile(tx: &mut Tx, duty: Uuid, now: i64) -> Result<Out, 
             };
             let seq =
                 repo::append(tx, duty, g.org_id, g.epoch, "proposal", None, &msg, now).await?;
-            repo::insert_proposal(tx, duty, g.org_id, *device, "add", g.epoch).await?;
+            repo::insert_proposal(tx, duty, g.org_id, *device, "add", g.epoch, seq).await?;
             out.msgs.push((duty, seq));
         }
-    }
-    if let Some(p) = group
-        && !out.msgs.is_empty()
-    {
-        repo::save_group(tx, duty, g.epoch, &p.save().map_err(corrupt)?, now).await?;
     }
     Ok(out)
 }
@@ -1620,6 +1673,7 @@ pub async fn relay(db: Db, chat: Arc<Chat>) {
 
 async fn try_deliver(db: &Db, chat: &Chat, out: Out) -> Result<(), ServiceError> {
     for (duty, devices) in out.gone {
+        chat.states.forget(duty);
         let frame: Utf8Bytes = serde_json::to_string(&wire::Frame::Deleted { duty_id: duty })
             .map_err(corrupt)?
             .into();

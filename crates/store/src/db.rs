@@ -114,6 +114,32 @@ impl Tx {
     }
 }
 
+/// How often the log of a SQLite database is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log of a SQLite database into the database file at a steady pace,
+/// on a reader connection: a passive checkpoint waits for nobody, and writers go on appending
+/// meanwhile. Ends when the pool is closed.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "a background checkpoint failed; the next one tries again");
+        }
+    }
+}
+
 impl Db {
     /// Opens (and for SQLite creates) the database. Does not migrate; see [`Db::migrate`].
     pub async fn connect(opts: &DbOptions) -> Result<Db, StoreError> {
@@ -163,11 +189,19 @@ impl Db {
             // No ping before handing out a connection (sqlx's default): a SQLite connection
             // is a local file handle that cannot go stale, and the ping is one more round trip
             // to the connection's worker thread on every acquire (three per chat message).
+            // Checkpoints run off the write path (see `checkpoints`): the writer checkpoints
+            // by itself only when the log passes 64 MiB (if that task is not keeping up);
+            // SQLite's default, 4 MiB, made every tenth large write (a chat commit of a big
+            // group is ~0.5 MiB) copy and fsync the log before answering.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(o.clone().pragma("cache_size", "-65536"))
+                .connect_with(
+                    o.clone()
+                        .pragma("cache_size", "-65536")
+                        .pragma("wal_autocheckpoint", "16384"),
+                )
                 .await
                 .map_err(StoreError::Unavailable)?;
             let read = SqlitePoolOptions::new()
@@ -178,6 +212,7 @@ impl Db {
                 .connect_with(o)
                 .await
                 .map_err(StoreError::Unavailable)?;
+            tokio::spawn(checkpoints(read.clone()));
             Ok(Db::Sqlite { write, read })
         } else {
             Err(StoreError::Unavailable(sqlx::Error::Configuration(

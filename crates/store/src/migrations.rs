@@ -114,10 +114,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0017_contact_log_floor.sql"),
         include_str!("../migrations/postgres/0017_contact_log_floor.sql"),
     ),
+    (
+        18,
+        "chat_proposal_seq",
+        include_str!("../migrations/sqlite/0018_chat_proposal_seq.sql"),
+        include_str!("../migrations/postgres/0018_chat_proposal_seq.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 17;
+pub const LATEST: i64 = 18;
 
 #[derive(Debug)]
 struct Embedded(Backend);
