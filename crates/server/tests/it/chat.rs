@@ -866,6 +866,20 @@ async fn nodes_deliver_each_others_messages_and_logs_hold_no_plaintext() {
         }
     };
     assert_eq!(got.plaintext, text2.as_bytes());
+    // Commits alternate between the nodes. Each node keeps the group's state of its own last
+    // commit in memory; it must notice that the other node moved the group on since, or it
+    // would judge the next commit against an old tree and refuse it.
+    for _ in 0..3 {
+        a.sync(duty).await.unwrap();
+        a.self_update(duty).await.unwrap();
+        b.sync(duty).await.unwrap();
+        b.self_update(duty).await.unwrap();
+    }
+    a.sync(duty).await.unwrap();
+    b.sync(duty).await.unwrap();
+    assert!(a.epoch(duty).unwrap() >= 6, "{:?}", a.epoch(duty));
+    assert_eq!(a.epoch(duty), b.epoch(duty));
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
 
     let mut logs = n1.stop();
     if let Some(n) = n2 {
