@@ -781,7 +781,8 @@ mod tests {
         let commit = commit.to_bytes().unwrap();
         // Without its proposal the commit does not apply; with it, it adds the device.
         assert!(apply_commit(&followed.state, &[], &commit).is_err());
-        let applied = apply_commit(&followed.state, std::slice::from_ref(&proposal), &commit).unwrap();
+        let applied =
+            apply_commit(&followed.state, std::slice::from_ref(&proposal), &commit).unwrap();
         assert_eq!(applied.adds.len(), 1);
         assert_eq!(applied.adds[0].identity, b"device:b");
         assert_eq!(applied.epoch, 1);

@@ -298,3 +298,143 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The command line as a person types it: every command parses, and mistakes get clap's
+    //! error instead of a run.
+
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("carebridge-member").chain(args.iter().copied()))
+    }
+
+    const DUTY: &str = "0190a8e2-4f5b-7c3d-8e9f-0a1b2c3d4e5f";
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_parses() {
+        let duty: Uuid = DUTY.parse().unwrap();
+        match parse(&["login", "--server", "https://cb.example.org"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Login { server, name } => {
+                assert_eq!(server, "https://cb.example.org");
+                assert_eq!(name, "carebridge-member");
+            }
+            _ => panic!("login"),
+        }
+        match parse(&["login", "--server", "http://x", "--name", "Laptop"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Login { name, .. } => assert_eq!(name, "Laptop"),
+            _ => panic!("login --name"),
+        }
+        assert!(matches!(parse(&["logout"]).unwrap().cmd, Cmd::Logout));
+        assert!(matches!(parse(&["chats"]).unwrap().cmd, Cmd::Chats));
+        assert!(matches!(parse(&["follow"]).unwrap().cmd, Cmd::Follow));
+        match parse(&["duties", "--from", "2026-01-01T00:00:00Z"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Duties { from } => assert_eq!(from.as_deref(), Some("2026-01-01T00:00:00Z")),
+            _ => panic!("duties"),
+        }
+        assert!(matches!(parse(&["read", DUTY]).unwrap().cmd, Cmd::Read { duty: d } if d == duty));
+        match parse(&["send", DUTY, "Treffpunkt Nordeingang"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Send { duty: d, text } => {
+                assert_eq!(d, duty);
+                assert_eq!(text, "Treffpunkt Nordeingang");
+            }
+            _ => panic!("send"),
+        }
+        match parse(&["attach", DUTY, "plan.pdf", "--mime", "application/pdf"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Attach { file, mime, .. } => {
+                assert_eq!(file, PathBuf::from("plan.pdf"));
+                assert_eq!(mime.as_deref(), Some("application/pdf"));
+            }
+            _ => panic!("attach"),
+        }
+        match parse(&["download", DUTY, DUTY, "--out", "/tmp/x"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Download {
+                attachment, out, ..
+            } => {
+                assert_eq!(attachment, duty);
+                assert_eq!(out, Some(PathBuf::from("/tmp/x")));
+            }
+            _ => panic!("download"),
+        }
+        // The state file option is global: before or after the command.
+        let a = parse(&["--state", "/tmp/s.json", "chats"]).unwrap();
+        let b = parse(&["chats", "--state", "/tmp/s.json"]).unwrap();
+        assert_eq!(a.state, Some(PathBuf::from("/tmp/s.json")));
+        assert_eq!(b.state, a.state);
+    }
+
+    #[test]
+    fn mistakes_are_refused_by_the_parser() {
+        use clap::error::ErrorKind;
+        let kind = |args: &[&str]| parse(args).err().map(|e| e.kind());
+        assert_eq!(
+            kind(&[]),
+            Some(ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+        );
+        assert_eq!(kind(&["login"]), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(
+            kind(&["read", "not-a-uuid"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["send", DUTY]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            kind(&["download", DUTY]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(kind(&["chat"]), Some(ErrorKind::InvalidSubcommand));
+        assert_eq!(
+            kind(&["chats", "--verbose"]),
+            Some(ErrorKind::UnknownArgument)
+        );
+    }
+
+    #[test]
+    fn names_and_texts_from_others_are_made_safe() {
+        let id: Uuid = DUTY.parse().unwrap();
+        assert_eq!(safe_name("../../etc/passwd", id), PathBuf::from("passwd"));
+        assert_eq!(
+            safe_name("C:\\Users\\x\\plan.pdf", id),
+            PathBuf::from("plan.pdf")
+        );
+        assert_eq!(safe_name("..hidden", id), PathBuf::from("hidden"));
+        assert_eq!(safe_name("a<b>:c?.txt", id), PathBuf::from("abc.txt"));
+        assert_eq!(
+            safe_name("...", id),
+            PathBuf::from(format!("attachment-{id}"))
+        );
+        assert_eq!(clean("ok\u{1b}[31mred\nnext"), "ok\u{FFFD}[31mred\nnext");
+        assert_eq!(guess_mime(std::path::Path::new("Foto.JPG")), "image/jpeg");
+        assert_eq!(
+            guess_mime(std::path::Path::new("x")),
+            "application/octet-stream"
+        );
+    }
+}
