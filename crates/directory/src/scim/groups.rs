@@ -71,9 +71,15 @@ async fn read(
         g["externalId"] = json!(e);
     }
     if with_members {
+        let members = repo::members(x, c.org.id, id).await?;
+        let version = version_of(
+            &label.name,
+            g["externalId"].as_str(),
+            members.iter().map(|(pid, _, _)| *pid),
+        );
+        g["meta"]["version"] = json!(format!("W/\"{version}\""));
         g["members"] = json!(
-            repo::members(x, c.org.id, id)
-                .await?
+            members
                 .into_iter()
                 .map(|(pid, _, _)| json!({
                     "value": pid, "$ref": format!("{base}/Users/{pid}"), "type": "User"
@@ -82,6 +88,69 @@ async fn read(
         );
     }
     Ok(Some(g))
+}
+
+/// A Group's version: a digest of what it says (name, externalId, members in id order), so
+/// that it changes with every change of the group without a counter to keep. Shown (and sent
+/// as `ETag`) when the members are read; a listing that leaves them out shows none.
+fn version_of(name: &str, external_id: Option<&str>, members: impl Iterator<Item = Uuid>) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<Uuid> = members.collect();
+    ids.sort();
+    let mut h = Sha256::new();
+    for part in [name.as_bytes(), external_id.unwrap_or("").as_bytes()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update([u8::from(external_id.is_some())]);
+    for id in ids {
+        h.update(id.as_bytes());
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(first) & i64::MAX
+}
+
+/// The version shown in a Group read with its members.
+fn shown_version(v: &Value) -> Option<i64> {
+    v["meta"]["version"]
+        .as_str()?
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+/// Refuses with 412 when `If-Match` names another version than the group's `current` one.
+fn check_if_match(h: &HeaderMap, current: &Value) -> Result<(), ScimError> {
+    if let Some(want) = super::if_match(h)?
+        && Some(want) != shown_version(current)
+    {
+        return Err(ScimError::new(
+            412,
+            None,
+            format!(
+                "the Group changed: its version is {}",
+                current["meta"]["version"].as_str().unwrap_or("unknown")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A Group response with its version as `ETag`.
+fn with_version(status: StatusCode, v: Value) -> Scim {
+    let version = shown_version(&v);
+    let location = (status == StatusCode::CREATED)
+        .then(|| v["meta"]["location"].as_str().map(String::from))
+        .flatten();
+    Scim {
+        status,
+        body: v,
+        version,
+        location,
+    }
 }
 
 /// What a Group body says.
@@ -194,13 +263,7 @@ pub async fn create(
         .await?
         .ok_or_else(|| not_found(&label.id.to_string()))?;
     tx.commit().await?;
-    let location = v["meta"]["location"].as_str().map(String::from);
-    Ok(Scim {
-        status: StatusCode::CREATED,
-        body: v,
-        version: None,
-        location,
-    })
+    Ok(with_version(StatusCode::CREATED, v))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ScimError> {
@@ -230,7 +293,11 @@ pub async fn get(
     let v = read(&mut conn, &c, &super::base(&s), gid, wants_members(&q))
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Scim::ok(super::project(v, &q)))
+    let version = shown_version(&v);
+    Ok(Scim {
+        version,
+        ..Scim::ok(super::project(v, &q))
+    })
 }
 
 /// Starts a write on group `id`: a transaction that holds the group's row, so that what is
@@ -269,19 +336,26 @@ async fn store(
         .await?
         .ok_or_else(|| not_found(&id.to_string()))?;
     tx.commit().await?;
-    Ok(Scim::ok(v))
+    Ok(with_version(StatusCode::OK, v))
 }
 
 pub async fn replace(
     State(s): State<AppState>,
     ext: Extensions,
     Path(id): Path<String>,
+    h: HeaderMap,
     body: Bytes,
 ) -> Result<Scim, ScimError> {
     let c = caller(&s, &ext).await?;
     let gid = parse_id(&id)?;
     let d = from_json(&super::body(&body)?)?;
-    let tx = lock(&s, &c, gid).await?;
+    let mut tx = lock(&s, &c, gid).await?;
+    if h.contains_key(axum::http::header::IF_MATCH) {
+        let current = read(&mut tx, &c, &super::base(&s), gid, true)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        check_if_match(&h, &current)?;
+    }
     store(&s, tx, &c, gid, d).await
 }
 
@@ -289,7 +363,7 @@ pub async fn patch(
     State(s): State<AppState>,
     ext: Extensions,
     Path(id): Path<String>,
-    _h: HeaderMap,
+    h: HeaderMap,
     body: Bytes,
 ) -> Result<Scim, ScimError> {
     let c = caller(&s, &ext).await?;
@@ -301,6 +375,7 @@ pub async fn patch(
     let mut doc = read(&mut tx, &c, &super::base(&s), gid, true)
         .await?
         .ok_or_else(|| not_found(&id))?;
+    check_if_match(&h, &doc)?;
     super::patch::apply(&mut doc, &ops, &canon, &multi)?;
     let d = from_json(&doc)?;
     store(&s, tx, &c, gid, d).await
@@ -310,10 +385,21 @@ pub async fn delete(
     State(s): State<AppState>,
     ext: Extensions,
     Path(id): Path<String>,
+    h: HeaderMap,
 ) -> Result<StatusCode, ScimError> {
     let c = caller(&s, &ext).await?;
     let gid = parse_id(&id)?;
-    labels::delete(&s.db, &c.actor, &c.org, Kind::Group, gid, s.now()).await?;
+    if !h.contains_key(axum::http::header::IF_MATCH) {
+        labels::delete(&s.db, &c.actor, &c.org, Kind::Group, gid, s.now()).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let mut tx = lock(&s, &c, gid).await?;
+    let current = read(&mut tx, &c, &super::base(&s), gid, true)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    check_if_match(&h, &current)?;
+    labels::delete_in(&mut tx, &c.actor, &c.org, Kind::Group, gid, s.now()).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

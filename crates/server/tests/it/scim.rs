@@ -446,6 +446,66 @@ async fn entra_provisions_users_and_groups() {
     .await;
     assert!(r.get("members").is_none(), "{r}");
 
+    // Group versions: the ETag and meta.version change with every change of the group; a
+    // stale If-Match is refused (412) and changes nothing, on PATCH, PUT and DELETE.
+    let path = format!("/Groups/{gid}");
+    let (st, _, e1, g) = call(&s, k, "GET", &path, None, None).await;
+    assert_eq!(st, 200, "{g}");
+    let v1 = e1.expect("a Group has an ETag");
+    assert!(v1.starts_with("W/\""), "{v1}");
+    assert_eq!(g["meta"]["version"], v1.as_str(), "{g}");
+    let (_, _, again, _) = call(&s, k, "GET", &path, None, None).await;
+    assert_eq!(
+        again.as_deref(),
+        Some(v1.as_str()),
+        "unchanged group, same version"
+    );
+    let add_boss = patch(json!([{"op": "Add", "path": "members", "value": [{"value": boss_id}]}]));
+    let (st, _, e2, g) = call(&s, k, "PATCH", &path, Some(add_boss.clone()), Some(&v1)).await;
+    assert_eq!(st, 200, "{g}");
+    let v2 = e2.unwrap();
+    assert_ne!(v2, v1, "a new member, a new version");
+    assert_eq!(g["meta"]["version"], v2.as_str());
+    let (st, _, _, e) = call(
+        &s,
+        k,
+        "PATCH",
+        &path,
+        Some(patch(
+            json!([{"op": "Replace", "path": "displayName", "value": "Spät"}]),
+        )),
+        Some(&v1),
+    )
+    .await;
+    assert_eq!(st, 412, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains(&v2), "{e}");
+    let put = json!({"schemas": [GROUP], "displayName": "Spät", "members": []});
+    let (st, _, _, e) = call(&s, k, "PUT", &path, Some(put.clone()), Some(&v1)).await;
+    assert_eq!(st, 412, "{e}");
+    let (st, _, _, e) = call(&s, k, "DELETE", &path, None, Some(&v1)).await;
+    assert_eq!(st, 412, "{e}");
+    let (st, _, e3, g) = call(&s, k, "GET", &path, None, None).await;
+    assert_eq!((st, e3.as_deref()), (200, Some(v2.as_str())), "{g}");
+    assert_eq!(
+        g["displayName"], "Nacht",
+        "the refused writes changed nothing"
+    );
+    assert_eq!(g["members"].as_array().unwrap().len(), 1, "{g}");
+    let (st, _, e4, g) = call(&s, k, "PUT", &path, Some(put), Some(&v2)).await;
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["displayName"], "Spät");
+    let v4 = e4.unwrap();
+    let (st, _, _, g) = call(
+        &s,
+        k,
+        "PUT",
+        &path,
+        Some(json!({"schemas": [GROUP], "displayName": "Nacht", "members": []})),
+        Some(&v4),
+    )
+    .await;
+    assert_eq!(st, 200, "{g}");
+
     // Paging and sorting happen in the query.
     for i in 0..5 {
         let (st, _, _, x) = call(
