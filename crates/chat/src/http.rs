@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_groups))
         .routes(routes!(get_group, create_group))
         .routes(routes!(group_members))
+        .routes(routes!(rejoin_group))
         .routes(routes!(list_messages, post_message))
         .routes(routes!(socket))
         .routes(routes!(upload_attachment))
@@ -239,6 +240,23 @@ async fn create_group(
 ) -> Result<(StatusCode, axum::Json<ChatGroup>), ApiError> {
     let g = service::create_group(&s.db, &chat, &c, duty, input, s.now()).await?;
     Ok((StatusCode::CREATED, axum::Json(g)))
+}
+
+/// For a device that lost or broke its copy of the group: the server proposes its removal,
+/// and the roster adds it again (a new Welcome) once a member committed that. Answers the
+/// stream number of the proposal: Welcomes at or below it are the device's old ones.
+#[utoipa::path(post, path = "/api/v1/chat/groups/{duty}/rejoin", tag = "chat",
+    params(("duty" = Uuid, Path)),
+    responses((status = 202, body = Posted), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn rejoin_group(
+    State(s): State<AppState>,
+    Extension(chat): Extension<Arc<Chat>>,
+    DeviceAuth(c): DeviceAuth,
+    Path(duty): Path<Uuid>,
+) -> Result<(StatusCode, axum::Json<Posted>), ApiError> {
+    let p = service::rejoin(&s.db, &chat, &c, duty, s.now()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(p)))
 }
 
 /// The group's stream after `after`, for a device that was offline.

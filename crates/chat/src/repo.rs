@@ -672,6 +672,19 @@ pub async fn insert_proposal(
     Ok(())
 }
 
+/// The stream number of the server's pending Remove of `device` in `epoch`, if there is one.
+pub async fn proposed_remove(
+    x: &mut impl Exec,
+    duty: Uuid,
+    device: Uuid,
+    epoch: i64,
+) -> Result<Option<i64>, StoreError> {
+    let r: Option<Option<i64>> = run!(x, c => sqlx::query_scalar(
+        "SELECT seq FROM chat_proposals WHERE duty_id = $1 AND device_id = $2 AND epoch = $3 AND action = 'remove'")
+        .bind(duty).bind(device).bind(epoch).fetch_optional(c).await)?;
+    Ok(r.map(|s| s.unwrap_or(0)))
+}
+
 /// The server's proposal messages of `epoch` that the stored state does not hold yet, in the
 /// order they were made (a commit may reference any of them).
 pub async fn proposal_messages(

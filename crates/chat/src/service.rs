@@ -975,6 +975,75 @@ impl StateCache {
     }
 }
 
+/// A device whose copy of a group is lost or broken (a commit it could not process, an app
+/// reinstalled with the same device) asks to be taken out and added again. The server
+/// proposes the removal of its leaf; once another member commits it, the roster brings the
+/// device back with an Add (a fresh KeyPackage) and a Welcome, as for a new device. A device
+/// that is the group's only member cannot wait for anyone: the group is deleted, and the
+/// device creates it again. Answers the stream number of the proposal (0 when the group was
+/// deleted): the device's older Welcomes are at or below it.
+pub async fn rejoin(
+    db: &Db,
+    chat: &Chat,
+    caller: &Caller,
+    duty: Uuid,
+    now: jiff::Timestamp,
+) -> Result<wire::Posted, ServiceError> {
+    let now_ms = ms(now);
+    let mut tx = db.begin().await?;
+    repo::lock_group(&mut tx, duty).await?;
+    let ctx = repo::post_context(&mut tx, duty, caller.person, caller.device).await?;
+    let (ctx, phase) = standing_of(ctx, caller, now_ms)?;
+    let Some(epoch) = ctx.epoch else {
+        return Err(conflict("no_group", "the group has not been created yet"));
+    };
+    if phase != Phase::Writable {
+        return Err(conflict(
+            "read_only",
+            "the chat is read-only: a device that lost it cannot be added again",
+        ));
+    }
+    let Some(leaf) = ctx.leaf else {
+        return Err(conflict(
+            "not_in_group",
+            "this device is not in the group: its Welcome follows the next commit",
+        ));
+    };
+    let mut out = Out::default();
+    let leaves = repo::leaves(&mut tx, duty).await?;
+    let seq = if leaves.len() <= 1 {
+        let devices = repo::delete_group(&mut tx, duty, false).await?;
+        out.gone.push((duty, devices));
+        0
+    } else if let Some(seq) = repo::proposed_remove(&mut tx, duty, caller.device, epoch).await? {
+        seq
+    } else {
+        let key = server_key(&mut tx, caller.org, now_ms).await?;
+        let e = u64::try_from(epoch).map_err(corrupt)?;
+        let l = u32::try_from(leaf).map_err(corrupt)?;
+        let msg = mls::propose_remove(&key, duty.as_bytes(), e, l).map_err(corrupt)?;
+        let seq = repo::append(
+            &mut tx, duty, caller.org, epoch, "proposal", None, &msg, now_ms,
+        )
+        .await?;
+        repo::insert_proposal(
+            &mut tx,
+            duty,
+            caller.org,
+            caller.device,
+            "remove",
+            epoch,
+            seq,
+        )
+        .await?;
+        out.msgs.push((duty, seq));
+        seq
+    };
+    tx.commit().await?;
+    deliver(db, chat, out).await;
+    Ok(wire::Posted { seq, epoch })
+}
+
 /// The refusal of a message for another epoch than the group's.
 fn stale(epoch: u64, epoch_now: i64) -> ServiceError {
     if i64::try_from(epoch).is_ok_and(|e| e > epoch_now) {

@@ -85,6 +85,9 @@ pub struct Device {
     /// Application messages read while sending (catching up before a retry): MLS decrypts a
     /// message once, so they wait here for [`Device::take_read`].
     read_meanwhile: Vec<(Uuid, Received)>,
+    /// Groups this device asked to rejoin ([`Device::rejoin`]): Welcomes at or below the
+    /// stream number are its old ones.
+    rejoining: HashMap<Uuid, i64>,
 }
 
 async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -142,6 +145,7 @@ impl Device {
             groups: HashMap::new(),
             gone: Vec::new(),
             read_meanwhile: Vec::new(),
+            rejoining: HashMap::new(),
         };
         d.upload_key_packages(key_packages, true).await?;
         Ok(d)
@@ -376,10 +380,41 @@ impl Device {
         }
     }
 
+    /// Starts over in the group of `duty` after this device's copy of it was lost or broke
+    /// (a commit it could not process): drops the local copy and asks the server to take the
+    /// device out and add it again. The next member online commits that; the device then
+    /// gets a new Welcome (through [`Device::sync`] or its socket) and reads from there on.
+    /// When it was the only member the group is deleted, and [`Device::open`] creates it anew.
+    pub async fn rejoin(&mut self, duty: Uuid) -> Result<(), ClientError> {
+        let r = check(
+            self.http
+                .post(self.url(&format!("/api/v1/chat/groups/{duty}/rejoin")))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        let posted: wire::Posted = r.json().await?;
+        self.groups.remove(&duty);
+        self.delete_stored(duty);
+        self.rejoining.insert(duty, posted.seq.max(0));
+        Ok(())
+    }
+
     /// Drops the local state of the group of `duty` (the server said it is gone).
     pub fn forget(&mut self, duty: Uuid) {
         if self.groups.remove(&duty).is_some() {
             self.gone.push(duty);
+        }
+        self.delete_stored(duty);
+    }
+
+    /// Deletes what the MLS storage holds of the group of `duty` (a later Welcome to the same
+    /// group id would be refused as "already exists").
+    fn delete_stored(&self, duty: Uuid) {
+        let gid = GroupId::from_slice(duty.as_bytes());
+        if let Ok(Some(mut g)) = MlsGroup::load(self.provider.storage(), &gid) {
+            let _ = g.delete(self.provider.storage());
         }
     }
 
@@ -418,6 +453,13 @@ impl Device {
             .decode(&m.data)
             .map_err(|e| ClientError::State(e.to_string()))?;
         if m.kind == "welcome" {
+            if self
+                .rejoining
+                .get(&duty)
+                .is_some_and(|floor| m.seq <= *floor)
+            {
+                return Ok(None);
+            }
             // A device removed and added again gets a new Welcome: it replaces the old state.
             if self.groups.get(&duty).is_some_and(|j| {
                 j.group.is_active()
@@ -440,6 +482,7 @@ impl Device {
             if group.group_id().as_slice() != duty.as_bytes() {
                 return Err(ClientError::Mls("the Welcome is for another group".into()));
             }
+            self.rejoining.remove(&duty);
             self.groups.insert(
                 duty,
                 Joined {
@@ -776,6 +819,9 @@ struct Saved {
     /// `(duty, cursor)` of every joined group.
     groups: Vec<(Uuid, i64)>,
     gone: Vec<Uuid>,
+    /// `(duty, stream number)` of groups being rejoined.
+    #[serde(default)]
+    rejoining: Vec<(Uuid, i64)>,
 }
 
 impl Device {
@@ -800,6 +846,7 @@ impl Device {
             storage,
             groups: self.groups.iter().map(|(d, j)| (*d, j.cursor)).collect(),
             gone: self.gone.clone(),
+            rejoining: self.rejoining.iter().map(|(d, s)| (*d, *s)).collect(),
         };
         serde_json::to_string(&saved).map_err(|e| ClientError::State(e.to_string()))
     }
@@ -848,6 +895,7 @@ impl Device {
             groups,
             gone: saved.gone,
             read_meanwhile: Vec::new(),
+            rejoining: saved.rejoining.into_iter().collect(),
         })
     }
 }

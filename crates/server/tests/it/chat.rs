@@ -340,6 +340,79 @@ async fn a_commit_race_has_one_winner_and_no_fork() {
     assert!(Device::restore("{}").is_err());
 }
 
+/// A device whose copy of the group is gone (lost state, or a commit it could not process)
+/// asks to rejoin: the server proposes its removal, the next member online commits that and
+/// the Add that follows, and the device reads on from its new Welcome. Alone in a group, the
+/// group is deleted and the device creates it again.
+#[tokio::test]
+async fn a_device_that_lost_its_group_rejoins_through_the_roster() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    a.send(duty, b"before").await.unwrap();
+    assert_eq!(b.sync(duty).await.unwrap()[0].plaintext, b"before");
+    let epoch = a.epoch(duty).unwrap();
+
+    // Ben's copy is lost; asking twice is the same request.
+    b.forget(duty);
+    b.rejoin(duty).await.unwrap();
+    b.rejoin(duty).await.unwrap();
+    // His old Welcome is not taken up again.
+    assert!(b.sync(duty).await.unwrap().is_empty());
+    assert!(!b.joined(duty));
+    // Anna's device commits the removal and then the Add of his device.
+    a.sync(duty).await.unwrap();
+    assert_eq!(a.epoch(duty), Some(epoch + 2));
+    b.sync(duty).await.unwrap();
+    assert!(b.joined(duty));
+    assert_eq!(b.epoch(duty), a.epoch(duty));
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+    a.send(duty, b"after").await.unwrap();
+    assert_eq!(b.sync(duty).await.unwrap()[0].plaintext, b"after");
+    b.send(duty, b"back again").await.unwrap();
+    assert_eq!(a.sync(duty).await.unwrap()[0].plaintext, b"back again");
+    let (st, body) =
+        w.s.get(&w.admin, &format!("/api/v1/orgs/acme/duties/{duty}"))
+            .await;
+    assert_eq!(st, 200, "{body}");
+
+    // Alone in a group: it is deleted and created again.
+    let solo = w.duty(at(2, 0), at(2, 8)).await;
+    w.assign(solo, &anna, "lead").await;
+    w.step().await;
+    a.open(solo).await.unwrap();
+    assert!(a.joined(solo));
+    a.rejoin(solo).await.unwrap();
+    assert!(!a.joined(solo));
+    a.open(solo).await.unwrap();
+    assert!(a.joined(solo));
+    a.send(solo, b"alone again").await.unwrap();
+
+    // A device not in the group (yet) has nothing to rejoin.
+    let mut c = w.device(&ben_key, "c").await;
+    match c.rejoin(solo).await.unwrap_err() {
+        carebridge_client::ClientError::Api { status, body } => {
+            assert_eq!(status, 404, "Ben is not on that duty: {body}")
+        }
+        e => panic!("{e}"),
+    }
+    match c.rejoin(duty).await.unwrap_err() {
+        carebridge_client::ClientError::Api { status, body } => {
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("not_in_group"), "{body}");
+        }
+        e => panic!("{e}"),
+    }
+}
+
 #[tokio::test]
 async fn a_stale_add_does_not_stall_and_a_cancelled_duty_stays_readable() {
     let w = world().await;
