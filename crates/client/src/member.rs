@@ -416,6 +416,16 @@ impl Session {
         }
     }
 
+    /// Starts over in the chat of `duty` after this device's copy of it broke
+    /// ([`Device::rejoin`]). The history read so far stays; new messages are readable once a
+    /// member online has committed the device's removal and its new Add.
+    pub async fn rejoin(&mut self, duty: Uuid) -> Result<(), ClientError> {
+        let mut d = self.device()?;
+        let r = d.rejoin(duty).await;
+        self.keep(&d)?;
+        r
+    }
+
     /// Sends a text message to the chat of `duty`.
     pub async fn send_text(&mut self, duty: Uuid, text: &str) -> Result<i64, ClientError> {
         let mut d = self.device()?;

@@ -88,6 +88,7 @@ pub struct Running {
     notifier: Option<(
         tokio::task::JoinHandle<()>,
         Arc<carebridge_notify::Notifier>,
+        tokio::sync::watch::Sender<bool>,
     )>,
 }
 
@@ -108,10 +109,18 @@ impl Running {
         if let Some(w) = &self.chat_relay {
             w.abort();
         }
-        if let Some((task, n)) = &self.notifier {
-            // Drain: what is due now goes out before the process ends (bounded).
-            task.abort();
-            let drain = carebridge_notify::run_once(&self.state.db, n, self.state.now());
+        if let Some((mut task, n, stop)) = self.notifier.take() {
+            // The delivery loop ends after the pass it is in (aborting it mid-send would leave
+            // a claimed message waiting for its lease); then what is due now goes out before
+            // the process ends (both bounded).
+            let _ = stop.send(true);
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+            let drain = carebridge_notify::run_once(&self.state.db, &n, self.state.now());
             match tokio::time::timeout(Duration::from_secs(10), drain).await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "draining the outbox failed"),
                 Err(_) => tracing::warn!(
@@ -188,7 +197,12 @@ pub async fn start_with(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow
         })
         .context("setting up e-mail and SMS delivery")?;
         let n = Arc::new(n);
-        Some((tokio::spawn(notify_loop(state.clone(), n.clone())), n))
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Some((
+            tokio::spawn(notify_loop(state.clone(), n.clone(), stopped)),
+            n,
+            stop,
+        ))
     } else {
         None
     };
@@ -287,10 +301,18 @@ pub async fn housekeeping_step(db: &Db, now: carebridge_domain::Timestamp) -> an
 }
 
 /// Delivers the outbox twice a second (e-mail, SMS, or the development sink).
-async fn notify_loop(state: AppState, n: Arc<carebridge_notify::Notifier>) {
+/// Delivers the outbox every 500 ms until `stop` changes (between passes, never mid-send).
+async fn notify_loop(
+    state: AppState,
+    n: Arc<carebridge_notify::Notifier>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
         if let Err(e) = carebridge_notify::run_once(&state.db, &n, state.now()).await {
             tracing::warn!(error = %e, "outbox delivery failed; retrying");
         }

@@ -50,6 +50,9 @@ enum Cmd {
     Chats,
     /// Read the chat of a duty (everything this device has read so far, and what is new).
     Read { duty: Uuid },
+    /// Start over in the chat of a duty when this device's copy of it broke: the device is
+    /// removed and added again (a member online commits that), then `read` goes on.
+    Rejoin { duty: Uuid },
     /// Send a text message to the chat of a duty.
     Send { duty: Uuid, text: String },
     /// Encrypt a file and send it to the chat of a duty.
@@ -232,6 +235,13 @@ async fn main() -> anyhow::Result<()> {
                 print_line(me, &names, &l);
             }
         }
+        Cmd::Rejoin { duty } => {
+            let mut s = Session::load(&path)?;
+            let r = s.rejoin(duty).await;
+            s.save(&path)?;
+            r?;
+            println!("asked to rejoin: once a member's device is online, `read` goes on");
+        }
         Cmd::Send { duty, text } => {
             let mut s = Session::load(&path)?;
             let sent = s.send_text(duty, &text).await;
@@ -340,6 +350,9 @@ mod tests {
         }
         assert!(matches!(parse(&["logout"]).unwrap().cmd, Cmd::Logout));
         assert!(matches!(parse(&["chats"]).unwrap().cmd, Cmd::Chats));
+        assert!(
+            matches!(parse(&["rejoin", DUTY]).unwrap().cmd, Cmd::Rejoin { duty: d } if d == duty)
+        );
         assert!(matches!(parse(&["follow"]).unwrap().cmd, Cmd::Follow));
         match parse(&["duties", "--from", "2026-01-01T00:00:00Z"])
             .unwrap()

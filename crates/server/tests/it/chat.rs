@@ -1125,6 +1125,18 @@ async fn the_member_cli_signs_in_reads_writes_and_exchanges_attachments() {
     session.save(&path).unwrap();
     let mut again = Session::load(&path).unwrap();
     assert_eq!(again.read(duty).await.unwrap(), lines);
+    // A session whose copy of the chat broke rejoins: Bob's phone commits the removal and
+    // the new Add, the history read so far stays, and new messages are readable again.
+    again.rejoin(duty).await.unwrap();
+    bob_phone.sync(duty).await.unwrap();
+    bob_phone
+        .send(duty, &Content::text("Nach dem Neustart").encode())
+        .await
+        .unwrap();
+    let after = again.read(duty).await.unwrap();
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert_eq!(after[..3], lines[..]);
+    assert_eq!(after[3].content, Content::text("Nach dem Neustart"));
     // The CLI's own file goes the other way.
     let sent = again
         .send_file(duty, "foto.jpg", "image/jpeg", b"JPEG-Bytes-GEHEIM")
