@@ -737,46 +737,64 @@ mod tests {
         assert!(from_blob(&broken).is_err());
     }
 
-    #[test]
-    fn server_proposals_enter_the_state_with_the_commit_that_references_them() {
+    fn credential(name: &str, s: &SignatureKeyPair) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
+            signature_key: s.public().into(),
+        }
+    }
+
+    /// A one-member group (`device:a`), its GroupInfo, and the server following it.
+    fn followed_group() -> (ServerKey, Member, Vec<u8>, Followed) {
         let key = ServerKey::generate().unwrap();
         let provider = OpenMlsRustCrypto::default();
         let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
-        let cwk = |name: &str, s: &SignatureKeyPair| CredentialWithKey {
-            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
-            signature_key: s.public().into(),
-        };
-        let mut group = new_group(&key, &provider, &signer, cwk("device:a", &signer));
+        let group = new_group(&key, &provider, &signer, credential("device:a", &signer));
         let info = group
             .export_group_info(provider.crypto(), &signer, true)
             .unwrap()
             .to_bytes()
             .unwrap();
         let followed = follow(&info, &[7u8; 16], key.public()).unwrap();
-        let (bp, bs) = (
-            OpenMlsRustCrypto::default(),
-            SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap(),
-        );
-        let kp = KeyPackage::builder()
-            .build(SUITE, &bp, &bs, cwk("device:b", &bs))
-            .unwrap();
-        let kp = MlsMessageOut::from(kp.key_package().clone())
-            .to_bytes()
-            .unwrap();
+        let m = Member {
+            provider,
+            signer,
+            group,
+        };
+        (key, m, info, followed)
+    }
+
+    /// A KeyPackage of a new device `name`.
+    fn joiner(name: &str) -> KeyPackage {
+        let p = OpenMlsRustCrypto::default();
+        let s = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        KeyPackage::builder()
+            .build(SUITE, &p, &s, credential(name, &s))
+            .unwrap()
+            .key_package()
+            .clone()
+    }
+
+    #[test]
+    fn server_proposals_enter_the_state_with_the_commit_that_references_them() {
+        let (key, mut a, _, followed) = followed_group();
+        let kp = MlsMessageOut::from(joiner("device:b")).to_bytes().unwrap();
         // Made from the group id and epoch alone; the member takes it in and commits it.
         let proposal = propose_add(&key, &[7u8; 16], 0, &kp).unwrap();
         let m = MlsMessageIn::tls_deserialize_exact(&proposal).unwrap();
-        let processed = group
-            .process_message(&provider, m.try_into_protocol_message().unwrap())
+        let processed = a
+            .group
+            .process_message(&a.provider, m.try_into_protocol_message().unwrap())
             .unwrap();
         let ProcessedMessageContent::ProposalMessage(q) = processed.into_content() else {
             panic!("expected a proposal");
         };
-        group
-            .store_pending_proposal(provider.storage(), *q)
+        a.group
+            .store_pending_proposal(a.provider.storage(), *q)
             .unwrap();
-        let (commit, _, _) = group
-            .commit_to_pending_proposals(&provider, &signer)
+        let (commit, _, _) = a
+            .group
+            .commit_to_pending_proposals(&a.provider, &a.signer)
             .unwrap();
         let commit = commit.to_bytes().unwrap();
         // Without its proposal the commit does not apply; with it, it adds the device.
@@ -812,32 +830,11 @@ mod tests {
 
     #[test]
     fn a_welcome_must_be_for_exactly_the_added_key_packages() {
-        let key = ServerKey::generate().unwrap();
-        let provider = OpenMlsRustCrypto::default();
-        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
-        let cwk = |name: &str, s: &SignatureKeyPair| CredentialWithKey {
-            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
-            signature_key: s.public().into(),
-        };
-        let mut group = new_group(&key, &provider, &signer, cwk("device:a", &signer));
-        let info = group
-            .export_group_info(provider.crypto(), &signer, true)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
-        let followed = follow(&info, &[7u8; 16], key.public()).unwrap();
-        let joiner = |name: &str| {
-            let p = OpenMlsRustCrypto::default();
-            let s = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
-            KeyPackage::builder()
-                .build(SUITE, &p, &s, cwk(name, &s))
-                .unwrap()
-                .key_package()
-                .clone()
-        };
+        let (_, mut a, info, followed) = followed_group();
         let (b, c) = (joiner("device:b"), joiner("device:c"));
-        let (commit, welcome, _) = group
-            .add_members(&provider, &signer, std::slice::from_ref(&b))
+        let (commit, welcome, _) = a
+            .group
+            .add_members(&a.provider, &a.signer, std::slice::from_ref(&b))
             .unwrap();
         let applied = apply_commit(&followed.state, &[], &commit.to_bytes().unwrap()).unwrap();
         let welcome = welcome.to_bytes().unwrap();
@@ -847,7 +844,7 @@ mod tests {
         let other = Added {
             identity: b"device:c".to_vec(),
             signature_key: Vec::new(),
-            key_package_ref: c.hash_ref(provider.crypto()).unwrap().as_slice().to_vec(),
+            key_package_ref: c.hash_ref(a.provider.crypto()).unwrap().as_slice().to_vec(),
         };
         assert!(check_welcome(&welcome, std::slice::from_ref(&other)).is_err());
         assert!(check_welcome(&welcome, &[applied.adds[0].clone(), other]).is_err());
