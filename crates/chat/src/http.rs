@@ -56,29 +56,55 @@ impl FromRequestParts<AppState> for DeviceAuth {
     }
 }
 
-async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
-    let token = headers
+/// The calling device for posting a message: the credential is resolved through the
+/// process's [`service::Callers`]; the message's transaction checks the device again.
+pub struct PostingDevice(pub Caller);
+
+impl FromRequestParts<AppState> for PostingDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(chat) = parts.extensions.get::<Arc<Chat>>().cloned() else {
+            return device(&parts.headers, s).await.map(PostingDevice);
+        };
+        let token = bearer(&parts.headers)?;
+        match service::authenticate_posting(&s.db, &chat.callers, token, s.now().as_millisecond())
+            .await?
+        {
+            Some(c) => Ok(PostingDevice(c)),
+            None => Err(invalid_device()),
+        }
+    }
+}
+
+fn invalid_device() -> ApiError {
+    ApiError::Unauthorized {
+        detail: "the device token is invalid or the device was removed".into(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let Some(token) = token else {
-        return Err(ApiError::Unauthorized {
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthorized {
             detail: "send the device token as Authorization: Bearer cbd_…".into(),
-        });
-    };
-    device_of(token, s).await
+        })
+}
+
+async fn device(headers: &HeaderMap, s: &AppState) -> Result<Caller, ApiError> {
+    device_of(bearer(headers)?, s).await
 }
 
 async fn device_of(token: &str, s: &AppState) -> Result<Caller, ApiError> {
     match service::authenticate(&s.db, token, s.now().as_millisecond()).await? {
         Some(c) => Ok(c),
-        None => Err(ApiError::Unauthorized {
-            detail: "the device token is invalid or the device was removed".into(),
-        }),
+        None => Err(invalid_device()),
     }
 }
 
@@ -294,7 +320,7 @@ async fn list_messages(
 async fn post_message(
     State(s): State<AppState>,
     Extension(chat): Extension<Arc<Chat>>,
-    DeviceAuth(c): DeviceAuth,
+    PostingDevice(c): PostingDevice,
     Path(duty): Path<Uuid>,
     Json { value: input, .. }: Json<PostMessage>,
 ) -> Result<(StatusCode, axum::Json<Posted>), ApiError> {

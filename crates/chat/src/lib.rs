@@ -30,6 +30,8 @@ pub struct Chat {
     pub(crate) late_seen: std::sync::Mutex<std::collections::BTreeSet<i64>>,
     /// Loaded group states kept between commits.
     pub(crate) states: service::StateCache,
+    /// Device credentials resolved lately (the message hot path).
+    pub(crate) callers: service::Callers,
 }
 
 impl Default for Chat {
@@ -40,6 +42,7 @@ impl Default for Chat {
             posts: service::Batch::default(),
             late_seen: Default::default(),
             states: Default::default(),
+            callers: Default::default(),
         }
     }
 }

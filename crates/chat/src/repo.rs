@@ -363,6 +363,9 @@ pub struct PostContext {
     pub leaf: Option<i64>,
     /// The number the next message of the group gets, when the group exists.
     pub next_seq: Option<i64>,
+    /// The device is still registered and its person active (read in the transaction: a
+    /// caller resolved from [`crate::service::Callers`] is only checked here).
+    pub device_ok: bool,
 }
 
 type ContextRow = (
@@ -377,6 +380,7 @@ type ContextRow = (
     i64,
     Option<i64>,
     Option<i64>,
+    i64,
 );
 
 /// The posting context of many `(duty, person, device)` at once. On PostgreSQL one statement
@@ -413,12 +417,14 @@ pub async fn post_contexts(
         i64,
         Option<i64>,
         Option<i64>,
+        i64,
     );
     let rows: Vec<Keyed> = match carebridge_store::Exec::raw(&mut *tx) {
         carebridge_store::Raw::Postgres(c) => sqlx::query_as(
             "SELECT k.duty, k.person, k.device, r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
                 COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
-                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = k.person), gd.leaf, g.next_seq \
+                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = k.person), gd.leaf, g.next_seq, \
+                (SELECT COUNT(*) FROM chat_devices d JOIN people p ON p.id = d.person_id WHERE d.id = k.device AND d.person_id = k.person AND p.active) \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) \
          JOIN chat_rosters r ON r.duty_id = k.duty \
          LEFT JOIN chat_settings s ON s.org_id = r.org_id \
@@ -435,7 +441,7 @@ pub async fn post_contexts(
     for r in rows {
         out.insert(
             (r.0, r.1, r.2),
-            context((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13)),
+            context((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14)),
         );
     }
     Ok(out)
@@ -454,6 +460,7 @@ fn context(
         member,
         leaf,
         next_seq,
+        device_ok,
     ): ContextRow,
 ) -> PostContext {
     PostContext {
@@ -468,6 +475,7 @@ fn context(
         member: member > 0,
         leaf,
         next_seq,
+        device_ok: device_ok > 0,
     }
 }
 
@@ -480,7 +488,8 @@ pub async fn post_context(
     let r: Option<ContextRow> = run!(x, c => sqlx::query_as(
         "SELECT r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
                 COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
-                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf, g.next_seq \
+                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf, g.next_seq, \
+                (SELECT COUNT(*) FROM chat_devices d JOIN people p ON p.id = d.person_id WHERE d.id = $3 AND d.person_id = $2 AND p.active) \
          FROM chat_rosters r LEFT JOIN chat_settings s ON s.org_id = r.org_id \
          LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
          LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \

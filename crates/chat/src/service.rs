@@ -140,6 +140,65 @@ pub async fn authenticate(db: &Db, token: &str, now: i64) -> Result<Option<Calle
     }))
 }
 
+/// Device credentials this process resolved lately, for the message hot path: token digest →
+/// the caller and when the credential was last checked in full ([`authenticate`]). A token
+/// always names the same device, so the entry cannot name a wrong one; whether the device is
+/// still registered and its person active is checked again inside every message's
+/// transaction (`PostContext::device_ok`), so a removal takes effect at once on every node.
+#[derive(Default)]
+pub struct Callers(std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Caller, i64)>>);
+
+/// How long a cached credential is used before the next full check (which also records the
+/// device as seen).
+const CALLER_RECHECK_MS: i64 = 60_000;
+/// Credentials kept at most (the map is emptied when full).
+const CALLERS_MAX: usize = 50_000;
+
+impl Callers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, (Caller, i64)>> {
+        // Entries are whole values: a poisoned map is still consistent.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets a device's credential (it was removed through this process).
+    pub fn forget(&self, device: Uuid) {
+        self.lock().retain(|_, (c, _)| c.device != device);
+    }
+}
+
+/// [`authenticate`] through [`Callers`]: only for calls whose transaction checks the device
+/// again (posting messages).
+pub async fn authenticate_posting(
+    db: &Db,
+    callers: &Callers,
+    token: &str,
+    now: i64,
+) -> Result<Option<Caller>, ServiceError> {
+    if !token.starts_with("cbd_") || token.len() > 100 {
+        return Ok(None);
+    }
+    let key = token_hash(token);
+    if let Some((c, at)) = callers.lock().get(&key)
+        && (0..CALLER_RECHECK_MS).contains(&(now - at))
+    {
+        return Ok(Some(c.clone()));
+    }
+    let found = authenticate(db, token, now).await?;
+    let mut map = callers.lock();
+    match &found {
+        Some(c) => {
+            if map.len() >= CALLERS_MAX {
+                map.clear();
+            }
+            map.insert(key, (c.clone(), now));
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+    Ok(found)
+}
+
 async fn device_view(db: &Db, d: DeviceRow) -> Result<wire::Device, ServiceError> {
     let mut c = db.read().await?;
     let (n, _) = repo::stock(&mut c, d.id).await?;
@@ -337,6 +396,7 @@ pub async fn remove_device(
         out.extend(reconcile(&mut tx, duty, ms(now)).await?);
     }
     tx.commit().await?;
+    chat.callers.forget(device);
     chat.hub.close(device);
     deliver(db, chat, out).await;
     Ok(())
@@ -1123,6 +1183,11 @@ fn standing_of(
     let ctx = ctx
         .filter(|c| c.org_id == caller.org && c.chat && !c.deleted && c.member)
         .ok_or(ServiceError::NotFound { what: "chat" })?;
+    if !ctx.device_ok {
+        return Err(ServiceError::Forbidden {
+            detail: "this device was removed, or its person is no longer active".into(),
+        });
+    }
     let retention = Retention {
         writable_days: ctx.writable_days,
         readable_days: ctx.readable_days,

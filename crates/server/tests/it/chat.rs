@@ -1418,3 +1418,60 @@ async fn a_roster_event_that_commits_late_is_applied() {
     // Applied once: later steps have nothing to do.
     assert_eq!(w.step().await.rosters, 0);
 }
+
+/// Posting resolves a device's credential from the process's cache; whether the device is
+/// still registered and its person active is read again in every message's transaction. A
+/// change the cache never heard of (made in the database, as by another node) stops the next
+/// message at once; a removal through this node stops it too.
+#[tokio::test]
+async fn a_cached_device_credential_is_checked_again_with_every_message() {
+    let w = world().await;
+    let (anna, anna_key) = w.person("Anna").await;
+    let (ben, ben_key) = w.person("Ben").await;
+    let duty = w.duty(at(1, 0), at(1, 8)).await;
+    w.assign(duty, &anna, "lead").await;
+    w.assign(duty, &ben, "helper").await;
+    w.step().await;
+    let mut a = w.device(&anna_key, "a").await;
+    let mut b = w.device(&ben_key, "b").await;
+    a.open(duty).await.unwrap();
+    b.open(duty).await.unwrap();
+    assert!(b.joined(duty));
+    b.send(duty, b"eins").await.unwrap();
+
+    let db = &w.s.running.state.db;
+    let ben_id: Uuid = ben.parse().unwrap();
+    let set_active = |on: bool| async move {
+        let mut c = db.write().await.unwrap();
+        carebridge_store::exec!(&mut c, c => carebridge_store::sqlx::query(
+            "UPDATE people SET active = $1 WHERE id = $2").bind(on).bind(ben_id).execute(c).await)
+        .unwrap();
+    };
+    set_active(false).await;
+    let e = b.send(duty, b"zwei").await.unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 403, body } if body.contains("no longer active")),
+        "{e}"
+    );
+    set_active(true).await;
+    b.send(duty, b"drei").await.unwrap();
+
+    let (st, _) = w
+        .s
+        .delete(b.token(), &format!("/api/v1/chat/devices/{}", b.id))
+        .await;
+    assert_eq!(st, 204);
+    let e = b.send(duty, b"vier").await.unwrap_err();
+    assert!(
+        matches!(&e, carebridge_client::ClientError::Api { status: 401, .. }),
+        "{e}"
+    );
+    let read: Vec<Vec<u8>> = a
+        .sync(duty)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.plaintext)
+        .collect();
+    assert_eq!(read, vec![b"eins".to_vec(), b"drei".to_vec()]);
+}
