@@ -383,18 +383,70 @@ type ContextRow = (
     i64,
 );
 
-/// The posting context of many `(duty, person, device)` at once. On PostgreSQL one statement
-/// over the keys unnested (a batch of messages costs one round trip instead of one per
-/// message); on SQLite, where a statement costs no network, one [`post_context`] per key.
+/// The columns of a posting context after the key, for the keys `k(duty, person, device)`.
+const CONTEXT_OF_KEYS: &str = "r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
+    COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
+    (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = k.person), gd.leaf, g.next_seq, \
+    (SELECT COUNT(*) FROM chat_devices d JOIN people p ON p.id = d.person_id WHERE d.id = k.device AND d.person_id = k.person AND p.active)";
+
+/// The joins of a posting context from the keys `k`.
+const CONTEXT_JOINS: &str = "JOIN chat_rosters r ON r.duty_id = k.duty \
+    LEFT JOIN chat_settings s ON s.org_id = r.org_id \
+    LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
+    LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = k.device";
+
+/// A posting context with its key.
+type Keyed = (
+    Uuid,
+    Uuid,
+    Uuid,
+    Uuid,
+    bool,
+    bool,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+/// Keys per SQLite statement of [`post_contexts`].
+const SQLITE_KEYS: usize = 64;
+
+/// The posting context of many `(duty, person, device)` at once, in one statement per batch
+/// of messages: over the keys unnested on PostgreSQL (one round trip instead of one per
+/// message), over a `VALUES` list on SQLite (one call to the writer's thread instead of one
+/// per message).
 pub async fn post_contexts(
     tx: &mut Tx,
     keys: &[(Uuid, Uuid, Uuid)],
 ) -> Result<std::collections::HashMap<(Uuid, Uuid, Uuid), PostContext>, StoreError> {
     let mut out = std::collections::HashMap::with_capacity(keys.len());
     if tx.backend() != Backend::Postgres {
-        for &(duty, person, device) in keys {
-            if let Some(c) = post_context(tx, duty, person, device).await? {
-                out.insert((duty, person, device), c);
+        for chunk in keys.chunks(SQLITE_KEYS) {
+            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "WITH k(duty, person, device) AS (VALUES {values}) \
+                 SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} FROM k {CONTEXT_JOINS}"
+            );
+            let rows: Vec<Keyed> = run!(tx, c => {
+                let mut q = sqlx::query_as(&sql).persistent(chunk.len() <= 16);
+                for (duty, person, device) in chunk {
+                    q = q.bind(*duty).bind(*person).bind(*device);
+                }
+                q.fetch_all(c).await
+            })?;
+            for r in rows {
+                out.insert(
+                    (r.0, r.1, r.2),
+                    context((
+                        r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14,
+                    )),
+                );
             }
         }
         return Ok(out);
@@ -402,46 +454,27 @@ pub async fn post_contexts(
     let duties: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     let people: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
     let devices: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
-    type Keyed = (
-        Uuid,
-        Uuid,
-        Uuid,
-        Uuid,
-        bool,
-        bool,
-        i64,
-        bool,
-        i64,
-        i64,
-        Option<i64>,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        i64,
+    let sql = format!(
+        "SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) {CONTEXT_JOINS}"
     );
     let rows: Vec<Keyed> = match carebridge_store::Exec::raw(&mut *tx) {
-        carebridge_store::Raw::Postgres(c) => sqlx::query_as(
-            "SELECT k.duty, k.person, k.device, r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
-                COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
-                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = k.person), gd.leaf, g.next_seq, \
-                (SELECT COUNT(*) FROM chat_devices d JOIN people p ON p.id = d.person_id WHERE d.id = k.device AND d.person_id = k.person AND p.active) \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) \
-         JOIN chat_rosters r ON r.duty_id = k.duty \
-         LEFT JOIN chat_settings s ON s.org_id = r.org_id \
-         LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
-         LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = k.device",
-        )
-        .bind(&duties)
-        .bind(&people)
-        .bind(&devices)
-        .fetch_all(c)
-        .await?,
+        carebridge_store::Raw::Postgres(c) => {
+            sqlx::query_as(&sql)
+                .bind(&duties)
+                .bind(&people)
+                .bind(&devices)
+                .fetch_all(c)
+                .await?
+        }
         carebridge_store::Raw::Sqlite(_) => return Ok(out),
     };
     for r in rows {
         out.insert(
             (r.0, r.1, r.2),
-            context((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14)),
+            context((
+                r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14,
+            )),
         );
     }
     Ok(out)

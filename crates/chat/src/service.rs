@@ -157,7 +157,9 @@ const CALLERS_MAX: usize = 50_000;
 impl Callers {
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, (Caller, i64)>> {
         // Entries are whole values: a poisoned map is still consistent.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Forgets a device's credential (it was removed through this process).

@@ -1456,10 +1456,9 @@ async fn a_cached_device_credential_is_checked_again_with_every_message() {
     set_active(true).await;
     b.send(duty, b"drei").await.unwrap();
 
-    let (st, _) = w
-        .s
-        .delete(b.token(), &format!("/api/v1/chat/devices/{}", b.id))
-        .await;
+    let (st, _) =
+        w.s.delete(b.token(), &format!("/api/v1/chat/devices/{}", b.id))
+            .await;
     assert_eq!(st, 204);
     let e = b.send(duty, b"vier").await.unwrap_err();
     assert!(
