@@ -1,7 +1,7 @@
 //! SCIM filters to SQL. Every attribute a filter may name maps to a column or an `EXISTS`
 //! probe; values travel as bind parameters. Case rules follow the schemas: `caseExact: false`
 //! attributes compare without case (PostgreSQL: `LOWER` on both sides; SQLite: the
-//! `unicode_nocase` collation, and ASCII-only `LOWER … LIKE` for `co`/`ew`), `externalId` and
+//! `unicode_nocase` collation, and for `co`/`ew` a `GLOB` of each letter's cases), `externalId` and
 //! ids exactly. JSON contact
 //! lists are searched with each backend's JSON functions (`json_each` / `jsonb_array_elements`).
 
@@ -56,8 +56,7 @@ fn text_of(v: &Value) -> Result<String, ScimError> {
     }
 }
 
-/// `expr op value` for a string column; `ci` compares without case (Unicode lower case; on
-/// SQLite `co` and `ew` fold ASCII only).
+/// `expr op value` for a string column; `ci` compares without case (Unicode lower case).
 fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<String, ScimError> {
     if let Value::Null = v {
         return match op {
@@ -69,7 +68,7 @@ fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<St
     let raw = text_of(v)?;
     // SQLite folds only ASCII in `LOWER` and `LIKE`: comparisons and prefixes go through the
     // Unicode collation instead (`sw` as a range: everything from the value up to the value
-    // followed by the highest code point). `co` and `ew` stay ASCII-folded on SQLite.
+    // followed by the highest code point).
     if ci && sql.backend == Backend::Sqlite {
         let c = carebridge_store::UNICODE_NOCASE;
         let cmp = |sql: &mut Sql, op: &str, val: String| {
@@ -90,7 +89,16 @@ fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<St
                     cmp(sql, "<", upper)
                 ));
             }
-            Op::Co | Op::Ew => {}
+            // `co` and `ew` cannot use the collation (it orders, it does not search): a
+            // case-sensitive GLOB whose every letter is the set of its cases instead.
+            Op::Co => {
+                let p = sql.arg(Arg::Text(format!("*{}*", glob_nocase(&raw))));
+                return Ok(format!("{expr} GLOB {p}"));
+            }
+            Op::Ew => {
+                let p = sql.arg(Arg::Text(format!("*{}", glob_nocase(&raw))));
+                return Ok(format!("{expr} GLOB {p}"));
+            }
         }
     }
     let (e, val) = if ci {
@@ -116,6 +124,44 @@ fn text_cmp(sql: &mut Sql, expr: &str, op: Op, v: &Value, ci: bool) -> Result<St
         Op::Ge => format!("{e} >= {}", sql.arg(Arg::Text(val))),
         Op::Le => format!("{e} <= {}", sql.arg(Arg::Text(val))),
     })
+}
+
+/// A GLOB pattern matching `value` without case, as the `unicode_nocase` collation compares:
+/// a character with other single-character cases becomes the set of them (`é` → `[éÉ]`), GLOB's
+/// special characters match themselves (`*` → `[*]`).
+fn glob_nocase(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 4);
+    for c in value.chars() {
+        let mut cases = vec![c];
+        for other in [single(c.to_lowercase()), single(c.to_uppercase())]
+            .into_iter()
+            .flatten()
+        {
+            if !cases.contains(&other) {
+                cases.push(other);
+            }
+        }
+        match (cases.len(), c) {
+            (1, '*' | '?' | '[') => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            (1, _) => out.push(c),
+            _ => {
+                out.push('[');
+                out.extend(cases);
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// The one character of a case mapping (`None` when it maps to several, like `ß` → `SS`).
+fn single(mut m: impl Iterator<Item = char>) -> Option<char> {
+    let c = m.next()?;
+    m.next().is_none().then_some(c)
 }
 
 fn present(expr: &str) -> String {
@@ -471,5 +517,20 @@ pub fn user_name_expr(b: Backend) -> &'static str {
     match b {
         Backend::Sqlite => "COALESCE(su.user_name, json_extract(p.emails, '$[0].value'))",
         Backend::Postgres => "COALESCE(su.user_name, (p.emails::jsonb -> 0 ->> 'value'))",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_nocase;
+
+    #[test]
+    fn glob_patterns_hold_every_case_and_escape_specials() {
+        assert_eq!(glob_nocase("Öb"), "[Öö][bB]");
+        assert_eq!(glob_nocase("é1-"), "[éÉ]1-");
+        assert_eq!(glob_nocase("a*?[]"), "[aA][*][?][[]]");
+        // `ß` upper-cases to two letters: it stays itself.
+        assert_eq!(glob_nocase("ß"), "ß");
+        assert_eq!(glob_nocase(""), "");
     }
 }

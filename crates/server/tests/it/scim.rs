@@ -669,8 +669,8 @@ fn urlencode(s: &str) -> String {
 }
 
 /// `caseExact: false` attributes compare without case beyond ASCII on both backends (SQLite's
-/// own `LOWER` folds ASCII only): equality, order and prefixes of names with umlauts and
-/// accents.
+/// own `LOWER` folds ASCII only): equality, order, prefixes, substrings and suffixes of names
+/// with umlauts and accents; GLOB's special characters in a value match only themselves.
 #[tokio::test]
 async fn filters_ignore_case_beyond_ascii() {
     let s = TestServer::start().await;
@@ -702,6 +702,16 @@ async fn filters_ignore_case_beyond_ascii() {
         (r#"name.familyName sw "müllerin""#, vec![]),
         (r#"name.familyName ge "ö""#, vec!["Élodie"]),
         (r#"name.familyName lt "Ö""#, vec!["Ärni"]),
+        (r#"name.familyName co "öb""#, vec!["Élodie"]),
+        (r#"name.familyName co "ÖBERG""#, vec!["Élodie"]),
+        (r#"name.givenName co "ä""#, vec!["Ärni"]),
+        (r#"name.givenName co "LOD""#, vec!["Élodie"]),
+        (r#"name.givenName ew "RNI""#, vec!["Ärni"]),
+        (r#"name.familyName ew "ÜLLER""#, vec!["Ärni"]),
+        (r#"name.givenName ew "É""#, vec![]),
+        (r#"name.givenName co "*""#, vec![]),
+        (r#"name.givenName co "[é]""#, vec![]),
+        (r#"name.givenName co "?lodie""#, vec![]),
     ] {
         let (st, _, _, r) = call(
             &s,
