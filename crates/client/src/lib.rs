@@ -88,6 +88,8 @@ pub struct Device {
     /// Groups this device asked to rejoin ([`Device::rejoin`]): Welcomes at or below the
     /// stream number are its old ones.
     rejoining: HashMap<Uuid, i64>,
+    /// Groups this device rejoined on its own, for [`Device::take_rejoined`].
+    rejoined: Vec<Uuid>,
 }
 
 async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -146,6 +148,7 @@ impl Device {
             gone: Vec::new(),
             read_meanwhile: Vec::new(),
             rejoining: HashMap::new(),
+            rejoined: Vec::new(),
         };
         d.upload_key_packages(key_packages, true).await?;
         Ok(d)
@@ -370,7 +373,7 @@ impl Device {
                 Err(e) => return Err(e),
             };
             for m in &page.items {
-                if let Some(r) = self.process(duty, m)? {
+                if let Some(r) = self.follow(duty, m).await? {
                     out.push(r);
                 }
             }
@@ -430,7 +433,7 @@ impl Device {
         };
         let mut out = Vec::new();
         if in_order {
-            if let Some(r) = self.process(duty, m)? {
+            if let Some(r) = self.follow(duty, m).await? {
                 out.push(r);
             }
             if self.has_pending(duty) {
@@ -440,6 +443,59 @@ impl Device {
             out.extend(self.sync(duty).await?);
         }
         Ok(out)
+    }
+
+    /// [`Device::process`], read in stream order: when this device's copy of the group can no
+    /// longer follow the stream — a commit of its epoch that it cannot process, or a message
+    /// of a later epoch although every earlier message was read (a commit it never merged,
+    /// e.g. its state was restored from before its own commit) — it asks to rejoin
+    /// ([`Device::rejoin`]) instead of failing on every later message. The chat then goes on
+    /// once a member online commits the server's proposals.
+    async fn follow(
+        &mut self,
+        duty: Uuid,
+        m: &wire::ChatMessage,
+    ) -> Result<Option<Received>, ClientError> {
+        let Some(j) = self.groups.get(&duty) else {
+            return self.process(duty, m);
+        };
+        let fresh = m.seq > j.cursor && m.kind != "welcome" && m.sender != Some(self.id);
+        let current = j.group.epoch().as_u64();
+        let epoch = u64::try_from(m.epoch).unwrap_or(0);
+        if fresh && epoch > current {
+            self.rejoin_lost(duty).await?;
+            return Ok(None);
+        }
+        match self.process(duty, m) {
+            Err(_) if fresh && m.kind == "commit" && epoch == current => {
+                self.rejoin_lost(duty).await?;
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+
+    /// Rejoins after the copy of the group broke, and notes it ([`Device::take_rejoined`]).
+    /// A 404 means the chat is no longer this person's (off the roster, or deleted): the
+    /// copy is dropped as when the server says so.
+    async fn rejoin_lost(&mut self, duty: Uuid) -> Result<(), ClientError> {
+        match self.rejoin(duty).await {
+            Ok(()) => {
+                self.rejoined.push(duty);
+                Ok(())
+            }
+            Err(ClientError::Api { status: 404, .. }) => {
+                self.forget(duty);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Groups this device had to rejoin on its own since the last call (its copy could no
+    /// longer follow the stream); it reads again from its next Welcome on.
+    pub fn take_rejoined(&mut self) -> Vec<Uuid> {
+        std::mem::take(&mut self.rejoined)
     }
 
     /// Processes one stream message (a frame from the socket or a fetched one). Messages at
@@ -896,6 +952,7 @@ impl Device {
             gone: saved.gone,
             read_meanwhile: Vec::new(),
             rejoining: saved.rejoining.into_iter().collect(),
+            rejoined: Vec::new(),
         })
     }
 }

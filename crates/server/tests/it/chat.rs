@@ -384,6 +384,27 @@ async fn a_device_that_lost_its_group_rejoins_through_the_roster() {
             .await;
     assert_eq!(st, 200, "{body}");
 
+    // A copy that cannot follow the stream any more rejoins on its own: Ben's device is
+    // restored from before its own commit, so the next message is of an epoch it never
+    // reached. It asks to rejoin, Anna's device commits, and the chat goes on.
+    let saved = b.save().unwrap();
+    b.self_update(duty).await.unwrap();
+    a.sync(duty).await.unwrap();
+    assert_eq!(a.epoch(duty), b.epoch(duty));
+    let mut b = Device::restore(&saved).unwrap();
+    assert!(b.epoch(duty) < a.epoch(duty));
+    a.send(duty, b"lost to the old copy").await.unwrap();
+    assert!(b.sync(duty).await.unwrap().is_empty());
+    assert_eq!(b.take_rejoined(), vec![duty]);
+    assert!(!b.joined(duty));
+    a.sync(duty).await.unwrap();
+    b.sync(duty).await.unwrap();
+    assert!(b.joined(duty));
+    assert_eq!(a.epoch_authenticator(duty), b.epoch_authenticator(duty));
+    a.send(duty, b"wieder da").await.unwrap();
+    assert_eq!(b.sync(duty).await.unwrap()[0].plaintext, b"wieder da");
+    assert!(b.take_rejoined().is_empty());
+
     // Alone in a group: it is deleted and created again.
     let solo = w.duty(at(2, 0), at(2, 8)).await;
     w.assign(solo, &anna, "lead").await;
