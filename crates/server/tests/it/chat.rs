@@ -125,6 +125,39 @@ impl World {
     async fn device(&self, key: &str, name: &str) -> Device {
         Device::register(&self.s.base, key, name, 5).await.unwrap()
     }
+
+    /// Anna (lead) and Ben (helper) on a duty from `starts` to `ends`, each with a device
+    /// that has opened the duty's chat.
+    async fn pair(&self, starts: String, ends: String) -> Pair {
+        let (anna, anna_key) = self.person("Anna").await;
+        let (ben, ben_key) = self.person("Ben").await;
+        let duty = self.duty(starts, ends).await;
+        self.assign(duty, &anna, "lead").await;
+        self.assign(duty, &ben, "helper").await;
+        self.step().await;
+        let mut a = self.device(&anna_key, "a").await;
+        let mut b = self.device(&ben_key, "b").await;
+        a.open(duty).await.unwrap();
+        b.open(duty).await.unwrap();
+        Pair {
+            duty,
+            anna,
+            ben,
+            ben_key,
+            a,
+            b,
+        }
+    }
+}
+
+/// What [`World::pair`] sets up.
+struct Pair {
+    duty: Uuid,
+    anna: String,
+    ben: String,
+    ben_key: String,
+    a: Device,
+    b: Device,
 }
 
 /// The next message frame on `socket` (bounded wait: a missing frame fails the test).
@@ -296,16 +329,9 @@ async fn roster_drives_membership_and_everyone_current_reads_everything() {
 #[tokio::test]
 async fn a_commit_race_has_one_winner_and_no_fork() {
     let w = world().await;
-    let (anna, anna_key) = w.person("Anna").await;
-    let (ben, ben_key) = w.person("Ben").await;
-    let duty = w.duty(at(1, 0), at(1, 8)).await;
-    w.assign(duty, &anna, "lead").await;
-    w.assign(duty, &ben, "helper").await;
-    w.step().await;
-    let mut a = w.device(&anna_key, "a").await;
-    let mut b = w.device(&ben_key, "b").await;
-    a.open(duty).await.unwrap();
-    b.open(duty).await.unwrap();
+    let Pair {
+        duty, mut a, mut b, ..
+    } = w.pair(at(1, 0), at(1, 8)).await;
     let epoch = a.epoch(duty).unwrap();
     // Both commit in the same epoch: the first wins, the second is told its epoch is stale.
     a.self_update(duty).await.unwrap();
@@ -347,16 +373,14 @@ async fn a_commit_race_has_one_winner_and_no_fork() {
 #[tokio::test]
 async fn a_device_that_lost_its_group_rejoins_through_the_roster() {
     let w = world().await;
-    let (anna, anna_key) = w.person("Anna").await;
-    let (ben, ben_key) = w.person("Ben").await;
-    let duty = w.duty(at(1, 0), at(1, 8)).await;
-    w.assign(duty, &anna, "lead").await;
-    w.assign(duty, &ben, "helper").await;
-    w.step().await;
-    let mut a = w.device(&anna_key, "a").await;
-    let mut b = w.device(&ben_key, "b").await;
-    a.open(duty).await.unwrap();
-    b.open(duty).await.unwrap();
+    let Pair {
+        duty,
+        anna,
+        ben_key,
+        mut a,
+        mut b,
+        ..
+    } = w.pair(at(1, 0), at(1, 8)).await;
     a.send(duty, b"before").await.unwrap();
     assert_eq!(b.sync(duty).await.unwrap()[0].plaintext, b"before");
     let epoch = a.epoch(duty).unwrap();
@@ -489,16 +513,9 @@ async fn a_stale_add_does_not_stall_and_a_cancelled_duty_stays_readable() {
 #[tokio::test]
 async fn retention_walks_writable_read_only_deleted() {
     let w = world().await;
-    let (anna, anna_key) = w.person("Anna").await;
-    let (ben, ben_key) = w.person("Ben").await;
-    let duty = w.duty(at(0, 1), at(0, 5)).await;
-    w.assign(duty, &anna, "lead").await;
-    w.assign(duty, &ben, "helper").await;
-    w.step().await;
-    let mut a = w.device(&anna_key, "a").await;
-    let mut b = w.device(&ben_key, "b").await;
-    a.open(duty).await.unwrap();
-    b.open(duty).await.unwrap();
+    let Pair {
+        duty, mut a, mut b, ..
+    } = w.pair(at(0, 1), at(0, 5)).await;
     a.send(duty, b"vor dem Ende").await.unwrap();
     let (_, plan) = a
         .send_attachment(duty, "plan.pdf", "application/pdf", b"%PDF Lageplan")
@@ -565,17 +582,10 @@ async fn retention_walks_writable_read_only_deleted() {
 #[tokio::test]
 async fn bad_mls_input_is_refused_and_changes_nothing() {
     let w = world().await;
-    let (anna, anna_key) = w.person("Anna").await;
-    let (ben, ben_key) = w.person("Ben").await;
+    let Pair {
+        duty, mut a, mut b, ..
+    } = w.pair(at(1, 0), at(1, 8)).await;
     let (_, eve_key) = w.person("Eve").await;
-    let duty = w.duty(at(1, 0), at(1, 8)).await;
-    w.assign(duty, &anna, "lead").await;
-    w.assign(duty, &ben, "helper").await;
-    w.step().await;
-    let mut a = w.device(&anna_key, "a").await;
-    let mut b = w.device(&ben_key, "b").await;
-    a.open(duty).await.unwrap();
-    b.open(duty).await.unwrap();
     let before = a.chat(duty).await.unwrap();
 
     let status = |e: carebridge_client::ClientError| match e {
@@ -1447,16 +1457,13 @@ async fn a_roster_event_that_commits_late_is_applied() {
 #[tokio::test]
 async fn a_cached_device_credential_is_checked_again_with_every_message() {
     let w = world().await;
-    let (anna, anna_key) = w.person("Anna").await;
-    let (ben, ben_key) = w.person("Ben").await;
-    let duty = w.duty(at(1, 0), at(1, 8)).await;
-    w.assign(duty, &anna, "lead").await;
-    w.assign(duty, &ben, "helper").await;
-    w.step().await;
-    let mut a = w.device(&anna_key, "a").await;
-    let mut b = w.device(&ben_key, "b").await;
-    a.open(duty).await.unwrap();
-    b.open(duty).await.unwrap();
+    let Pair {
+        duty,
+        ben,
+        mut a,
+        mut b,
+        ..
+    } = w.pair(at(1, 0), at(1, 8)).await;
     assert!(b.joined(duty));
     b.send(duty, b"eins").await.unwrap();
 
