@@ -368,21 +368,6 @@ pub struct PostContext {
     pub device_ok: bool,
 }
 
-type ContextRow = (
-    Uuid,
-    bool,
-    bool,
-    i64,
-    bool,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    i64,
-);
-
 /// The columns of a posting context after the key, for the keys `k(duty, person, device)`.
 const CONTEXT_OF_KEYS: &str = "r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
     COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
@@ -395,7 +380,7 @@ const CONTEXT_JOINS: &str = "JOIN chat_rosters r ON r.duty_id = k.duty \
     LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
     LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = k.device";
 
-/// A posting context with its key.
+/// A posting context with its key, as read.
 type Keyed = (
     Uuid,
     Uuid,
@@ -414,6 +399,9 @@ type Keyed = (
     i64,
 );
 
+/// A key `(duty, person, device)`.
+type Key = (Uuid, Uuid, Uuid);
+
 /// Keys per SQLite statement of [`post_contexts`].
 const SQLITE_KEYS: usize = 64;
 
@@ -422,44 +410,19 @@ const SQLITE_KEYS: usize = 64;
 /// message), over a `VALUES` list on SQLite (one call to the writer's thread instead of one
 /// per message).
 pub async fn post_contexts(
-    tx: &mut Tx,
-    keys: &[(Uuid, Uuid, Uuid)],
-) -> Result<std::collections::HashMap<(Uuid, Uuid, Uuid), PostContext>, StoreError> {
+    x: &mut impl Exec,
+    keys: &[Key],
+) -> Result<std::collections::HashMap<Key, PostContext>, StoreError> {
     let mut out = std::collections::HashMap::with_capacity(keys.len());
-    if tx.backend() != Backend::Postgres {
-        for chunk in keys.chunks(SQLITE_KEYS) {
-            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "WITH k(duty, person, device) AS (VALUES {values}) \
-                 SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} FROM k {CONTEXT_JOINS}"
-            );
-            let rows: Vec<Keyed> = run!(tx, c => {
-                let mut q = sqlx::query_as(&sql).persistent(chunk.len() <= 16);
-                for (duty, person, device) in chunk {
-                    q = q.bind(*duty).bind(*person).bind(*device);
-                }
-                q.fetch_all(c).await
-            })?;
-            for r in rows {
-                out.insert(
-                    (r.0, r.1, r.2),
-                    context((
-                        r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14,
-                    )),
-                );
-            }
-        }
-        return Ok(out);
-    }
-    let duties: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let people: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
-    let devices: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
-    let sql = format!(
-        "SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) {CONTEXT_JOINS}"
-    );
-    let rows: Vec<Keyed> = match carebridge_store::Exec::raw(&mut *tx) {
+    let rows: Vec<Keyed> = match x.raw() {
         carebridge_store::Raw::Postgres(c) => {
+            let sql = format!(
+                "SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} \
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(duty, person, device) {CONTEXT_JOINS}"
+            );
+            let duties: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+            let people: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+            let devices: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
             sqlx::query_as(&sql)
                 .bind(&duties)
                 .bind(&people)
@@ -467,21 +430,32 @@ pub async fn post_contexts(
                 .fetch_all(c)
                 .await?
         }
-        carebridge_store::Raw::Sqlite(_) => return Ok(out),
+        carebridge_store::Raw::Sqlite(c) => {
+            let mut rows = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(SQLITE_KEYS) {
+                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "WITH k(duty, person, device) AS (VALUES {values}) \
+                     SELECT k.duty, k.person, k.device, {CONTEXT_OF_KEYS} FROM k {CONTEXT_JOINS}"
+                );
+                let mut q = sqlx::query_as::<_, Keyed>(&sql).persistent(chunk.len() <= 16);
+                for (duty, person, device) in chunk {
+                    q = q.bind(*duty).bind(*person).bind(*device);
+                }
+                rows.extend(q.fetch_all(&mut *c).await?);
+            }
+            rows
+        }
     };
-    for r in rows {
-        out.insert(
-            (r.0, r.1, r.2),
-            context((
-                r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14,
-            )),
-        );
-    }
+    out.extend(rows.into_iter().map(context));
     Ok(out)
 }
 
 fn context(
     (
+        duty,
+        person,
+        device,
         org_id,
         chat,
         cancelled,
@@ -494,9 +468,9 @@ fn context(
         leaf,
         next_seq,
         device_ok,
-    ): ContextRow,
-) -> PostContext {
-    PostContext {
+    ): Keyed,
+) -> (Key, PostContext) {
+    let c = PostContext {
         org_id,
         chat,
         cancelled,
@@ -509,26 +483,19 @@ fn context(
         leaf,
         next_seq,
         device_ok: device_ok > 0,
-    }
+    };
+    ((duty, person, device), c)
 }
 
+/// The posting context of one `(duty, person, device)` ([`post_contexts`] with one key).
 pub async fn post_context(
     x: &mut impl Exec,
     duty: Uuid,
     person: Uuid,
     device: Uuid,
 ) -> Result<Option<PostContext>, StoreError> {
-    let r: Option<ContextRow> = run!(x, c => sqlx::query_as(
-        "SELECT r.org_id, r.chat, r.cancelled, r.ends_at, r.deleted, \
-                COALESCE(s.writable_days, 2), COALESCE(s.readable_days, 30), g.epoch, \
-                (SELECT COUNT(*) FROM chat_members m WHERE m.duty_id = r.duty_id AND m.person_id = $2), gd.leaf, g.next_seq, \
-                (SELECT COUNT(*) FROM chat_devices d JOIN people p ON p.id = d.person_id WHERE d.id = $3 AND d.person_id = $2 AND p.active) \
-         FROM chat_rosters r LEFT JOIN chat_settings s ON s.org_id = r.org_id \
-         LEFT JOIN chat_groups g ON g.duty_id = r.duty_id \
-         LEFT JOIN chat_group_devices gd ON gd.duty_id = r.duty_id AND gd.device_id = $3 \
-         WHERE r.duty_id = $1")
-        .bind(duty).bind(person).bind(device).fetch_optional(c).await)?;
-    Ok(r.map(context))
+    let key = (duty, person, device);
+    Ok(post_contexts(x, &[key]).await?.remove(&key))
 }
 
 /// A group as the server follows it.
