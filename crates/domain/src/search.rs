@@ -68,8 +68,30 @@ pub fn person_tokens(
     }
     out.sort();
     out.dedup();
-    out.retain(|t| !t.is_empty() && t.len() <= 200);
+    // No whitespace inside a token: [`search_text`] separates tokens by spaces (and a query
+    // word never contains whitespace either).
+    out.retain(|t| !t.is_empty() && t.len() <= 200 && !t.contains(char::is_whitespace));
     out
+}
+
+/// A person's tokens as stored beside the person (`people.search`): `" t1 t2 … "`, empty
+/// without tokens. A token starting with `w` is then the text `" w"` inside it.
+pub fn search_text(tokens: &[String]) -> String {
+    if tokens.is_empty() {
+        return String::new();
+    }
+    let mut s = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 1);
+    for t in tokens {
+        s.push(' ');
+        s.push_str(t);
+    }
+    s.push(' ');
+    s
+}
+
+/// The tokens of a [`search_text`].
+pub fn search_tokens(search: &str) -> impl Iterator<Item = &str> {
+    search.split(' ').filter(|t| !t.is_empty())
 }
 
 /// The words of a search query, folded; phone-like input loses its spaces so `+41 79 123`
@@ -143,6 +165,22 @@ mod tests {
         assert_eq!(query_words_in("4179", "CH"), vec!["4179"]);
         assert_eq!(query_words_in("079", "XX"), vec!["079"]);
         assert_eq!(query_words("anna Müller"), vec!["anna", "muller"]);
+    }
+
+    #[test]
+    fn search_text_round_trips() {
+        let t = person_tokens(
+            "Anna Maria",
+            "Müller",
+            &["a.m@x.ch".into()],
+            &["+41791234567".into()],
+        );
+        let s = search_text(&t);
+        assert!(s.starts_with(' ') && s.ends_with(' '), "{s:?}");
+        assert!(s.contains(" mul") && s.contains(" 4179"), "{s:?}");
+        assert_eq!(search_tokens(&s).collect::<Vec<_>>(), t);
+        assert_eq!(search_text(&[]), "");
+        assert_eq!(search_tokens("").count(), 0);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub(crate) async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::R
         let end = (i + batch).min(n);
         let mut tx: Tx = db.begin().await?;
         let mut people_sql = String::from(
-            "INSERT INTO people (id, org_id, kind, given_name, family_name, sort_key, external_id, language, emails, phones, address, active, version, created_at, updated_at) VALUES ",
+            "INSERT INTO people (id, org_id, kind, given_name, family_name, sort_key, external_id, language, emails, phones, address, active, version, created_at, updated_at, search) VALUES ",
         );
         let mut token_rows: Vec<(Uuid, String, String)> = Vec::new();
         let mut rows = Vec::new();
@@ -110,34 +110,36 @@ pub(crate) async fn seed(db: &Db, org: Uuid, n: usize, now_ms: i64) -> anyhow::R
                 k
             );
             let phone = format!("+4179{:07}", k);
-            for t in person_tokens(
+            let tokens = person_tokens(
                 &given,
                 &fam,
                 std::slice::from_ref(&email),
                 std::slice::from_ref(&phone),
-            ) {
+            );
+            let search = carebridge_domain::search::search_text(&tokens);
+            for t in tokens {
                 token_rows.push((id, t, sort_key(&given, &fam)));
             }
-            rows.push((id, given, fam, email, phone));
+            rows.push((id, given, fam, email, phone, search));
             ids.push(id);
         }
         let mut ph = Vec::new();
         for r in 0..rows.len() {
-            let b = r * 10;
+            let b = r * 11;
             ph.push(format!(
-                "(${}, ${}, 'staff', ${}, ${}, ${}, ${}, 'de', ${}, ${}, '{{}}', TRUE, 1, ${}, ${})",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+                "(${}, ${}, 'staff', ${}, ${}, ${}, ${}, 'de', ${}, ${}, '{{}}', TRUE, 1, ${}, ${}, ${})",
+                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11
             ));
         }
         people_sql.push_str(&ph.join(", "));
         carebridge_store::run!(&mut tx, c => {
             let mut q = sqlx::query(&people_sql);
-            for (k, (id, given, fam, email, phone)) in rows.iter().enumerate() {
+            for (k, (id, given, fam, email, phone, search)) in rows.iter().enumerate() {
                 q = q.bind(*id).bind(org).bind(given.clone()).bind(fam.clone()).bind(sort_key(given, fam))
                     .bind(format!("B{}", i + k))
                     .bind(format!("[{{\"value\":\"{email}\",\"type\":\"work\"}}]"))
                     .bind(format!("[{{\"value\":\"{phone}\",\"type\":\"mobile\"}}]"))
-                    .bind(now_ms).bind(now_ms);
+                    .bind(now_ms).bind(now_ms).bind(search.clone());
             }
             q.execute(c).await.map(|_| ())
         })?;

@@ -354,6 +354,67 @@ pub async fn update(
     Ok(n)
 }
 
+/// For every row: `DELETE FROM table WHERE org_id = $org AND (cols) = row`: rows found by a
+/// key (an index that starts with `org_id`, then `cols`), without an index per row's owner.
+/// Returns the rows deleted.
+pub async fn delete_keys(
+    tx: &mut Tx,
+    table: &str,
+    org: Uuid,
+    cols: &[(&str, Col)],
+    rows: Rows,
+) -> Result<u64, StoreError> {
+    if rows.is_empty() || cols.is_empty() {
+        return Ok(0);
+    }
+    let types: Vec<Col> = cols.iter().map(|c| c.1).collect();
+    let cells = rows.checked(&types)?;
+    let w = cols.len();
+    let names = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
+    let aliases = (0..w)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut n = 0;
+    match Exec::raw(&mut *tx) {
+        Raw::Sqlite(c) => {
+            for chunk in cells.chunks(SQLITE_ROWS * w) {
+                // A vector `IN` over a subquery is looked up key by key; over a plain VALUES
+                // list SQLite would walk all of the organisation's rows.
+                let sql = format!(
+                    "WITH v ({aliases}) AS (VALUES {}) DELETE FROM {table} \
+                     WHERE (org_id, {names}) IN (SELECT ?, {aliases} FROM v)",
+                    values_list(chunk.len() / w, w)
+                );
+                n += bind_sqlite(sqlx::query(&sql), chunk)
+                    .bind(org)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        Raw::Postgres(c) => {
+            let cond = cols
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| format!(" AND {table}.{name} = v.c{i}"))
+                .collect::<String>();
+            let sql = format!(
+                "DELETE FROM {table} USING {} AS v ({aliases}) WHERE {table}.org_id = $1{cond}",
+                unnest(2, cols)
+            );
+            for chunk in cells.chunks(PG_ROWS * w) {
+                let mut q = sqlx::query(&sql).bind(org);
+                for (i, (_, t)) in cols.iter().enumerate() {
+                    q = bind_pg_column(q, chunk, w, i, *t);
+                }
+                n += q.execute(&mut *c).await?.rows_affected();
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// `DELETE FROM table WHERE org_id = $org AND col IN (ids)`.
 pub async fn delete_in(
     tx: &mut Tx,

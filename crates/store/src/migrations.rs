@@ -120,10 +120,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0018_chat_proposal_seq.sql"),
         include_str!("../migrations/postgres/0018_chat_proposal_seq.sql"),
     ),
+    (
+        19,
+        "search_column",
+        include_str!("../migrations/sqlite/0019_search_column.sql"),
+        include_str!("../migrations/postgres/0019_search_column.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 18;
+pub const LATEST: i64 = 19;
 
 #[derive(Debug)]
 struct Embedded(Backend);

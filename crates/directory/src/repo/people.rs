@@ -1,5 +1,12 @@
 //! People: the person row (contact data as JSON), search tokens, unit memberships, groups and
 //! skills (labels).
+//!
+//! Search: `person_tokens` holds one row per token, keyed `(org_id, token, sort_key,
+//! person_id)`, so a query's first word is a key range already in name order. The person's
+//! tokens are also kept in the row (`people.search`, `" t1 t2 … "`): further words are checked
+//! against it, and it finds the token rows by key before they change ([`drop_tokens`]). There
+//! is no per-person index on the tokens and no foreign key: each would cost every token write
+//! another B-tree operation, and a bulk import writes five or more tokens per person.
 
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{OrgId, PersonId};
@@ -78,6 +85,8 @@ pub async fn update(
     sort_key: &str,
     expected_version: i64,
 ) -> Result<bool, StoreError> {
+    // The token rows are found by the stored sort key and tokens, which this overwrites.
+    drop_tokens(tx, org, &[p.id]).await?;
     let n = exec!(tx, c => sqlx::query(
         "UPDATE people SET kind = $4, given_name = $5, family_name = $6, sort_key = $7, external_id = $8, language = $9, \
          emails = $10, phones = $11, address = $12, active = $13, version = $14, updated_at = $15 \
@@ -89,7 +98,49 @@ pub async fn update(
     Ok(n == 1)
 }
 
-/// Replaces a person's search tokens, units and labels.
+/// Deletes the search token rows of these people, found by key from their stored sort key and
+/// tokens (`people.search`); run before either changes and before a person is deleted.
+pub async fn drop_tokens(tx: &mut Tx, org: OrgId, ids: &[Uuid]) -> Result<(), StoreError> {
+    use carebridge_store::bulk::{self, Col, Rows};
+    let mut keys = Rows::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT id, sort_key, search FROM people WHERE org_id = $1 AND id IN ({})",
+            (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<(Uuid, String, String)> = run!(tx, c => {
+            let mut q = sqlx::query_as(&sql).bind(org.0);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await
+        })?;
+        for (id, sort_key, search) in &rows {
+            for t in carebridge_domain::search::search_tokens(search) {
+                keys.text(t).text(sort_key).uuid(*id).end();
+            }
+        }
+    }
+    bulk::delete_keys(
+        tx,
+        "person_tokens",
+        org.0,
+        &[
+            ("token", Col::Text),
+            ("sort_key", Col::Text),
+            ("person_id", Col::Uuid),
+        ],
+        keys,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a person's search tokens (the person has none: new, or [`update`]d), and replaces
+/// their units and labels.
 pub async fn set_links(
     tx: &mut Tx,
     org: OrgId,
@@ -99,7 +150,8 @@ pub async fn set_links(
     units: &[Uuid],
     labels: &[Uuid],
 ) -> Result<(), StoreError> {
-    exec!(tx, c => sqlx::query("DELETE FROM person_tokens WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
+    let search = carebridge_domain::search::search_text(tokens);
+    exec!(tx, c => sqlx::query("UPDATE people SET search = $3 WHERE org_id = $1 AND id = $2").bind(org.0).bind(id).bind(&search).execute(c).await)?;
     exec!(tx, c => sqlx::query("DELETE FROM person_units WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     exec!(tx, c => sqlx::query("DELETE FROM person_labels WHERE org_id = $1 AND person_id = $2").bind(org.0).bind(id).execute(c).await)?;
     for t in tokens {
@@ -424,14 +476,12 @@ pub async fn page(
         }
     }
     for w in words {
-        let lo = next(Arg::Text(w.clone()), &mut args);
-        let hi = next(
-            Arg::Text(carebridge_domain::search::prefix_upper(w)),
+        // A token starting with `w` is " w" inside the person's search text.
+        let ph = next(
+            Arg::Text(format!("% {}%", carebridge_store::like_escape(w))),
             &mut args,
         );
-        sql += &format!(
-            " AND EXISTS (SELECT 1 FROM person_tokens t WHERE t.person_id = p.id AND t.org_id = $1 AND t.token >= {lo} AND t.token < {hi})"
-        );
+        sql += &format!(" AND p.search LIKE {ph} ESCAPE '\\'");
     }
     if let Some(a) = f.active {
         sql += &format!(" AND p.active = {}", next(Arg::Bool(a), &mut args));
@@ -500,6 +550,7 @@ pub async fn page(
 
 /// Deletes a person (tokens, memberships and roles go with it).
 pub async fn delete(tx: &mut Tx, org: OrgId, id: PersonId) -> Result<bool, StoreError> {
+    drop_tokens(tx, org, &[id.0]).await?;
     let n = exec!(tx, c => sqlx::query("DELETE FROM people WHERE org_id = $1 AND id = $2").bind(org.0).bind(id.0).execute(c).await)?;
     Ok(n == 1)
 }
@@ -637,10 +688,12 @@ const PERSON_COLS: &[(&str, carebridge_store::bulk::Col)] = {
         ("version", Col::Int),
         ("updated_at", Col::Int),
         ("change_seq", Col::Int),
+        ("search", Col::Text),
     ]
 };
 
-fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &str, seq: i64) {
+fn person_cells(rows: &mut carebridge_store::bulk::Rows, l: &Links<'_>, seq: i64) {
+    let (p, sort_key) = (l.person, &l.sort_key);
     rows.uuid(p.id)
         .text(&p.kind)
         .text(&p.given_name)
@@ -654,7 +707,8 @@ fn person_cells(rows: &mut carebridge_store::bulk::Rows, p: &Person, sort_key: &
         .bool(p.active)
         .int(p.version)
         .int(p.updated_at.as_millisecond())
-        .int(seq);
+        .int(seq)
+        .text(&carebridge_domain::search::search_text(&l.tokens));
 }
 
 /// Inserts new people (`created`) and overwrites changed ones (`updated`, each with the version
@@ -672,7 +726,7 @@ pub async fn write_many(
     if !created.is_empty() {
         let mut rows = Rows::new();
         for l in created {
-            person_cells(&mut rows, l.person, &l.sort_key, seq);
+            person_cells(&mut rows, l, seq);
             rows.uuid(org.0)
                 .int(l.person.created_at.as_millisecond())
                 .int(seq)
@@ -685,9 +739,12 @@ pub async fn write_many(
         bulk::insert(tx, "people", &cols, rows, "").await?;
     }
     if !updated.is_empty() {
+        // Their token rows are found from the stored sort key and tokens, overwritten next.
+        let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
+        drop_tokens(tx, org, &ids).await?;
         let mut rows = Rows::new();
         for (l, expected) in updated {
-            person_cells(&mut rows, l.person, &l.sort_key, seq);
+            person_cells(&mut rows, l, seq);
             rows.int(*expected).end();
         }
         let n = bulk::update(
@@ -702,8 +759,7 @@ pub async fn write_many(
         if n != updated.len() as u64 {
             return Ok(false);
         }
-        let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
-        for table in ["person_tokens", "person_units", "person_labels"] {
+        for table in ["person_units", "person_labels"] {
             bulk::delete_in(tx, table, org.0, "person_id", &ids).await?;
         }
     }

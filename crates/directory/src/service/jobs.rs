@@ -39,6 +39,8 @@ pub const JOB_KEPT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A running job whose row was not touched for this long (PostgreSQL) stopped with its process.
 const STALE_MS: i64 = 30_000;
+/// Attempts at storing a finished job's state.
+const FINISH_TRIES: u32 = 5;
 
 /// The jobs running in this process: job id → (organisation, progress).
 static LIVE: Mutex<Option<HashMap<Uuid, (Uuid, f64)>>> = Mutex::new(None);
@@ -278,31 +280,39 @@ async fn run(
             }
         })
     });
-    let result = async {
-        let bytes = match bytes {
-            Some(b) => b,
-            None => {
-                let mut c = db.read().await?;
-                repo::file_bytes(&mut c, org.id, j.file_id)
-                    .await?
-                    .ok_or_else(|| {
-                        invalid(
-                            "/query/file",
-                            "file_expired",
-                            "the uploaded file expired before the import could read it",
-                        )
-                    })?
-            }
-        };
-        let req = import::Request {
-            bytes,
-            options,
-            may_assign_roles,
-        };
-        let progress = move |p: f64| live_progress(id, p.clamp(0.0, 1.0));
-        import::run(&db, &actor, &org, req, clock.now(), &progress).await
-    }
-    .await;
+    // The import runs in a task of its own, so that a panic in it (a bug) ends the job as
+    // failed with a problem, not as a row left running that reads as interrupted.
+    let work = {
+        let (db, clock, org, file_id) = (db.clone(), clock.clone(), org.clone(), j.file_id);
+        tokio::spawn(async move {
+            let bytes = match bytes {
+                Some(b) => b,
+                None => {
+                    let mut c = db.read().await?;
+                    repo::file_bytes(&mut c, org.id, file_id)
+                        .await?
+                        .ok_or_else(|| {
+                            invalid(
+                                "/query/file",
+                                "file_expired",
+                                "the uploaded file expired before the import could read it",
+                            )
+                        })?
+                }
+            };
+            let req = import::Request {
+                bytes,
+                options,
+                may_assign_roles,
+            };
+            let progress = move |p: f64| live_progress(id, p.clamp(0.0, 1.0));
+            import::run(&db, &actor, &org, req, clock.now(), &progress).await
+        })
+    };
+    let result = match work.await {
+        Ok(r) => r,
+        Err(e) => Err(corrupt("run", &e)),
+    };
     if let Some(b) = running.beat.take() {
         b.abort();
     }
@@ -320,27 +330,38 @@ async fn run(
             ("failed", None, serde_json::to_string(&p).ok())
         }
     };
-    let now = clock.now().as_millisecond();
-    let written = async {
-        let mut tx = db.begin().await?;
-        repo::finish(
-            &mut tx,
-            org.id,
-            id,
-            state,
-            report.as_deref(),
-            problem.as_deref(),
-            now,
-        )
-        .await?;
-        if applied {
-            repo::delete_file(&mut tx, org.id, j.file_id).await?;
+    // The final state is retried a few times: a row left `running` would read as interrupted
+    // although the import finished.
+    for attempt in 1..=FINISH_TRIES {
+        let now = clock.now().as_millisecond();
+        let written = async {
+            let mut tx = db.begin().await?;
+            repo::finish(
+                &mut tx,
+                org.id,
+                id,
+                state,
+                report.as_deref(),
+                problem.as_deref(),
+                now,
+            )
+            .await?;
+            if applied {
+                repo::delete_file(&mut tx, org.id, j.file_id).await?;
+            }
+            tx.commit().await
         }
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = written {
-        tracing::error!(job = %id, error = %e, "import job: the result could not be stored");
+        .await;
+        match written {
+            Ok(()) => break,
+            Err(e) if attempt < FINISH_TRIES => {
+                tracing::warn!(job = %id, attempt, error = %e, "import job: storing the result failed; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "import job: the result could not be stored");
+            }
+        }
     }
     drop(running);
 }

@@ -151,6 +151,10 @@ async fn dry_run_apply_and_a_reimport_that_writes_nothing() {
     assert_eq!(anna[0]["phones"][0]["value"], "+41790000001");
     assert_eq!(anna[0]["version"], 2);
     assert!(people(&s, &k, "q=%2B4179765").await.is_empty());
+    // The new number is found, also as a further word (checked against the stored tokens).
+    assert_eq!(people(&s, &k, "q=079%20000%2000%2001").await.len(), 1);
+    assert_eq!(people(&s, &k, "q=anna%204179000").await.len(), 1);
+    assert!(people(&s, &k, "q=anna%204179765").await.is_empty());
     assert_eq!(audit_len(&s, &k).await, after + 1);
 }
 
