@@ -234,6 +234,38 @@ fn unnest(from: usize, cols: &[(&str, Col)]) -> String {
     format!("UNNEST({args})")
 }
 
+/// `c0, c1, …`: the names of a row's `w` columns in a `VALUES` or `UNNEST` alias.
+fn aliases(w: usize) -> String {
+    (0..w)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `sql` once per [`PG_ROWS`] rows of `cells`, with `$1` = `org` when given and then one
+/// array per column of `cols`. Returns the rows affected.
+async fn pg_chunks(
+    c: &mut sqlx::PgConnection,
+    sql: &str,
+    org: Option<Uuid>,
+    cells: &[Val],
+    cols: &[(&str, Col)],
+) -> Result<u64, StoreError> {
+    let w = cols.len();
+    let mut n = 0;
+    for chunk in cells.chunks(PG_ROWS * w) {
+        let mut q = sqlx::query(sql);
+        if let Some(org) = org {
+            q = q.bind(org);
+        }
+        for (i, (_, t)) in cols.iter().enumerate() {
+            q = bind_pg_column(q, chunk, w, i, *t);
+        }
+        n += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(n)
+}
+
 /// `INSERT INTO table (cols) VALUES …` with `suffix` appended (e.g. `ON CONFLICT DO NOTHING`).
 /// Returns the rows inserted.
 pub async fn insert(
@@ -269,13 +301,7 @@ pub async fn insert(
                 "INSERT INTO {table} ({names}) SELECT * FROM {} {suffix}",
                 unnest(1, cols)
             );
-            for chunk in cells.chunks(PG_ROWS * w) {
-                let mut q = sqlx::query(&sql);
-                for (i, (_, t)) in cols.iter().enumerate() {
-                    q = bind_pg_column(q, chunk, w, i, *t);
-                }
-                n += q.execute(&mut *c).await?.rows_affected();
-            }
+            n += pg_chunks(c, &sql, None, &cells, cols).await?;
         }
     }
     Ok(n)
@@ -315,10 +341,7 @@ pub async fn update(
     if let Some((name, _)) = check {
         cond += &format!(" AND {table}.{name} = v.c{}", cols.len());
     }
-    let aliases = (0..w)
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let aliases = aliases(w);
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
@@ -342,13 +365,7 @@ pub async fn update(
                 "UPDATE {table} SET {set} FROM {} AS v ({aliases}) WHERE {table}.org_id = $1 AND {cond}",
                 unnest(2, &all)
             );
-            for chunk in cells.chunks(PG_ROWS * w) {
-                let mut q = sqlx::query(&sql).bind(org);
-                for (i, (_, t)) in all.iter().enumerate() {
-                    q = bind_pg_column(q, chunk, w, i, *t);
-                }
-                n += q.execute(&mut *c).await?.rows_affected();
-            }
+            n += pg_chunks(c, &sql, Some(org), &cells, &all).await?;
         }
     }
     Ok(n)
@@ -371,10 +388,7 @@ pub async fn delete_keys(
     let cells = rows.checked(&types)?;
     let w = cols.len();
     let names = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
-    let aliases = (0..w)
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let aliases = aliases(w);
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
@@ -403,13 +417,7 @@ pub async fn delete_keys(
                 "DELETE FROM {table} USING {} AS v ({aliases}) WHERE {table}.org_id = $1{cond}",
                 unnest(2, cols)
             );
-            for chunk in cells.chunks(PG_ROWS * w) {
-                let mut q = sqlx::query(&sql).bind(org);
-                for (i, (_, t)) in cols.iter().enumerate() {
-                    q = bind_pg_column(q, chunk, w, i, *t);
-                }
-                n += q.execute(&mut *c).await?.rows_affected();
-            }
+            n += pg_chunks(c, &sql, Some(org), &cells, cols).await?;
         }
     }
     Ok(n)
