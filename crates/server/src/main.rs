@@ -11,6 +11,12 @@ use carebridge_server::config::Config;
 use carebridge_server::{commands, open_db};
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: bulk paths (an import builds and drops millions of
+/// small strings, handed between the reader thread and the writer) spent more than half their
+/// time in glibc's `malloc`/`free` bookkeeping.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "carebridge",

@@ -662,7 +662,7 @@ pub async fn insert_labels(
     Ok(())
 }
 
-/// A person's derived rows, for [`write_many`].
+/// A person's derived rows, for [`ManyRows::new`].
 pub struct Links<'a> {
     pub person: &'a Person,
     pub sort_key: String,
@@ -711,80 +711,98 @@ fn person_cells(rows: &mut carebridge_store::bulk::Rows, l: &Links<'_>, seq: i64
         .text(&carebridge_domain::search::search_text(&l.tokens));
 }
 
-/// Inserts new people (`created`) and overwrites changed ones (`updated`, each with the version
-/// it was read at), then replaces the derived rows (tokens, units, labels) of both, in a few
-/// set statements, marking them changed at `seq` (see `repo::feed`). Returns false when an
-/// updated person changed since it was read.
-pub async fn write_many(
-    tx: &mut Tx,
-    org: OrgId,
-    seq: i64,
-    created: &[Links<'_>],
-    updated: &[(Links<'_>, i64)],
-) -> Result<bool, StoreError> {
-    use carebridge_store::bulk::{self, Col, Rows};
-    if !created.is_empty() {
-        let mut rows = Rows::new();
+/// The rows of a [`write_many`], built ahead (pure CPU work, which a bulk writer can do while
+/// the previous rows are being written).
+#[derive(Default)]
+pub struct ManyRows {
+    created: carebridge_store::bulk::Rows,
+    updated: carebridge_store::bulk::Rows,
+    /// The updated people, in the order of `updated`.
+    updated_ids: Vec<Uuid>,
+    tokens: carebridge_store::bulk::Rows,
+    units: carebridge_store::bulk::Rows,
+    labels: carebridge_store::bulk::Rows,
+}
+
+impl ManyRows {
+    /// New people (`created`) and changed ones (`updated`, each with the version it was read
+    /// at), marked changed at `seq` (see `repo::feed`), with their derived rows.
+    pub fn new(org: OrgId, seq: i64, created: &[Links<'_>], updated: &[(Links<'_>, i64)]) -> Self {
+        use carebridge_store::bulk::Rows;
+        let mut r = ManyRows::default();
         for l in created {
-            person_cells(&mut rows, l, seq);
-            rows.uuid(org.0)
+            person_cells(&mut r.created, l, seq);
+            r.created
+                .uuid(org.0)
                 .int(l.person.created_at.as_millisecond())
                 .int(seq)
                 .end();
         }
+        for (l, expected) in updated {
+            person_cells(&mut r.updated, l, seq);
+            r.updated.int(*expected).end();
+            r.updated_ids.push(l.person.id);
+        }
+        let all = created.iter().chain(updated.iter().map(|(l, _)| l));
+        let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
+        for l in all {
+            for t in &l.tokens {
+                tokens
+                    .uuid(org.0)
+                    .text(t)
+                    .text(&l.sort_key)
+                    .uuid(l.person.id)
+                    .end();
+            }
+            for u in &l.units {
+                units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
+            }
+            for x in &l.labels {
+                labels.uuid(l.person.id).uuid(*x).uuid(org.0).end();
+            }
+        }
+        r.tokens = tokens;
+        r.units = units;
+        r.labels = labels;
+        r
+    }
+
+    /// The updated people.
+    pub fn updated_ids(&self) -> &[Uuid] {
+        &self.updated_ids
+    }
+}
+
+/// Inserts new people and overwrites changed ones, then replaces the derived rows (tokens,
+/// units, labels) of both, in a few set statements (see [`ManyRows::new`]). Returns false when
+/// an updated person changed since it was read.
+pub async fn write_many(tx: &mut Tx, org: OrgId, rows: ManyRows) -> Result<bool, StoreError> {
+    use carebridge_store::bulk::{self, Col};
+    if !rows.created.is_empty() {
         let mut cols = PERSON_COLS.to_vec();
         cols.push(("org_id", Col::Uuid));
         cols.push(("created_at", Col::Int));
         cols.push(("created_seq", Col::Int));
-        bulk::insert(tx, "people", &cols, rows, "").await?;
+        bulk::insert(tx, "people", &cols, rows.created, "").await?;
     }
-    if !updated.is_empty() {
+    let ids = &rows.updated_ids;
+    if !ids.is_empty() {
         // Their token rows are found from the stored sort key and tokens, overwritten next.
-        let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
-        drop_tokens(tx, org, &ids).await?;
-        let mut rows = Rows::new();
-        for (l, expected) in updated {
-            person_cells(&mut rows, l, seq);
-            rows.int(*expected).end();
-        }
+        drop_tokens(tx, org, ids).await?;
         let n = bulk::update(
             tx,
             "people",
             org.0,
             PERSON_COLS,
             Some(("version", Col::Int)),
-            rows,
+            rows.updated,
         )
         .await?;
-        if n != updated.len() as u64 {
+        if n != ids.len() as u64 {
             return Ok(false);
         }
         for table in ["person_units", "person_labels"] {
-            bulk::delete_in(tx, table, org.0, "person_id", &ids).await?;
-        }
-    }
-    let all: Vec<&Links> = created
-        .iter()
-        .chain(updated.iter().map(|(l, _)| l))
-        .collect();
-    // In person order (ids are time-ordered): the per-person token index is then appended to.
-    let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
-    for l in &all {
-        for t in &l.tokens {
-            tokens
-                .uuid(org.0)
-                .text(t)
-                .text(&l.sort_key)
-                .uuid(l.person.id)
-                .end();
-        }
-    }
-    for l in &all {
-        for u in &l.units {
-            units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
-        }
-        for x in &l.labels {
-            labels.uuid(l.person.id).uuid(*x).uuid(org.0).end();
+            bulk::delete_in(tx, table, org.0, "person_id", ids).await?;
         }
     }
     bulk::insert(
@@ -796,7 +814,7 @@ pub async fn write_many(
             ("sort_key", Col::Text),
             ("person_id", Col::Uuid),
         ],
-        tokens,
+        rows.tokens,
         "",
     )
     .await?;
@@ -807,8 +825,8 @@ pub async fn write_many(
             ("org_id", Col::Uuid),
         ]
     };
-    bulk::insert(tx, "person_units", &link("unit_id"), units, "").await?;
-    bulk::insert(tx, "person_labels", &link("label_id"), labels, "").await?;
+    bulk::insert(tx, "person_units", &link("unit_id"), rows.units, "").await?;
+    bulk::insert(tx, "person_labels", &link("label_id"), rows.labels, "").await?;
     Ok(true)
 }
 

@@ -7,9 +7,12 @@
 //!   XLSX, phone and e-mail normalisation — the CPU-heavy part) and hands rows on in chunks
 //!   through a bounded channel, so reading overlaps writing and memory does not grow with the
 //!   file;
-//! - this task matches each chunk against the organisation's people (read once, in three set
-//!   queries) and writes it with set statements (`repo::people::write_many`,
-//!   `audit::append_many`): a few statements per chunk, not per row.
+//! - this task (the planner) matches each chunk against the organisation's people (read once,
+//!   in three set queries) and builds the chunk's rows (`repo::people::ManyRows`);
+//! - a writer task ([`Writer`]) owns the transaction and writes chunk after chunk with set
+//!   statements (`repo::people::write_many`, `audit::append_many`: a few statements per chunk,
+//!   not per row) while the planner works on the next one. Units a row names and that do not
+//!   exist yet are created by the writer too, in order, on the planner's request.
 //!
 //! Rules:
 //! - only the file's columns change a person; a column the file lacks keeps what is stored; an
@@ -30,10 +33,10 @@ use carebridge_domain::auth::Actor;
 use carebridge_domain::person::PersonDraft;
 use carebridge_domain::role::Role;
 use carebridge_domain::search::{fold, person_tokens, sort_key};
-use carebridge_domain::{PersonId, RoleAssignmentId, Timestamp, new_v7};
+use carebridge_domain::{OrgId, PersonId, RoleAssignmentId, Timestamp, new_v7};
 use carebridge_proto::directory::{
     Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions, ImportReport,
-    Person, RoleAssignment, UnitRef,
+    Person, RoleAssignment, Unit, UnitRef,
 };
 use carebridge_store::audit;
 use carebridge_store::orgs::OrgRef;
@@ -119,6 +122,24 @@ pub async fn run(
     progress: &(dyn Fn(f64) + Send + Sync),
 ) -> Result<ImportReport, ServiceError> {
     let _running = Running::start(org.id.0)?;
+    let dry_run = req.options.dry_run;
+    let result = import(db, actor, org, req, now, progress).await;
+    if !dry_run && let Err(e) = db.end_bulk().await {
+        // Only memory is at stake: the writer keeps a larger cache until the next import.
+        tracing::warn!(error = %e, "could not shrink the writer's page cache after an import");
+    }
+    result
+}
+
+/// [`run`] without the bookkeeping around it.
+async fn import(
+    db: &Db,
+    actor: &Actor,
+    org: &OrgRef,
+    req: Request,
+    now: Timestamp,
+    progress: &(dyn Fn(f64) + Send + Sync),
+) -> Result<ImportReport, ServiceError> {
     let opts = req.options;
     let mut report = ImportReport {
         dry_run: opts.dry_run,
@@ -209,7 +230,7 @@ pub async fn run(
     let mut tx = if opts.dry_run {
         None
     } else {
-        Some(db.begin().await?)
+        Some(db.begin_bulk().await?)
     };
     let mut state = match &mut tx {
         Some(tx) => State::load(tx, org, &mapping, &opts, now).await?,
@@ -234,44 +255,60 @@ pub async fn run(
     let mut done_fraction = 0.0;
     // Only the reader's own end message says the whole file was read.
     let mut read_result = Err(vec![file_error("the file could not be read to the end")]);
-    while let Some(msg) = recv.recv().await {
-        match msg {
-            // Only ever sent before the rows (handled above).
-            Msg::Header(_) | Msg::Columns(_) => {}
-            Msg::Items(items, done) => {
-                let mut batch = Batch::default();
-                for item in items {
-                    match item {
-                        Item::Header(_) | Item::Columns(_) => {}
-                        Item::Errors(e) => {
-                            report.rows += 1;
-                            report.bad_rows += 1;
-                            keep(&mut errors, &mut errors_total, e);
-                        }
-                        Item::Row(p) => {
-                            report.rows += 1;
-                            if let Err(e) = state
-                                .plan(&mut tx, actor, org, &p, &mut batch, &mut report, now)
-                                .await?
-                            {
+    // From here the transaction belongs to the writer task: it writes one chunk while this
+    // task plans the next.
+    let writer = match tx {
+        Some(tx) => Some(Writer::start(tx, actor.clone(), org.clone(), now).await?),
+        None => None,
+    };
+    let planned: Result<(), ServiceError> = async {
+        while let Some(msg) = recv.recv().await {
+            match msg {
+                // Only ever sent before the rows (handled above).
+                Msg::Header(_) | Msg::Columns(_) => {}
+                Msg::Items(items, done) => {
+                    let mut batch = Batch::default();
+                    for item in items {
+                        match item {
+                            Item::Header(_) | Item::Columns(_) => {}
+                            Item::Errors(e) => {
+                                report.rows += 1;
                                 report.bad_rows += 1;
                                 keep(&mut errors, &mut errors_total, e);
                             }
+                            Item::Row(p) => {
+                                report.rows += 1;
+                                if let Err(e) = state
+                                    .plan(writer.as_ref(), actor, &p, &mut batch, &mut report, now)
+                                    .await?
+                                {
+                                    report.bad_rows += 1;
+                                    keep(&mut errors, &mut errors_total, e);
+                                }
+                            }
                         }
                     }
+                    // All or nothing: after the first bad row nothing more is written (the
+                    // rest is still read, for the report).
+                    let writing = opts.skip_bad_rows || errors_total == 0;
+                    if let (Some(w), true) = (&writer, writing) {
+                        w.write(prepare(org.id, w.seq, batch)).await?;
+                    }
+                    done_fraction = done;
+                    progress(done_fraction);
                 }
-                // All or nothing: after the first bad row nothing more is written (the rest
-                // is still read, for the report).
-                let writing = opts.skip_bad_rows || errors_total == 0;
-                if let (Some(tx), true) = (&mut tx, writing) {
-                    state.write(tx, org, batch, now).await?;
-                }
-                done_fraction = done;
-                progress(done_fraction);
+                Msg::Done(r) => read_result = r,
             }
-            Msg::Done(r) => read_result = r,
         }
+        Ok(())
     }
+    .await;
+    let mut tx: Option<(Tx, i64)> = match (writer, planned) {
+        (Some(w), Ok(())) => Some(w.finish().await?),
+        (Some(w), Err(e)) => return Err(w.error_or(e).await),
+        (None, Ok(())) => None,
+        (None, Err(e)) => return Err(e),
+    };
     if reader.await.is_err() {
         read_result = Err(vec![file_error("the file could not be read to the end")]);
     }
@@ -297,7 +334,7 @@ pub async fn run(
     }
     progress(done_fraction.max(1.0));
     let ok = !fatal && (opts.skip_bad_rows || errors_total == 0);
-    if let (Some(tx), true) = (tx, ok) {
+    if let (Some((tx, _)), true) = (tx, ok) {
         tx.commit().await?;
         report.applied = true;
     }
@@ -358,9 +395,10 @@ struct UnitInfo {
 /// Rows of one chunk, ready to write.
 #[derive(Default)]
 struct Batch {
-    created: Vec<Person>,
-    /// Changed people with the version they were read at.
-    updated: Vec<(Person, i64)>,
+    /// New people with their label ids.
+    created: Vec<(Person, Vec<Uuid>)>,
+    /// Changed people with the version they were read at and their label ids.
+    updated: Vec<(Person, i64, Vec<Uuid>)>,
     labels: Vec<(Uuid, &'static str, String)>,
     roles: Vec<RoleAssignment>,
     audit: Vec<AuditEntry>,
@@ -509,9 +547,7 @@ impl State {
     /// The unit of a path, created (with missing parents) when allowed.
     async fn unit(
         &mut self,
-        tx: &mut Option<Tx>,
-        actor: &Actor,
-        org: &OrgRef,
+        writer: Option<&Writer>,
         path: &str,
         report: &mut ImportReport,
         now: Timestamp,
@@ -544,13 +580,13 @@ impl State {
                 parent = Some(u.clone());
                 continue;
             }
-            let info = match tx {
-                Some(tx) => {
+            let info = match writer {
+                Some(w) => {
                     let input = CreateUnit {
                         name: name.to_string(),
                         parent_id: parent.as_ref().map(|p| p.id),
                     };
-                    match crate::service::units::create_in(tx, actor, org, &input, now).await {
+                    match w.create_unit(input).await {
                         Ok(u) => {
                             let stored_path = format!(
                                 "/{}/",
@@ -606,9 +642,8 @@ impl State {
     /// Plans one row into `batch`; `Ok(Err(_))` is a bad row.
     async fn plan(
         &mut self,
-        tx: &mut Option<Tx>,
+        writer: Option<&Writer>,
         actor: &Actor,
-        org: &OrgRef,
         row: &Parsed,
         batch: &mut Batch,
         report: &mut ImportReport,
@@ -762,7 +797,7 @@ impl State {
             }
         }
         let unit = match &row.unit {
-            Some(path) => match self.unit(tx, actor, org, path, report, now).await? {
+            Some(path) => match self.unit(writer, path, report, now).await? {
                 Ok(u) => Some(u),
                 Err(why) => return Ok(Err(err(Field::Unit, path, why))),
             },
@@ -851,7 +886,9 @@ impl State {
                     if let Some(i) = found {
                         self.people[i] = next.clone();
                     }
-                    batch.updated.push((next.clone(), before.version));
+                    batch
+                        .updated
+                        .push((next.clone(), before.version, label_ids));
                 }
                 None => {
                     batch.audit.push(audit::entry(
@@ -863,7 +900,7 @@ impl State {
                         Some(&next),
                     ));
                     report.created += 1;
-                    batch.created.push(next.clone());
+                    batch.created.push((next.clone(), label_ids));
                 }
             }
         } else {
@@ -958,50 +995,19 @@ impl State {
         }
     }
 
-    /// Writes one chunk's plan.
-    async fn write(
-        &mut self,
-        tx: &mut Tx,
-        org: &OrgRef,
-        mut batch: Batch,
-        now: Timestamp,
-    ) -> Result<(), ServiceError> {
-        let labels: Vec<(Uuid, &str, &str)> = batch
-            .labels
-            .iter()
-            .map(|(id, k, n)| (*id, *k, n.as_str()))
-            .collect();
-        repo::insert_labels(tx, org.id, &labels, now.as_millisecond()).await?;
-        let labels = &self.labels;
-        let links = |p| derived(p, labels);
-        let created: Vec<Links> = batch.created.iter().map(links).collect();
-        let updated: Vec<(Links, i64)> =
-            batch.updated.iter().map(|(p, v)| (links(p), *v)).collect();
-        // For the sync feed: one change number per chunk, and the updated people's state
-        // before (their units, groups or activity may change).
-        let seq = crate::repo::feed::next_seq(tx, org.id).await?;
-        if !updated.is_empty() {
-            let ids: Vec<Uuid> = updated.iter().map(|(l, _)| l.person.id).collect();
-            let priors = crate::repo::feed::priors_now(tx, org.id, &ids).await?;
-            crate::repo::feed::log_priors(tx, org.id, seq, &priors).await?;
-        }
-        if !repo::write_many(tx, org.id, seq, &created, &updated).await? {
-            return Err(ServiceError::Conflict {
-                code: "changed_during_import",
-                detail: "people changed while the import ran; run it again".into(),
-            });
-        }
-        for r in batch.roles.drain(..) {
-            roles_repo::insert(tx, org.id, &r).await?;
-        }
-        audit::append_many(tx, org.id, now, &batch.audit).await?;
-        Ok(())
+    /// The ids of a stored person's groups and skills.
+    fn label_ids(&self, p: &Person) -> Vec<Uuid> {
+        [("group", &p.groups), ("skill", &p.skills)]
+            .into_iter()
+            .flat_map(|(kind, list)| list.iter().map(move |n| (kind, fold(n))))
+            .filter_map(|key| self.labels.get(&key).copied())
+            .collect()
     }
 
     /// Full sync: deactivates active people under the chosen unit whom no row named.
     async fn deactivate_missing(
         &mut self,
-        tx: &mut Option<Tx>,
+        tx: &mut Option<(Tx, i64)>,
         actor: &Actor,
         org: &OrgRef,
         report: &mut ImportReport,
@@ -1043,11 +1049,12 @@ impl State {
                 Some(p),
                 Some(&next),
             ));
-            batch.updated.push((next, p.version));
+            let labels = self.label_ids(p);
+            batch.updated.push((next, p.version, labels));
             report.deactivated += 1;
         }
-        if let Some(tx) = tx {
-            for (p, _) in &batch.updated {
+        if let Some((tx, seq)) = tx {
+            for (p, _, _) in &batch.updated {
                 // A deactivated person leaves every roster that has not ended yet.
                 rosters::remove_person(
                     tx,
@@ -1058,30 +1065,188 @@ impl State {
                 )
                 .await?;
             }
-            self.write(tx, org, batch, now).await?;
+            let seq = *seq;
+            write(tx, org, seq, prepare(org.id, seq, batch), now).await?;
         }
         Ok(())
     }
 }
 
 /// A person's derived rows: sort key, search tokens, unit and label ids.
-fn derived<'a>(p: &'a Person, labels: &HashMap<(&'static str, String), Uuid>) -> Links<'a> {
+fn derived<'a>(p: &'a Person, labels: &[Uuid]) -> Links<'a> {
     let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
     let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
-    let mut ids = Vec::new();
-    for (kind, list) in [("group", &p.groups), ("skill", &p.skills)] {
-        for n in list {
-            if let Some(id) = labels.get(&(kind, fold(n))) {
-                ids.push(*id);
-            }
-        }
-    }
     Links {
         person: p,
         sort_key: sort_key(&p.given_name, &p.family_name),
         tokens: person_tokens(&p.given_name, &p.family_name, &emails, &phones),
         units: p.units.iter().map(|u| u.id).collect(),
-        labels: ids,
+        labels: labels.to_vec(),
+    }
+}
+
+/// A chunk ready for the writer: its rows built, only the steps that read the database left.
+struct Prepared {
+    labels: Vec<(Uuid, &'static str, String)>,
+    rows: repo::ManyRows,
+    roles: Vec<RoleAssignment>,
+    audit: Vec<AuditEntry>,
+}
+
+/// Builds a chunk's rows (CPU only: done by the planner while the writer writes).
+fn prepare(org: OrgId, seq: i64, batch: Batch) -> Prepared {
+    let created: Vec<Links> = batch.created.iter().map(|(p, l)| derived(p, l)).collect();
+    let updated: Vec<(Links, i64)> = batch
+        .updated
+        .iter()
+        .map(|(p, v, l)| (derived(p, l), *v))
+        .collect();
+    Prepared {
+        rows: repo::ManyRows::new(org, seq, &created, &updated),
+        labels: batch.labels,
+        roles: batch.roles,
+        audit: batch.audit,
+    }
+}
+
+/// Writes one chunk, marked changed at `seq` for the sync feed (one change number for the
+/// whole import: its changes become visible together).
+async fn write(
+    tx: &mut Tx,
+    org: &OrgRef,
+    seq: i64,
+    p: Prepared,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let labels: Vec<(Uuid, &str, &str)> = p
+        .labels
+        .iter()
+        .map(|(id, k, n)| (*id, *k, n.as_str()))
+        .collect();
+    repo::insert_labels(tx, org.id, &labels, now.as_millisecond()).await?;
+    // For the sync feed: the updated people's state before (their units, groups or activity
+    // may change).
+    let ids = p.rows.updated_ids();
+    if !ids.is_empty() {
+        let priors = crate::repo::feed::priors_now(tx, org.id, ids).await?;
+        crate::repo::feed::log_priors(tx, org.id, seq, &priors).await?;
+    }
+    if !repo::write_many(tx, org.id, p.rows).await? {
+        return Err(ServiceError::Conflict {
+            code: "changed_during_import",
+            detail: "people changed while the import ran; run it again".into(),
+        });
+    }
+    for r in &p.roles {
+        roles_repo::insert(tx, org.id, r).await?;
+    }
+    audit::append_many(tx, org.id, now, &p.audit).await?;
+    Ok(())
+}
+
+/// What the planner asks of the writer task.
+enum Job {
+    /// One chunk's rows.
+    Write(Prepared),
+    /// A unit a row names and that does not exist yet; the answer goes back at once.
+    Unit(
+        CreateUnit,
+        tokio::sync::oneshot::Sender<Result<Unit, ServiceError>>,
+    ),
+}
+
+/// The task that owns an applying import's transaction and runs its jobs in order, so that a
+/// chunk is written while the next one is planned (on SQLite the statements run on the
+/// connection's own thread; on PostgreSQL in the server process).
+struct Writer {
+    /// The import's change number (see [`write`]).
+    seq: i64,
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    task: tokio::task::JoinHandle<Result<Tx, ServiceError>>,
+}
+
+/// What a planner's request gets when the writer has stopped (it failed; [`Writer::error_or`]
+/// then has its error).
+fn writer_gone() -> ServiceError {
+    ServiceError::Store(carebridge_store::StoreError::Corrupt(
+        "the import's writer stopped".into(),
+    ))
+}
+
+impl Writer {
+    async fn start(
+        mut tx: Tx,
+        actor: Actor,
+        org: OrgRef,
+        now: Timestamp,
+    ) -> Result<Writer, ServiceError> {
+        let seq = crate::repo::feed::next_seq(&mut tx, org.id).await?;
+        // One chunk queued while one is written: memory stays bounded.
+        let (jobs, mut recv) = tokio::sync::mpsc::channel::<Job>(1);
+        let task = tokio::spawn(async move {
+            while let Some(job) = recv.recv().await {
+                match job {
+                    Job::Write(p) => write(&mut tx, &org, seq, p, now).await?,
+                    Job::Unit(input, reply) => {
+                        match crate::service::units::create_in(&mut tx, &actor, &org, &input, now)
+                            .await
+                        {
+                            // Invalid input is the row's problem.
+                            Ok(u) => drop(reply.send(Ok(u))),
+                            Err(ServiceError::Invalid(v)) => {
+                                drop(reply.send(Err(ServiceError::Invalid(v))))
+                            }
+                            // Anything else ends the import with this error.
+                            Err(e) => {
+                                drop(reply.send(Err(writer_gone())));
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(tx)
+        });
+        Ok(Writer { seq, jobs, task })
+    }
+
+    /// Queues a chunk (waits while the previous one is still queued).
+    async fn write(&self, p: Prepared) -> Result<(), ServiceError> {
+        self.jobs
+            .send(Job::Write(p))
+            .await
+            .map_err(|_| writer_gone())
+    }
+
+    /// Creates a unit after the chunks queued so far.
+    async fn create_unit(&self, input: CreateUnit) -> Result<Unit, ServiceError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Unit(input, reply))
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Waits for the queued jobs and takes the transaction back, with the import's change
+    /// number.
+    async fn finish(self) -> Result<(Tx, i64), ServiceError> {
+        drop(self.jobs);
+        match self.task.await {
+            Ok(r) => r.map(|tx| (tx, self.seq)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(writer_gone()),
+        }
+    }
+
+    /// The planner failed with `e`: the writer's own error if it failed (the planner's is
+    /// then only its echo, [`writer_gone`]), else `e`. The transaction is dropped, i.e. rolled
+    /// back.
+    async fn error_or(self, e: ServiceError) -> ServiceError {
+        match self.finish().await {
+            Err(first) => first,
+            Ok(_) => e,
+        }
     }
 }
 

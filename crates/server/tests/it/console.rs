@@ -705,6 +705,12 @@ async fn the_audit_log_filters_by_target_actor_and_action() {
 /// Debian's Chromium, installed when missing (the test machines run as root and reach Debian's
 /// packages), and the test's npm packages.
 pub(crate) fn browser_prerequisites(dir: &str) -> String {
+    // The browser tests run in parallel: one installs while the others wait (two `apt-get`s at
+    // once fail on dpkg's lock; two `npm ci`s in one directory trip over each other).
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
         let st = std::process::Command::new("sh")
