@@ -1147,7 +1147,7 @@ async fn write(
 /// What the planner asks of the writer task.
 enum Job {
     /// One chunk's rows.
-    Write(Prepared),
+    Write(Box<Prepared>),
     /// A unit a row names and that does not exist yet; the answer goes back at once.
     Unit(
         CreateUnit,
@@ -1186,7 +1186,7 @@ impl Writer {
         let task = tokio::spawn(async move {
             while let Some(job) = recv.recv().await {
                 match job {
-                    Job::Write(p) => write(&mut tx, &org, seq, p, now).await?,
+                    Job::Write(p) => write(&mut tx, &org, seq, *p, now).await?,
                     Job::Unit(input, reply) => {
                         match crate::service::units::create_in(&mut tx, &actor, &org, &input, now)
                             .await
@@ -1213,7 +1213,7 @@ impl Writer {
     /// Queues a chunk (waits while the previous one is still queued).
     async fn write(&self, p: Prepared) -> Result<(), ServiceError> {
         self.jobs
-            .send(Job::Write(p))
+            .send(Job::Write(Box::new(p)))
             .await
             .map_err(|_| writer_gone())
     }

@@ -777,3 +777,101 @@ async fn import_jobs_check_then_apply_a_kept_file() {
     let (_, list) = s.get(&k, "/api/v1/orgs/acme/import-jobs").await;
     assert_eq!(list["items"], json!([]), "{list}");
 }
+
+/// A file of several chunks (the planner hands 2,000 rows at a time to the writer task): units
+/// first named in later chunks are created before the rows that need them, every person is
+/// written with their links, a synced client gets them all, and changing some people across
+/// chunks updates exactly those.
+#[tokio::test]
+async fn a_file_of_several_chunks_is_written_in_order() {
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let file = |changed: bool| {
+        let rows: Vec<String> = (0..4500)
+            .map(|i| {
+                // Every 700th person gets a new mobile number in the second file.
+                let last = if changed && i % 700 == 0 { 99 } else { i % 100 };
+                format!(
+                    "K{i};V{i};N{i};079 {:03} {:02} {last:02};e{i}@example.org;Region {}/Team {};",
+                    i / 10000,
+                    (i / 100) % 100,
+                    i / 1500,
+                    i % 3
+                )
+            })
+            .collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        swiss(&rows)
+    };
+    let (_, start) = s.get(&k, "/api/v1/orgs/acme/contacts/changes").await;
+    let cursor = start["next_cursor"].as_str().unwrap().to_string();
+
+    let (st, r) = upload(&s, &k, "create_units=true", &file(false)).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((&r["created"], &r["applied"]), (&json!(4500), &json!(true)));
+    assert_eq!(r["units_created"].as_array().unwrap().len(), 12, "{r}");
+    // (Four-digit names: no other name starts with them.)
+    for (q, unit) in [
+        ("v1007", "Team 2"),
+        ("v2001", "Team 0"),
+        ("v4499", "Team 2"),
+    ] {
+        let found = people(&s, &k, &format!("q={q}")).await;
+        assert_eq!(found.len(), 1, "{q}: {found:?}");
+        assert_eq!(found[0]["units"][0]["name"], unit, "{q}: {found:?}");
+    }
+    let (_, units) = s.get(&k, "/api/v1/orgs/acme/units").await;
+    assert_eq!(units["items"].as_array().unwrap().len(), 12, "{units}");
+
+    // A client synced before the import gets every new person, page after page.
+    let mut next = cursor;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (st, v) = s
+            .get(
+                &k,
+                &format!("/api/v1/orgs/acme/contacts/changes?cursor={next}"),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        for p in v["upserts"].as_array().unwrap() {
+            seen.insert(p["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(v["removals"], json!([]), "{v}");
+        next = v["next_cursor"].as_str().unwrap().to_string();
+        if v["more"] != json!(true) {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 4500);
+
+    // Seven people change (rows 0, 700, …, 4200, spread over the three chunks).
+    let before = audit_len(&s, &k).await;
+    let (st, r) = upload(&s, &k, "", &file(true)).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (&r["updated"], &r["unchanged"], &r["created"]),
+        (&json!(7), &json!(4493), &json!(0)),
+        "{r}"
+    );
+    assert_eq!(audit_len(&s, &k).await, before + 7);
+    let (_, v) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/contacts/changes?cursor={next}"),
+        )
+        .await;
+    let changed: Vec<&str> = v["upserts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["given_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed.len(), 7, "{v}");
+    for i in (0..4500).step_by(700) {
+        assert!(changed.contains(&format!("V{i}").as_str()), "{changed:?}");
+        assert_eq!(people(&s, &k, &format!("q=v{i}")).await.len(), 1);
+    }
+    let found = people(&s, &k, "q=v4200").await;
+    assert_eq!(found[0]["phones"][0]["value"], "+41790004299", "{found:?}");
+}
