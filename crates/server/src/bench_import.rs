@@ -60,11 +60,21 @@ pub async fn run(args: &BenchArgs, config: &crate::config::Config) -> anyhow::Re
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// The resident memory now: after an import, whether the page cache it grew was given back.
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// A `/proc/self/status` figure (in KiB there) in MiB; 0 where there is no such file.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
+                .find(|l| l.starts_with(field))?
                 .split_whitespace()
                 .nth(1)?
                 .parse::<f64>()
@@ -103,11 +113,12 @@ async fn end_to_end(bytes: &[u8], n: usize, config: &crate::config::Config) -> a
         let secs = start.elapsed().as_secs_f64();
         anyhow::ensure!(r.applied && r.created == n as u64, "{r:?}");
         println!(
-            "run {round}: imported {n} new people (file to commit, {} units created): {:.0} ms, {:.0} rows/s; peak RSS {:.0} MiB",
+            "run {round}: imported {n} new people (file to commit, {} units created): {:.0} ms, {:.0} rows/s; peak RSS {:.0} MiB, RSS after {:.0} MiB",
             r.units_created.len(),
             secs * 1000.0,
             n as f64 / secs,
-            peak_rss_mib()
+            peak_rss_mib(),
+            rss_mib()
         );
         let start = Instant::now();
         let file = std::fs::read(&path)?;
@@ -119,9 +130,10 @@ async fn end_to_end(bytes: &[u8], n: usize, config: &crate::config::Config) -> a
             "{r:?}"
         );
         println!(
-            "run {round}: the same file again ({n} unchanged, nothing written): {:.0} ms, {:.0} rows/s",
+            "run {round}: the same file again ({n} unchanged, nothing written): {:.0} ms, {:.0} rows/s; RSS after {:.0} MiB",
             secs * 1000.0,
-            n as f64 / secs
+            n as f64 / secs,
+            rss_mib()
         );
     }
     db.close().await;

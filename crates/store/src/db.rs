@@ -141,7 +141,7 @@ async fn checkpoints(pool: SqlitePool) {
 }
 
 /// The SQLite writer's page cache (KiB) outside bulk transactions.
-const WRITER_CACHE_KIB: i64 = 65_536;
+pub const WRITER_CACHE_KIB: i64 = 65_536;
 /// The SQLite writer's page cache (KiB) during a bulk transaction ([`Db::begin_bulk`]); SQLite
 /// allocates pages only as the transaction needs them.
 pub const BULK_CACHE_KIB: i64 = 1_048_576;
@@ -175,6 +175,11 @@ impl Db {
                 // copy into each connection's small page cache: the readers walk large ranges
                 // (sync snapshots, listings) and were spending a third of their time copying.
                 .pragma("mmap_size", "268435456")
+                // A large result (an import loading 100k people, a sync snapshot) is handed from
+                // the connection's worker thread in batches of up to 1,024 rows rather than
+                // sqlx's 50: fewer thread hand-offs per row (the import's load of 100k people
+                // spent much of its time in them).
+                .row_buffer_size(1024)
                 // SQLite's own case folding (`LOWER`, `NOCASE`) is ASCII-only.
                 .collation(UNICODE_NOCASE, |a: &str, b: &str| {
                     a.chars()

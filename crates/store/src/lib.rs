@@ -21,7 +21,10 @@ mod migrations;
 pub mod outbox;
 pub mod secrets;
 
-pub use db::{Backend, Conn, Db, DbOptions, Exec, Raw, Tx, UNICODE_NOCASE, redact_url};
+pub use db::{
+    BULK_CACHE_KIB, Backend, Conn, Db, DbOptions, Exec, Raw, Tx, UNICODE_NOCASE, WRITER_CACHE_KIB,
+    redact_url,
+};
 pub use error::StoreError;
 /// Re-exported so repos use the same sqlx as the store.
 pub use sqlx;

@@ -8,6 +8,8 @@
 //! is no per-person index on the tokens and no foreign key: each would cost every token write
 //! another B-tree operation, and a bulk import writes five or more tokens per person.
 
+use std::collections::HashMap;
+
 use carebridge_domain::time::from_millis;
 use carebridge_domain::{OrgId, PersonId};
 use carebridge_proto::directory::{Address, Contact, Person, UnitRef};
@@ -580,36 +582,88 @@ pub async fn set_account(
 
 // ---- bulk (import) --------------------------------------------------------------------------
 
-/// Every person of the organisation with units and labels (the import's view of what exists).
-/// Three set queries, no per-person round trips.
-pub async fn all(x: &mut impl Exec, org: OrgId) -> Result<Vec<Person>, StoreError> {
-    let sql = format!("SELECT {COLS} FROM people p WHERE p.org_id = $1 ORDER BY p.id");
-    let rows: Vec<PersonRow> = run!(x, c => sqlx::query_as(&sql).bind(org.0).fetch_all(c).await)?;
+/// Every person of `org` with their units, groups and skills (in name order), for an import's
+/// matching. Three independent reads (people, unit links, label links) run at once, each on its
+/// own read connection: they see the latest commit, which is what the caller's transaction
+/// sees before it writes (on SQLite the caller holds the only writer; on PostgreSQL its
+/// transaction reads committed data too, and updates check each person's version). The link
+/// rows are read as ids and named from the (few) units and labels, so the database neither
+/// joins nor sorts 100k-row results.
+pub async fn all(db: &carebridge_store::Db, org: OrgId) -> Result<Vec<Person>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM people p WHERE p.org_id = $1");
+    let people = async {
+        let mut c = db.read().await?;
+        let rows: Vec<PersonRow> =
+            run!(&mut c, c => sqlx::query_as(&sql).bind(org.0).fetch_all(c).await)?;
+        Ok::<_, StoreError>(rows)
+    };
+    let units = async {
+        let mut c = db.read().await?;
+        let names: Vec<(Uuid, String)> = run!(&mut c, c => sqlx::query_as(
+            "SELECT id, name FROM units WHERE org_id = $1")
+            .bind(org.0).fetch_all(c).await)?;
+        let links: Vec<(Uuid, Uuid)> = run!(&mut c, c => sqlx::query_as(
+            "SELECT person_id, unit_id FROM person_units WHERE org_id = $1")
+            .bind(org.0).fetch_all(c).await)?;
+        Ok::<_, StoreError>((names, links))
+    };
+    let labels = async {
+        let mut c = db.read().await?;
+        let names: Vec<(Uuid, String, String, String)> = run!(&mut c, c => sqlx::query_as(
+            "SELECT id, kind, name, name_key FROM labels WHERE org_id = $1")
+            .bind(org.0).fetch_all(c).await)?;
+        let links: Vec<(Uuid, Uuid)> = run!(&mut c, c => sqlx::query_as(
+            "SELECT person_id, label_id FROM person_labels WHERE org_id = $1")
+            .bind(org.0).fetch_all(c).await)?;
+        Ok::<_, StoreError>((names, links))
+    };
+    let (rows, (unit_names, unit_links), (label_names, label_links)) =
+        tokio::try_join!(people, units, labels)?;
     let mut people = rows
         .into_iter()
         .map(person)
         .collect::<Result<Vec<_>, _>>()?;
-    let index: std::collections::HashMap<Uuid, usize> =
-        people.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
-    let units: Vec<(Uuid, Uuid, String)> = run!(x, c => sqlx::query_as(
-        "SELECT pu.person_id, u.id, u.name FROM person_units pu JOIN units u ON u.id = pu.unit_id \
-         WHERE pu.org_id = $1 ORDER BY u.name")
-        .bind(org.0).fetch_all(c).await)?;
-    for (pid, id, name) in units {
-        if let Some(&i) = index.get(&pid) {
-            people[i].units.push(UnitRef { id, name });
+    // In id order, as before (deactivations and their audit events follow it).
+    people.sort_unstable_by_key(|p| p.id);
+    let index: HashMap<Uuid, usize> = people.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    let unit_names: HashMap<Uuid, String> = unit_names.into_iter().collect();
+    for (pid, id) in unit_links {
+        if let (Some(&i), Some(name)) = (index.get(&pid), unit_names.get(&id)) {
+            people[i].units.push(UnitRef {
+                id,
+                name: name.clone(),
+            });
         }
     }
-    let labels: Vec<(Uuid, String, String)> = run!(x, c => sqlx::query_as(
-        "SELECT pl.person_id, l.kind, l.name FROM person_labels pl JOIN labels l ON l.id = pl.label_id \
-         WHERE pl.org_id = $1 ORDER BY l.name_key")
-        .bind(org.0).fetch_all(c).await)?;
-    for (pid, kind, name) in labels {
-        if let Some(&i) = index.get(&pid) {
-            match kind.as_str() {
-                "group" => people[i].groups.push(name),
-                _ => people[i].skills.push(name),
-            }
+    let label_names: HashMap<Uuid, (String, String, String)> = label_names
+        .into_iter()
+        .map(|(id, kind, name, key)| (id, (kind, name, key)))
+        .collect();
+    for p in &mut people {
+        p.units
+            .sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    }
+    // (person, is a group, name key, name) of every label link, sorted: each person's groups
+    // and skills in name order.
+    let mut keyed: Vec<(usize, bool, &str, &str)> = label_links
+        .iter()
+        .filter_map(|(pid, id)| {
+            let (kind, name, key) = label_names.get(id)?;
+            Some((
+                *index.get(pid)?,
+                kind == "group",
+                key.as_str(),
+                name.as_str(),
+            ))
+        })
+        .collect();
+    keyed.sort_unstable();
+    for (i, group, _, name) in keyed {
+        let p = &mut people[i];
+        if group {
+            p.groups.push(name.to_string());
+        } else {
+            p.skills.push(name.to_string());
         }
     }
     Ok(people)
@@ -745,14 +799,11 @@ impl ManyRows {
         }
         let all = created.iter().chain(updated.iter().map(|(l, _)| l));
         let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
+        // Tokens in key order: consecutive inserts land on the same B-tree pages.
+        let mut keys: Vec<(&str, &str, Uuid)> = Vec::new();
         for l in all {
             for t in &l.tokens {
-                tokens
-                    .uuid(org.0)
-                    .text(t)
-                    .text(&l.sort_key)
-                    .uuid(l.person.id)
-                    .end();
+                keys.push((t, &l.sort_key, l.person.id));
             }
             for u in &l.units {
                 units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
@@ -760,6 +811,10 @@ impl ManyRows {
             for x in &l.labels {
                 labels.uuid(l.person.id).uuid(*x).uuid(org.0).end();
             }
+        }
+        keys.sort_unstable();
+        for (t, sort_key, id) in keys {
+            tokens.uuid(org.0).text(t).text(sort_key).uuid(id).end();
         }
         r.tokens = tokens;
         r.units = units;

@@ -875,3 +875,132 @@ async fn a_file_of_several_chunks_is_written_in_order() {
     let found = people(&s, &k, "q=v4200").await;
     assert_eq!(found[0]["phones"][0]["value"], "+41790004299", "{found:?}");
 }
+
+/// A chunk of `n` rows: person `i` is "K{i}", family name "N{i}" except `boom`'s ("Boom").
+fn numbered(n: usize, boom: Option<usize>) -> Vec<u8> {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let family = match boom {
+                Some(b) if b == i => "Boom".to_string(),
+                _ => format!("N{i}"),
+            };
+            format!(
+                "K{i};V{i};{family};079 123 {:02} {:02};e{i}@example.org;Region Nord/Team {};",
+                (i / 100) % 100,
+                i % 100,
+                i % 3
+            )
+        })
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    swiss(&rows)
+}
+
+/// The writer fails on a later chunk (a database error: here a trigger refuses one person of
+/// the second of four chunks): the import fails with that error, not with the "writer stopped"
+/// the planner gets when it hands on the next chunk; the chunk written before is rolled back
+/// with it (no person, no unit, no audit event, no change in the feed); and the next import
+/// runs normally.
+#[tokio::test]
+async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
+    use carebridge_domain::Clock;
+    use carebridge_store::{exec, sqlx};
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let db = &s.running.state.db;
+    let events = audit_len(&s, &k).await;
+    let (_, start) = s.get(&k, "/api/v1/orgs/acme/contacts/changes").await;
+    let cursor = start["next_cursor"].as_str().unwrap().to_string();
+    let ddl: &[&str] = if carebridge_testkit::on_postgres() {
+        &[
+            "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.family_name = 'Boom' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON people FOR EACH ROW \
+             EXECUTE FUNCTION refuse_boom()",
+        ]
+    } else {
+        &["CREATE TRIGGER refuse_boom BEFORE INSERT ON people \
+           WHEN NEW.family_name = 'Boom' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"]
+    };
+    let mut tx = db.begin().await.unwrap();
+    for sql in ddl {
+        exec!(&mut tx, c => sqlx::query(sql).execute(c).await).unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let opts = carebridge_proto::directory::ImportOptions {
+        create_units: true,
+        ..Default::default()
+    };
+    // 8,000 rows are four chunks; row 2,100 is in the second.
+    let file = numbered(8000, Some(2100));
+    let e = carebridge_server::commands::import_people(
+        db,
+        "acme",
+        file,
+        opts.clone(),
+        false,
+        s.clock.now(),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(text.contains("refused by the test"), "{text}");
+    assert!(!text.contains("writer stopped"), "{text}");
+
+    assert!(people(&s, &k, "").await.is_empty());
+    let (_, units) = s.get(&k, "/api/v1/orgs/acme/units").await;
+    assert_eq!(units["items"].as_array().unwrap().len(), 0, "{units}");
+    assert_eq!(audit_len(&s, &k).await, events);
+    let (st, feed) = s
+        .get(
+            &k,
+            &format!("/api/v1/orgs/acme/contacts/changes?cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(st, 200, "{feed}");
+    assert_eq!(feed["upserts"].as_array().map(Vec::len), Some(0), "{feed}");
+
+    // The same file without the refused row goes in whole.
+    let (st, r) = upload(&s, &k, "create_units=true", &numbered(8000, None)).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!((&r["created"], &r["applied"]), (&json!(8000), &json!(true)));
+    // One event per person and per unit created (Region Nord and its three teams).
+    assert_eq!(audit_len(&s, &k).await, events + 8000 + 4);
+}
+
+/// `Db::begin_bulk` gives SQLite's writer a page cache large enough for a whole import's
+/// transaction; `Db::end_bulk` returns it to the usual size once the transaction is over (an
+/// import calls it on success and on failure alike). On PostgreSQL both are no-ops.
+#[tokio::test]
+async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
+    use carebridge_store::{BULK_CACHE_KIB, Tx, WRITER_CACHE_KIB, run, sqlx};
+    async fn cache_kib(tx: &mut Tx) -> i64 {
+        // A negative `cache_size` is a size in KiB.
+        -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(c).await)
+            .unwrap()
+    }
+    let s = TestServer::start().await;
+    let db = &s.running.state.db;
+    let on_sqlite = !carebridge_testkit::on_postgres();
+    let mut tx = db.begin_bulk().await.unwrap();
+    if on_sqlite {
+        assert_eq!(cache_kib(&mut tx).await, BULK_CACHE_KIB);
+    }
+    drop(tx);
+    db.end_bulk().await.unwrap();
+    if on_sqlite {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(cache_kib(&mut tx).await, WRITER_CACHE_KIB);
+    }
+
+    // After a real import too (its `run` ends the bulk mode).
+    let k = s.org("acme").await;
+    let (st, r) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200, "{r}");
+    if on_sqlite {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(cache_kib(&mut tx).await, WRITER_CACHE_KIB);
+    }
+}
