@@ -70,13 +70,17 @@ async fn units_tree_move_rename_delete() {
     let p = person(
         &s,
         &k,
-        json!({"given_name": "Ä", "family_name": "Ö", "unit_ids": [team_id]}),
+        json!({"given_name": "Ä", "family_name": "Ö", "unit_ids": [team_id], "groups": ["Nacht"]}),
     )
     .await;
+    let members = |v: &Value| v["items"][0]["members"].clone();
+    let (_, groups) = s.get(&k, "/api/v1/orgs/acme/groups").await;
+    assert_eq!(members(&groups), json!(1), "{groups}");
     let (st, body) = s
         .delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}"))
         .await;
     assert_eq!((st, body["code"].as_str()), (409, Some("unit_not_empty")));
+    // Deleting the person takes their memberships and groups with them.
     let (st, _) = s
         .delete(
             &k,
@@ -84,6 +88,8 @@ async fn units_tree_move_rename_delete() {
         )
         .await;
     assert_eq!(st, 204);
+    let (_, groups) = s.get(&k, "/api/v1/orgs/acme/groups").await;
+    assert_eq!(members(&groups), json!(0), "{groups}");
     let (st, _) = s
         .delete(&k, &format!("/api/v1/orgs/acme/units/{team_id}"))
         .await;
