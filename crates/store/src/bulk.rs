@@ -7,8 +7,10 @@
 //!   parameters; for `?` it does not. (A single JSON parameter unpacked with `json_each` was
 //!   tried first: SQLite re-parses a row's JSON for every `->>`, which cost more than the
 //!   inserts.)
-//! - PostgreSQL: one array per column, unpacked with `UNNEST` (`$N::uuid[]`, …), so a
-//!   statement has as many parameters as columns whatever the row count.
+//! - PostgreSQL: a plain insert is a `COPY … FROM STDIN` in text format (no statement to parse
+//!   or plan per chunk, no arrays to build); the other statements bind one array per column,
+//!   unpacked with `UNNEST` (`$N::uuid[]`, …), so a statement has as many parameters as
+//!   columns whatever the row count.
 //!
 //! Rows are collected with [`Rows`]; each cell's type must match the column's [`Col`] (a
 //! mismatch is an error, not a panic).
@@ -296,6 +298,22 @@ pub async fn insert(
                     .rows_affected();
             }
         }
+        Raw::Postgres(c) if suffix.is_empty() => {
+            let mut copy = c
+                .copy_in_raw(&format!("COPY {table} ({names}) FROM STDIN"))
+                .await?;
+            let mut buf = Vec::with_capacity(COPY_BUFFER + 4096);
+            for row in cells.chunks(w) {
+                copy_row(&mut buf, row);
+                if buf.len() >= COPY_BUFFER {
+                    copy.send(std::mem::take(&mut buf)).await?;
+                }
+            }
+            if !buf.is_empty() {
+                copy.send(buf).await?;
+            }
+            n = copy.finish().await?;
+        }
         Raw::Postgres(c) => {
             let sql = format!(
                 "INSERT INTO {table} ({names}) SELECT * FROM {} {suffix}",
@@ -305,6 +323,42 @@ pub async fn insert(
         }
     }
     Ok(n)
+}
+
+/// Bytes of `COPY` data sent to PostgreSQL at a time.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Appends one row in `COPY … FROM STDIN`'s text format: cells separated by tabs, `\N` for
+/// NULL, and in text the backslash and the characters that would end a cell or a row escaped.
+fn copy_row(buf: &mut Vec<u8>, row: &[Val]) {
+    use std::io::Write;
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            buf.push(b'\t');
+        }
+        match v {
+            Val::Null => buf.extend_from_slice(b"\\N"),
+            Val::Uuid(u) => {
+                let _ = write!(buf, "{}", u.hyphenated());
+            }
+            Val::Int(n) => {
+                let _ = write!(buf, "{n}");
+            }
+            Val::Bool(b) => buf.push(if *b { b't' } else { b'f' }),
+            Val::Text(s) => {
+                for &byte in s.as_bytes() {
+                    match byte {
+                        b'\\' => buf.extend_from_slice(b"\\\\"),
+                        b'\n' => buf.extend_from_slice(b"\\n"),
+                        b'\r' => buf.extend_from_slice(b"\\r"),
+                        b'\t' => buf.extend_from_slice(b"\\t"),
+                        _ => buf.push(byte),
+                    }
+                }
+            }
+        }
+    }
+    buf.push(b'\n');
 }
 
 /// For every row: `UPDATE table SET col = value, … WHERE org_id = $org AND key = row key [AND
@@ -466,6 +520,28 @@ pub async fn delete_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_rows_escape_what_would_end_a_cell_or_a_row() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let mut buf = Vec::new();
+        copy_row(
+            &mut buf,
+            &[
+                Val::Uuid(id),
+                Val::Text("a\tb\nc\rd\\e \"ü\"".into()),
+                Val::Null,
+                Val::Int(-42),
+                Val::Bool(true),
+                Val::Bool(false),
+                Val::Text(String::new()),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "01234567-89ab-cdef-0123-456789abcdef\ta\\tb\\nc\\rd\\\\e \"ü\"\t\\N\t-42\tt\tf\t\n"
+        );
+    }
 
     #[test]
     fn rows_are_checked_against_the_columns() {
