@@ -22,8 +22,8 @@ pub mod outbox;
 pub mod secrets;
 
 pub use db::{
-    BULK_CACHE_KIB, Backend, Conn, Db, DbOptions, Exec, Raw, Tx, UNICODE_NOCASE, WRITER_CACHE_KIB,
-    redact_url,
+    BULK_CACHE_KIB, Backend, Conn, Db, DbOptions, Exec, Raw, Tx, UNICODE_NOCASE,
+    WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, redact_url,
 };
 pub use error::StoreError;
 /// Re-exported so repos use the same sqlx as the store.

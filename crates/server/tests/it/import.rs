@@ -971,28 +971,39 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
 }
 
 /// `Db::begin_bulk` gives SQLite's writer a page cache large enough for a whole import's
-/// transaction; `Db::end_bulk` returns it to the usual size once the transaction is over (an
-/// import calls it on success and on failure alike). On PostgreSQL both are no-ops.
+/// transaction and no checkpoint at its commit; `Db::end_bulk` restores the usual cache size
+/// and checkpoint threshold once the transaction is over (an import calls it on success and on
+/// failure alike). On PostgreSQL both are no-ops. A new SQLite database has 16 KiB pages.
 #[tokio::test]
 async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
-    use carebridge_store::{BULK_CACHE_KIB, Tx, WRITER_CACHE_KIB, run, sqlx};
-    async fn cache_kib(tx: &mut Tx) -> i64 {
+    use carebridge_store::{
+        BULK_CACHE_KIB, Tx, WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx,
+    };
+    /// The writer's page cache (KiB) and automatic checkpoint threshold (pages).
+    async fn settings(tx: &mut Tx) -> (i64, i64) {
+        let pragma = |name: &'static str| sqlx::query_scalar::<_, i64>(name);
         // A negative `cache_size` is a size in KiB.
-        -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(c).await)
-            .unwrap()
+        let cache = -run!(tx, c => pragma("PRAGMA cache_size").fetch_one(c).await).unwrap();
+        let checkpoint =
+            run!(tx, c => pragma("PRAGMA wal_autocheckpoint").fetch_one(c).await).unwrap();
+        (cache, checkpoint)
     }
+    let usual = (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES);
     let s = TestServer::start().await;
     let db = &s.running.state.db;
     let on_sqlite = !carebridge_testkit::on_postgres();
     let mut tx = db.begin_bulk().await.unwrap();
     if on_sqlite {
-        assert_eq!(cache_kib(&mut tx).await, BULK_CACHE_KIB);
+        assert_eq!(settings(&mut tx).await, (BULK_CACHE_KIB, 0));
+        let page =
+            run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA page_size").fetch_one(c).await);
+        assert_eq!(page.unwrap(), 16_384);
     }
     drop(tx);
     db.end_bulk().await.unwrap();
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(cache_kib(&mut tx).await, WRITER_CACHE_KIB);
+        assert_eq!(settings(&mut tx).await, usual);
     }
 
     // After a real import too (its `run` ends the bulk mode).
@@ -1001,6 +1012,6 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
     assert_eq!(st, 200, "{r}");
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(cache_kib(&mut tx).await, WRITER_CACHE_KIB);
+        assert_eq!(settings(&mut tx).await, usual);
     }
 }
