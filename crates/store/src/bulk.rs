@@ -269,7 +269,8 @@ async fn pg_chunks(
 }
 
 /// `INSERT INTO table (cols) VALUES …` with `suffix` appended (e.g. `ON CONFLICT DO NOTHING`).
-/// Returns the rows inserted.
+/// Returns the rows inserted. On an error the caller must roll the transaction back (every
+/// caller does, by returning the error): the rows before the failing one may have been written.
 pub async fn insert(
     tx: &mut Tx,
     table: &str,
@@ -287,9 +288,15 @@ pub async fn insert(
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
+            // `OR FAIL`: a row that breaks a constraint fails the statement but does not undo
+            // the statement's earlier rows, so SQLite keeps no statement journal (a copy of
+            // every page the statement touches; it still does for a table with immediate
+            // foreign keys). Nothing is lost: a failed bulk insert fails its whole
+            // transaction, which is rolled back.
+            let or_fail = if suffix.is_empty() { "OR FAIL " } else { "" };
             for chunk in cells.chunks(SQLITE_ROWS * w) {
                 let sql = format!(
-                    "INSERT INTO {table} ({names}) VALUES {} {suffix}",
+                    "INSERT {or_fail}INTO {table} ({names}) VALUES {} {suffix}",
                     values_list(chunk.len() / w, w)
                 );
                 n += bind_sqlite(sqlx::query(&sql), chunk)

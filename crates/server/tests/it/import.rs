@@ -981,11 +981,13 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
     };
     /// The writer's page cache (KiB) and automatic checkpoint threshold (pages).
     async fn settings(tx: &mut Tx) -> (i64, i64) {
-        let pragma = |name: &'static str| sqlx::query_scalar::<_, i64>(name);
         // A negative `cache_size` is a size in KiB.
-        let cache = -run!(tx, c => pragma("PRAGMA cache_size").fetch_one(c).await).unwrap();
-        let checkpoint =
-            run!(tx, c => pragma("PRAGMA wal_autocheckpoint").fetch_one(c).await).unwrap();
+        let cache = -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+            .fetch_one(c).await)
+        .unwrap();
+        let checkpoint = run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
+            .fetch_one(c).await)
+        .unwrap();
         (cache, checkpoint)
     }
     let usual = (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES);
