@@ -126,16 +126,10 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0019_search_column.sql"),
         include_str!("../migrations/postgres/0019_search_column.sql"),
     ),
-    (
-        20,
-        "deferred_links",
-        include_str!("../migrations/sqlite/0020_deferred_links.sql"),
-        include_str!("../migrations/postgres/0020_deferred_links.sql"),
-    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 20;
+pub const LATEST: i64 = 19;
 
 #[derive(Debug)]
 struct Embedded(Backend);
