@@ -125,13 +125,40 @@ pub async fn run(
     progress: &(dyn Fn(f64) + Send + Sync),
 ) -> Result<ImportReport, ServiceError> {
     let _running = Running::start(org.id.0)?;
-    let dry_run = req.options.dry_run;
+    let bulk = BulkMode((!req.options.dry_run).then(|| db.clone()));
     let result = import(db, actor, org, req, now, progress).await;
-    if !dry_run && let Err(e) = db.end_bulk().await {
-        // Only memory is at stake: the writer keeps a larger cache until the next import.
-        tracing::warn!(error = %e, "could not shrink the writer's page cache after an import");
-    }
+    bulk.end().await;
     result
+}
+
+/// Ends an applying import's bulk mode ([`Db::end_bulk`]) when the import is over, also when
+/// its future is dropped midway (an upload whose client hung up): then in a task of its own.
+struct BulkMode(Option<Db>);
+
+impl BulkMode {
+    async fn end(mut self) {
+        if let Some(db) = self.0.take() {
+            end_bulk(&db).await;
+        }
+    }
+}
+
+impl Drop for BulkMode {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { end_bulk(&db).await });
+        }
+    }
+}
+
+async fn end_bulk(db: &Db) {
+    if let Err(e) = db.end_bulk().await {
+        // The writer keeps a larger cache and leaves checkpoints to the background task until
+        // the next import.
+        tracing::warn!(error = %e, "could not restore the writer's settings after an import");
+    }
 }
 
 /// [`run`] without the bookkeeping around it.

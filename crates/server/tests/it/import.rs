@@ -1017,3 +1017,83 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
         assert_eq!(settings(&mut tx).await, usual);
     }
 }
+
+/// An import whose future is dropped midway (an upload whose client hung up, which drops the
+/// handler) still ends the bulk mode: the writer gets its usual page cache and checkpoint
+/// threshold back.
+#[tokio::test]
+async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
+    use carebridge_domain::Clock;
+    use carebridge_domain::auth::{Actor, Source};
+    use carebridge_store::{WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if carebridge_testkit::on_postgres() {
+        // Bulk mode changes nothing on PostgreSQL.
+        return;
+    }
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let db = s.running.state.db.clone();
+    let org = carebridge_server::commands::resolve(&db, "acme")
+        .await
+        .unwrap();
+    let req = carebridge_directory::service::import::Request {
+        bytes: numbered(20_000, None),
+        options: carebridge_proto::directory::ImportOptions {
+            create_units: true,
+            ..Default::default()
+        },
+        may_assign_roles: false,
+    };
+    let chunk_done = Arc::new(AtomicBool::new(false));
+    let progress = {
+        let chunk_done = chunk_done.clone();
+        move |_: f64| chunk_done.store(true, Ordering::SeqCst)
+    };
+    let actor = Actor::system("test", Source::Cli);
+    // Boxed, so that `drop` below really drops it (`tokio::pin!` would keep it to the end).
+    let mut import = Box::pin(carebridge_directory::service::import::run(
+        &db,
+        &actor,
+        &org,
+        req,
+        s.clock.now(),
+        &progress,
+    ));
+    // Poll it until a chunk is done (the bulk transaction has begun), then drop it.
+    loop {
+        tokio::select! {
+            r = &mut import => panic!("the import ended before it could be dropped: {r:?}"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(1)) => {
+                if chunk_done.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(import);
+
+    // On the real clock: the bulk mode ends in a task of its own once the transaction is gone.
+    let mut settings = (0, 0);
+    for _ in 0..500 {
+        let mut tx = db.begin().await.unwrap();
+        let cache = -run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+            .fetch_one(c).await)
+        .unwrap();
+        let checkpoint =
+            run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
+            .fetch_one(c).await)
+            .unwrap();
+        drop(tx);
+        settings = (cache, checkpoint);
+        if settings == (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(settings, (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES));
+    // Nothing of the dropped import stays.
+    assert_eq!(people(&s, &k, "").await.len(), 0);
+    assert!(!carebridge_directory::service::import::running(org.id.0));
+}
