@@ -970,6 +970,19 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
     assert_eq!(audit_len(&s, &k).await, events + 8000 + 4);
 }
 
+/// The SQLite writer's page cache (KiB) and automatic checkpoint threshold (pages), read in `tx`.
+async fn writer_settings(tx: &mut carebridge_store::Tx) -> (i64, i64) {
+    use carebridge_store::{run, sqlx};
+    // A negative `cache_size` is a size in KiB.
+    let cache =
+        -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(c).await)
+            .unwrap();
+    let checkpoint = run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
+        .fetch_one(c).await)
+    .unwrap();
+    (cache, checkpoint)
+}
+
 /// `Db::begin_bulk` gives SQLite's writer a page cache large enough for a whole import's
 /// transaction and no checkpoint at its commit; `Db::end_bulk` restores the usual cache size
 /// and checkpoint threshold once the transaction is over (an import calls it on success and on
@@ -977,26 +990,15 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
 #[tokio::test]
 async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
     use carebridge_store::{
-        BULK_CACHE_KIB, Tx, WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx,
+        BULK_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx,
     };
-    /// The writer's page cache (KiB) and automatic checkpoint threshold (pages).
-    async fn settings(tx: &mut Tx) -> (i64, i64) {
-        // A negative `cache_size` is a size in KiB.
-        let cache = -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
-            .fetch_one(c).await)
-        .unwrap();
-        let checkpoint = run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
-            .fetch_one(c).await)
-        .unwrap();
-        (cache, checkpoint)
-    }
     let usual = (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES);
     let s = TestServer::start().await;
     let db = &s.running.state.db;
     let on_sqlite = !carebridge_testkit::on_postgres();
     let mut tx = db.begin_bulk().await.unwrap();
     if on_sqlite {
-        assert_eq!(settings(&mut tx).await, (BULK_CACHE_KIB, 0));
+        assert_eq!(writer_settings(&mut tx).await, (BULK_CACHE_KIB, 0));
         let page =
             run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA page_size").fetch_one(c).await);
         assert_eq!(page.unwrap(), 16_384);
@@ -1005,7 +1007,7 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
     db.end_bulk().await.unwrap();
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(settings(&mut tx).await, usual);
+        assert_eq!(writer_settings(&mut tx).await, usual);
     }
 
     // After a real import too (its `run` ends the bulk mode).
@@ -1014,7 +1016,7 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
     assert_eq!(st, 200, "{r}");
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(settings(&mut tx).await, usual);
+        assert_eq!(writer_settings(&mut tx).await, usual);
     }
 }
 
@@ -1025,7 +1027,7 @@ async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
 async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     use carebridge_domain::Clock;
     use carebridge_domain::auth::{Actor, Source};
-    use carebridge_store::{WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx};
+    use carebridge_store::{WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     if carebridge_testkit::on_postgres() {
@@ -1078,15 +1080,8 @@ async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     let mut settings = (0, 0);
     for _ in 0..500 {
         let mut tx = db.begin().await.unwrap();
-        let cache = -run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
-            .fetch_one(c).await)
-        .unwrap();
-        let checkpoint =
-            run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
-            .fetch_one(c).await)
-            .unwrap();
+        settings = writer_settings(&mut tx).await;
         drop(tx);
-        settings = (cache, checkpoint);
         if settings == (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES) {
             break;
         }
