@@ -524,6 +524,108 @@ pub async fn delete_in(
     Ok(n)
 }
 
+/// Checks that every id of `ids` (distinct) is a row of `table` in organisation `org`, and on
+/// PostgreSQL locks those rows `FOR KEY SHARE` until the transaction ends, as a foreign-key
+/// check would: they can then neither be deleted nor change their key meanwhile. A bulk writer
+/// calls it for the few parents (units, labels) that many new rows name, before
+/// [`fk_triggers_off`]. An id that is missing is a [`StoreError::ForeignKey`].
+pub async fn lock_parents(
+    tx: &mut Tx,
+    table: &str,
+    org: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut found = 0;
+    match Exec::raw(&mut *tx) {
+        Raw::Sqlite(c) => {
+            // The writer holds the database's write lock: nobody can delete them meanwhile.
+            for chunk in ids.chunks(SQLITE_ROWS) {
+                let sql = format!(
+                    "SELECT count(*) FROM {table} WHERE id IN ({}) AND org_id = ?",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                found += q.bind(org).fetch_one(&mut *c).await?;
+            }
+        }
+        Raw::Postgres(c) => {
+            let sql = format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE id = ANY($1) AND org_id = $2 \
+                 FOR KEY SHARE) AS locked"
+            );
+            found = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(ids)
+                .bind(org)
+                .fetch_one(&mut *c)
+                .await?;
+        }
+    }
+    if found != ids.len() as i64 {
+        return Err(StoreError::ForeignKey {
+            what: format!(
+                "{} of the {} {table} named do not exist (any more)",
+                ids.len() as i64 - found,
+                ids.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// PostgreSQL: turns the foreign-key triggers off for the rest of the transaction or until
+/// [`fk_triggers_on`], where the role may (`session_replication_role = replica`: a superuser,
+/// or a role granted `SET` on that parameter). Returns whether it did; on SQLite, or without
+/// the right, it does nothing (the checks then run as usual).
+///
+/// Each foreign key of each inserted row otherwise costs a trigger call that runs a
+/// `SELECT … FOR KEY SHARE` on the parent: for an import's link rows (a person's unit, groups
+/// and skills) that was 40% of the server's work. Only for inserts whose every key the caller
+/// has made sure of in this transaction: rows written in it, or parents checked and locked with
+/// [`lock_parents`]. Other triggers are off meanwhile too (the schema has none).
+pub async fn fk_triggers_off(tx: &mut Tx) -> Result<bool, StoreError> {
+    let Raw::Postgres(c) = Exec::raw(&mut *tx) else {
+        return Ok(false);
+    };
+    // Asked first rather than tried: a refused `SET` would abort the transaction (or need a
+    // savepoint) and log an error on the server for every chunk.
+    let (superuser, version): (bool, i32) = sqlx::query_as(
+        "SELECT current_setting('is_superuser') = 'on', \
+         current_setting('server_version_num')::int",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    // Privileges on parameters exist from PostgreSQL 15 (the function, too).
+    let may = superuser
+        || (version >= 150_000
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT has_parameter_privilege('session_replication_role', 'SET')",
+            )
+            .fetch_one(&mut *c)
+            .await?);
+    if may {
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(may)
+}
+
+/// Undoes [`fk_triggers_off`] (`was_off`: what it returned).
+pub async fn fk_triggers_on(tx: &mut Tx, was_off: bool) -> Result<(), StoreError> {
+    if let (true, Raw::Postgres(c)) = (was_off, Exec::raw(&mut *tx)) {
+        sqlx::query("SET LOCAL session_replication_role = origin")
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

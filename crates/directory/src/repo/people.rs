@@ -776,6 +776,9 @@ pub struct ManyRows {
     tokens: carebridge_store::bulk::Rows,
     units: carebridge_store::bulk::Rows,
     labels: carebridge_store::bulk::Rows,
+    /// The units and labels the link rows name, each once.
+    unit_ids: Vec<Uuid>,
+    label_ids: Vec<Uuid>,
 }
 
 impl ManyRows {
@@ -801,7 +804,13 @@ impl ManyRows {
         let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
         // Tokens in key order: consecutive inserts land on the same B-tree pages.
         let mut keys: Vec<(&str, &str, Uuid)> = Vec::new();
+        let (mut unit_ids, mut label_ids) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
         for l in all {
+            unit_ids.extend(l.units.iter().copied());
+            label_ids.extend(l.labels.iter().copied());
             for t in &l.tokens {
                 keys.push((t, &l.sort_key, l.person.id));
             }
@@ -819,6 +828,8 @@ impl ManyRows {
         r.tokens = tokens;
         r.units = units;
         r.labels = labels;
+        r.unit_ids = unit_ids.into_iter().collect();
+        r.label_ids = label_ids.into_iter().collect();
         r
     }
 
@@ -880,8 +891,15 @@ pub async fn write_many(tx: &mut Tx, org: OrgId, rows: ManyRows) -> Result<bool,
             ("org_id", Col::Uuid),
         ]
     };
+    // Every link names a person written just above (inserted, or updated and so locked) and
+    // a unit or label checked and locked here, so the database need not check each row's keys
+    // again (on PostgreSQL a trigger call and a parent lookup per key and row).
+    bulk::lock_parents(tx, "units", org.0, &rows.unit_ids).await?;
+    bulk::lock_parents(tx, "labels", org.0, &rows.label_ids).await?;
+    let off = bulk::fk_triggers_off(tx).await?;
     bulk::insert(tx, "person_units", &link("unit_id"), rows.units, "").await?;
     bulk::insert(tx, "person_labels", &link("label_id"), rows.labels, "").await?;
+    bulk::fk_triggers_on(tx, off).await?;
     Ok(true)
 }
 

@@ -1092,3 +1092,134 @@ async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     assert_eq!(people(&s, &k, "").await.len(), 0);
     assert!(!carebridge_directory::service::import::running(org.id.0));
 }
+
+/// The import writes its link rows (a person's unit, groups and skills) with the database's
+/// per-row foreign-key checks off on PostgreSQL (where the role may), having checked and locked
+/// the units and labels they name itself (`bulk::lock_parents`): a label that does not exist
+/// is refused, one that exists cannot be deleted until the transaction ends, and the checks are
+/// back on for the rest of the transaction. On SQLite the same check refuses a missing label.
+#[tokio::test]
+async fn links_written_unchecked_name_parents_checked_and_locked() {
+    use carebridge_store::{StoreError, bulk, exec, run, sqlx};
+    let s = TestServer::start().await;
+    let k = s.org("acme").await;
+    let db = &s.running.state.db;
+    let (st, r) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
+    assert_eq!(st, 200, "{r}");
+    let mut tx = db.begin().await.unwrap();
+    let (org, person): (uuid::Uuid, uuid::Uuid) = run!(&mut tx, c => sqlx::query_as(
+        "SELECT o.id, p.id FROM organisations o JOIN people p ON p.org_id = o.id \
+         WHERE o.slug = 'acme' AND p.external_id = 'P3'")
+        .fetch_one(c).await)
+    .unwrap();
+    // A label nobody has yet (one with members could not be deleted anyway).
+    let label = uuid::Uuid::now_v7();
+    exec!(&mut tx, c => sqlx::query(
+        "INSERT INTO labels (id, org_id, kind, name, name_key, created_at) \
+         VALUES ($1, $2, 'group', 'Nachtdienst', 'nachtdienst', 0)")
+        .bind(label).bind(org).execute(c).await)
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // A label that does not exist, or not in this organisation, is refused.
+    let mut tx = db.begin().await.unwrap();
+    let e = bulk::lock_parents(&mut tx, "labels", org, &[label, uuid::Uuid::now_v7()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::ForeignKey { what } if what.contains("1 of the 2 labels")),
+        "{e:?}"
+    );
+    drop(tx);
+    let mut tx = db.begin().await.unwrap();
+    let e = bulk::lock_parents(&mut tx, "labels", uuid::Uuid::now_v7(), &[label])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::ForeignKey { .. }), "{e:?}");
+    drop(tx);
+
+    let mut tx = db.begin().await.unwrap();
+    bulk::lock_parents(&mut tx, "labels", org, &[label])
+        .await
+        .unwrap();
+    let off = bulk::fk_triggers_off(&mut tx).await.unwrap();
+    let role = |on: bool| if on { "replica" } else { "origin" };
+    if carebridge_testkit::on_postgres() {
+        // The tests connect as a superuser.
+        assert!(off);
+        let now: String = run!(&mut tx, c => sqlx::query_scalar("SHOW session_replication_role")
+            .fetch_one(c).await)
+        .unwrap();
+        assert_eq!(now, role(true));
+    } else {
+        assert!(!off);
+    }
+    let mut rows = bulk::Rows::new();
+    rows.uuid(person).uuid(label).uuid(org).end();
+    let cols = [
+        ("person_id", bulk::Col::Uuid),
+        ("label_id", bulk::Col::Uuid),
+        ("org_id", bulk::Col::Uuid),
+    ];
+    bulk::insert(&mut tx, "person_labels", &cols, rows, "")
+        .await
+        .unwrap();
+    bulk::fk_triggers_on(&mut tx, off).await.unwrap();
+    if carebridge_testkit::on_postgres() {
+        let now: String = run!(&mut tx, c => sqlx::query_scalar("SHOW session_replication_role")
+            .fetch_one(c).await)
+        .unwrap();
+        assert_eq!(now, role(false));
+        // Another transaction cannot delete the label meanwhile: it waits for this one.
+        let mut other = db.begin().await.unwrap();
+        exec!(&mut other, c => sqlx::query("SET LOCAL lock_timeout = '300ms'").execute(c).await)
+            .unwrap();
+        let gone = exec!(&mut other, c => sqlx::query("DELETE FROM labels WHERE id = $1")
+            .bind(label).execute(c).await);
+        assert!(
+            gone.is_err(),
+            "deleted a label a running import links to: {gone:?}"
+        );
+        drop(other);
+        // The database checks keys again for the rest of the transaction.
+        let mut rows = bulk::Rows::new();
+        rows.uuid(person).uuid(uuid::Uuid::now_v7()).uuid(org).end();
+        exec!(&mut tx, c => sqlx::query("SAVEPOINT checked").execute(c).await).unwrap();
+        let e = bulk::insert(&mut tx, "person_labels", &cols, rows, "")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::ForeignKey { .. }), "{e:?}");
+        exec!(&mut tx, c => sqlx::query("ROLLBACK TO SAVEPOINT checked").execute(c).await).unwrap();
+    }
+    tx.commit().await.unwrap();
+    let (st, p) = s.get(&k, "/api/v1/orgs/acme/people?q=rossi").await;
+    assert_eq!(st, 200, "{p}");
+    assert!(p.to_string().contains("Nachtdienst"), "{p}");
+}
+
+/// A role that may not set `session_replication_role` gets the usual checks, and its
+/// transaction goes on unharmed (the right is asked, not tried).
+#[tokio::test]
+async fn without_the_right_the_foreign_key_checks_stay_on() {
+    use carebridge_store::{bulk, exec, run, sqlx};
+    if !carebridge_testkit::on_postgres() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let db = &s.running.state.db;
+    let mut tx = db.begin().await.unwrap();
+    // A role of the cluster (shared by all test databases); a second run finds it there.
+    exec!(&mut tx, c => sqlx::query(
+        "DO $$ BEGIN CREATE ROLE carebridge_plain NOLOGIN; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        .execute(c).await)
+    .unwrap();
+    exec!(&mut tx, c => sqlx::query("SET LOCAL ROLE carebridge_plain").execute(c).await).unwrap();
+    assert!(!bulk::fk_triggers_off(&mut tx).await.unwrap());
+    let now: String = run!(&mut tx, c => sqlx::query_scalar("SHOW session_replication_role")
+        .fetch_one(c).await)
+    .unwrap();
+    assert_eq!(now, "origin");
+    bulk::fk_triggers_on(&mut tx, false).await.unwrap();
+    tx.commit().await.unwrap();
+}
