@@ -578,6 +578,34 @@ pub async fn lock_parents(
     Ok(())
 }
 
+/// SQLite: checks every foreign key of every row of `tables` (`PRAGMA foreign_key_check`), for
+/// a [`crate::Db::begin_bulk`] transaction, which writes without them, before it commits. A
+/// row naming a missing parent is a [`StoreError::ForeignKey`]. Each call reads the whole of
+/// each table: for small tables (units, labels), or where a bulk writer did not check its
+/// rows otherwise. Nothing to do on PostgreSQL, which checks as usual.
+pub async fn check_foreign_keys(tx: &mut Tx, tables: &[&str]) -> Result<(), StoreError> {
+    let Raw::Sqlite(c) = Exec::raw(&mut *tx) else {
+        return Ok(());
+    };
+    for table in tables {
+        // Rows of (table, rowid, parent, key index); the first is enough to refuse.
+        let bad: Option<(String, Option<i64>, String)> = sqlx::query_as(&format!(
+            "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check('{table}') LIMIT 1"
+        ))
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some((child, row, parent)) = bad {
+            return Err(StoreError::ForeignKey {
+                what: format!(
+                    "a row of {child} (rowid {}) names a missing {parent}",
+                    row.map_or_else(|| "none".to_string(), |r| r.to_string())
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// PostgreSQL: turns the foreign-key triggers off for the rest of the transaction or until
 /// [`fk_triggers_on`], where the role may (`session_replication_role = replica`: a superuser,
 /// or a role granted `SET` on that parameter). Returns whether it did; on SQLite, or without

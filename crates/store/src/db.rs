@@ -1,9 +1,11 @@
 //! The database handle: which backend, its pools, transactions and connections.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
+use sqlx::pool::{MaybePoolConnection, PoolConnection};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -47,8 +49,16 @@ impl DbOptions {
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { write: SqlitePool, read: SqlitePool },
-    Postgres { pool: PgPool },
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+        /// The writer connection is in bulk mode ([`Db::begin_bulk`]): it is closed when it is
+        /// released, instead of going back to the pool with the bulk settings.
+        bulk: Arc<AtomicBool>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
 }
 
 /// A write transaction. Dropped without [`Tx::commit`] it rolls back.
@@ -218,9 +228,19 @@ impl Db {
             // and never at the end of a bulk transaction (`begin_bulk`);
             // SQLite's default, 4 MiB, made every tenth large write (a chat commit of a big
             // group is ~0.5 MiB) copy and fsync the log before answering.
+            let bulk = Arc::new(AtomicBool::new(false));
+            let in_bulk = bulk.clone();
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
+                // A connection used for a bulk transaction is closed when released: the next
+                // one opens with the usual settings (foreign keys on above all). This runs
+                // before anyone else can have the connection, on every path: commit, error,
+                // or a dropped transaction. There is one writer connection, so the flag is its.
+                .after_release(move |_, _| {
+                    let keep = !in_bulk.swap(false, Ordering::SeqCst);
+                    Box::pin(async move { Ok(keep) })
+                })
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(
                     o.clone()
@@ -241,7 +261,7 @@ impl Db {
                 .await
                 .map_err(StoreError::Unavailable)?;
             tokio::spawn(checkpoints(read.clone()));
-            Ok(Db::Sqlite { write, read })
+            Ok(Db::Sqlite { write, read, bulk })
         } else {
             Err(StoreError::Unavailable(sqlx::Error::Configuration(
                 format!(
@@ -283,44 +303,47 @@ impl Db {
     }
 
     /// Begins a write transaction for a bulk change (an import of many thousand rows). On
-    /// SQLite the writer's page cache may grow to [`BULK_CACHE_KIB`] for it: a 100k-row import
-    /// dirties about 200 MiB of pages, and with the usual 64 MiB cache SQLite spills them to the
-    /// log mid-transaction and reads them back, which made such an import twice as slow per row
-    /// as one a third its size. Its commit does not checkpoint either: such a commit always
-    /// passes the writer's automatic checkpoint threshold, and copying and syncing the whole
-    /// log into the database file added about a second to a 100k-row import; the background
-    /// task ([`checkpoints`]) does it within half a second instead. Call [`Db::end_bulk`] when
-    /// the transaction has ended (committed or not) to restore both.
+    /// SQLite its connection is set up for it, and closed when the transaction is over
+    /// (committed, failed or dropped; see the writer pool's `after_release`), so the next
+    /// writer opens with the usual settings again:
+    /// - the page cache may grow to [`BULK_CACHE_KIB`]: a 100k-row import dirties about
+    ///   200 MiB of pages, and with the usual 64 MiB cache SQLite spills them to the log
+    ///   mid-transaction and reads them back, which made such an import twice as slow per row
+    ///   as one a third its size;
+    /// - its commit does not checkpoint: such a commit always passes the writer's automatic
+    ///   checkpoint threshold, and copying and syncing the whole log into the database file
+    ///   added about a second to a 100k-row import; the background task ([`checkpoints`]) does
+    ///   it within half a second instead;
+    /// - **foreign keys are not enforced** (`PRAGMA foreign_keys` can only change outside a
+    ///   transaction). Their lookups, and the statement journal SQLite keeps for any insert
+    ///   into a table with foreign keys, were a third of the database's work in an import.
+    ///   Whoever writes in such a transaction must only name rows it has checked in it
+    ///   (the writer holds the database's write lock, so they stay): see
+    ///   [`crate::bulk::lock_parents`] and [`crate::bulk::check_foreign_keys`].
+    ///
+    /// On PostgreSQL it is a plain transaction.
     pub async fn begin_bulk(&self) -> Result<Tx, StoreError> {
-        let mut tx = self.begin().await?;
-        if let Tx::Sqlite(c) = &mut tx {
-            sqlx::query(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"))
-                .execute(&mut **c)
-                .await?;
-            sqlx::query("PRAGMA wal_autocheckpoint = 0")
-                .execute(&mut **c)
-                .await?;
+        let Db::Sqlite { write, bulk, .. } = self else {
+            return self.begin().await;
+        };
+        let mut c = write.acquire().await?;
+        // From here on, however this ends, the connection is closed when released.
+        bulk.store(true, Ordering::SeqCst);
+        for pragma in [
+            "PRAGMA foreign_keys = OFF".to_string(),
+            format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"),
+            "PRAGMA wal_autocheckpoint = 0".to_string(),
+        ] {
+            sqlx::query(&pragma).execute(&mut *c).await?;
         }
-        Ok(tx)
-    }
-
-    /// After a [`Db::begin_bulk`] transaction: the writer's page cache returns to its usual
-    /// size and SQLite frees what it held beyond it, and the writer checkpoints by itself again
-    /// past its usual threshold. Nothing to do on PostgreSQL.
-    pub async fn end_bulk(&self) -> Result<(), StoreError> {
-        if let Db::Sqlite { write, .. } = self {
-            let mut c = write.acquire().await?;
-            sqlx::query(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(&format!(
-                "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}"
-            ))
-            .execute(&mut *c)
-            .await?;
-            sqlx::query("PRAGMA shrink_memory").execute(&mut *c).await?;
-        }
-        Ok(())
+        // `Transaction::begin` on a connection already taken is what `Pool::begin_with` does;
+        // sqlx has no other way to begin a transaction on a pool connection one set up first.
+        let tx = Transaction::begin(
+            MaybePoolConnection::PoolConnection(c),
+            Some("BEGIN IMMEDIATE".into()),
+        )
+        .await?;
+        Ok(Tx::Sqlite(tx))
     }
 
     /// The writer connection without a transaction, for one self-contained statement (autocommit):
@@ -365,7 +388,7 @@ impl Db {
     /// Closes every pool (graceful shutdown).
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { write, read } => {
+            Db::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }

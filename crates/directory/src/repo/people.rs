@@ -893,7 +893,9 @@ pub async fn write_many(tx: &mut Tx, org: OrgId, rows: ManyRows) -> Result<bool,
     };
     // Every link names a person written just above (inserted, or updated and so locked) and
     // a unit or label checked and locked here, so the database need not check each row's keys
-    // again (on PostgreSQL a trigger call and a parent lookup per key and row).
+    // again: on PostgreSQL a trigger call and a parent lookup per key and row, turned off for
+    // these inserts; on SQLite a bulk transaction (`Db::begin_bulk`) has no foreign-key checks
+    // at all, so in one this check is the only one.
     bulk::lock_parents(tx, "units", org.0, &rows.unit_ids).await?;
     bulk::lock_parents(tx, "labels", org.0, &rows.label_ids).await?;
     let off = bulk::fk_triggers_off(tx).await?;

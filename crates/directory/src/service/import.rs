@@ -125,40 +125,7 @@ pub async fn run(
     progress: &(dyn Fn(f64) + Send + Sync),
 ) -> Result<ImportReport, ServiceError> {
     let _running = Running::start(org.id.0)?;
-    let bulk = BulkMode((!req.options.dry_run).then(|| db.clone()));
-    let result = import(db, actor, org, req, now, progress).await;
-    bulk.end().await;
-    result
-}
-
-/// Ends an applying import's bulk mode ([`Db::end_bulk`]) when the import is over, also when
-/// its future is dropped midway (an upload whose client hung up): then in a task of its own.
-struct BulkMode(Option<Db>);
-
-impl BulkMode {
-    async fn end(mut self) {
-        if let Some(db) = self.0.take() {
-            end_bulk(&db).await;
-        }
-    }
-}
-
-impl Drop for BulkMode {
-    fn drop(&mut self) {
-        if let Some(db) = self.0.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move { end_bulk(&db).await });
-        }
-    }
-}
-
-async fn end_bulk(db: &Db) {
-    if let Err(e) = db.end_bulk().await {
-        // The writer keeps a larger cache and leaves checkpoints to the background task until
-        // the next import.
-        tracing::warn!(error = %e, "could not restore the writer's settings after an import");
-    }
+    import(db, actor, org, req, now, progress).await
 }
 
 /// [`run`] without the bookkeeping around it.
@@ -366,7 +333,16 @@ async fn import(
     }
     progress(done_fraction.max(1.0));
     let ok = !fatal && (opts.skip_bad_rows || errors_total == 0);
-    if let (Some((tx, _)), true) = (tx, ok) {
+    if let (Some((mut tx, _)), true) = (tx, ok) {
+        // The bulk transaction wrote without the database's foreign-key checks on SQLite (see
+        // `Db::begin_bulk`). The link rows named units and labels checked chunk by chunk
+        // (`repo::write_many`); people name only their organisation (never deleted) and no
+        // account; the small tables it wrote are checked whole here.
+        carebridge_store::bulk::check_foreign_keys(
+            &mut tx,
+            &["units", "labels", "role_assignments"],
+        )
+        .await?;
         tx.commit().await?;
         report.applied = true;
     }

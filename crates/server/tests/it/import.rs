@@ -970,64 +970,97 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
     assert_eq!(audit_len(&s, &k).await, events + 8000 + 4);
 }
 
-/// The SQLite writer's page cache (KiB) and automatic checkpoint threshold (pages), read in `tx`.
-async fn writer_settings(tx: &mut carebridge_store::Tx) -> (i64, i64) {
+/// The SQLite writer's page cache (KiB), automatic checkpoint threshold (pages) and whether it
+/// checks foreign keys, read in `tx`.
+async fn writer_settings(tx: &mut carebridge_store::Tx) -> (i64, i64, bool) {
     use carebridge_store::{run, sqlx};
+    let pragma = |name: &'static str| format!("PRAGMA {name}");
+    let mut read = async |name| {
+        run!(tx, c => sqlx::query_scalar::<_, i64>(&pragma(name)).fetch_one(c).await).unwrap()
+    };
     // A negative `cache_size` is a size in KiB.
-    let cache =
-        -run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(c).await)
-            .unwrap();
-    let checkpoint = run!(tx, c => sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
-        .fetch_one(c).await)
-    .unwrap();
-    (cache, checkpoint)
+    let cache = -read("cache_size").await;
+    let checkpoint = read("wal_autocheckpoint").await;
+    let keys = read("foreign_keys").await == 1;
+    (cache, checkpoint, keys)
 }
 
+/// The writer's settings outside bulk transactions.
+const USUAL: (i64, i64, bool) = (
+    carebridge_store::WRITER_CACHE_KIB,
+    carebridge_store::WRITER_AUTOCHECKPOINT_PAGES,
+    true,
+);
+
 /// `Db::begin_bulk` gives SQLite's writer a page cache large enough for a whole import's
-/// transaction and no checkpoint at its commit; `Db::end_bulk` restores the usual cache size
-/// and checkpoint threshold once the transaction is over (an import calls it on success and on
-/// failure alike). On PostgreSQL both are no-ops. A new SQLite database has 16 KiB pages.
+/// transaction, no checkpoint at its commit and no foreign-key checks; once the transaction is
+/// over (dropped or committed) the next one has the usual settings. Rows written meanwhile are
+/// checked with `bulk::check_foreign_keys`. On PostgreSQL a bulk transaction is a plain one. A
+/// new SQLite database has 16 KiB pages.
 #[tokio::test]
-async fn a_bulk_transaction_has_a_large_page_cache_until_end_bulk() {
-    use carebridge_store::{
-        BULK_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, run, sqlx,
-    };
-    let usual = (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES);
+async fn a_bulk_transaction_has_its_own_settings_until_it_ends() {
+    use carebridge_store::{BULK_CACHE_KIB, StoreError, bulk, exec, run, sqlx};
     let s = TestServer::start().await;
+    let k = s.org("acme").await;
     let db = &s.running.state.db;
     let on_sqlite = !carebridge_testkit::on_postgres();
     let mut tx = db.begin_bulk().await.unwrap();
     if on_sqlite {
-        assert_eq!(writer_settings(&mut tx).await, (BULK_CACHE_KIB, 0));
+        assert_eq!(writer_settings(&mut tx).await, (BULK_CACHE_KIB, 0, false));
         let page =
             run!(&mut tx, c => sqlx::query_scalar::<_, i64>("PRAGMA page_size").fetch_one(c).await);
         assert_eq!(page.unwrap(), 16_384);
     }
     drop(tx);
-    db.end_bulk().await.unwrap();
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(writer_settings(&mut tx).await, usual);
+        assert_eq!(writer_settings(&mut tx).await, USUAL);
     }
 
-    // After a real import too (its `run` ends the bulk mode).
-    let k = s.org("acme").await;
+    // A row naming a missing parent gets in only unchecked, and the check finds it.
+    let mut tx = db.begin_bulk().await.unwrap();
+    let orphan = exec!(&mut tx, c => sqlx::query(
+        "INSERT INTO labels (id, org_id, kind, name, name_key, created_at) \
+         VALUES ($1, $2, 'group', 'Waise', 'waise', 0)")
+        .bind(uuid::Uuid::now_v7()).bind(uuid::Uuid::now_v7()).execute(c).await);
+    if on_sqlite {
+        assert_eq!(orphan.unwrap(), 1);
+        bulk::check_foreign_keys(&mut tx, &["units"]).await.unwrap();
+        let e = bulk::check_foreign_keys(&mut tx, &["units", "labels"])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::ForeignKey { what } if what.contains("labels") && what.contains("organisations")),
+            "{e:?}"
+        );
+    } else {
+        let e = StoreError::from(orphan.unwrap_err());
+        assert!(matches!(e, StoreError::ForeignKey { .. }), "{e:?}");
+    }
+    drop(tx);
+    // After a commit too.
+    db.begin_bulk().await.unwrap().commit().await.unwrap();
+    if on_sqlite {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(writer_settings(&mut tx).await, USUAL);
+    }
+
+    // After a real import too.
     let (st, r) = upload(&s, &k, "create_units=true", &swiss(THREE)).await;
     assert_eq!(st, 200, "{r}");
     if on_sqlite {
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(writer_settings(&mut tx).await, usual);
+        assert_eq!(writer_settings(&mut tx).await, USUAL);
     }
 }
 
 /// An import whose future is dropped midway (an upload whose client hung up, which drops the
-/// handler) still ends the bulk mode: the writer gets its usual page cache and checkpoint
-/// threshold back.
+/// handler) still ends the bulk mode: the next writer has the usual page cache, checkpoint
+/// threshold and foreign-key checks.
 #[tokio::test]
 async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     use carebridge_domain::Clock;
     use carebridge_domain::auth::{Actor, Source};
-    use carebridge_store::{WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     if carebridge_testkit::on_postgres() {
@@ -1076,18 +1109,10 @@ async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     }
     drop(import);
 
-    // On the real clock: the bulk mode ends in a task of its own once the transaction is gone.
-    let mut settings = (0, 0);
-    for _ in 0..500 {
-        let mut tx = db.begin().await.unwrap();
-        settings = writer_settings(&mut tx).await;
-        drop(tx);
-        if settings == (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(settings, (WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT_PAGES));
+    // The next transaction has the usual settings (foreign keys checked above all).
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(writer_settings(&mut tx).await, USUAL);
+    drop(tx);
     // Nothing of the dropped import stays.
     assert_eq!(people(&s, &k, "").await.len(), 0);
     assert!(!carebridge_directory::service::import::running(org.id.0));
