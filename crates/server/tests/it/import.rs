@@ -1022,7 +1022,7 @@ async fn a_bulk_transaction_has_its_own_settings_until_it_ends() {
     let orphan = exec!(&mut tx, c => sqlx::query(
         "INSERT INTO labels (id, org_id, kind, name, name_key, created_at) \
          VALUES ($1, $2, 'group', 'Waise', 'waise', 0)")
-        .bind(uuid::Uuid::now_v7()).bind(uuid::Uuid::now_v7()).execute(c).await);
+        .bind(uuid::Uuid::new_v4()).bind(uuid::Uuid::new_v4()).execute(c).await);
     if on_sqlite {
         assert_eq!(orphan.unwrap(), 1);
         bulk::check_foreign_keys(&mut tx, &["units"]).await.unwrap();
@@ -1138,7 +1138,7 @@ async fn links_written_unchecked_name_parents_checked_and_locked() {
         .fetch_one(c).await)
     .unwrap();
     // A label nobody has yet (one with members could not be deleted anyway).
-    let label = uuid::Uuid::now_v7();
+    let label = uuid::Uuid::new_v4();
     exec!(&mut tx, c => sqlx::query(
         "INSERT INTO labels (id, org_id, kind, name, name_key, created_at) \
          VALUES ($1, $2, 'group', 'Nachtdienst', 'nachtdienst', 0)")
@@ -1148,7 +1148,7 @@ async fn links_written_unchecked_name_parents_checked_and_locked() {
 
     // A label that does not exist, or not in this organisation, is refused.
     let mut tx = db.begin().await.unwrap();
-    let e = bulk::lock_parents(&mut tx, "labels", org, &[label, uuid::Uuid::now_v7()])
+    let e = bulk::lock_parents(&mut tx, "labels", org, &[label, uuid::Uuid::new_v4()])
         .await
         .unwrap_err();
     assert!(
@@ -1157,7 +1157,7 @@ async fn links_written_unchecked_name_parents_checked_and_locked() {
     );
     drop(tx);
     let mut tx = db.begin().await.unwrap();
-    let e = bulk::lock_parents(&mut tx, "labels", uuid::Uuid::now_v7(), &[label])
+    let e = bulk::lock_parents(&mut tx, "labels", uuid::Uuid::new_v4(), &[label])
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::ForeignKey { .. }), "{e:?}");
@@ -1208,7 +1208,7 @@ async fn links_written_unchecked_name_parents_checked_and_locked() {
         drop(other);
         // The database checks keys again for the rest of the transaction.
         let mut rows = bulk::Rows::new();
-        rows.uuid(person).uuid(uuid::Uuid::now_v7()).uuid(org).end();
+        rows.uuid(person).uuid(uuid::Uuid::new_v4()).uuid(org).end();
         exec!(&mut tx, c => sqlx::query("SAVEPOINT checked").execute(c).await).unwrap();
         let e = bulk::insert(&mut tx, "person_labels", &cols, rows, "")
             .await
