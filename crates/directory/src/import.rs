@@ -624,7 +624,7 @@ pub fn read_each(
     bytes: &[u8],
     opts: &ReadOptions,
     region: &str,
-    each: impl FnMut(Item, f64) + Send,
+    each: impl FnMut(Item, f64),
 ) -> Result<Mapping, Vec<RowError>> {
     match Format::detect(bytes) {
         Format::Csv => read_csv(bytes, opts, region, each),
@@ -690,7 +690,7 @@ fn read_csv(
     bytes: &[u8],
     opts: &ReadOptions,
     region: &str,
-    mut each: impl FnMut(Item, f64) + Send,
+    mut each: impl FnMut(Item, f64),
 ) -> Result<Mapping, Vec<RowError>> {
     let text = decode(bytes);
     let mut r = csv::ReaderBuilder::new()
@@ -728,117 +728,29 @@ fn read_csv(
         }
         (at_line, b as f64 / total)
     };
-    let records = r.records().map(|rec| match rec {
-        Ok(rec) => {
-            let (line, done) = rec.position().map_or((0, 0.0), |p| line_of(p.byte()));
-            Pending::Record(line, done, rec)
-        }
-        Err(e) => {
-            let (line, done) = e.position().map_or((0, 0.0), |p| line_of(p.byte()));
-            Pending::Bad(
-                RowError {
-                    line,
-                    column: String::new(),
-                    value: String::new(),
-                    reason: e.to_string(),
-                },
-                done,
-            )
-        }
-    });
-    check_in_parallel(records, &mapping, region, &mut each);
-    Ok(mapping)
-}
-
-/// A record read but not yet checked, with its line and the fraction of the file read; or a
-/// record the CSV reader could not read.
-enum Pending {
-    Record(u64, f64, csv::StringRecord),
-    Bad(RowError, f64),
-}
-
-/// Records per hand-off to a checking thread.
-const BATCH: usize = 256;
-
-/// At most this many threads check records.
-const MAX_CHECKERS: usize = 4;
-
-fn check_batch(mapping: &Mapping, region: &str, batch: Vec<Pending>) -> Vec<(Item, f64)> {
-    batch
-        .into_iter()
-        .filter_map(|p| match p {
-            Pending::Record(line, done, rec) => {
-                check_record(mapping, line, &rec, region).map(|item| (item, done))
+    for rec in r.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let (line, done) = e.position().map_or((0, 0.0), |p| line_of(p.byte()));
+                each(
+                    Item::Errors(vec![RowError {
+                        line,
+                        column: String::new(),
+                        value: String::new(),
+                        reason: e.to_string(),
+                    }]),
+                    done,
+                );
+                continue;
             }
-            Pending::Bad(e, done) => Some((Item::Errors(vec![e]), done)),
-        })
-        .collect()
-}
-
-/// Checks the records (mapping, phone numbers, e-mail syntax: most of a file's reading time)
-/// on several threads where the machine has the cores, and hands the results to `each` in
-/// the file's order. Batch `k` goes to checker `k mod n`, and the results are taken from the
-/// checkers in the same turn; the channels are bounded, so memory stays flat however large the
-/// file.
-fn check_in_parallel(
-    records: impl Iterator<Item = Pending>,
-    mapping: &Mapping,
-    region: &str,
-    each: &mut (impl FnMut(Item, f64) + Send),
-) {
-    let n = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_CHECKERS);
-    let mut records = records;
-    let mut next_batch = || {
-        let batch: Vec<Pending> = records.by_ref().take(BATCH).collect();
-        (!batch.is_empty()).then_some(batch)
-    };
-    if n < 2 {
-        while let Some(batch) = next_batch() {
-            for (item, done) in check_batch(mapping, region, batch) {
-                each(item, done);
-            }
+        };
+        let (line, done) = rec.position().map_or((0, 0.0), |p| line_of(p.byte()));
+        if let Some(item) = check_record(&mapping, line, &rec, region) {
+            each(item, done);
         }
-        return;
     }
-    std::thread::scope(|s| {
-        let (mut to, mut from) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let (batches, inbox) = std::sync::mpsc::sync_channel::<Vec<Pending>>(2);
-            let (results, outbox) = std::sync::mpsc::sync_channel::<Vec<(Item, f64)>>(2);
-            s.spawn(move || {
-                for batch in inbox {
-                    if results.send(check_batch(mapping, region, batch)).is_err() {
-                        return;
-                    }
-                }
-            });
-            to.push(batches);
-            from.push(outbox);
-        }
-        s.spawn(move || {
-            // Ends when the checker whose turn it is has ended with nothing left: the batches
-            // ran out.
-            for k in 0.. {
-                let Ok(items) = from[k % n].recv() else {
-                    return;
-                };
-                for (item, done) in items {
-                    each(item, done);
-                }
-            }
-        });
-        let mut k = 0;
-        while let Some(batch) = next_batch() {
-            if to[k % n].send(batch).is_err() {
-                return;
-            }
-            k += 1;
-        }
-        // Dropping the senders ends the checkers, and then the hand-off.
-        drop(to);
-    });
+    Ok(mapping)
 }
 
 /// The widest sheet read (columns A to IV).
@@ -873,7 +785,7 @@ fn read_xlsx(
     bytes: &[u8],
     opts: &ReadOptions,
     region: &str,
-    mut each: impl FnMut(Item, f64) + Send,
+    mut each: impl FnMut(Item, f64),
 ) -> Result<Mapping, Vec<RowError>> {
     use calamine::Reader;
     let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes))
@@ -1152,37 +1064,6 @@ mod tests {
             assert_eq!(guess(h), Some(f), "{h}");
         }
         assert_eq!(guess("Lieblingsfarbe"), None);
-    }
-
-    /// Records are checked on several threads, in batches: rows and errors still come out in
-    /// the file's order, with their own line numbers, across many batches.
-    #[test]
-    fn a_long_file_comes_out_in_order() {
-        let mut f = String::from("Personalnummer,First name,Last name,Mobile\n");
-        for i in 0..(BATCH * 9 + 17) {
-            // Every 97th row has a bad phone number; every 101st a field too many (a record
-            // error of its own).
-            let phone = if i % 97 == 5 { "12" } else { "079 123 45 67" };
-            let extra = if i % 101 == 7 { ",x" } else { "" };
-            f.push_str(&format!("P{i},Anna,N{i},{phone}{extra}\n"));
-        }
-        let (rows, errors) = read_ch(f.as_bytes());
-        let bad = |i: usize| i % 97 == 5 || i % 101 == 7;
-        let want: Vec<(u64, String)> = (0..(BATCH * 9 + 17))
-            .filter(|&i| !bad(i))
-            .map(|i| (i as u64 + 2, format!("N{i}")))
-            .collect();
-        let got: Vec<(u64, String)> = rows
-            .iter()
-            .map(|r| (r.line, r.person.family_name.clone()))
-            .collect();
-        assert_eq!(got, want);
-        let want: Vec<u64> = (0..(BATCH * 9 + 17))
-            .filter(|&i| bad(i))
-            .map(|i| i as u64 + 2)
-            .collect();
-        let got: Vec<u64> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(got, want);
     }
 
     #[test]

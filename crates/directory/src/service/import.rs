@@ -4,8 +4,7 @@
 //!
 //! Shape of a run:
 //! - a blocking thread reads and checks the file ([`crate::import::read_each`]: decoding, CSV or
-//!   XLSX, phone and e-mail normalisation — the CPU-heavy part, for CSV on a thread per core)
-//!   and hands rows on in chunks
+//!   XLSX, phone and e-mail normalisation — the CPU-heavy part) and hands rows on in chunks
 //!   through a bounded channel, so reading overlaps writing and memory does not grow with the
 //!   file;
 //! - this task (the planner) matches each chunk against the organisation's people (read once,
