@@ -1066,6 +1066,36 @@ mod tests {
         assert_eq!(guess("Lieblingsfarbe"), None);
     }
 
+    /// Rows and errors of a long file come out in the file's order, each with its own line.
+    #[test]
+    fn a_long_file_comes_out_in_order() {
+        const ROWS: usize = 2_321;
+        let mut f = String::from("Personalnummer,First name,Last name,Mobile\n");
+        for i in 0..ROWS {
+            // Every 97th row has a bad phone number; every 101st a field too many.
+            let phone = if i % 97 == 5 { "12" } else { "079 123 45 67" };
+            let extra = if i % 101 == 7 { ",x" } else { "" };
+            f.push_str(&format!("P{i},Anna,N{i},{phone}{extra}\n"));
+        }
+        let (rows, errors) = read_ch(f.as_bytes());
+        let bad = |i: usize| i % 97 == 5 || i % 101 == 7;
+        let want: Vec<(u64, String)> = (0..ROWS)
+            .filter(|&i| !bad(i))
+            .map(|i| (i as u64 + 2, format!("N{i}")))
+            .collect();
+        let got: Vec<(u64, String)> = rows
+            .iter()
+            .map(|r| (r.line, r.person.family_name.clone()))
+            .collect();
+        assert_eq!(got, want);
+        let want: Vec<u64> = (0..ROWS)
+            .filter(|&i| bad(i))
+            .map(|i| i as u64 + 2)
+            .collect();
+        let got: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn every_bad_cell_is_named_by_line_column_and_value() {
         let f = "First name,Last name,Mobile,Email\n,Meier,0791234567,anna@example.ch\nBeat,Bauer,12,beat@\n";
