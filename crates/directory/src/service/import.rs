@@ -335,14 +335,11 @@ async fn import(
     let ok = !fatal && (opts.skip_bad_rows || errors_total == 0);
     if let (Some((mut tx, _)), true) = (tx, ok) {
         // The bulk transaction wrote without the database's foreign-key checks on SQLite (see
-        // `Db::begin_bulk`). The link rows named units and labels checked chunk by chunk
-        // (`repo::write_many`); people name only their organisation (never deleted) and no
-        // account; the small tables it wrote are checked whole here.
-        carebridge_store::bulk::check_foreign_keys(
-            &mut tx,
-            &["units", "labels", "role_assignments"],
-        )
-        .await?;
+        // `Db::begin_bulk`). Link rows and role assignments named people, units and labels
+        // checked chunk by chunk (`repo::write_many`, `write`); people name only their
+        // organisation (never deleted) and no account; the small tables it wrote are checked
+        // whole here (all organisations' units and labels: a few ms for thousands).
+        carebridge_store::bulk::check_foreign_keys(&mut tx, &["units", "labels"]).await?;
         tx.commit().await?;
         report.applied = true;
     }
@@ -1144,6 +1141,17 @@ async fn write(
             code: "changed_during_import",
             detail: "people changed while the import ran; run it again".into(),
         });
+    }
+    if !p.roles.is_empty() {
+        // A bulk transaction on SQLite checks no foreign keys (`Db::begin_bulk`): the people
+        // and units the roles name are checked here (and locked on PostgreSQL).
+        use std::collections::BTreeSet;
+        let people: BTreeSet<Uuid> = p.roles.iter().map(|r| r.person_id).collect();
+        let units: BTreeSet<Uuid> = p.roles.iter().filter_map(|r| r.unit_id).collect();
+        for (table, ids) in [("people", people), ("units", units)] {
+            let ids: Vec<Uuid> = ids.into_iter().collect();
+            carebridge_store::bulk::lock_parents(tx, table, org.id.0, &ids).await?;
+        }
     }
     for r in &p.roles {
         roles_repo::insert(tx, org.id, r).await?;
