@@ -1,5 +1,8 @@
 //! Organisations (tenants): slug rules, regions and languages.
 
+use rlibphonenumber::PHONE_NUMBER_UTIL;
+use rlibphonenumber::enums::Region;
+
 use crate::validate::{Violations, bounded_text};
 
 /// Languages Carebridge speaks (templates, pages). The first is the fallback.
@@ -24,15 +27,21 @@ pub fn check_slug(v: &mut Violations, pointer: &str, slug: &str) {
     }
 }
 
+/// The phone-number library's region for an upper-case ISO 3166-1 alpha-2 code it has
+/// numbering rules for (`CH`, `FI`); `None` for anything else (`ch`, `XX`, `001`).
+pub fn phone_region(region: &str) -> Option<Region> {
+    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let r = region.parse::<Region>().ok()?;
+    PHONE_NUMBER_UTIL.get_country_code_for_region(r).map(|_| r)
+}
+
 /// Checks an ISO 3166-1 alpha-2 region code that the phone-number library knows.
-pub fn check_region(
-    v: &mut Violations,
-    pointer: &str,
-    region: &str,
-) -> Option<phonenumber::country::Id> {
-    match region.parse::<phonenumber::country::Id>() {
-        Ok(id) if region.len() == 2 && region.chars().all(|c| c.is_ascii_uppercase()) => Some(id),
-        _ => {
+pub fn check_region(v: &mut Violations, pointer: &str, region: &str) -> Option<Region> {
+    match phone_region(region) {
+        Some(r) => Some(r),
+        None => {
             v.push(
                 pointer,
                 "invalid_region",
@@ -151,6 +160,9 @@ mod tests {
         assert!(check_region(&mut v, "/r", "CH").is_some());
         assert!(check_region(&mut v, "/r", "ch").is_none());
         assert!(check_region(&mut v, "/r", "XX").is_none());
-        assert_eq!(v.0.len(), 2);
+        assert!(check_region(&mut v, "/r", "001").is_none());
+        assert!(check_region(&mut v, "/r", "C").is_none());
+        assert_eq!(v.0.len(), 4);
+        assert!(phone_region("FI").is_some());
     }
 }

@@ -118,9 +118,10 @@ pub fn query_words_in(q: &str, region: &str) -> Vec<String> {
             rest.to_string()
         } else if let (Some(rest), Some(m)) = (
             digits.strip_prefix('0'),
-            phonenumber::metadata::DATABASE.by_id(region),
+            crate::org::phone_region(region)
+                .and_then(|r| rlibphonenumber::PHONE_NUMBER_UTIL.get_country_code_for_region(r)),
         ) {
-            format!("{}{rest}", m.country_code())
+            format!("{m}{rest}")
         } else {
             digits
         };

@@ -45,8 +45,11 @@ pub fn phone_login(login: &str) -> Option<String> {
     if !t.starts_with('+') || t.len() < 8 || !t[1..].chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let n = phonenumber::parse(None, &t).ok()?;
-    phonenumber::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
+    let n = rlibphonenumber::PHONE_NUMBER_UTIL.parse(&t, None).ok()?;
+    n.is_valid().then(|| {
+        n.format_as(rlibphonenumber::PhoneNumberFormat::E164)
+            .into_owned()
+    })
 }
 
 /// The account of a login (an e-mail address or an international mobile number).
