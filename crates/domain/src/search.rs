@@ -5,6 +5,10 @@
 /// Lower-cases and folds common Latin diacritics (ä→a, ß→ss, é→e, ø→o, …). Other scripts stay
 /// as they are (lower-cased).
 pub fn fold(s: &str) -> String {
+    // Most names, and nearly all e-mail addresses, are ASCII: nothing to fold but the case.
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars().flat_map(char::to_lowercase) {
         match c {
@@ -155,6 +159,15 @@ mod tests {
         assert_eq!(fold("Sjöström"), "sjostrom");
         assert_eq!(fold("Zoë"), "zoe");
         assert_eq!(fold("Ärrä"), "arra");
+        assert_eq!(fold("J.Doe@Example.CH"), "j.doe@example.ch");
+        assert_eq!(fold("ÄB"), "ab");
+    }
+
+    #[test]
+    fn ascii_is_folded_as_by_the_general_rule() {
+        let all: String = (0u8..128).map(char::from).collect();
+        let general: String = all.chars().flat_map(char::to_lowercase).collect();
+        assert_eq!(fold(&all), general);
     }
 
     #[test]

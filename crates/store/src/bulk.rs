@@ -161,17 +161,31 @@ impl Rows {
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-fn bind_sqlite<'q>(mut q: SqliteQuery<'q>, cells: &'q [Val]) -> SqliteQuery<'q> {
+/// Binds the cells by value: sqlx sends a statement's arguments to its SQLite worker thread
+/// as owned values, so a borrowed text would be copied once more on the way (on the import's
+/// critical path, between two statements of the writer).
+fn bind_sqlite(mut q: SqliteQuery<'_>, cells: Vec<Val>) -> SqliteQuery<'_> {
     for v in cells {
         q = match v {
             Val::Null => q.bind(None::<String>),
-            Val::Uuid(u) => q.bind(*u),
-            Val::Text(s) => q.bind(s.as_str()),
-            Val::Int(i) => q.bind(*i),
-            Val::Bool(b) => q.bind(*b),
+            Val::Uuid(u) => q.bind(u),
+            Val::Text(s) => q.bind(s),
+            Val::Int(i) => q.bind(i),
+            Val::Bool(b) => q.bind(b),
         };
     }
     q
+}
+
+/// The cells in statements' worth for SQLite ([`SQLITE_ROWS`] rows of `width`), moved, not
+/// copied.
+fn sqlite_chunks(cells: Vec<Val>, width: usize) -> impl Iterator<Item = Vec<Val>> {
+    let per = SQLITE_ROWS * width.max(1);
+    let mut cells = cells.into_iter();
+    std::iter::from_fn(move || {
+        let chunk: Vec<Val> = cells.by_ref().take(per).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    })
 }
 
 fn values_list(rows: usize, width: usize) -> String {
@@ -294,7 +308,7 @@ pub async fn insert(
             // foreign keys). Nothing is lost: a failed bulk insert fails its whole
             // transaction, which is rolled back.
             let or_fail = if suffix.is_empty() { "OR FAIL " } else { "" };
-            for chunk in cells.chunks(SQLITE_ROWS * w) {
+            for chunk in sqlite_chunks(cells, w) {
                 let sql = format!(
                     "INSERT {or_fail}INTO {table} ({names}) VALUES {} {suffix}",
                     values_list(chunk.len() / w, w)
@@ -406,7 +420,7 @@ pub async fn update(
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
-            for chunk in cells.chunks(SQLITE_ROWS * w) {
+            for chunk in sqlite_chunks(cells, w) {
                 // The CTE names the VALUES columns; `+org_id` keeps SQLite from choosing an
                 // organisation-wide index over the primary key.
                 let sql = format!(
@@ -453,7 +467,7 @@ pub async fn delete_keys(
     let mut n = 0;
     match Exec::raw(&mut *tx) {
         Raw::Sqlite(c) => {
-            for chunk in cells.chunks(SQLITE_ROWS * w) {
+            for chunk in sqlite_chunks(cells, w) {
                 // A vector `IN` over a subquery is looked up key by key; over a plain VALUES
                 // list SQLite would walk all of the organisation's rows.
                 let sql = format!(
