@@ -7,7 +7,7 @@
 //!   parameters; for `?` it does not. (A single JSON parameter unpacked with `json_each` was
 //!   tried first: SQLite re-parses a row's JSON for every `->>`, which cost more than the
 //!   inserts.)
-//! - PostgreSQL: a plain insert is a `COPY … FROM STDIN` in text format (no statement to parse
+//! - PostgreSQL: a plain insert is a `COPY … FROM STDIN` in binary format (no statement to parse
 //!   or plan per chunk, no arrays to build); the other statements bind one array per column,
 //!   unpacked with `UNNEST` (`$N::uuid[]`, …), so a statement has as many parameters as
 //!   columns whatever the row count.
@@ -321,18 +321,24 @@ pub async fn insert(
         }
         Raw::Postgres(c) if suffix.is_empty() => {
             let mut copy = c
-                .copy_in_raw(&format!("COPY {table} ({names}) FROM STDIN"))
+                .copy_in_raw(&format!(
+                    "COPY {table} ({names}) FROM STDIN (FORMAT binary)"
+                ))
                 .await?;
             let mut buf = Vec::with_capacity(COPY_BUFFER + 4096);
+            buf.extend_from_slice(COPY_HEADER);
             for row in cells.chunks(w) {
-                copy_row(&mut buf, row);
+                if let Err(e) = copy_row(&mut buf, row) {
+                    // Ends the COPY; the caller rolls the transaction back.
+                    let _ = copy.abort("bad row").await;
+                    return Err(e);
+                }
                 if buf.len() >= COPY_BUFFER {
                     copy.send(std::mem::take(&mut buf)).await?;
                 }
             }
-            if !buf.is_empty() {
-                copy.send(buf).await?;
-            }
+            buf.extend_from_slice(COPY_TRAILER);
+            copy.send(buf).await?;
             n = copy.finish().await?;
         }
         Raw::Postgres(c) => {
@@ -349,37 +355,43 @@ pub async fn insert(
 /// Bytes of `COPY` data sent to PostgreSQL at a time.
 const COPY_BUFFER: usize = 1 << 20;
 
-/// Appends one row in `COPY … FROM STDIN`'s text format: cells separated by tabs, `\N` for
-/// NULL, and in text the backslash and the characters that would end a cell or a row escaped.
-fn copy_row(buf: &mut Vec<u8>, row: &[Val]) {
-    use std::io::Write;
-    for (i, v) in row.iter().enumerate() {
-        if i > 0 {
-            buf.push(b'\t');
-        }
+/// The start of `COPY … (FORMAT binary)` data: the signature, then 32-bit flags and header
+/// extension length, both zero.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end of binary `COPY` data: a field count of -1.
+const COPY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Appends one row in `COPY`'s binary format: the field count, then each field as its length
+/// (-1 for NULL) and the value as the type's binary form (`uuid`: 16 bytes, `bigint`: 8 bytes
+/// big-endian, `boolean`: 1 byte, `text`: its UTF-8 bytes). Nothing is escaped, and the server
+/// parses no text: in text format `uuid_in` was 9% of an import's server time.
+fn copy_row(buf: &mut Vec<u8>, row: &[Val]) -> Result<(), StoreError> {
+    let too_big = || StoreError::Corrupt("bulk rows: a row or a text is too large for COPY".into());
+    let fields = i16::try_from(row.len()).map_err(|_| too_big())?;
+    buf.extend_from_slice(&fields.to_be_bytes());
+    for v in row {
         match v {
-            Val::Null => buf.extend_from_slice(b"\\N"),
+            Val::Null => buf.extend_from_slice(&(-1i32).to_be_bytes()),
             Val::Uuid(u) => {
-                let _ = write!(buf, "{}", u.hyphenated());
+                buf.extend_from_slice(&16i32.to_be_bytes());
+                buf.extend_from_slice(u.as_bytes());
             }
             Val::Int(n) => {
-                let _ = write!(buf, "{n}");
+                buf.extend_from_slice(&8i32.to_be_bytes());
+                buf.extend_from_slice(&n.to_be_bytes());
             }
-            Val::Bool(b) => buf.push(if *b { b't' } else { b'f' }),
+            Val::Bool(b) => {
+                buf.extend_from_slice(&1i32.to_be_bytes());
+                buf.push(u8::from(*b));
+            }
             Val::Text(s) => {
-                for &byte in s.as_bytes() {
-                    match byte {
-                        b'\\' => buf.extend_from_slice(b"\\\\"),
-                        b'\n' => buf.extend_from_slice(b"\\n"),
-                        b'\r' => buf.extend_from_slice(b"\\r"),
-                        b'\t' => buf.extend_from_slice(b"\\t"),
-                        _ => buf.push(byte),
-                    }
-                }
+                let len = i32::try_from(s.len()).map_err(|_| too_big())?;
+                buf.extend_from_slice(&len.to_be_bytes());
+                buf.extend_from_slice(s.as_bytes());
             }
         }
     }
-    buf.push(b'\n');
+    Ok(())
 }
 
 /// For every row: `UPDATE table SET col = value, … WHERE org_id = $org AND key = row key [AND
@@ -673,25 +685,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_rows_escape_what_would_end_a_cell_or_a_row() {
+    fn copy_rows_in_binary_format() {
         let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
         let mut buf = Vec::new();
         copy_row(
             &mut buf,
             &[
                 Val::Uuid(id),
-                Val::Text("a\tb\nc\rd\\e \"ü\"".into()),
+                Val::Text("a\tb\\ü".into()),
                 Val::Null,
                 Val::Int(-42),
                 Val::Bool(true),
-                Val::Bool(false),
                 Val::Text(String::new()),
             ],
-        );
-        assert_eq!(
-            String::from_utf8(buf).unwrap(),
-            "01234567-89ab-cdef-0123-456789abcdef\ta\\tb\\nc\\rd\\\\e \"ü\"\t\\N\t-42\tt\tf\t\n"
-        );
+        )
+        .unwrap();
+        let mut want: Vec<u8> = vec![0, 6, 0, 0, 0, 16];
+        want.extend_from_slice(id.as_bytes());
+        want.extend_from_slice(&[0, 0, 0, 6, b'a', b'\t', b'b', b'\\', 0xc3, 0xbc]);
+        want.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xd6]);
+        want.extend_from_slice(&[0, 0, 0, 1, 1, 0, 0, 0, 0]);
+        assert_eq!(buf, want);
+        assert_eq!(COPY_HEADER.len(), 19);
     }
 
     #[test]
