@@ -33,7 +33,7 @@ use carebridge_domain::auth::Actor;
 use carebridge_domain::person::PersonDraft;
 use carebridge_domain::role::Role;
 use carebridge_domain::search::{fold, person_tokens, sort_key};
-use carebridge_domain::{OrgId, PersonId, RoleAssignmentId, Timestamp, new_v7};
+use carebridge_domain::{IdSequence, OrgId, PersonId, Timestamp};
 use carebridge_proto::directory::{
     Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions, ImportReport,
     Person, RoleAssignment, Unit, UnitRef,
@@ -48,11 +48,18 @@ use crate::import::{Field, Item, Mapping, Parsed, ReadOptions, RowError, parse_m
 use crate::repo::people::{self as repo, Links};
 use crate::repo::roles as roles_repo;
 
-/// Rows handed from the reader to the writer at a time.
-const CHUNK: usize = 2_000;
+/// Rows handed from the reader to the planner, and so to the writer, at a time: the first
+/// chunk is small, so that the writer starts early; each next one is twice as large, up to
+/// [`CHUNK`]. Large chunks are cheaper to write: a chunk's search tokens are written in key
+/// order (neighbours share B-tree pages), and each table's pages and indexes stay in the CPU
+/// caches for longer before the next table's turn. Replaying a 100k import's rows with SQLite
+/// alone, 5,000-row chunks took 16% longer to write than 10,000-row ones, 2,000-row chunks 36%.
+const FIRST_CHUNK: usize = 2_000;
+/// The largest chunk (see [`FIRST_CHUNK`]).
+const CHUNK: usize = 10_000;
 /// Chunks the reader may run ahead of the planner: while the existing people are loaded (over a
-/// second for 100k) it reads and checks the first 32k rows instead of waiting.
-const READ_AHEAD: usize = 16;
+/// second for 100k) it reads and checks the first 34k rows instead of waiting.
+const READ_AHEAD: usize = 4;
 /// Problems listed in a report (all are counted).
 const MAX_ERRORS: usize = 1_000;
 
@@ -154,7 +161,8 @@ async fn import(
     let (send, mut recv) = tokio::sync::mpsc::channel::<Msg>(READ_AHEAD);
     let bytes = req.bytes;
     let reader = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::with_capacity(CHUNK);
+        let mut size = FIRST_CHUNK;
+        let mut buf = Vec::with_capacity(size);
         let mut last = 0.0;
         // When the writer has gone (error, client gone), the rest of the file is skipped.
         let mut gone = false;
@@ -172,8 +180,9 @@ async fn import(
             }
             buf.push(item);
             last = done;
-            if buf.len() >= CHUNK {
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+            if buf.len() >= size {
+                size = (size * 2).min(CHUNK);
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(size));
                 gone = send.blocking_send(Msg::Items(full, done)).is_err();
             }
         });
@@ -433,6 +442,8 @@ struct State {
     labels: HashMap<(&'static str, String), Uuid>,
     /// `(person, role, unit)` assigned.
     roles: HashSet<(Uuid, String, Option<Uuid>)>,
+    /// The new rows' ids (people, units, labels, role assignments), ascending.
+    ids: IdSequence,
 }
 
 impl State {
@@ -514,6 +525,7 @@ impl State {
             units,
             labels,
             roles: roles.into_iter().collect(),
+            ids: IdSequence::new(),
         })
     }
 
@@ -619,7 +631,7 @@ impl State {
                         let why = v.0.first().map(|x| x.message.clone()).unwrap_or_default();
                         return Ok(Err(format!("cannot create unit '{name}': {why}")));
                     }
-                    let id = new_v7(now);
+                    let id = self.ids.next(now);
                     UnitInfo {
                         id,
                         name: name.to_string(),
@@ -832,7 +844,7 @@ impl State {
         let cur = found.map(|i| &self.people[i]);
         let mut next = match cur {
             Some(c) => c.clone(),
-            None => crate::service::people::blank(PersonId::generate(now), now),
+            None => crate::service::people::blank(PersonId(self.ids.next(now)), now),
         };
         self.merge(&mut next, d, cur.is_none());
         if self.has.contains(&Field::Unit) || cur.is_none() {
@@ -855,7 +867,7 @@ impl State {
                 let id = match self.labels.get(&key) {
                     Some(id) => *id,
                     None => {
-                        let id = new_v7(now);
+                        let id = self.ids.next(now);
                         self.labels.insert(key, id);
                         batch.labels.push((id, kind, n.clone()));
                         id
@@ -868,6 +880,7 @@ impl State {
             Some(c) => !same(c, &next),
             None => true,
         };
+        let id = next.id;
         if changed {
             match cur {
                 Some(c) => {
@@ -891,9 +904,7 @@ impl State {
                     if let Some(i) = found {
                         self.people[i] = next.clone();
                     }
-                    batch
-                        .updated
-                        .push((next.clone(), before.version, label_ids));
+                    batch.updated.push((next, before.version, label_ids));
                 }
                 None => {
                     batch.audit.push(audit::entry(
@@ -905,20 +916,17 @@ impl State {
                         Some(&next),
                     ));
                     report.created += 1;
-                    batch.created.push((next.clone(), label_ids));
+                    batch.created.push((next, label_ids));
                 }
             }
         } else {
             report.unchanged += 1;
         }
         for (role, unit) in roles {
-            if self
-                .roles
-                .insert((next.id, role.as_str().to_string(), unit))
-            {
+            if self.roles.insert((id, role.as_str().to_string(), unit)) {
                 let r = RoleAssignment {
-                    id: RoleAssignmentId::generate(now).0,
-                    person_id: next.id,
+                    id: self.ids.next(now),
+                    person_id: id,
                     role: role.as_str().to_string(),
                     unit_id: unit,
                     created_at: now,

@@ -778,7 +778,7 @@ async fn import_jobs_check_then_apply_a_kept_file() {
     assert_eq!(list["items"], json!([]), "{list}");
 }
 
-/// A file of several chunks (the planner hands 2,000 rows at a time to the writer task): units
+/// A file of several chunks (the planner hands 2,000 rows, then 4,000, … to the writer task): units
 /// first named in later chunks are created before the rows that need them, every person is
 /// written with their links, a synced client gets them all, and changing some people across
 /// chunks updates exactly those.
@@ -787,7 +787,7 @@ async fn a_file_of_several_chunks_is_written_in_order() {
     let s = TestServer::start().await;
     let k = s.org("acme").await;
     let file = |changed: bool| {
-        let rows: Vec<String> = (0..4500)
+        let rows: Vec<String> = (0..6500)
             .map(|i| {
                 // Every 700th person gets a new mobile number in the second file.
                 let last = if changed && i % 700 == 0 { 99 } else { i % 100 };
@@ -808,20 +808,21 @@ async fn a_file_of_several_chunks_is_written_in_order() {
 
     let (st, r) = upload(&s, &k, "create_units=true", &file(false)).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((&r["created"], &r["applied"]), (&json!(4500), &json!(true)));
-    assert_eq!(r["units_created"].as_array().unwrap().len(), 12, "{r}");
+    assert_eq!((&r["created"], &r["applied"]), (&json!(6500), &json!(true)));
+    // Regions 0 to 4 with three teams each; region 4 is first named in the third chunk.
+    assert_eq!(r["units_created"].as_array().unwrap().len(), 20, "{r}");
     // (Four-digit names: no other name starts with them.)
     for (q, unit) in [
         ("v1007", "Team 2"),
         ("v2001", "Team 0"),
-        ("v4499", "Team 2"),
+        ("v6499", "Team 1"),
     ] {
         let found = people(&s, &k, &format!("q={q}")).await;
         assert_eq!(found.len(), 1, "{q}: {found:?}");
         assert_eq!(found[0]["units"][0]["name"], unit, "{q}: {found:?}");
     }
     let (_, units) = s.get(&k, "/api/v1/orgs/acme/units").await;
-    assert_eq!(units["items"].as_array().unwrap().len(), 12, "{units}");
+    assert_eq!(units["items"].as_array().unwrap().len(), 20, "{units}");
 
     // A client synced before the import gets every new person, page after page.
     let mut next = cursor;
@@ -843,18 +844,18 @@ async fn a_file_of_several_chunks_is_written_in_order() {
             break;
         }
     }
-    assert_eq!(seen.len(), 4500);
+    assert_eq!(seen.len(), 6500);
 
-    // Seven people change (rows 0, 700, …, 4200, spread over the three chunks).
+    // Ten people change (rows 0, 700, …, 6300, spread over the three chunks).
     let before = audit_len(&s, &k).await;
     let (st, r) = upload(&s, &k, "", &file(true)).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(
         (&r["updated"], &r["unchanged"], &r["created"]),
-        (&json!(7), &json!(4493), &json!(0)),
+        (&json!(10), &json!(6490), &json!(0)),
         "{r}"
     );
-    assert_eq!(audit_len(&s, &k).await, before + 7);
+    assert_eq!(audit_len(&s, &k).await, before + 10);
     let (_, v) = s
         .get(
             &k,
@@ -867,8 +868,8 @@ async fn a_file_of_several_chunks_is_written_in_order() {
         .iter()
         .map(|p| p["given_name"].as_str().unwrap())
         .collect();
-    assert_eq!(changed.len(), 7, "{v}");
-    for i in (0..4500).step_by(700) {
+    assert_eq!(changed.len(), 10, "{v}");
+    for i in (0..6500).step_by(700) {
         assert!(changed.contains(&format!("V{i}").as_str()), "{changed:?}");
         assert_eq!(people(&s, &k, &format!("q=v{i}")).await.len(), 1);
     }
@@ -897,7 +898,7 @@ fn numbered(n: usize, boom: Option<usize>) -> Vec<u8> {
 }
 
 /// The writer fails on a later chunk (a database error: here a trigger refuses one person of
-/// the second of four chunks): the import fails with that error, not with the "writer stopped"
+/// the second of three chunks): the import fails with that error, not with the "writer stopped"
 /// the planner gets when it hands on the next chunk; the chunk written before is rolled back
 /// with it (no person, no unit, no audit event, no change in the feed); and the next import
 /// runs normally.
@@ -933,7 +934,7 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
         create_units: true,
         ..Default::default()
     };
-    // 8,000 rows are four chunks; row 2,100 is in the second.
+    // 8,000 rows are three chunks (2,000, 4,000 and 2,000 rows); row 2,100 is in the second.
     let file = numbered(8000, Some(2100));
     let e = carebridge_server::commands::import_people(
         db,
