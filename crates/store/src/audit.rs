@@ -66,7 +66,7 @@ pub async fn append_many(
         "UPDATE audit_heads SET seq = seq + $2 WHERE org_id = $1 RETURNING seq, hash")
         .bind(org.0).bind(n).fetch_one(c).await)?;
     let at_ms = at.as_millisecond();
-    let mut rows = Rows::new();
+    let mut rows = Rows::with_capacity(entries.len(), 12);
     for (i, e) in entries.iter().enumerate() {
         let seq = last - n + 1 + i as i64;
         let hash = chain_hash(org, &prev, seq, at_ms, e);

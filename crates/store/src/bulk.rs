@@ -71,6 +71,14 @@ impl Rows {
         Self::default()
     }
 
+    /// Room for `rows` rows of `width` cells (no regrowing, and no copying, while collecting).
+    pub fn with_capacity(rows: usize, width: usize) -> Self {
+        Self {
+            cells: Vec::with_capacity(rows.saturating_mul(width)),
+            ..Self::default()
+        }
+    }
+
     /// Number of finished rows.
     pub fn len(&self) -> usize {
         self.rows
@@ -175,6 +183,54 @@ fn bind_sqlite(mut q: SqliteQuery<'_>, cells: Vec<Val>) -> SqliteQuery<'_> {
         };
     }
     q
+}
+
+/// Runs SQLite statements `(sql, cells)` one after the other and returns the rows they
+/// affected. Each statement's arguments are built while the one before runs on the
+/// connection's worker thread: building them (a few thousand cells) took about a fifth of the
+/// time of running them, which otherwise adds to every bulk write on the single writer.
+async fn run_sqlite(
+    c: &mut sqlx::SqliteConnection,
+    mut statements: impl Iterator<Item = (String, Vec<Val>)>,
+) -> Result<u64, StoreError> {
+    let Some((mut sql, cells)) = statements.next() else {
+        return Ok(0);
+    };
+    let mut args = sqlite_args(cells)?;
+    let mut n = 0;
+    loop {
+        let run = sqlx::query_with(&sql, args).execute(&mut *c);
+        // `join!` polls `run` first: it hands the statement to the worker thread, then the next
+        // one is built here while the worker runs it.
+        let (done, next) = tokio::join!(run, async {
+            statements
+                .next()
+                .map(|(sql, cells)| sqlite_args(cells).map(|a| (sql, a)))
+        });
+        n += done?.rows_affected();
+        match next {
+            Some(built) => (sql, args) = built?,
+            None => return Ok(n),
+        }
+    }
+}
+
+/// A statement's arguments, the cells moved in (see [`bind_sqlite`]).
+fn sqlite_args(cells: Vec<Val>) -> Result<sqlx::sqlite::SqliteArguments<'static>, StoreError> {
+    use sqlx::Arguments;
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    args.reserve(cells.len(), 0);
+    for v in cells {
+        match v {
+            Val::Null => args.add(None::<String>),
+            Val::Uuid(u) => args.add(u),
+            Val::Text(s) => args.add(s),
+            Val::Int(i) => args.add(i),
+            Val::Bool(b) => args.add(b),
+        }
+        .map_err(|e| StoreError::Corrupt(format!("bulk rows: a cell cannot be bound: {e}")))?;
+    }
+    Ok(args)
 }
 
 /// The cells in statements' worth for SQLite ([`SQLITE_ROWS`] rows of `width`), moved, not
@@ -308,16 +364,14 @@ pub async fn insert(
             // foreign keys). Nothing is lost: a failed bulk insert fails its whole
             // transaction, which is rolled back.
             let or_fail = if suffix.is_empty() { "OR FAIL " } else { "" };
-            for chunk in sqlite_chunks(cells, w) {
+            let statement = |chunk: Vec<Val>| {
                 let sql = format!(
                     "INSERT {or_fail}INTO {table} ({names}) VALUES {} {suffix}",
                     values_list(chunk.len() / w, w)
                 );
-                n += bind_sqlite(sqlx::query(&sql), chunk)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-            }
+                (sql, chunk)
+            };
+            n += run_sqlite(c, sqlite_chunks(cells, w).map(statement)).await?;
         }
         Raw::Postgres(c) if suffix.is_empty() => {
             let mut copy = c

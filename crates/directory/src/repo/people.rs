@@ -786,7 +786,11 @@ impl ManyRows {
     /// at), marked changed at `seq` (see `repo::feed`), with their derived rows.
     pub fn new(org: OrgId, seq: i64, created: &[Links<'_>], updated: &[(Links<'_>, i64)]) -> Self {
         use carebridge_store::bulk::Rows;
-        let mut r = ManyRows::default();
+        let mut r = ManyRows {
+            created: Rows::with_capacity(created.len(), PERSON_COLS.len() + 3),
+            updated: Rows::with_capacity(updated.len(), PERSON_COLS.len() + 1),
+            ..ManyRows::default()
+        };
         for l in created {
             person_cells(&mut r.created, l, seq);
             r.created
@@ -801,9 +805,15 @@ impl ManyRows {
             r.updated_ids.push(l.person.id);
         }
         let all = created.iter().chain(updated.iter().map(|(l, _)| l));
-        let (mut tokens, mut units, mut labels) = (Rows::new(), Rows::new(), Rows::new());
+        let count = |f: fn(&Links<'_>) -> usize| {
+            created.iter().map(f).sum::<usize>() + updated.iter().map(|(l, _)| f(l)).sum::<usize>()
+        };
+        let (mut units, mut labels) = (
+            Rows::with_capacity(count(|l| l.units.len()), 3),
+            Rows::with_capacity(count(|l| l.labels.len()), 3),
+        );
         // Tokens in key order: consecutive inserts land on the same B-tree pages.
-        let mut keys: Vec<(&str, &str, Uuid)> = Vec::new();
+        let mut keys: Vec<(&str, &str, Uuid)> = Vec::with_capacity(count(|l| l.tokens.len()));
         let (mut unit_ids, mut label_ids) = (
             std::collections::BTreeSet::new(),
             std::collections::BTreeSet::new(),
@@ -822,6 +832,7 @@ impl ManyRows {
             }
         }
         keys.sort_unstable();
+        let mut tokens = Rows::with_capacity(keys.len(), 4);
         for (t, sort_key, id) in keys {
             tokens.uuid(org.0).text(t).text(sort_key).uuid(id).end();
         }
