@@ -54,62 +54,110 @@ pub async fn append_many(
     at: Timestamp,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
-    use crate::bulk::{Col, Rows, insert};
     if entries.is_empty() {
         return Ok(());
     }
+    let from = head_for_append(tx, org).await?;
+    let (rows, to) = chain_rows(org, &from, at, entries.to_vec());
+    append_rows(tx, org, &from, rows, &to).await
+}
+
+/// The last event of an organisation's chain: its number and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// `org`'s chain head within `tx`, created (as the genesis) when missing. On PostgreSQL the head
+/// row stays locked until the transaction ends, so nobody else appends meanwhile; on SQLite the
+/// transaction's write lock does the same. A bulk writer reads it once, then keeps it (see
+/// [`chain_rows`]).
+pub async fn head_for_append(tx: &mut Tx, org: OrgId) -> Result<ChainHead, StoreError> {
     let g = genesis(org);
     exec!(tx, c => sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING")
         .bind(org.0).bind(&g).execute(c).await)?;
-    let n = entries.len() as i64;
-    let (last, mut prev): (i64, String) = run!(tx, c => sqlx::query_as(
-        "UPDATE audit_heads SET seq = seq + $2 WHERE org_id = $1 RETURNING seq, hash")
-        .bind(org.0).bind(n).fetch_one(c).await)?;
+    let (seq, hash): (i64, String) = run!(tx, c => sqlx::query_as(
+        "UPDATE audit_heads SET seq = seq WHERE org_id = $1 RETURNING seq, hash")
+        .bind(org.0).fetch_one(c).await)?;
+    Ok(ChainHead { seq, hash })
+}
+
+/// The rows of `entries` appended after `from`, and the head after them: pure CPU work (a hash
+/// per event), which a bulk writer does on another thread while its connection writes.
+pub fn chain_rows(
+    org: OrgId,
+    from: &ChainHead,
+    at: Timestamp,
+    entries: Vec<AuditEntry>,
+) -> (crate::bulk::Rows, ChainHead) {
+    let mut rows = crate::bulk::Rows::with_capacity(entries.len(), AUDIT_COLS.len());
     let at_ms = at.as_millisecond();
-    let mut rows = Rows::with_capacity(entries.len(), 12);
-    for (i, e) in entries.iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
-        let hash = chain_hash(org, &prev, seq, at_ms, e);
+    let mut prev = from.hash.clone();
+    let mut seq = from.seq;
+    for e in entries {
+        seq += 1;
+        let hash = chain_hash(org, &prev, seq, at_ms, &e);
         rows.uuid(org.0)
             .int(seq)
             .int(at_ms)
-            .text(&e.actor)
-            .text(&e.action)
-            .text(&e.target_type)
-            .text(&e.target_id)
-            .opt_text(e.before_digest.as_deref())
-            .opt_text(e.after_digest.as_deref())
-            .text(&e.source)
-            .text(&prev)
+            .text_owned(e.actor)
+            .text_owned(e.action)
+            .text_owned(e.target_type)
+            .text_owned(e.target_id)
+            .opt_text_owned(e.before_digest)
+            .opt_text_owned(e.after_digest)
+            .text_owned(e.source)
+            .text_owned(prev)
             .text(&hash)
             .end();
         prev = hash;
     }
-    exec!(tx, c => sqlx::query("UPDATE audit_heads SET hash = $2 WHERE org_id = $1")
-        .bind(org.0).bind(&prev).execute(c).await)?;
-    insert(
-        tx,
-        "audit_events",
-        &[
-            ("org_id", Col::Uuid),
-            ("seq", Col::Int),
-            ("at", Col::Int),
-            ("actor", Col::Text),
-            ("action", Col::Text),
-            ("target_type", Col::Text),
-            ("target_id", Col::Text),
-            ("before_digest", Col::Text),
-            ("after_digest", Col::Text),
-            ("source", Col::Text),
-            ("prev_hash", Col::Text),
-            ("hash", Col::Text),
-        ],
-        rows,
-        "",
-    )
-    .await?;
+    (rows, ChainHead { seq, hash: prev })
+}
+
+/// Writes rows made by [`chain_rows`] from head `from` to head `to`. The head must still be
+/// `from` (else [`StoreError::Corrupt`]: the rows would not continue the chain).
+pub async fn append_rows(
+    tx: &mut Tx,
+    org: OrgId,
+    from: &ChainHead,
+    rows: crate::bulk::Rows,
+    to: &ChainHead,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let moved = exec!(tx, c => sqlx::query(
+        "UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1 AND seq = $4 AND hash = $5")
+        .bind(org.0).bind(to.seq).bind(&to.hash).bind(from.seq).bind(&from.hash)
+        .execute(c).await)?;
+    if moved != 1 {
+        return Err(StoreError::Corrupt(
+            "the audit chain's head moved during a bulk append".into(),
+        ));
+    }
+    crate::bulk::insert(tx, "audit_events", AUDIT_COLS, rows, "").await?;
     Ok(())
 }
+
+const AUDIT_COLS: &[(&str, crate::bulk::Col)] = {
+    use crate::bulk::Col;
+    &[
+        ("org_id", Col::Uuid),
+        ("seq", Col::Int),
+        ("at", Col::Int),
+        ("actor", Col::Text),
+        ("action", Col::Text),
+        ("target_type", Col::Text),
+        ("target_id", Col::Text),
+        ("before_digest", Col::Text),
+        ("after_digest", Col::Text),
+        ("source", Col::Text),
+        ("prev_hash", Col::Text),
+        ("hash", Col::Text),
+    ]
+};
 
 /// The audit entry of a change by `actor` (digests of the before/after states as JSON).
 pub fn entry<B: serde::Serialize, A: serde::Serialize>(

@@ -110,6 +110,16 @@ impl Rows {
         self.push(v.map_or(Val::Null, |s| Val::Text(s.to_string())))
     }
 
+    /// [`Rows::text`], moved in rather than copied.
+    pub fn text_owned(&mut self, v: String) -> &mut Self {
+        self.push(Val::Text(v))
+    }
+
+    /// [`Rows::opt_text`], moved in rather than copied.
+    pub fn opt_text_owned(&mut self, v: Option<String>) -> &mut Self {
+        self.push(v.map_or(Val::Null, Val::Text))
+    }
+
     pub fn int(&mut self, v: i64) -> &mut Self {
         self.push(Val::Int(v))
     }

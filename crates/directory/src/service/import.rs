@@ -10,8 +10,9 @@
 //! - this task (the planner) matches each chunk against the organisation's people (read once,
 //!   in three set queries) and builds the chunk's rows (`repo::people::ManyRows`);
 //! - a writer task ([`Writer`]) owns the transaction and writes chunk after chunk with set
-//!   statements (`repo::people::write_many`, `audit::append_many`: a few statements per chunk,
-//!   not per row) while the planner works on the next one. Units a row names and that do not
+//!   statements (`repo::people::write_many`, `audit::append_rows`: a few statements per chunk,
+//!   not per row) while the planner works on the next one; a chunk's audit events are hashed
+//!   on a blocking thread while its people are written. Units a row names and that do not
 //!   exist yet are created by the writer too, in order, on the planner's request.
 //!
 //! Rules:
@@ -1079,7 +1080,7 @@ impl State {
                 .await?;
             }
             let seq = *seq;
-            write(tx, org, seq, prepare(org.id, seq, batch), now).await?;
+            write(tx, org, seq, prepare(org.id, seq, batch), &mut None, now).await?;
         }
         Ok(())
     }
@@ -1123,14 +1124,25 @@ fn prepare(org: OrgId, seq: i64, batch: Batch) -> Prepared {
 }
 
 /// Writes one chunk, marked changed at `seq` for the sync feed (one change number for the
-/// whole import: its changes become visible together).
+/// whole import: its changes become visible together). `head` is the organisation's audit
+/// chain head, kept by the writer between chunks (read when `None`); the chunk's events are
+/// hashed on another thread while its people are written.
 async fn write(
     tx: &mut Tx,
     org: &OrgRef,
     seq: i64,
     p: Prepared,
+    head: &mut Option<audit::ChainHead>,
     now: Timestamp,
 ) -> Result<(), ServiceError> {
+    let from = match head.take() {
+        Some(h) => h,
+        None => audit::head_for_append(tx, org.id).await?,
+    };
+    let chain = {
+        let (org, from, entries) = (org.id, from.clone(), p.audit);
+        tokio::task::spawn_blocking(move || audit::chain_rows(org, &from, now, entries))
+    };
     let labels: Vec<(Uuid, &str, &str)> = p
         .labels
         .iter()
@@ -1164,7 +1176,13 @@ async fn write(
     for r in &p.roles {
         roles_repo::insert(tx, org.id, r).await?;
     }
-    audit::append_many(tx, org.id, now, &p.audit).await?;
+    let (rows, to) = match chain.await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => return Err(writer_gone()),
+    };
+    audit::append_rows(tx, org.id, &from, rows, &to).await?;
+    *head = Some(to);
     Ok(())
 }
 
@@ -1208,10 +1226,13 @@ impl Writer {
         // One chunk queued while one is written: memory stays bounded.
         let (jobs, mut recv) = tokio::sync::mpsc::channel::<Job>(1);
         let task = tokio::spawn(async move {
+            let mut head = None;
             while let Some(job) = recv.recv().await {
                 match job {
-                    Job::Write(p) => write(&mut tx, &org, seq, *p, now).await?,
+                    Job::Write(p) => write(&mut tx, &org, seq, *p, &mut head, now).await?,
                     Job::Unit(input, reply) => {
+                        // Creating a unit appends to the audit chain itself.
+                        head = None;
                         match crate::service::units::create_in(&mut tx, &actor, &org, &input, now)
                             .await
                         {
