@@ -110,7 +110,27 @@ fn corrupt(what: &str, e: &dyn std::fmt::Display) -> ServiceError {
     )))
 }
 
-fn to_proto(j: Job, backend: Backend, now: i64) -> Result<ImportJob, ServiceError> {
+/// The progress of the jobs running in this process, taken before their rows are read (see
+/// [`to_proto`]).
+fn live_snapshot() -> HashMap<Uuid, f64> {
+    LIVE.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|m| m.iter().map(|(id, (_, p))| (*id, *p)).collect())
+        .unwrap_or_default()
+}
+
+/// `j` as the API shows it; `live_before` is the job's entry in [`LIVE`] taken before `j` was
+/// read. A row that says `running` is live if the job was in [`LIVE`] before the read or is
+/// now: a job stores its final state before it leaves `LIVE`, and is claimed in `LIVE` before
+/// its row is stored, so a row read just before the job finished (or just after it started)
+/// is not taken for an interrupted one.
+fn to_proto(
+    j: Job,
+    live_before: Option<f64>,
+    backend: Backend,
+    now: i64,
+) -> Result<ImportJob, ServiceError> {
     let options: ImportOptions =
         serde_json::from_str(&j.options).map_err(|e| corrupt("options", &e))?;
     let report: Option<ImportReport> = j
@@ -126,7 +146,7 @@ fn to_proto(j: Job, backend: Backend, now: i64) -> Result<ImportJob, ServiceErro
         .transpose()
         .map_err(|e| corrupt("problem", &e))?;
     let (state, progress) = if j.state == "running" {
-        match live_get(j.id) {
+        match live_get(j.id).or(live_before) {
             Some(p) => ("running".to_string(), p),
             None if backend == Backend::Postgres && now - j.updated_at < STALE_MS => {
                 ("running".to_string(), j.progress)
@@ -241,7 +261,7 @@ pub async fn start(
     };
     repo::insert_job(&mut tx, org.id, &j).await?;
     tx.commit().await?;
-    let out = to_proto(j.clone(), db.backend(), now_ms)?;
+    let out = to_proto(j.clone(), None, db.backend(), now_ms)?;
     let org = org.clone();
     // The task ends the claim.
     claim.0 = None;
@@ -397,11 +417,12 @@ pub async fn get(
     id: Uuid,
     now: Timestamp,
 ) -> Result<ImportJob, ServiceError> {
+    let live = live_get(id);
     let mut c = db.read().await?;
     let j = repo::get(&mut c, org.id, id)
         .await?
         .ok_or(ServiceError::NotFound { what: "import job" })?;
-    to_proto(j, db.backend(), now.as_millisecond())
+    to_proto(j, live, db.backend(), now.as_millisecond())
 }
 
 /// Jobs, newest first.
@@ -414,6 +435,7 @@ pub async fn list(
     now: Timestamp,
 ) -> Result<Page<ImportJob>, ServiceError> {
     let before: Option<(i64, Uuid)> = cursor.decode_opt("import-jobs", after)?;
+    let live = live_snapshot();
     let mut c = db.read().await?;
     let rows = repo::page(
         &mut c,
@@ -428,7 +450,10 @@ pub async fn list(
         items: page
             .items
             .into_iter()
-            .map(|j| to_proto(j, db.backend(), now))
+            .map(|j| {
+                let l = live.get(&j.id).copied();
+                to_proto(j, l, db.backend(), now)
+            })
             .collect::<Result<_, _>>()?,
         next_cursor: page.next_cursor,
     })
