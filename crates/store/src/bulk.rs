@@ -210,9 +210,9 @@ async fn run_sqlite(
     let mut n = 0;
     loop {
         let run = sqlx::query_with(&sql, args).execute(&mut *c);
-        // `join!` polls `run` first: it hands the statement to the worker thread, then the next
-        // one is built here while the worker runs it.
-        let (done, next) = tokio::join!(run, async {
+        // `biased`: `run` is polled first, which hands the statement to the worker thread; the
+        // next one is then built here while the worker runs it.
+        let (done, next) = tokio::join!(biased; run, async {
             statements
                 .next()
                 .map(|(sql, cells)| sqlite_args(cells).map(|a| (sql, a)))
