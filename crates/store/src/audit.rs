@@ -46,22 +46,6 @@ pub async fn append(
     })
 }
 
-/// Appends many events to `org`'s chain within `tx` in three statements (bulk paths: one head
-/// update, one multi-row insert), with the same hashes [`append`] would give one by one.
-pub async fn append_many(
-    tx: &mut Tx,
-    org: OrgId,
-    at: Timestamp,
-    entries: &[AuditEntry],
-) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let from = head_for_append(tx, org).await?;
-    let (rows, to) = chain_rows(org, &from, at, entries.to_vec());
-    append_rows(tx, org, &from, rows, &to).await
-}
-
 /// The last event of an organisation's chain: its number and hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainHead {
@@ -83,8 +67,9 @@ pub async fn head_for_append(tx: &mut Tx, org: OrgId) -> Result<ChainHead, Store
     Ok(ChainHead { seq, hash })
 }
 
-/// The rows of `entries` appended after `from`, and the head after them: pure CPU work (a hash
-/// per event), which a bulk writer does on another thread while its connection writes.
+/// The rows of `entries` appended after `from`, and the head after them, with the same hashes
+/// [`append`] would give one by one: pure CPU work (a hash per event), which a bulk writer does
+/// on another thread while its connection writes. [`append_rows`] writes them.
 pub fn chain_rows(
     org: OrgId,
     from: &ChainHead,
