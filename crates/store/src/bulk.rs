@@ -177,24 +177,6 @@ impl Rows {
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Binds the cells by value: sqlx sends a statement's arguments to its SQLite worker thread
-/// as owned values, so a borrowed text would be copied once more on the way (on the import's
-/// critical path, between two statements of the writer).
-fn bind_sqlite(mut q: SqliteQuery<'_>, cells: Vec<Val>) -> SqliteQuery<'_> {
-    for v in cells {
-        q = match v {
-            Val::Null => q.bind(None::<String>),
-            Val::Uuid(u) => q.bind(u),
-            Val::Text(s) => q.bind(s),
-            Val::Int(i) => q.bind(i),
-            Val::Bool(b) => q.bind(b),
-        };
-    }
-    q
-}
-
 /// Runs SQLite statements `(sql, cells)` one after the other and returns the rows they
 /// affected. Each statement's arguments are built while the one before runs on the
 /// connection's worker thread: building them (a few thousand cells) took about a fifth of the
@@ -225,7 +207,9 @@ async fn run_sqlite(
     }
 }
 
-/// A statement's arguments, the cells moved in (see [`bind_sqlite`]).
+/// A statement's arguments, the cells moved in by value: sqlx sends a statement's arguments to
+/// its SQLite worker thread as owned values, so a borrowed text would be copied once more on
+/// the way (on the import's critical path, between two statements of the writer).
 fn sqlite_args(cells: Vec<Val>) -> Result<sqlx::sqlite::SqliteArguments<'static>, StoreError> {
     use sqlx::Arguments;
     let mut args = sqlx::sqlite::SqliteArguments::default();
@@ -504,7 +488,7 @@ pub async fn update(
                      WHERE {cond} AND +{table}.org_id = ?",
                     values_list(chunk.len() / w, w)
                 );
-                n += bind_sqlite(sqlx::query(&sql), chunk)
+                n += sqlx::query_with(&sql, sqlite_args(chunk)?)
                     .bind(org)
                     .execute(&mut *c)
                     .await?
@@ -551,7 +535,7 @@ pub async fn delete_keys(
                      WHERE (org_id, {names}) IN (SELECT ?, {aliases} FROM v)",
                     values_list(chunk.len() / w, w)
                 );
-                n += bind_sqlite(sqlx::query(&sql), chunk)
+                n += sqlx::query_with(&sql, sqlite_args(chunk)?)
                     .bind(org)
                     .execute(&mut *c)
                     .await?
