@@ -652,6 +652,35 @@ pub async fn lock_parents(
     Ok(())
 }
 
+/// [`lock_parents`] for an organisation itself: checks that `org` exists and on PostgreSQL
+/// locks it `FOR KEY SHARE` until the transaction ends, so that rows naming it (new people)
+/// can be inserted after [`fk_triggers_off`]. A missing organisation is a
+/// [`StoreError::ForeignKey`].
+pub async fn lock_organisation(tx: &mut Tx, org: Uuid) -> Result<(), StoreError> {
+    let found: i64 =
+        match Exec::raw(&mut *tx) {
+            Raw::Sqlite(c) => {
+                sqlx::query_scalar("SELECT count(*) FROM organisations WHERE id = ?")
+                    .bind(org)
+                    .fetch_one(&mut *c)
+                    .await?
+            }
+            Raw::Postgres(c) => sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM organisations WHERE id = $1 FOR KEY SHARE) \
+                 AS locked",
+            )
+            .bind(org)
+            .fetch_one(&mut *c)
+            .await?,
+        };
+    if found != 1 {
+        return Err(StoreError::ForeignKey {
+            what: "the organisation named does not exist (any more)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// SQLite: checks every foreign key of every row of `tables` (`PRAGMA foreign_key_check`), for
 /// a [`crate::Db::begin_bulk`] transaction, which writes without them, before it commits. A
 /// row naming a missing parent is a [`StoreError::ForeignKey`]. Each call reads the whole of
