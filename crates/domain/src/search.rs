@@ -56,6 +56,21 @@ pub fn person_tokens(
     emails: &[String],
     phones: &[String],
 ) -> Vec<String> {
+    person_tokens_from(
+        given,
+        family,
+        emails.iter().map(String::as_str),
+        phones.iter().map(String::as_str),
+    )
+}
+
+/// [`person_tokens`] of e-mails and phone numbers borrowed from wherever they are.
+pub fn person_tokens_from<'a>(
+    given: &str,
+    family: &str,
+    emails: impl IntoIterator<Item = &'a str>,
+    phones: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in tokens(given).into_iter().chain(tokens(family)) {
         // Double names are found by each part too: "müller-lüdenscheidt" by "lüd…".

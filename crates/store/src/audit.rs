@@ -153,17 +153,24 @@ pub fn entry<B: serde::Serialize, A: serde::Serialize>(
     before: Option<&B>,
     after: Option<&A>,
 ) -> AuditEntry {
-    use carebridge_domain::audit::digest;
-    let d = |v: Option<Vec<u8>>| v.map(|b| digest(&b));
     AuditEntry {
         actor: actor.principal.audit_label(),
         action: action.to_string(),
         target_type: target_type.to_string(),
         target_id: target_id.to_string(),
-        before_digest: d(before.and_then(|b| serde_json::to_vec(b).ok())),
-        after_digest: d(after.and_then(|a| serde_json::to_vec(a).ok())),
+        before_digest: before.and_then(digest_json),
+        after_digest: after.and_then(digest_json),
         source: actor.source.as_str().to_string(),
     }
+}
+
+/// `carebridge_domain::audit::digest` of a state's JSON, hashed as it is written (no buffer
+/// for the JSON); `None` if it cannot be written as JSON.
+fn digest_json<T: serde::Serialize + ?Sized>(state: &T) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    serde_json::to_writer(&mut h, state).ok()?;
+    Some(hex::encode(h.finalize()))
 }
 
 type Row = (
@@ -290,4 +297,18 @@ pub async fn record<B: serde::Serialize, A: serde::Serialize>(
 ) -> Result<AuditRecord, StoreError> {
     let entry = entry(actor, action, target_type, target_id, before, after);
     append(tx, org, at, &entry).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_digest_is_the_digest_of_the_json() {
+        use carebridge_domain::audit::digest;
+        let state = serde_json::json!({"name": "Anna Müller", "phones": ["+41791234567"], "n": 3});
+        let bytes = serde_json::to_vec(&state).unwrap();
+        assert_eq!(digest_json(&state), Some(digest(&bytes)));
+        assert_ne!(digest_json("other"), Some(digest(&bytes)));
+    }
 }

@@ -716,9 +716,9 @@ pub async fn insert_labels(
     Ok(())
 }
 
-/// A person's derived rows, for [`ManyRows::new`].
-pub struct Links<'a> {
-    pub person: &'a Person,
+/// A person with their derived rows, for [`ManyRows::new`] (which takes them apart).
+pub struct Links {
+    pub person: Person,
     pub sort_key: String,
     pub tokens: Vec<String>,
     pub units: Vec<Uuid>,
@@ -746,23 +746,29 @@ const PERSON_COLS: &[(&str, carebridge_store::bulk::Col)] = {
     ]
 };
 
-fn person_cells(rows: &mut carebridge_store::bulk::Rows, l: &Links<'_>, seq: i64) {
-    let (p, sort_key) = (l.person, &l.sort_key);
+/// The cells of [`PERSON_COLS`], the person's strings moved in.
+fn person_cells(
+    rows: &mut carebridge_store::bulk::Rows,
+    p: Person,
+    sort_key: String,
+    search: String,
+    seq: i64,
+) {
     rows.uuid(p.id)
-        .text(&p.kind)
-        .text(&p.given_name)
-        .text(&p.family_name)
-        .text(sort_key)
-        .opt_text(p.external_id.as_deref())
-        .opt_text(p.language.as_deref())
-        .text(&to_json(&p.emails))
-        .text(&to_json(&p.phones))
-        .text(&to_json(&p.address))
+        .text_owned(p.kind)
+        .text_owned(p.given_name)
+        .text_owned(p.family_name)
+        .text_owned(sort_key)
+        .opt_text_owned(p.external_id)
+        .opt_text_owned(p.language)
+        .text_owned(to_json(&p.emails))
+        .text_owned(to_json(&p.phones))
+        .text_owned(to_json(&p.address))
         .bool(p.active)
         .int(p.version)
         .int(p.updated_at.as_millisecond())
         .int(seq)
-        .text(&carebridge_domain::search::search_text(&l.tokens));
+        .text_owned(search);
 }
 
 /// The rows of a [`write_many`], built ahead (pure CPU work, which a bulk writer can do while
@@ -784,61 +790,64 @@ pub struct ManyRows {
 impl ManyRows {
     /// New people (`created`) and changed ones (`updated`, each with the version it was read
     /// at), marked changed at `seq` (see `repo::feed`), with their derived rows.
-    pub fn new(org: OrgId, seq: i64, created: &[Links<'_>], updated: &[(Links<'_>, i64)]) -> Self {
+    pub fn new(org: OrgId, seq: i64, created: Vec<Links>, updated: Vec<(Links, i64)>) -> Self {
         use carebridge_store::bulk::Rows;
+        let count = |f: fn(&Links) -> usize| {
+            created.iter().map(f).sum::<usize>() + updated.iter().map(|(l, _)| f(l)).sum::<usize>()
+        };
         let mut r = ManyRows {
             created: Rows::with_capacity(created.len(), PERSON_COLS.len() + 3),
             updated: Rows::with_capacity(updated.len(), PERSON_COLS.len() + 1),
+            units: Rows::with_capacity(count(|l| l.units.len()), 3),
+            labels: Rows::with_capacity(count(|l| l.labels.len()), 3),
             ..ManyRows::default()
         };
-        for l in created {
-            person_cells(&mut r.created, l, seq);
-            r.created
-                .uuid(org.0)
-                .int(l.person.created_at.as_millisecond())
-                .int(seq)
-                .end();
-        }
-        for (l, expected) in updated {
-            person_cells(&mut r.updated, l, seq);
-            r.updated.int(*expected).end();
-            r.updated_ids.push(l.person.id);
-        }
-        let all = created.iter().chain(updated.iter().map(|(l, _)| l));
-        let count = |f: fn(&Links<'_>) -> usize| {
-            created.iter().map(f).sum::<usize>() + updated.iter().map(|(l, _)| f(l)).sum::<usize>()
-        };
-        let (mut units, mut labels) = (
-            Rows::with_capacity(count(|l| l.units.len()), 3),
-            Rows::with_capacity(count(|l| l.labels.len()), 3),
-        );
         // Tokens in key order: consecutive inserts land on the same B-tree pages.
-        let mut keys: Vec<(&str, &str, Uuid)> = Vec::with_capacity(count(|l| l.tokens.len()));
+        let mut keys: Vec<(String, String, Uuid)> = Vec::with_capacity(count(|l| l.tokens.len()));
         let (mut unit_ids, mut label_ids) = (
             std::collections::BTreeSet::new(),
             std::collections::BTreeSet::new(),
         );
-        for l in all {
-            unit_ids.extend(l.units.iter().copied());
-            label_ids.extend(l.labels.iter().copied());
-            for t in &l.tokens {
-                keys.push((t, &l.sort_key, l.person.id));
+        // The derived rows of one person; the person's own cells are left to the caller.
+        let mut derived = |l: Links, r: &mut ManyRows| -> (Person, String, String) {
+            let id = l.person.id;
+            let search = carebridge_domain::search::search_text(&l.tokens);
+            for t in l.tokens {
+                keys.push((t, l.sort_key.clone(), id));
             }
-            for u in &l.units {
-                units.uuid(l.person.id).uuid(*u).uuid(org.0).end();
+            for u in l.units {
+                unit_ids.insert(u);
+                r.units.uuid(id).uuid(u).uuid(org.0).end();
             }
-            for x in &l.labels {
-                labels.uuid(l.person.id).uuid(*x).uuid(org.0).end();
+            for x in l.labels {
+                label_ids.insert(x);
+                r.labels.uuid(id).uuid(x).uuid(org.0).end();
             }
+            (l.person, l.sort_key, search)
+        };
+        for l in created {
+            let (p, sort_key, search) = derived(l, &mut r);
+            let (org_id, created_at) = (org.0, p.created_at.as_millisecond());
+            person_cells(&mut r.created, p, sort_key, search, seq);
+            r.created.uuid(org_id).int(created_at).int(seq).end();
+        }
+        for (l, expected) in updated {
+            let (p, sort_key, search) = derived(l, &mut r);
+            r.updated_ids.push(p.id);
+            person_cells(&mut r.updated, p, sort_key, search, seq);
+            r.updated.int(expected).end();
         }
         keys.sort_unstable();
         let mut tokens = Rows::with_capacity(keys.len(), 4);
         for (t, sort_key, id) in keys {
-            tokens.uuid(org.0).text(t).text(sort_key).uuid(id).end();
+            tokens
+                .uuid(org.0)
+                .text_owned(t)
+                .text_owned(sort_key)
+                .uuid(id)
+                .end();
         }
         r.tokens = tokens;
-        r.units = units;
-        r.labels = labels;
         r.unit_ids = unit_ids.into_iter().collect();
         r.label_ids = label_ids.into_iter().collect();
         r

@@ -33,7 +33,7 @@ use carebridge_domain::audit::AuditEntry;
 use carebridge_domain::auth::Actor;
 use carebridge_domain::person::PersonDraft;
 use carebridge_domain::role::Role;
-use carebridge_domain::search::{fold, person_tokens, sort_key};
+use carebridge_domain::search::{fold, sort_key};
 use carebridge_domain::{IdSequence, OrgId, PersonId, Timestamp};
 use carebridge_proto::directory::{
     Contact, CreateUnit, ImportColumn, ImportError, ImportMatch, ImportOptions, ImportReport,
@@ -304,7 +304,7 @@ async fn import(
                             Item::Row(p) => {
                                 report.rows += 1;
                                 if let Err(e) = state
-                                    .plan(writer.as_ref(), actor, &p, &mut batch, &mut report, now)
+                                    .plan(writer.as_ref(), actor, p, &mut batch, &mut report, now)
                                     .await?
                                 {
                                     report.bad_rows += 1;
@@ -678,7 +678,7 @@ impl State {
         &mut self,
         writer: Option<&Writer>,
         actor: &Actor,
-        row: &Parsed,
+        row: Parsed,
         batch: &mut Batch,
         report: &mut ImportReport,
         now: Timestamp,
@@ -863,7 +863,7 @@ impl State {
             Some(c) => c.clone(),
             None => crate::service::people::blank(PersonId(self.ids.next(now)), now),
         };
-        self.merge(&mut next, d, cur.is_none());
+        self.merge(&mut next, row.person, cur.is_none());
         if self.has.contains(&Field::Unit) || cur.is_none() {
             next.units = unit
                 .iter()
@@ -963,30 +963,28 @@ impl State {
         Ok(Ok(()))
     }
 
-    /// Copies the file's columns of `d` onto `p`.
-    fn merge(&self, p: &mut Person, d: &PersonDraft, new: bool) {
+    /// Moves the file's columns of `d` onto `p`.
+    fn merge(&self, p: &mut Person, d: PersonDraft, new: bool) {
         let has = |f: Field| new || self.has.contains(&f);
-        let contacts = |c: &[carebridge_domain::person::Contact]| {
-            c.iter()
-                .map(|c| Contact {
-                    value: c.value.clone(),
-                    kind: c.kind.clone(),
-                })
-                .collect::<Vec<_>>()
+        let contacts = |c: Vec<carebridge_domain::person::Contact>| {
+            c.into_iter().map(|c| Contact {
+                value: c.value,
+                kind: c.kind,
+            })
         };
-        p.given_name = d.given_name.clone();
-        p.family_name = d.family_name.clone();
+        p.given_name = d.given_name;
+        p.family_name = d.family_name;
         if self.has.contains(&Field::Kind) || new {
             p.kind = d.kind.as_str().to_string();
         }
         if d.external_id.is_some() {
-            p.external_id = d.external_id.clone();
+            p.external_id = d.external_id;
         }
         if has(Field::Language) {
-            p.language = d.language.clone();
+            p.language = d.language;
         }
         if has(Field::Email) {
-            p.emails = contacts(&d.emails);
+            p.emails = contacts(d.emails).collect();
         }
         if has(Field::Mobile) || has(Field::Phone) {
             // Stored numbers of a kind the file has no column for stay (a file with only a
@@ -996,32 +994,27 @@ impl State {
                 .filter(|(f, _)| has(*f))
                 .map(|(_, k)| k)
                 .collect();
-            let mut phones: Vec<Contact> = p
-                .phones
-                .iter()
-                .filter(|c| !from_file.contains(&c.kind.as_str()))
-                .cloned()
-                .collect();
-            phones.extend(contacts(&d.phones));
-            p.phones = phones;
+            p.phones.retain(|c| !from_file.contains(&c.kind.as_str()));
+            p.phones.extend(contacts(d.phones));
         }
+        let a = d.address;
         if has(Field::Street) {
-            p.address.street = d.address.street.clone();
+            p.address.street = a.street;
         }
         if has(Field::PostalCode) {
-            p.address.postal_code = d.address.postal_code.clone();
+            p.address.postal_code = a.postal_code;
         }
         if has(Field::Locality) {
-            p.address.locality = d.address.locality.clone();
+            p.address.locality = a.locality;
         }
         if has(Field::Country) {
-            p.address.country = d.address.country.clone();
+            p.address.country = a.country;
         }
         if has(Field::Groups) {
-            p.groups = d.groups.clone();
+            p.groups = d.groups;
         }
         if has(Field::Skills) {
-            p.skills = d.skills.clone();
+            p.skills = d.skills;
         }
     }
 
@@ -1102,16 +1095,20 @@ impl State {
     }
 }
 
-/// A person's derived rows: sort key, search tokens, unit and label ids.
-fn derived<'a>(p: &'a Person, labels: &[Uuid]) -> Links<'a> {
-    let emails: Vec<String> = p.emails.iter().map(|e| e.value.clone()).collect();
-    let phones: Vec<String> = p.phones.iter().map(|e| e.value.clone()).collect();
+/// A person with their derived rows: sort key, search tokens, unit and label ids.
+fn derived(p: Person, labels: Vec<Uuid>) -> Links {
+    let tokens = carebridge_domain::search::person_tokens_from(
+        &p.given_name,
+        &p.family_name,
+        p.emails.iter().map(|e| e.value.as_str()),
+        p.phones.iter().map(|e| e.value.as_str()),
+    );
     Links {
-        person: p,
         sort_key: sort_key(&p.given_name, &p.family_name),
-        tokens: person_tokens(&p.given_name, &p.family_name, &emails, &phones),
+        tokens,
         units: p.units.iter().map(|u| u.id).collect(),
-        labels: labels.to_vec(),
+        labels,
+        person: p,
     }
 }
 
@@ -1125,14 +1122,18 @@ struct Prepared {
 
 /// Builds a chunk's rows (CPU only: done by the planner while the writer writes).
 fn prepare(org: OrgId, seq: i64, batch: Batch) -> Prepared {
-    let created: Vec<Links> = batch.created.iter().map(|(p, l)| derived(p, l)).collect();
+    let created: Vec<Links> = batch
+        .created
+        .into_iter()
+        .map(|(p, l)| derived(p, l))
+        .collect();
     let updated: Vec<(Links, i64)> = batch
         .updated
-        .iter()
-        .map(|(p, v, l)| (derived(p, l), *v))
+        .into_iter()
+        .map(|(p, v, l)| (derived(p, l), v))
         .collect();
     Prepared {
-        rows: repo::ManyRows::new(org, seq, &created, &updated),
+        rows: repo::ManyRows::new(org, seq, created, updated),
         labels: batch.labels,
         roles: batch.roles,
         audit: batch.audit,
