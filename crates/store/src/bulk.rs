@@ -716,9 +716,10 @@ pub async fn check_foreign_keys(tx: &mut Tx, tables: &[&str]) -> Result<(), Stor
 ///
 /// Each foreign key of each inserted row otherwise costs a trigger call that runs a
 /// `SELECT … FOR KEY SHARE` on the parent: for an import's link rows (a person's unit, groups
-/// and skills) that was 40% of the server's work. Only for inserts whose every key the caller
-/// has made sure of in this transaction: rows written in it, or parents checked and locked with
-/// [`lock_parents`]. Other triggers are off meanwhile too (the schema has none).
+/// and skills) that was 40% of the server's work, for its new people (their organisation)
+/// another tenth. Only for inserts whose every key the caller has made sure of in this
+/// transaction: rows written in it, or parents checked and locked with [`lock_parents`] or
+/// [`lock_organisation`]. Other triggers are off meanwhile too (the schema has none).
 pub async fn fk_triggers_off(tx: &mut Tx) -> Result<bool, StoreError> {
     let Raw::Postgres(c) = Exec::raw(&mut *tx) else {
         return Ok(false);

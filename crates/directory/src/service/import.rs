@@ -292,7 +292,7 @@ async fn import(
                 // Only ever sent before the rows (handled above).
                 Msg::Header(_) | Msg::Columns(_) => {}
                 Msg::Items(items, done) => {
-                    let mut batch = Batch::default();
+                    let mut batch = Batch::with_capacity(items.len());
                     for item in items {
                         match item {
                             Item::Header(_) | Item::Columns(_) => {}
@@ -433,6 +433,19 @@ struct Batch {
     labels: Vec<(Uuid, &'static str, String)>,
     roles: Vec<RoleAssignment>,
     audit: Vec<AuditEntry>,
+}
+
+impl Batch {
+    /// Room for `rows` rows' people and audit events: the vectors are not regrown (each
+    /// regrowth of a chunk-sized vector is a copy into fresh memory).
+    fn with_capacity(rows: usize) -> Self {
+        Batch {
+            created: Vec::with_capacity(rows),
+            updated: Vec::with_capacity(rows),
+            audit: Vec::with_capacity(rows),
+            ..Batch::default()
+        }
+    }
 }
 
 /// What the import knows while it runs.

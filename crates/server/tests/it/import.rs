@@ -919,6 +919,9 @@ async fn a_write_failing_in_a_later_chunk_rolls_back_the_whole_import() {
              RETURN NEW; END $$",
             "CREATE TRIGGER refuse_boom BEFORE INSERT ON people FOR EACH ROW \
              EXECUTE FUNCTION refuse_boom()",
+            // The import inserts new people with ordinary triggers off (`session_replication_role
+            // = replica`, see `bulk::fk_triggers_off`); this one fires all the same.
+            "ALTER TABLE people ENABLE ALWAYS TRIGGER refuse_boom",
         ]
     } else {
         &["CREATE TRIGGER refuse_boom BEFORE INSERT ON people \
@@ -1119,11 +1122,12 @@ async fn an_import_dropped_midway_still_ends_the_bulk_mode() {
     assert!(!carebridge_directory::service::import::running(org.id.0));
 }
 
-/// The import writes its link rows (a person's unit, groups and skills) with the database's
-/// per-row foreign-key checks off on PostgreSQL (where the role may), having checked and locked
-/// the units and labels they name itself (`bulk::lock_parents`): a label that does not exist
-/// is refused, one that exists cannot be deleted until the transaction ends, and the checks are
-/// back on for the rest of the transaction. On SQLite the same check refuses a missing label.
+/// The import writes its new people and link rows (a person's unit, groups and skills) with
+/// the database's per-row foreign-key checks off on PostgreSQL (where the role may), having
+/// checked and locked the organisation, units and labels they name itself
+/// (`bulk::lock_organisation`, `bulk::lock_parents`): an organisation or label that does not
+/// exist is refused, one that exists stays until the transaction ends, and the checks are back
+/// on for the rest of the transaction. On SQLite the same checks refuse what is missing.
 #[tokio::test]
 async fn links_written_unchecked_name_parents_checked_and_locked() {
     use carebridge_store::{StoreError, bulk, exec, run, sqlx};
@@ -1164,10 +1168,35 @@ async fn links_written_unchecked_name_parents_checked_and_locked() {
     assert!(matches!(e, StoreError::ForeignKey { .. }), "{e:?}");
     drop(tx);
 
+    // New people name their organisation: one that does not exist is refused too.
     let mut tx = db.begin().await.unwrap();
+    let e = bulk::lock_organisation(&mut tx, uuid::Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::ForeignKey { what } if what.contains("organisation")),
+        "{e:?}"
+    );
+    drop(tx);
+
+    let mut tx = db.begin().await.unwrap();
+    bulk::lock_organisation(&mut tx, org).await.unwrap();
     bulk::lock_parents(&mut tx, "labels", org, &[label])
         .await
         .unwrap();
+    if carebridge_testkit::on_postgres() {
+        // The organisation is locked as a foreign-key check would lock it: nobody may lock it
+        // for an update of its key (or delete it) until this transaction ends.
+        let mut other = db.begin().await.unwrap();
+        let locked = exec!(&mut other, c => sqlx::query(
+            "SELECT 1 FROM organisations WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(org).execute(c).await);
+        assert!(
+            locked.is_err(),
+            "the organisation was not locked: {locked:?}"
+        );
+        drop(other);
+    }
     let off = bulk::fk_triggers_off(&mut tx).await.unwrap();
     let role = |on: bool| if on { "replica" } else { "origin" };
     if carebridge_testkit::on_postgres() {
