@@ -126,10 +126,16 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0019_search_column.sql"),
         include_str!("../migrations/postgres/0019_search_column.sql"),
     ),
+    (
+        20,
+        "people_account_index",
+        include_str!("../migrations/sqlite/0020_people_account_index.sql"),
+        include_str!("../migrations/postgres/0020_people_account_index.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
-pub const LATEST: i64 = 19;
+pub const LATEST: i64 = 20;
 
 #[derive(Debug)]
 struct Embedded(Backend);

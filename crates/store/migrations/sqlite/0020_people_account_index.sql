@@ -1,0 +1,5 @@
+-- Nothing to do on SQLite. On PostgreSQL this migration makes the unique index on
+-- (org_id, account_id) partial (people with an account only). Here that uniqueness is a
+-- constraint of the people table itself, which only a rebuild of that table (and of every
+-- foreign key naming it) could change, and its (org_id, NULL) entries are cheap: they go to
+-- the end of the index in rowid order.
