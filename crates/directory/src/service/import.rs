@@ -58,20 +58,6 @@ use crate::repo::roles as roles_repo;
 const FIRST_CHUNK: usize = 2_000;
 /// The largest chunk (see [`FIRST_CHUNK`]).
 const CHUNK: usize = 10_000;
-
-/// The size of the chunk after one of `size` rows, with `rows` rows read so far and `done` of
-/// the file (0 to 1) behind them: twice as large up to [`CHUNK`], but towards the end of the
-/// file no more than about half of what is left (never below [`FIRST_CHUNK`]). The last chunk
-/// is written after the planner has finished, alone on the critical path before the commit:
-/// a small one keeps that tail short.
-fn next_chunk(size: usize, rows: usize, done: f64) -> usize {
-    let grown = size.saturating_mul(2).min(CHUNK);
-    if !(done > 0.0 && done < 1.0) {
-        return grown;
-    }
-    let left = rows as f64 * (1.0 - done) / done;
-    grown.min((left / 2.0) as usize).max(FIRST_CHUNK)
-}
 /// Chunks the reader may run ahead of the planner: while the existing people are loaded (over a
 /// second for 100k) it reads and checks the first 34k rows instead of waiting.
 const READ_AHEAD: usize = 4;
@@ -177,7 +163,6 @@ async fn import(
     let bytes = req.bytes;
     let reader = tokio::task::spawn_blocking(move || {
         let mut size = FIRST_CHUNK;
-        let mut rows = 0usize;
         let mut buf = Vec::with_capacity(size);
         let mut last = 0.0;
         // When the writer has gone (error, client gone), the rest of the file is skipped.
@@ -197,8 +182,7 @@ async fn import(
             buf.push(item);
             last = done;
             if buf.len() >= size {
-                rows += buf.len();
-                size = next_chunk(size, rows, done);
+                size = (size * 2).min(CHUNK);
                 let full = std::mem::replace(&mut buf, Vec::with_capacity(size));
                 gone = send.blocking_send(Msg::Items(full, done)).is_err();
             }
@@ -1350,37 +1334,4 @@ fn same(a: &Person, b: &Person) -> bool {
         && units(a) == units(b)
         && labels(&a.groups) == labels(&b.groups)
         && labels(&a.skills) == labels(&b.skills)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The chunk sizes a file of `total` rows is cut into (done = rows read / total).
-    fn chunks(total: usize) -> Vec<usize> {
-        let (mut out, mut read, mut size) = (Vec::new(), 0, FIRST_CHUNK);
-        while read < total {
-            let n = size.min(total - read);
-            read += n;
-            out.push(n);
-            size = next_chunk(size, read, read as f64 / total as f64);
-        }
-        out
-    }
-
-    #[test]
-    fn chunks_grow_to_the_largest_then_shrink_towards_the_end() {
-        let c = chunks(100_000);
-        assert_eq!(c.iter().sum::<usize>(), 100_000);
-        assert_eq!(&c[..4], &[2_000, 4_000, 8_000, 10_000]);
-        assert!(c.iter().all(|&n| n <= CHUNK));
-        // The tail: the last chunk is no larger than the first.
-        let last = *c.last().unwrap();
-        assert!(last <= FIRST_CHUNK, "{c:?}");
-        // A small file is not cut finer than the first chunk size.
-        assert_eq!(chunks(3_000), vec![2_000, 1_000]);
-        // Where the position is unknown, sizes just grow.
-        assert_eq!(next_chunk(FIRST_CHUNK, 2_000, 0.0), 4_000);
-        assert_eq!(next_chunk(CHUNK, 50_000, 1.0), CHUNK);
-    }
 }
